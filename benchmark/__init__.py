@@ -1,0 +1,12 @@
+"""partbench: a benchmark suite for unsupervised object-part discovery.
+
+Importing :mod:`benchmark` is cheap: it imports no torch, no plug-ins. The pieces live in
+
+* :mod:`benchmark.core`     -- shared contracts (types, registries, seeding, caching); imports nothing else
+* :mod:`benchmark.methods`  -- part-discovery methods (``ours``, ``scops``, ``dff``, ``kmeans``, ``random``, ...)
+* :mod:`benchmark.datasets` -- datasets and their evaluation views (``synthetic``, ``cub``, ...)
+* :mod:`benchmark.metrics`  -- exact clustering metrics and landmark regression
+* :mod:`benchmark.runner`   -- the evaluation harness that joins them; :mod:`benchmark.cli` -- the ``benchmark`` command
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,175 @@
+"""The :class:`Dataset` base class: the plug-in author's manual for datasets.
+
+A dataset *instance* is one split seen through one *view*::
+
+    ds = benchmark.datasets.load("cub", root="/data/CUB_200_2011", split="test", view="fg")
+    sample = ds[0]          # a benchmark.core.types.Sample in the view's pixel coordinates
+
+Views:
+
+* ``"fg"`` / ``"full"`` -- the two evaluation views. The FG metrics (``fg_nmi``, ``fg_ari``) are computed on
+  ``fg_view``, the full-image metrics (``nmi``, ``ari``) on ``full_view``; for a dataset where both are the
+  same images, name the same view twice and the harness predicts once.
+* ``"train"`` -- the (augmented) training view used by methods that train (random crops, flips, ...).
+
+Class attributes describe the evaluation protocol (they go into ``benchmark list`` and the result rows):
+
+* ``ground_truth``: ``"keypoints"`` (the label of a visible keypoint is its index; the predicted label is
+  read at the keypoint, CUB) or ``"pixels"`` (every pixel with a part label map, DeepFashion/PASCAL-Part).
+* ``landmark_protocol``: one of ``benchmark.metrics.landmarks.PROTOCOLS`` or ``None``; landmark regression
+  fits on ``landmark_fit_split`` and evaluates on the evaluation split, both in ``landmark_view``.
+* ``protocol_description``: the crop/resize rules in words.
+
+Constructor: ``__init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
+**options)``; ``protocol`` is ``"corrected"`` or ``"legacy"`` (how labels and masks are resized and
+thresholded, see ``decisions.md``) and ``masks`` is ``"gt"``, ``"predicted:DIR"`` or ``"none"``. Validate
+the tree in ``__init__`` cheaply (index files, not images) and raise
+:class:`~benchmark.core.errors.UserError` naming the file and the fix. Decode images lazily in
+``__getitem__`` (it runs in DataLoader workers). Implement :meth:`image_size` cheaply when sizes vary, so
+batches can be formed from equal sizes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Literal
+
+import torch
+from torch.utils.data import DataLoader
+
+from benchmark.core.errors import UserError
+from benchmark.core.types import Batch, Sample, collate
+
+PROTOCOLS = ("corrected", "legacy")
+
+
+class Dataset(torch.utils.data.Dataset):
+    """Base class of every dataset (see the module docstring for the contract)."""
+
+    name: ClassVar[str] = "?"  # set by @register_dataset
+    needs_data_root: ClassVar[bool] = True
+    ground_truth: ClassVar[Literal["keypoints", "pixels"]] = "pixels"
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    views: ClassVar[tuple[str, ...]] = ("fg", "full", "train")
+    fg_view: ClassVar[str] = "fg"
+    full_view: ClassVar[str] = "full"
+    landmark_protocol: ClassVar[str | None] = None
+    landmark_view: ClassVar[str] = "fg"
+    landmark_fit_split: ClassVar[str] = "train"
+    keypoint_names: ClassVar[tuple[str, ...]] = ()
+    protocol_description: ClassVar[str] = ""
+    data_hint: ClassVar[str] = ""  # how to get the data (shown by `benchmark list` and in errors)
+
+    def __init__(self, root: str | Path | None = None, *, split: str = "test", view: str = "fg",
+                 protocol: str = "corrected", masks: str = "gt"):
+        if split not in self.splits:
+            raise UserError(f"dataset {self.name!r} has no split {split!r}; choose one of {', '.join(self.splits)}")
+        if view not in self.views:
+            raise UserError(f"dataset {self.name!r} has no view {view!r}; choose one of {', '.join(self.views)}")
+        if protocol not in PROTOCOLS:
+            raise UserError(f"unknown protocol {protocol!r}; choose 'corrected' or 'legacy'")
+        if not (masks in ("gt", "none") or masks.startswith("predicted:")):
+            raise UserError(f"unknown mask source {masks!r}; use gt, none or predicted:DIR")
+        if self.needs_data_root:
+            if root is None:
+                raise UserError(f"dataset {self.name!r} needs --data-root. {self.data_hint}".strip())
+            if not Path(root).is_dir():
+                raise UserError(f"data root {root} does not exist or is not a directory; pass --data-root "
+                                f"pointing at the {self.name} tree. {self.data_hint}".strip())
+        self.root = Path(root) if root is not None else None
+        self.split = split
+        self.view = view
+        self.protocol = protocol
+        self.masks = masks
+
+    # -- description --------------------------------------------------------------------------------
+    @classmethod
+    def description(cls) -> str:
+        doc = inspect.getdoc(cls) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None
+
+    @classmethod
+    def demo_options(cls) -> dict[str, Any]:
+        """Options for ``benchmark demo`` (only the built-in synthetic dataset is used there)."""
+        return {}
+
+    def options(self) -> dict[str, Any]:
+        """Dataset-specific constructor options (subclasses add theirs); recorded in result rows."""
+        return {}
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that determines this view's samples: the key of caches derived from it."""
+        return {"dataset": self.name, "root": str(self.root.resolve()) if self.root else None,
+                "split": self.split, "view": self.view, "protocol": self.protocol, "masks": self.masks,
+                "options": self.options(), "size": len(self)}
+
+    def with_view(self, *, split: str | None = None, view: str | None = None, masks: str | None = None) -> "Dataset":
+        """The same dataset and options, another split/view/mask source."""
+        return type(self)(self.root, split=split or self.split, view=view or self.view,
+                          protocol=self.protocol, masks=masks or self.masks, **self.options())
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoint_names)
+
+    # -- data ---------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Sample:
+        raise NotImplementedError
+
+    def image_size(self, index: int) -> tuple[int, int] | None:
+        """The (H, W) of sample ``index`` in this view, cheaply; ``None`` if unknown without decoding."""
+        return None
+
+    def batches(self, batch_size: int = 16, *, device: str | torch.device = "cpu", shuffle: bool = False,
+                generator: torch.Generator | None = None, num_workers: int = 0,
+                progress: bool | str = False, drop_last: bool = False) -> Iterator[Batch]:
+        """Iterate over :class:`Batch` es of equal-size images, moved to ``device``.
+
+        Samples whose size is known from :meth:`image_size` are grouped by size (order within a size is
+        kept unless ``shuffle``); with unknown sizes, batches hold one image.
+        """
+        batch_indices = size_buckets(self, batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last)
+        loader = DataLoader(self, batch_sampler=batch_indices, collate_fn=collate, num_workers=num_workers,
+                            pin_memory=torch.device(device).type == "cuda", persistent_workers=False)
+        iterator: Any = loader
+        if progress:
+            from tqdm.auto import tqdm
+
+            desc = progress if isinstance(progress, str) else f"{self.name}/{self.split}/{self.view}"
+            iterator = tqdm(loader, desc=desc, unit="batch", leave=False)
+        for batch in iterator:
+            yield batch.to(device, non_blocking=True)
+
+
+def size_buckets(dataset: Dataset, batch_size: int, *, shuffle: bool = False,
+                 generator: torch.Generator | None = None, drop_last: bool = False) -> list[list[int]]:
+    """Lists of indices with equal image size, at most ``batch_size`` each, in a deterministic order."""
+    n = len(dataset)
+    order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i in order:
+        size = dataset.image_size(i)
+        groups[size if size is not None else ("unknown", i)].append(i)
+    batches: list[list[int]] = []
+    for key, members in groups.items():
+        step = batch_size if not (isinstance(key, tuple) and key and key[0] == "unknown") else 1
+        for start in range(0, len(members), step):
+            chunk = members[start:start + step]
+            if drop_last and len(chunk) < batch_size:
+                continue
+            batches.append(chunk)
+    if shuffle:
+        perm = torch.randperm(len(batches), generator=generator).tolist()
+        batches = [batches[i] for i in perm]
+    else:
+        batches.sort(key=lambda b: b[0])
+    return batches

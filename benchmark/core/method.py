@@ -1,0 +1,129 @@
+"""The :class:`Method` base class: the plug-in author's manual for part-discovery methods.
+
+Adding a method is one class and a decorator::
+
+    import torch
+    from benchmark.core.method import Method
+    from benchmark.core.registry import register_method
+    from benchmark.core.types import PartMaps
+
+    @register_method("colour-bins")
+    class ColourBins(Method):
+        \"\"\"Parts = bins of the red channel (a toy).\"\"\"
+
+        def __init__(self, num_parts: int = 4):
+            self.num_parts = num_parts          # store every parameter under its own name
+
+        def predict(self, batch):
+            bins = (batch.images[:, 0] * self.num_parts).long().clamp(max=self.num_parts - 1)
+            probs = torch.nn.functional.one_hot(bins, self.num_parts).permute(0, 3, 1, 2).float()
+            return PartMaps(probs, image_size=batch.size, kind="probs")
+
+Conventions (scikit-learn's estimator rules, checked for every registered method by
+``tests/test_contracts.py``):
+
+* ``__init__`` takes keyword parameters with defaults -- always including ``num_parts`` -- and stores each
+  unchanged under the same attribute name; no work and no validation of data happens there.
+  :meth:`get_params` reads them back through the signature; they go into every result row.
+* ``fit(data, *, seed, device)`` learns whatever the method needs and returns ``self``. ``data`` is a
+  :class:`~benchmark.core.dataset.Dataset` view: the training view of the training split for methods with
+  ``requires_training``; the *evaluation* view itself for ``transductive`` methods (K-means, DFF), which is
+  recorded in the results. All randomness must come from ``seed``: same seed -> identical part maps.
+  Iterate the data with ``data.batches(batch_size, device=device)``.
+* ``predict(batch) -> PartMaps`` for a :class:`~benchmark.core.types.Batch` of images of one size,
+  without side effects. Return coarse maps and let the harness upsample them (``PartMaps`` says how).
+  ``batch.masks`` holds the run's foreground masks when the mask policy provides them.
+* Tags (class attributes): ``requires_training``, ``transductive``, ``provides_background`` (a background
+  channel 0, usable with ``--masks method``), ``uses_masks`` (needs ``batch.masks`` at fit/predict time).
+* :meth:`unavailable_reason` says why the method cannot run here (a missing optional dependency ...);
+  the method then stays registered, is listed as unavailable by ``benchmark list`` and skipped by the demo.
+* :meth:`demo_params` gives tiny settings for ``benchmark demo`` (2 CPU cores, a few seconds per method).
+* :meth:`weights_id` names the pretrained weights the predictions depend on (recorded in every row).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from benchmark.core.dataset import Dataset
+    from benchmark.core.types import Batch, PartMaps
+
+
+@dataclass
+class RunContext:
+    """Where a method may keep things between runs, and how chatty it may be. Set by the runner."""
+
+    cache_dir: Path | None = None  # content-addressed caches (features, trained checkpoints); None = off
+    work_dir: Path | None = None  # run-specific scratch/output (training logs, checkpoints)
+    num_workers: int = 0  # DataLoader workers for the method's own passes over data
+    progress: bool = False  # show tqdm progress bars
+    data_root: Path | None = None  # root of the dataset being evaluated (for methods reading side files)
+
+
+class Method:
+    """Base class of every part-discovery method (see the module docstring for the contract)."""
+
+    name: ClassVar[str] = "?"  # set by @register_method
+    requires_training: ClassVar[bool] = False
+    transductive: ClassVar[bool] = False
+    provides_background: ClassVar[bool] = False
+    uses_masks: ClassVar[bool] = False
+
+    num_parts: int
+    context: RunContext = RunContext()
+
+    def __init__(self, num_parts: int = 4):
+        self.num_parts = num_parts
+
+    # -- description --------------------------------------------------------------------------------
+    @classmethod
+    def description(cls) -> str:
+        """One line for ``benchmark list`` (the first line of the class docstring)."""
+        doc = inspect.getdoc(cls) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """``None`` if the method can run here, else why not and how to fix it."""
+        return None
+
+    @classmethod
+    def demo_params(cls) -> dict[str, Any]:
+        """Parameter overrides for ``benchmark demo`` (tiny settings, random weights allowed)."""
+        return {}
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values()
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {p.name: p.default for p in sig.parameters.values()
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters, read back from the attributes ``__init__`` stored."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def weights_id(self) -> str:
+        """Identity of the pretrained weights the predictions depend on (``"none"`` if none)."""
+        return "none"
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # -- learning and prediction --------------------------------------------------------------------
+    def fit(self, data: "Dataset", *, seed: int = 0, device: str = "cpu") -> "Method":
+        """Learn from ``data`` (see the module docstring); the default learns nothing."""
+        return self
+
+    def predict(self, batch: "Batch") -> "PartMaps":
+        raise NotImplementedError

@@ -1,0 +1,58 @@
+"""The :class:`Metric` base class: streaming accumulators (``reset / update / compute``).
+
+A metric sees the whole evaluation split through repeated :meth:`update` calls and returns one number
+from :meth:`compute`, pooled over the split (never an average of per-image scores). State must be exact
+and mergeable (:meth:`merge`), so that several processes can evaluate shards and combine them.
+
+Clustering metrics (``fg_nmi``, ``fg_ari``, ``nmi``, ``ari``) consume label pairs produced by the
+harness from the predicted part maps (``benchmark.metrics.scoring``): each declares which label set it
+reads through :meth:`label_set` (``"fg"``, ``"full"``, or a protocol-specific variant). The landmark metric
+consumes part centres and keypoints of a fitting split and the evaluation split.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+
+class Metric:
+    name: ClassVar[str] = "?"  # set by @register_metric
+    kind: ClassVar[str] = "clustering"  # "clustering" (label pairs) or "landmarks" (centres)
+    higher_is_better: ClassVar[bool] = True
+
+    def __init__(self, protocol: str = "corrected", ground_truth: str = "pixels", **options: Any):
+        self.protocol = protocol
+        self.ground_truth = ground_truth
+        self.options = options
+        self.reset()
+
+    @classmethod
+    def description(cls) -> str:
+        doc = inspect.getdoc(cls) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None
+
+    def label_set(self) -> str:
+        """For clustering metrics: the name of the label pairs this metric consumes."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> float:
+        raise NotImplementedError
+
+    def merge(self, other: "Metric") -> None:
+        raise NotImplementedError
+
+    @property
+    def count(self) -> int:
+        """How many items (keypoints, pixels, landmark pairs) the value is computed from."""
+        raise NotImplementedError

@@ -1,0 +1,9 @@
+"""Exact evaluation metrics.
+
+* :func:`nmi`, :func:`ari` -- pure functions on 1-D integer labels, equal to scikit-learn's
+  ``normalized_mutual_info_score`` (arithmetic) and ``adjusted_rand_score`` to 1e-9.
+* :class:`ContingencyTable` -- the streaming, mergeable accumulator behind them.
+* :mod:`.scoring` -- turning part maps into label pairs (keypoint- or pixel-based, FG / full).
+* :mod:`.landmarks` -- part centres and landmark regression (``regression_error``).
+* Registered metrics: ``fg_nmi``, ``fg_ari``, ``nmi``, ``ari``, ``landmark_error``.
+"""
