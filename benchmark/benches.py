@@ -1,5 +1,10 @@
-"""Speed benchmarks (``benchmark bench NAME``). Importing this module registers the built-in ones.
+"""Speed benchmarks (``benchmark bench NAME``).
 
-Each benchmark is a function registered with ``@register_bench(name)`` next to the code it measures; it
-returns its report as text and always compares against a baseline measured in the same run.
+Each benchmark is a function ``fn(**options) -> str`` registered with ``@register_bench(name)`` in the
+module that holds the code it measures (methods, metrics, datasets); importing those packages registers
+them. It returns its report as text and always compares against a baseline measured in the same run.
 """
+
+import benchmark.datasets  # noqa: F401
+import benchmark.methods  # noqa: F401
+import benchmark.metrics  # noqa: F401

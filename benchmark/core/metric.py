@@ -5,9 +5,12 @@ from :meth:`compute`, pooled over the split (never an average of per-image score
 and mergeable (:meth:`merge`), so that several processes can evaluate shards and combine them.
 
 Clustering metrics (``fg_nmi``, ``fg_ari``, ``nmi``, ``ari``) consume label pairs produced by the
-harness from the predicted part maps (``benchmark.metrics.scoring``): each declares which label set it
-reads through :meth:`label_set` (``"fg"``, ``"full"``, or a protocol-specific variant). The landmark metric
-consumes part centres and keypoints of a fitting split and the evaluation split.
+harness from the predicted part maps (``benchmark.metrics.scoring.label_pairs``): each declares the view
+it reads (``role``: ``"fg"`` or ``"full"``) and which label set of that view through :meth:`label_set`
+(``"fg"``, ``"full"``, or a protocol-specific variant); the harness calls ``update(true, pred)`` with 1-D
+integer tensors. The landmark metric (``role = "landmarks"``, ``kind = "landmarks"``) is called as
+``update(maps, batch, split="fit"|"eval")`` on the fitting split and on the evaluation split of the
+dataset's ``landmark_view``, and computes the regression error at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, ClassVar
 class Metric:
     name: ClassVar[str] = "?"  # set by @register_metric
     kind: ClassVar[str] = "clustering"  # "clustering" (label pairs) or "landmarks" (centres)
+    role: ClassVar[str] = "fg"  # which evaluation view it reads: "fg", "full" or "landmarks"
     higher_is_better: ClassVar[bool] = True
 
     def __init__(self, protocol: str = "corrected", ground_truth: str = "pixels", **options: Any):
