@@ -71,3 +71,13 @@ def test_demo_subset_writes_tables_and_figure(tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("demo.md", "demo.tex", "demo.csv", "overlays.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
+
+
+def test_sweep_runs_the_grid_and_resumes(tmp_path):
+    args = ["sweep", "-m", "random", "-d", "synthetic", *TINY, "--seeds", "0-1", "-k", "2", "-k", "3",
+            "--out", str(tmp_path)]
+    first = invoke(*args)
+    assert first.exit_code == 0 and "4 to do" in first.output
+    assert len(list(tmp_path.rglob("*.csv"))) == 4
+    again = invoke(*args)
+    assert "4 already finished, 0 to do" in again.output
