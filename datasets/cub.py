@@ -48,7 +48,7 @@ class CUB(RealDataset):
     * ``full`` -- §3.2 full variant: the same without the box crop. ``Sample.bbox`` = the GT box in view
       pixels (the ``cub-bbox`` landmark protocol normalises by it).
     * ``train`` -- §1.1: inclusive box ``(x, y, x+w-1, y+h-1)`` (Kanazawa: the .mat box minus 1), 5 % pad
-      plus uniform +-5 % jitter per side, rounded and grown to a square, cropped with fill 1/255 (the
+      plus uniform +-``jitter`` (5 %) per side, rounded and grown to a square, cropped with fill 1/255 (the
       reference's uint8 value 1) for the image and 0 for the mask, resized to 256x256 as cv2 does
       (bilinear image, nearest mask), flipped with p = 0.5 with the keypoint permutation
       ``flip_permutation``.
@@ -88,12 +88,13 @@ class CUB(RealDataset):
 
     def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
                  split_source: str = "official", classes: Sequence[int] | None = None,
-                 kanazawa_dir: str | Path | None = None, _collect: Reporter | None = None):
+                 kanazawa_dir: str | Path | None = None, jitter: float = 0.05, _collect: Reporter | None = None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
         if split_source not in ("official", "kanazawa"):
             raise UserError(f"unknown split_source {split_source!r}; use 'official' or 'kanazawa'")
         self.split_source = split_source
         self.classes = tuple(int(c) for c in classes) if classes is not None else None
+        self.jitter = float(jitter)
         self.kanazawa_dir = Path(kanazawa_dir) if kanazawa_dir else self.root / "cachedir" / "cub" / "data"
         self._pred_dir = predicted_mask_dir(masks)
         report = _collect or Reporter(fix=FIX)
@@ -128,7 +129,8 @@ class CUB(RealDataset):
     # -- contract --------------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"split_source": self.split_source,
-                                "classes": list(self.classes) if self.classes is not None else None}
+                                "classes": list(self.classes) if self.classes is not None else None,
+                                "jitter": self.jitter}
         if self.split_source == "kanazawa":
             opts["kanazawa_dir"] = str(self.kanazawa_dir)
         return opts
@@ -217,7 +219,7 @@ class CUB(RealDataset):
         x0, y0 = box[0], box[1]
         x1, y1 = box[0] + box[2] - 1, box[1] + box[3] - 1
         train = self.view == "train"
-        left, top, side = square_box(x0, y0, x1, y1, pad=0.05, jitter=0.05 if train else 0.0)
+        left, top, side = square_box(x0, y0, x1, y1, pad=0.05, jitter=self.jitter if train else 0.0)
         crop = crop_fill(image, left, top, side, side, 0)
         outside = crop_fill(np.zeros(image.shape[:2], np.uint8), left, top, side, side, 1).astype(bool)
         out_hw = long_side_size(side, side)

@@ -106,13 +106,14 @@ class PascalPart(RealDataset):
 
     def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
                  category: str = "car", area_threshold: float = 0.2, train_area_threshold: float | None = None,
-                 _collect: Reporter | None = None):
+                 jitter: float = 0.05, _collect: Reporter | None = None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
         if category not in PART_NAMES:
             raise UserError(f"unknown PASCAL-Part category {category!r}; choose one of {', '.join(CATEGORIES)}")
         self.category = category
         self.part_names = PART_NAMES[category]
         self.area_threshold = float(area_threshold)
+        self.jitter = float(jitter)
         self.train_area_threshold = None if train_area_threshold is None else float(train_area_threshold)
         threshold = self.train_area_threshold if (split == "train" and self.train_area_threshold is not None) \
             else self.area_threshold
@@ -125,7 +126,7 @@ class PascalPart(RealDataset):
     # -- contract --------------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
         return {"category": self.category, "area_threshold": self.area_threshold,
-                "train_area_threshold": self.train_area_threshold}
+                "train_area_threshold": self.train_area_threshold, "jitter": self.jitter}
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -156,7 +157,7 @@ class PascalPart(RealDataset):
                 raise UserError(f"predicted mask {path} is {raw_mask.shape[1]}x{raw_mask.shape[0]} (WxH) but its "
                                 f"image is {image.shape[1]}x{image.shape[0]}; the folder does not belong to VOC2010")
         train = self.view == "train"
-        left, top, side = square_box(*box, pad=0.05, jitter=0.05 if train else 0.0)
+        left, top, side = square_box(*box, pad=0.05, jitter=self.jitter if train else 0.0)
         out_hw = long_side_size(side, side)
         img = torch.from_numpy(crop_fill(image, left, top, side, side, 0)).permute(2, 0, 1).float().div_(255.0)
         outside = torch.from_numpy(crop_fill(np.zeros(image.shape[:2], np.float32), left, top, side, side, 1.0))
