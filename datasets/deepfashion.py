@@ -144,8 +144,7 @@ class DeepFashion(RealDataset):
             lab_t = torch.from_numpy(pil_resize(labels.astype(np.uint8), size, mode).astype(np.int64))
             mask = self._mask_view(raw_mask, size) if raw_mask is not None else None
         else:
-            img_t, lab_t, mask, crop = self._train(image, labels, raw_mask)
-            meta["crop"] = crop
+            img_t, lab_t, mask, meta["crop"], meta["flipped"] = self._train(image, labels, raw_mask)
         if mask is None and self.masks == "gt":
             mask = (lab_t != 0).float()
         return Sample(image=img_t, id=name, part_labels=lab_t, mask=mask, meta=meta)
@@ -183,10 +182,11 @@ class DeepFashion(RealDataset):
                 m = Image.fromarray((binarise(raw_mask) * 255).astype(np.uint8))
                 mask = torch.from_numpy((np.asarray(m.resize((256, 256), Image.NEAREST, box=box)) > 0).astype(np.float32))
         img_t, lab_t = image_tensor(img), torch.from_numpy(lab.astype(np.int64))
-        if torch.rand(()) < 0.5:
+        flipped = bool(torch.rand(()) < 0.5)
+        if flipped:
             img_t, lab_t = img_t.flip(-1), lab_t.flip(-1)
             mask = mask.flip(-1) if mask is not None else None
-        return img_t.contiguous(), lab_t.contiguous(), (mask.contiguous() if mask is not None else None), (left, top, cw, ch)
+        return img_t.contiguous(), lab_t.contiguous(), (mask.contiguous() if mask is not None else None), (left, top, cw, ch), flipped
 
     # -- paths ------------------------------------------------------------------------------------------
     def _image_path(self, index: int) -> Path:
