@@ -24,9 +24,9 @@ from torch import Tensor
 #: CUB keypoint order after a horizontal flip (method-spec.md §1.1: [1..6, 11, 12, 13, 10, 7, 8, 9, 14, 15] - 1)
 CUB_FLIP_PERMUTATION = (0, 1, 2, 3, 4, 5, 10, 11, 12, 9, 6, 7, 8, 13, 14)
 
-#: §1.1: out-of-image fill of the training crops is the value 1 on the uint8 image (almost black; CMR and
-#: SCOPS used 1 on [0, 1] images, i.e. white). Kept as the reference did it.
-CROP_FILL = 1.0 / 255.0
+#: §1.1: out-of-image fill of the training crops is the value 1 on the uint8 image (almost black, 1/255
+#: after scaling; CMR and SCOPS used 1 on [0, 1] images, i.e. white). Kept as the reference did it.
+CROP_FILL_UINT8 = 1
 
 
 def short_side_size(h: int, w: int, short: int = 256) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
 from ._io import first_existing, predicted_mask_dir, read_gray, read_rgb, read_table, scan_table
-from ._views import (CROP_FILL, CUB_FLIP_PERMUTATION, crop_fill, cut_borders, cv2_resize, flip_keypoints,
+from ._views import (CROP_FILL_UINT8, CUB_FLIP_PERMUTATION, crop_fill, cut_borders, cv2_resize, flip_keypoints,
                      image_tensor, inside, long_side_size, pil_resize, short_side_size, square_box)
 
 PART_NAMES = ("back", "beak", "belly", "breast", "crown", "forehead", "left eye", "left leg", "left wing",
@@ -220,12 +220,9 @@ class CUB(RealDataset):
         x1, y1 = box[0] + box[2] - 1, box[1] + box[3] - 1
         train = self.view == "train"
         left, top, side = square_box(x0, y0, x1, y1, pad=0.05, jitter=self.jitter if train else 0.0)
-        crop = crop_fill(image, left, top, side, side, 0)
-        outside = crop_fill(np.zeros(image.shape[:2], np.uint8), left, top, side, side, 1).astype(bool)
+        crop = torch.from_numpy(crop_fill(image, left, top, side, side, CROP_FILL_UINT8)).permute(2, 0, 1)
         out_hw = long_side_size(side, side)
-        img = cv2_resize(torch.from_numpy(crop).permute(2, 0, 1).float().div_(255.0), out_hw, "bilinear")
-        fill = cv2_resize(torch.from_numpy(outside).float(), out_hw, "bilinear")
-        img = img * (1 - fill) + CROP_FILL * fill  # exactly the reference's fill-then-resize
+        img = cv2_resize(crop.float(), out_hw, "bilinear").div_(255.0)
         mask = None
         if raw_mask is not None:
             cropped = crop_fill(raw_mask, left, top, side, side, 0)

@@ -15,7 +15,7 @@ from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
 from ._io import binarise, predicted_mask_dir, read_gray, read_rgb, read_table
-from ._views import CROP_FILL, crop_fill, cv2_resize, long_side_size, pad_to, square_box
+from ._views import CROP_FILL_UINT8, crop_fill, cv2_resize, long_side_size, pad_to, square_box
 
 _ANIMAL_Q = ["head", "lblleg", "lbuleg", "lear", "leye", "lflleg", "lfuleg", "lhorn", "muzzle", "neck", "rblleg",
              "rbuleg", "rear", "reye", "rflleg", "rfuleg", "rhorn", "tail", "torso"]
@@ -50,7 +50,7 @@ def part_base_name(part_name: str) -> str:
 def paint_labels(parts: list[tuple[str, np.ndarray]], names: tuple[str, ...], hw: tuple[int, int],
                  where: str) -> np.ndarray:
     """§4.4 label map: parts painted in *reverse* list order, so an earlier part wins an overlap."""
-    labels = np.zeros(hw, dtype=np.int64)
+    labels = np.zeros(hw, dtype=np.int64)  # at most 22 labels
     lookup = {n: k for k, n in enumerate(names)}
     for name, mask in reversed(parts):
         label = lookup.get(part_base_name(name))
@@ -159,12 +159,10 @@ class PascalPart(RealDataset):
         train = self.view == "train"
         left, top, side = square_box(*box, pad=0.05, jitter=self.jitter if train else 0.0)
         out_hw = long_side_size(side, side)
-        img = torch.from_numpy(crop_fill(image, left, top, side, side, 0)).permute(2, 0, 1).float().div_(255.0)
-        outside = torch.from_numpy(crop_fill(np.zeros(image.shape[:2], np.float32), left, top, side, side, 1.0))
-        img = cv2_resize(img, out_hw, "bilinear")
-        fill = cv2_resize(outside, out_hw, "bilinear")
-        img = img * (1 - fill) + CROP_FILL * fill
-        lab = cv2_resize(torch.from_numpy(crop_fill(labels, left, top, side, side, 0)), out_hw, "nearest")
+        crop = torch.from_numpy(crop_fill(image, left, top, side, side, CROP_FILL_UINT8)).permute(2, 0, 1)
+        img = cv2_resize(crop.float(), out_hw, "bilinear").div_(255.0)
+        lab = cv2_resize(torch.from_numpy(crop_fill(labels.astype(np.uint8), left, top, side, side, 0)), out_hw,
+                         "nearest").long()
         img, lab = pad_to(img, (256, 256), mode="edge"), pad_to(lab, (256, 256), mode="edge")
         if raw_mask is not None:
             cropped = crop_fill(raw_mask, left, top, side, side, 0)
