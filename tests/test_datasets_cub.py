@@ -296,3 +296,31 @@ def test_data_check_cli(tmp_path):
 
 def write_tree_lines(root):
     return [f"{i} {p + 1} {x:.1f} {y:.1f} {v}" for i in IMAGES for p, (x, y, v) in enumerate(keypoints_for(i))]
+
+
+def test_perfect_predictor_scores_one(cub_root):
+    """End to end with the metrics: maps that put channel k exactly at keypoint k (read back by the
+    metrics at pixel round(x - 0.5)) score NMI = ARI = 1 on both evaluation views."""
+    from benchmark.core.types import PartMaps
+    from benchmark.metrics.clustering import ari, nmi
+    from benchmark.metrics.scoring import label_pairs
+
+    for view, role in (("fg", "fg"), ("full", "full")):
+        ds = D.load("cub", root=cub_root, split="test", view=view)
+        trues, preds = [], []
+        for batch in ds.batches(batch_size=4):
+            n, (h, w) = len(batch), batch.size
+            scores = torch.zeros(n, 15, h, w)
+            b, k = torch.nonzero(batch.visible, as_tuple=True)
+            cols = torch.round(batch.keypoints[b, k, 0] - 0.5).long()
+            rows = torch.round(batch.keypoints[b, k, 1] - 0.5).long()
+            scores[b, k, rows, cols] = 10.0
+            maps = PartMaps(scores=scores, image_size=(h, w))
+            pairs = label_pairs(maps, batch, role=role, ground_truth="keypoints", protocol="corrected",
+                                background="none")
+            true, pred = pairs[role]
+            trues.append(true)
+            preds.append(pred)
+        true, pred = torch.cat(trues), torch.cat(preds)
+        assert len(true) >= 10
+        assert nmi(true, pred) == pytest.approx(1.0) and ari(true, pred) == pytest.approx(1.0)

@@ -167,3 +167,18 @@ def test_download_prints_steps():
 
     result = CliRunner().invoke(cli, ["data", "download", "deepfashion"])
     assert result.exit_code == 0 and "agreement" in result.output
+
+
+def test_perfect_predictor_scores_one(df_root):
+    from benchmark.core.types import PartMaps
+    from benchmark.metrics.clustering import ari, nmi
+    from benchmark.metrics.scoring import label_pairs
+
+    for view in ("fg", "full"):
+        ds = D.load("deepfashion", root=df_root, split="test", view=view)
+        for batch in ds.batches(batch_size=4):
+            scores = torch.nn.functional.one_hot(batch.part_labels, 16).permute(0, 3, 1, 2).float()
+            maps = PartMaps(scores=scores, image_size=batch.size)
+            true, pred = label_pairs(maps, batch, role=view, ground_truth="pixels", protocol="corrected",
+                                     background="mask")[view]
+            assert nmi(true, pred) == pytest.approx(1.0) and ari(true, pred) == pytest.approx(1.0)

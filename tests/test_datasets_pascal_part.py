@@ -187,3 +187,18 @@ def test_data_check_cli(tmp_path):
     result = CliRunner().invoke(cli, ["data", "check", "--dataset", "pascal-part", "--data-root", str(root),
                                       "-o", "category='car'"])
     assert result.exit_code == 2 and "2008_000003.jpg" in result.output
+
+
+def test_perfect_predictor_scores_one(pp_root):
+    from benchmark.core.types import PartMaps
+    from benchmark.metrics.clustering import ari, nmi
+    from benchmark.metrics.scoring import label_pairs
+
+    ds = D.load("pascal-part", root=pp_root, split="test", category="car")
+    for role in ("fg", "full"):
+        for batch in ds.with_view(view=getattr(ds, f"{role}_view")).batches(batch_size=4):
+            scores = torch.nn.functional.one_hot(batch.part_labels, len(ds.part_names)).permute(0, 3, 1, 2).float()
+            maps = PartMaps(scores=scores, image_size=batch.size)
+            true, pred = label_pairs(maps, batch, role=role, ground_truth="pixels", protocol="corrected",
+                                     background="mask")[role]
+            assert nmi(true, pred) == pytest.approx(1.0) and ari(true, pred) == pytest.approx(1.0)
