@@ -121,7 +121,15 @@ class PascalPart(RealDataset):
         self.voc = self._find_voc()
         report = _collect or Reporter(fix=FIX)
         self._objects: list[tuple[str, int, tuple[int, int, int, int]]] = []
-        self._counts = _index(self, threshold, report)
+        # Indexing opens every .mat of the split; with_view() and the other views of a run reuse it.
+        key = _memo_key(self, threshold)
+        if key is not None and key in _INDEX_MEMO and _collect is None:
+            objects, counts = _INDEX_MEMO[key]
+            self._objects, self._counts = list(objects), dict(counts)
+        else:
+            self._counts = _index(self, threshold, report)
+            if key is not None and not report.problems:
+                _INDEX_MEMO[key] = (tuple(self._objects), dict(self._counts))
 
     # -- contract --------------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
@@ -208,6 +216,25 @@ class PascalPart(RealDataset):
         report = Reporter(collect=True)
         datasets = [cls(root, split=s, _collect=report, **options) for s in cls.splits]
         return (datasets, []) if not report.problems else ([], report.problems)
+
+
+_INDEX_MEMO: dict[tuple, tuple[tuple, dict[str, int]]] = {}
+
+
+def _memo_key(ds: "PascalPart", threshold: float) -> tuple | None:
+    """Identifies an index: the tree, category, split file (and its mtime/size) and the area threshold."""
+    split_file = ds.voc / "ImageSets" / "Main" / f"{ds.category}_{'train' if ds.split == 'train' else 'val'}.txt"
+    try:
+        stat = split_file.stat()
+    except OSError:
+        return None
+    annotations = ds.root / "Annotations_Part"
+    try:
+        ann_stat = annotations.stat()
+    except OSError:
+        return None
+    return (str(ds.root.resolve()), ds.category, ds.split, threshold, stat.st_mtime_ns, stat.st_size,
+            ann_stat.st_mtime_ns)
 
 
 def _load_objects(path: Path) -> list[tuple[str, np.ndarray, list[tuple[str, np.ndarray]]]]:

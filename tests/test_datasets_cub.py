@@ -324,3 +324,16 @@ def test_perfect_predictor_scores_one(cub_root):
         true, pred = torch.cat(trues), torch.cat(preds)
         assert len(true) >= 10
         assert nmi(true, pred) == pytest.approx(1.0) and ari(true, pred) == pytest.approx(1.0)
+
+
+def test_large_crlf_tree_index_and_bench(tmp_path):
+    from benchmark.core.registry import BENCHES
+    from benchmark.datasets.cub import write_annotation_tree
+
+    root = write_annotation_tree(tmp_path / "CUB_200_2011", 600, crlf=True)
+    ds = D.load("cub", root=root, split="test", classes=(1, 2))
+    assert len(ds) == 3  # ids 2, 202, 402 have class 2 and test flag 0; class 1 ids (1, 201, 401) are train
+    i = int(ds._select[0])
+    assert np.allclose(ds._kp[i, 4], (15.0, 10.0)) and ds._vis[i].tolist() == [p % 2 == 1 for p in range(1, 16)]
+    report = BENCHES.get("cub-index")(images=300, repeats=1)
+    assert "speed-up" in report
