@@ -14,7 +14,7 @@ from benchmark.core.registry import register_bench, register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
-from ._io import first_existing, predicted_mask_dir, read_gray, read_rgb, read_table, scan_table
+from ._io import binarise, first_existing, predicted_mask_dir, read_gray, read_rgb, read_table, scan_table
 from ._views import (CROP_FILL_UINT8, CUB_FLIP_PERMUTATION, crop_fill, cut_borders, cv2_resize, flip_keypoints,
                      image_tensor, inside, long_side_size, pil_resize, short_side_size, square_box)
 
@@ -63,7 +63,8 @@ class CUB(RealDataset):
 
     Splits: ``split_source="official"`` (``train_test_split.txt``: 5994 / 5794) or ``"kanazawa"``
     (``cachedir/cub/data/{train,test}_cub_cleaned.mat``, or ``kanazawa_dir=``; 1-based coordinates, pixel
-    ``p`` -> continuous ``p - 0.5``); ``classes=(1, 2, 3)`` keeps those class ids (``meta["class_id"]``).
+    ``p`` -> continuous ``p - 0.5``; the .mat, masks included, is held in memory, as the reference did);
+    ``classes=(1, 2, 3)`` keeps those class ids (``meta["class_id"]``).
     Landmarks: official split -> protocol ``cub-bbox`` (fit on train, view ``full``); Kanazawa split ->
     ``kanazawa-crop`` (view ``crop``; the reference fitted on augmented ``train`` crops, §8.20).
     """
@@ -117,6 +118,7 @@ class CUB(RealDataset):
             keep = np.ones(len(self._paths), dtype=bool)
             self.landmark_protocol = "kanazawa-crop"
             self.landmark_view = "crop"
+        in_split = int(keep.sum())
         if self.classes is not None:
             unknown = sorted(set(self.classes) - set(np.unique(index["class_id"]).tolist()))
             if unknown:
@@ -124,7 +126,8 @@ class CUB(RealDataset):
                                 f"CUB class ids are 1..200")
             keep &= np.isin(self._class, self.classes)
         self._select = np.flatnonzero(keep)
-        self._counts = {"images_in_tree": len(index["paths"]), "images_in_split_source": int(len(self._paths))}
+        self._counts = {"images_in_tree": len(index["paths"]), "in_split": in_split,
+                        "removed_by_class_filter": in_split - len(self._select)}
 
     # -- contract --------------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
@@ -229,8 +232,6 @@ class CUB(RealDataset):
             if self.protocol == "legacy":
                 mask = cv2_resize(torch.from_numpy(cropped.astype(np.float32)), out_hw, "bilinear")
             else:
-                from ._io import binarise
-
                 mask = cv2_resize(torch.from_numpy(binarise(cropped)), out_hw, "nearest")
         scale = out_hw[1] / side
         kp = (kp - torch.tensor([left, top], dtype=torch.float32)) * scale

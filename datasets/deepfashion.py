@@ -70,7 +70,9 @@ class DeepFashion(RealDataset):
     Views:
 
     * ``fg`` -- §3.3 FG: long side 256 (cv2 rules: size ``round``, bilinear image, nearest labels), padded
-      at the bottom/right to 256x256 (image edge-replicated, labels 0). The FG metrics keep GT label != 0.
+      to 256x256 (image edge-replicated, labels 0). The spec does not say where the padding goes; it is
+      put at the bottom/right (the FG metrics only read pixels with GT label != 0, so it only affects
+      what the network sees at the border).
     * ``full`` -- §3.3 full: short side 256 (torchvision rule, PIL bilinear image); labels nearest under
       ``corrected``, PIL *bilinear* under ``legacy`` (the reference resized the label map like an image).
     * ``train`` -- §1.1: RandomResizedCrop (scale [0.5, 1], ratio [3/4, 4/3], torchvision's sampling with
