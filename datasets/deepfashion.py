@@ -64,7 +64,8 @@ class DeepFashion(RealDataset):
     Tree (``--data-root`` = the ``In-shop Clothes Retrieval Benchmark`` folder):
     ``Anno/segmentation/DeepFashion_segmentation_{train,query,gallery}.json`` (only
     ``images[i].file_name`` is read), images ``Anno/segmentation/<file_name>``, label maps the same path with
-    ``.jpg`` -> ``_segment.png`` (RGB palette of §4.3, decoded by R+G+B). Split ``train`` = train JSON,
+    ``.jpg`` -> ``_segment.png`` (RGB palette of §4.3, decoded by R+G+B); images found only under
+    ``Img/<file_name>`` (the release's own layout) are used from there. Split ``train`` = train JSON,
     ``test`` = query + gallery (in that order, 6922 images).
 
     Views:
@@ -192,7 +193,13 @@ class DeepFashion(RealDataset):
 
     # -- paths ------------------------------------------------------------------------------------------
     def _image_path(self, index: int) -> Path:
-        return self.seg_root / self._files[index]
+        """``Anno/segmentation/<file_name>`` (§4.3); the release's ``Img/<file_name>`` is accepted too."""
+        primary = self.seg_root / self._files[index]
+        if not primary.is_file():
+            alternative = self.root / "Img" / self._files[index]
+            if alternative.is_file():
+                return alternative
+        return primary
 
     def _label_path(self, index: int) -> Path:
         rel = self._files[index]

@@ -182,3 +182,13 @@ def test_perfect_predictor_scores_one(df_root):
             true, pred = label_pairs(maps, batch, role=view, ground_truth="pixels", protocol="corrected",
                                      background="mask")[view]
             assert nmi(true, pred) == pytest.approx(1.0) and ari(true, pred) == pytest.approx(1.0)
+
+
+def test_images_under_img_folder_are_found(tmp_path):
+    root = write_tree(tmp_path / "df")
+    name = SPLITS["query"][0]
+    target = root / "Img" / name
+    target.parent.mkdir(parents=True)
+    (root / "Anno/segmentation" / name).rename(target)
+    s = D.load("deepfashion", root=root, split="test", view="full")[0]
+    assert s.id == name and s.size == (384, 256)
