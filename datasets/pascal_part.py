@@ -63,7 +63,7 @@ def paint_labels(parts: list[tuple[str, np.ndarray]], names: tuple[str, ...], hw
 
 @register_dataset("pascal-part")
 class PascalPart(RealDataset):
-    """PASCAL-Part objects of one category (``category=``), pixel-based NMI/ARI on object crops (§3.4).
+    """PASCAL-Part objects of one category (--category), pixel-based NMI/ARI on object crops (§3.4).
 
     Tree (``--data-root``): ``Annotations_Part/<id>.mat`` and ``VOC2010/{JPEGImages,ImageSets/Main}`` (also
     found under ``VOCdevkit/VOC2010``). Images of a split = first column of

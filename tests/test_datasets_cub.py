@@ -25,9 +25,11 @@ PARTS = ["back", "beak", "belly", "breast", "crown", "forehead", "left eye", "le
 
 
 def keypoints_for(image_id: int) -> list[tuple[float, float, int]]:
-    """Visible keypoints at distinct positions; image 1 has hand-checked special cases."""
+    """Keypoints at distinct positions (all visible in training images, so that landmark regression can be
+    fitted for every keypoint); image 1 has hand-checked special cases."""
     w, h = IMAGES[image_id][3]
-    rows = [(float(5 + 2 * p) % w, float(5 + p) % h, 1 if p % 3 else 0) for p in range(15)]
+    train = IMAGES[image_id][1] == 1
+    rows = [(float(5 + 2 * p) % w, float(5 + p) % h, 1 if (p % 3 or train) else 0) for p in range(15)]
     if image_id == 1:
         rows[0] = (30.0, 20.0, 1)  # inside the box
         rows[1] = (8.0, 20.0, 1)  # left of the box: clamped to 0, then outside after cut_borders
@@ -337,3 +339,8 @@ def test_large_crlf_tree_index_and_bench(tmp_path):
     assert np.allclose(ds._kp[i, 4], (15.0, 10.0)) and ds._vis[i].tolist() == [p % 2 == 1 for p in range(1, 16)]
     report = BENCHES.get("cub-index")(images=300, repeats=1)
     assert "speed-up" in report
+
+
+def build_fixture(tmp_path):
+    """Miniature tree for the shared contract tests (tests/dataset_fixtures.py): ``(root, options)``."""
+    return write_tree(tmp_path / "CUB_200_2011"), {}

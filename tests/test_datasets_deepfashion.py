@@ -192,3 +192,8 @@ def test_images_under_img_folder_are_found(tmp_path):
     (root / "Anno/segmentation" / name).rename(target)
     s = D.load("deepfashion", root=root, split="test", view="full")[0]
     assert s.id == name and s.size == (384, 256)
+
+
+def build_fixture(tmp_path):
+    """Miniature tree for the shared contract tests (tests/dataset_fixtures.py): ``(root, options)``."""
+    return write_tree(tmp_path / "In-shop Clothes Retrieval Benchmark"), {}

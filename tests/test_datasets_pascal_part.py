@@ -202,3 +202,8 @@ def test_perfect_predictor_scores_one(pp_root):
             true, pred = label_pairs(maps, batch, role=role, ground_truth="pixels", protocol="corrected",
                                      background="mask")[role]
             assert nmi(true, pred) == pytest.approx(1.0) and ari(true, pred) == pytest.approx(1.0)
+
+
+def build_fixture(tmp_path):
+    """Miniature tree for the shared contract tests (tests/dataset_fixtures.py): ``(root, options)``."""
+    return write_tree(tmp_path / "pascal"), {"category": "car"}
