@@ -299,7 +299,7 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
             else:
                 report(root / name, 0, "lists some image ids more than once")
             return None
-        return [c[o] for c in cols]
+        return [c[o] for c in cols] + [o + 1]  # the last column: line numbers in the file
 
     split = aligned("train_test_split.txt")
     boxes = aligned("bounding_boxes.txt")
@@ -331,10 +331,12 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
         return None
     kp = np.stack([locs[2][o], locs[3][o]], axis=1).reshape(n, NUM_PARTS, 2)
     vis = (locs[4][o] > 0.5).reshape(n, NUM_PARTS)
-    bbox = np.stack(boxes[1:], axis=1)
-    bad_box = np.flatnonzero((bbox[:, 2] < 1) | (bbox[:, 3] < 1))
+    bbox = np.stack(boxes[1:5], axis=1)
+    bad_box = np.flatnonzero((bbox[:, 2] < 1) | (bbox[:, 3] < 1) | (bbox[:, :2] < 0).any(axis=1))  # FG crops int(w)
     if bad_box.size:
-        report(root / "bounding_boxes.txt", 0, f"image id {int(ids[bad_box[0]])} has an empty box {bbox[bad_box[0]]}")
+        k = int(bad_box[0])
+        report(root / "bounding_boxes.txt", int(boxes[5][k]), f"image id {int(ids[k])} has an invalid box "
+                                                             f"{bbox[k].tolist()} (needs x, y >= 0 and w, h >= 1)")
         return None
     return {"ids": ids, "paths": paths, "is_train": split[1], "bbox": bbox, "class_id": labels[1],
             "kp": kp, "vis": vis}

@@ -344,3 +344,12 @@ def test_large_crlf_tree_index_and_bench(tmp_path):
 def build_fixture(tmp_path):
     """Miniature tree for the shared contract tests (tests/dataset_fixtures.py): ``(root, options)``."""
     return write_tree(tmp_path / "CUB_200_2011"), {}
+
+
+def test_invalid_box_names_its_line(tmp_path):
+    root = write_tree(tmp_path / "CUB_200_2011")
+    lines = (root / "bounding_boxes.txt").read_text().splitlines()
+    lines[1] = "2 4.0 6.0 0.5 30.0"  # int(w) = 0: an empty FG crop
+    (root / "bounding_boxes.txt").write_text("\n".join(reversed(lines)) + "\n")  # file order != id order
+    with pytest.raises(UserError, match=r"bounding_boxes.txt, line 3: image id 2 has an invalid box"):
+        D.load("cub", root=root, split="test")
