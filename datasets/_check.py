@@ -59,7 +59,9 @@ def check_dataset(name: str, root: str | Path, *, deep: bool = True, splits: tup
         report.summaries.append(summary)
         expected = getattr(ds, "expected_counts", {}).get(ds.split)
         is_filtered = any(v not in (None, "official") for k, v in ds.options().items() if k in ("classes", "split_source"))
-        if expected is not None and summary["samples"] != expected and not is_filtered:
+        if summary["samples"] == 0:
+            report.warnings.append(f"{ds.split}: no samples (check the split files and the options)")
+        elif expected is not None and summary["samples"] != expected and not is_filtered:
             report.warnings.append(f"{ds.split}: {summary['samples']} samples, the complete official tree has "
                                    f"{expected} (a partial or modified tree)")
         report.problems += ds.check_files(deep=deep, progress=progress)

@@ -266,7 +266,7 @@ def _index(ds: PascalPart, threshold: float, report: Reporter) -> dict[str, int]
         report(split_file, 0, "is missing; it lists the images of the split (re-extract the VOC2010 trainval tar)")
         return {}
     ids, flags = read_table(split_file, (str, int), fix="Re-extract the VOC2010 trainval tar")
-    counts = {"images_listed": len(ids), "images_with_category": 0, "objects_of_category": 0,
+    counts = {"images_listed": len(ids), "images_opened": 0, "objects_of_category": 0,
               "skipped_small": 0, "skipped_without_parts": 0, "skipped_empty_mask": 0}
     for image_id in (str(i) for i, f in zip(ids, flags) if f != -1):
         path = ds._mat_path(image_id)
@@ -275,7 +275,7 @@ def _index(ds: PascalPart, threshold: float, report: Reporter) -> dict[str, int]
         except UserError as exc:
             report(path, 0, str(exc).replace(f"part annotation {path} ", ""))
             continue
-        counts["images_with_category"] += 1
+        counts["images_opened"] += 1
         for k, (cls, obj_mask, parts) in enumerate(objects):
             if cls != ds.category:
                 continue
