@@ -154,12 +154,6 @@ def binarise(values: np.ndarray) -> np.ndarray:
     return (values >= code_max / 2).astype(np.float32)
 
 
-def check_same_size(mask: np.ndarray, expected_hw: tuple[int, int], path: Path, what: str = "mask") -> None:
-    if tuple(mask.shape[:2]) != tuple(expected_hw):
-        raise UserError(f"{what} {path} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image is "
-                        f"{expected_hw[1]}x{expected_hw[0]}; the mask folder does not belong to this image set")
-
-
 def predicted_mask_dir(masks: str) -> Path | None:
     """The folder of ``masks="predicted:DIR"`` (checked to exist), or ``None`` for other sources."""
     if not masks.startswith("predicted:"):
