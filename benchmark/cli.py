@@ -120,6 +120,8 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
         raise UserError(f"--data-root {data_root} does not exist or is not a directory")
     check_writable_dir(out_dir, "--out directory")
     cache = None if no_cache else (cache_dir or _default_cache_dir())
+    if data_root is not None:
+        _quick_data_check(dataset, data_root, split, dataset_options)
     for seed in seeds or (0,):
         config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=method_params,
                            dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
@@ -131,6 +133,22 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
         values = "  ".join(f"{r['metric']}={100 * float(r['value']):.2f}" for r in result.rows)
         click.echo(f"{method} on {dataset} seed {seed} [{status}]: {values}")
         click.echo(f"  -> {result.path}")
+
+
+def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -> None:
+    """Before a run: the index files parse and every needed file exists (headers only, no decoding)."""
+    from benchmark.core.registry import DATASETS
+
+    if not hasattr(DATASETS.get(dataset), "check_tree"):
+        return
+    from benchmark.datasets._check import check_dataset
+
+    report = check_dataset(dataset, data_root, deep=False, **options)
+    if report.problems:
+        shown = "; ".join(str(p) for p in report.problems[:3])
+        more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
+        raise UserError(f"the {dataset} tree at {data_root} has problems: {shown}{more}. "
+                        f"Run `benchmark data check -d {dataset} --data-root {data_root}` for the full list")
 
 
 @cli.command("report")
