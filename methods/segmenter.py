@@ -33,6 +33,7 @@ or ``"random"`` (the reference's own init; tests only).
 
 from __future__ import annotations
 
+import functools
 import math
 import pickle
 import zipfile
@@ -84,8 +85,14 @@ def caffe_input(images01: torch.Tensor, mean_order: str = "rgb_caffe_bgr_quirk")
         raise UserError(f"unknown mean_order {mean_order!r}; choose one of {sorted(MEAN_ORDERS)}")
     if images01.ndim != 4 or images01.shape[1] != 3:
         raise ValueError(f"caffe_input expects (B, 3, H, W) RGB images, got shape {tuple(images01.shape)}")
-    mean = torch.tensor(MEAN_ORDERS[mean_order], dtype=images01.dtype, device=images01.device)
-    return images01 * 255.0 - mean.view(1, 3, 1, 1)
+    return images01 * 255.0 - _constant(MEAN_ORDERS[mean_order], images01.device, images01.dtype).view(1, 3, 1, 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small constant tensor, created once per device/dtype: building it from Python data in every step would
+    be a host-to-device copy (a stream synchronisation, and illegal inside CUDA-graph capture)."""
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def output_size(height: int, width: int | None = None) -> tuple[int, int]:
