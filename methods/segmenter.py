@@ -33,7 +33,6 @@ or ``"random"`` (the reference's own init; tests only).
 
 from __future__ import annotations
 
-import functools
 import math
 import pickle
 import zipfile
@@ -85,14 +84,11 @@ def caffe_input(images01: torch.Tensor, mean_order: str = "rgb_caffe_bgr_quirk")
         raise UserError(f"unknown mean_order {mean_order!r}; choose one of {sorted(MEAN_ORDERS)}")
     if images01.ndim != 4 or images01.shape[1] != 3:
         raise ValueError(f"caffe_input expects (B, 3, H, W) RGB images, got shape {tuple(images01.shape)}")
-    return images01 * 255.0 - _constant(MEAN_ORDERS[mean_order], images01.device, images01.dtype).view(1, 3, 1, 1)
-
-
-@functools.lru_cache(maxsize=64)
-def _constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A small constant tensor, created once per device/dtype: building it from Python data in every step would
-    be a host-to-device copy (a stream synchronisation, and illegal inside CUDA-graph capture)."""
-    return torch.tensor(values, dtype=dtype, device=device)
+    # Per-channel scalar arithmetic: a mean tensor built from Python data would be a host-to-device copy (a
+    # stream synchronisation, illegal under CUDA-graph capture) in every training step.
+    r, g, b = images01.unbind(dim=1)
+    mr, mg, mb = MEAN_ORDERS[mean_order]
+    return torch.stack((r * 255.0 - mr, g * 255.0 - mg, b * 255.0 - mb), dim=1)
 
 
 def output_size(height: int, width: int | None = None) -> tuple[int, int]:

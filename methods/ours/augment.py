@@ -21,6 +21,9 @@ always applied, no grayscale; hue read as 0.3 of the circle), ``scops`` (SCOPS's
 ``ColorJitter(0.3, 0.3, 0.2, 0.2)`` always applied, no grayscale).
 
 :func:`rgb_to_lab` is scikit-image's ``rgb2lab`` (sRGB, D65, 2-degree observer) in torch.
+
+For ``torch.compile``: :func:`sample_jitter` (generator calls) outside the compiled region, :func:`apply_jitter`
+inside it; :func:`color_jitter` does both.
 """
 
 from __future__ import annotations

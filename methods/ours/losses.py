@@ -21,6 +21,9 @@ The four terms and their reductions (total ``L = 5.7e3 L_e + 5 L_f + 30 L_v + 2.
 * L_v = ``color_loss(assign, lab, mask)`` = batch **mean** of :func:`region_variance` on the Lab image;
 * L_c = :func:`contrastive_loss` on :func:`part_prototypes` of the masked features;
 * L_e = :func:`equivariance_loss`.
+
+Randomness (the positive draw of L_c) can be drawn beforehand with :func:`sample_positive_images` and passed
+in, so that a ``torch.compile(fullgraph=True)`` step contains no generator calls (dynamo cannot trace them).
 """
 
 from __future__ import annotations
@@ -162,17 +165,23 @@ def sample_positive_images(batch: int, parts: int, *, legacy_positive: bool = Tr
 
 
 def contrastive_loss(prototypes: torch.Tensor, temperature: float, *, legacy_positive: bool = True,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None,
+                     positives: torch.Tensor | None = None) -> torch.Tensor:
     """L_c (§1.4): InfoNCE over the (B*K) L2-normalised part prototypes, one random positive per anchor.
 
     For anchor (b, k): positive = prototype (b+, k) of another image (see :func:`sample_positive_images`);
     negatives = all B(K-1) prototypes (b', j) with j != k, the anchor's own image included. Loss = mean over
     anchors of ``-log softmax`` of the positive among [positive, negatives], logits = cosine / temperature.
-    ``generator`` (on the prototypes' device) makes the positive draw reproducible.
+    ``generator`` (on the prototypes' device) makes the positive draw reproducible. ``positives`` takes a draw
+    of :func:`sample_positive_images` made beforehand instead (e.g. outside a ``torch.compile``d step: dynamo
+    cannot trace explicit generators); then ``legacy_positive`` and ``generator`` are not used.
     """
     b, k, _ = prototypes.shape
-    pos_image = sample_positive_images(b, k, legacy_positive=legacy_positive, generator=generator,
-                                       device=prototypes.device)
+    if positives is None:
+        pos_image = sample_positive_images(b, k, legacy_positive=legacy_positive, generator=generator,
+                                           device=prototypes.device)
+    else:
+        pos_image = positives
     with _no_autocast(prototypes):
         z = F.normalize(_acc(prototypes), dim=2, eps=1e-12).reshape(b * k, -1)
         logits = (z @ z.t()) / temperature                                # (BK, BK), column index b'*K + j
