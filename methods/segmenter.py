@@ -454,7 +454,14 @@ def init_segmenter(model: PartSegmenter, init: str, *, mean_order: str = "rgb_ca
         return report
     if init.startswith("caffe:"):
         path = init[len("caffe:"):]
-        _copy_matching(model, read_state_dict(path), report)
+        source = read_state_dict(path)
+        # Older DeepLab conversions wrap the ResNet as ``Scale`` (keys ``Scale.conv1.weight``; AdvSemiSeg strips
+        # the first component when loading). The reference copies by exact name only, so such a file would
+        # silently load nothing there; here the wrapper is recognised and reported.
+        if "conv1.weight" not in source and "Scale.conv1.weight" in source:
+            source = {k[len("Scale."):] if k.startswith("Scale.") else k: v for k, v in source.items()}
+            report.notes.append("stripped the 'Scale.' wrapper prefix of an old DeepLab conversion")
+        _copy_matching(model, source, report)
         if not any(k.startswith(("conv1", "layer1", "layer4")) for k in report.loaded):
             raise UserError(f"{path}: no backbone tensor matches the DeepLab ResNet-50 by name and shape; "
                             f"pass resnet50-caffe-22edcc82.pth or another state dict of this network")

@@ -334,3 +334,12 @@ def test_init_random_is_the_reference_init():
     assert torch.equal(net.layer2[0].bn3.weight, torch.ones(512)) and torch.equal(net.bn1.bias, torch.zeros(64))
     bound = 1 / math.sqrt(1024 * 9)
     assert net.layer5.conv2d_list[0].bias.abs().max() <= bound
+
+
+def test_init_caffe_recognises_the_scale_wrapper(tmp_path):
+    state = {"Scale." + k: v for k, v in random_state(4).items()}
+    torch.save(state, tmp_path / "scale.pth")
+    net = PartSegmenter(4)
+    report = init_segmenter(net, f"caffe:{tmp_path / 'scale.pth'}")
+    assert torch.equal(net.layer2[1].conv2.weight, state["Scale.layer2.1.conv2.weight"])
+    assert not report.not_initialised and any("Scale." in n for n in report.notes)

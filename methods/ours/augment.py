@@ -43,6 +43,7 @@ __all__ = [
     "color_jitter",
     "rgb_to_grayscale",
     "rgb_to_lab",
+    "color_target",
 ]
 
 
@@ -240,3 +241,11 @@ def rgb_to_lab(images01: torch.Tensor) -> torch.Tensor:
     f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856).pow(1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
     fx, fy, fz = f.unbind(dim=1)
     return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=1)
+
+
+def color_target(images01: torch.Tensor, use_lab: bool = True) -> torch.Tensor:
+    """The target of L_v (§1.1, §1.8): :func:`rgb_to_lab` of the un-jittered image when ``use_lab`` (default),
+    else the reference's ``RGB - 128`` on the 0-255 integer scale."""
+    if use_lab:
+        return rgb_to_lab(images01)
+    return torch.round(images01.float() * 255.0) - 128.0
