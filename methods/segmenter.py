@@ -55,6 +55,8 @@ __all__ = [
     "init_segmenter",
     "load_segmenter_state",
     "output_size",
+    "read_state_dict",
+    "torchvision_key_map",
 ]
 
 #: The Caffe ImageNet means in B, G, R order (as the reference code spells them).
@@ -69,7 +71,6 @@ MEAN_ORDERS = {
 
 _STAGES = ((64, 3, 1, 1), (128, 4, 2, 1), (256, 6, 1, 2), (512, 3, 1, 4))  # planes, blocks, stride, dilation
 _ASPP_DILATIONS = (6, 12, 18, 24)
-_FEATURE_CHANNELS = 2048
 _BRANCH_CHANNELS = 1024
 _CLASSIFIER_KEY = "layer5.conv2d_list.0.weight"
 
