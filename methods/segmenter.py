@@ -435,12 +435,15 @@ def _fold_input_normalisation(state: dict[str, torch.Tensor], mean_order: str) -
 
 
 def init_segmenter(model: PartSegmenter, init: str, *, mean_order: str = "rgb_caffe_bgr_quirk",
-                   fold_input_norm: bool = True) -> InitReport:
+                   fold_input_norm: bool = True, caffe_bgr_fix: bool = False) -> InitReport:
     """Initialise ``model``'s backbone for training; returns an :class:`InitReport` (print ``.summary()``).
 
     * ``"caffe:PATH"``: the DeepLab Caffe ResNet-50 (``resnet50-caffe-22edcc82.pth``) or any state dict of
       this network: tensors whose name and shape match are copied (the reference's rule, so ``layer5`` stays
       random); unlike the reference the skipped tensors are reported. No match at all is an error.
+      The Caffe backbone was trained on BGR input minus the BGR means, while the reference feeds RGB (the §1.1
+      quirk). ``caffe_bgr_fix=True`` reverses conv1's input channels, so that, together with
+      ``caffe_input(..., mean_order="rgb")``, the backbone sees exactly what it was trained on.
     * ``"torchvision"`` or ``"torchvision:WEIGHTS"`` (default ``IMAGENET1K_V1``): ImageNet ResNet-50 weights
       from the local torch hub cache, mapped by :func:`torchvision_key_map`; with ``fold_input_norm`` (default)
       the ImageNet input normalisation is folded into conv1/bn1 for the given ``mean_order`` (see
@@ -462,6 +465,11 @@ def init_segmenter(model: PartSegmenter, init: str, *, mean_order: str = "rgb_ca
         if "conv1.weight" not in source and "Scale.conv1.weight" in source:
             source = {k[len("Scale."):] if k.startswith("Scale.") else k: v for k, v in source.items()}
             report.notes.append("stripped the 'Scale.' wrapper prefix of an old DeepLab conversion")
+        if caffe_bgr_fix and "conv1.weight" in source:
+            source = dict(source)
+            source["conv1.weight"] = source["conv1.weight"].flip(1)
+            report.notes.append("conv1 input channels reversed (BGR-trained Caffe weights on RGB input); "
+                                "use mean_order='rgb'")
         _copy_matching(model, source, report)
         if not any(k.startswith(("conv1", "layer1", "layer4")) for k in report.loaded):
             raise UserError(f"{path}: no backbone tensor matches the DeepLab ResNet-50 by name and shape; "

@@ -13,6 +13,7 @@ from benchmark.methods.ours.losses import (
     contrastive_loss,
     equivariance_loss,
     feature_loss,
+    feature_terms,
     masked_assignment,
     part_prototypes,
     region_variance,
@@ -281,3 +282,14 @@ def test_presampled_randomness_gives_a_graph_break_free_step():
     torch._dynamo.reset()
     compiled = torch.compile(step, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(logits, logits_w), step(logits, logits_w))
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_feature_terms_equal_the_separate_functions(center):
+    a, g, m = make_inputs(b=4, c=6, offset=3.0)
+    f = g * m
+    lf, protos = feature_terms(a, f, m, center=center)
+    torch.testing.assert_close(lf, feature_loss(a, f, m), rtol=1e-6, atol=0)
+    torch.testing.assert_close(protos, part_prototypes(a, f), rtol=1e-5, atol=1e-6)
+    lf_mean, _ = feature_terms(a, f, m, reduction="mean")
+    torch.testing.assert_close(lf_mean, feature_loss(a, f, m, reduction="mean"))

@@ -343,3 +343,18 @@ def test_init_caffe_recognises_the_scale_wrapper(tmp_path):
     report = init_segmenter(net, f"caffe:{tmp_path / 'scale.pth'}")
     assert torch.equal(net.layer2[1].conv2.weight, state["Scale.layer2.1.conv2.weight"])
     assert not report.not_initialised and any("Scale." in n for n in report.notes)
+
+
+def test_caffe_bgr_fix_feeds_the_backbone_its_training_convention(tmp_path):
+    state = random_state(4)
+    torch.save(state, tmp_path / "caffe.pth")
+    net = PartSegmenter(4)
+    report = init_segmenter(net, f"caffe:{tmp_path / 'caffe.pth'}", caffe_bgr_fix=True)
+    assert any("reversed" in n for n in report.notes)
+    x = torch.rand(1, 3, 12, 12)
+    # what Caffe saw: BGR channels minus the BGR means, through the original conv1
+    bgr = x.flip(1) * 255 - torch.tensor([104.00698793, 116.66876762, 122.67891434]).view(1, 3, 1, 1)
+    expected = F.conv2d(bgr, state["conv1.weight"], stride=2, padding=3)
+    with torch.no_grad():
+        got = net.conv1(caffe_input(x, "rgb"))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-3)
