@@ -184,6 +184,18 @@ def test_fg_crop_contains_the_object_and_maps_keypoints():
         assert torch.allclose(back.float(), a.keypoints, atol=1e-3)
 
 
+def test_jittered_train_crops_stay_inside_the_image():
+    ds = make(view="train")
+    torch.manual_seed(1)
+    for _ in range(5):
+        for i in range(len(ds)):
+            s = ds[i]
+            x0, y0, side = s.meta["crop"]
+            assert 0 <= x0 and 0 <= y0 and x0 + side <= 48 and y0 + side <= 48
+            bx, by, bw, bh = s.bbox.tolist()  # the object stays inside the view
+            assert bx >= 0 and by >= 0 and bx + bw <= 48 and by + bh <= 48
+
+
 def test_all_parts_occur_across_a_split():
     ds = make(view="full")
     seen = set()
