@@ -76,6 +76,11 @@ def test_options_roundtrip_and_identity():
     assert 64 <= demo["num_test"] <= 96 and 128 <= demo["num_train"] <= 192 and 48 <= demo["image_size"] <= 64
 
 
+def test_ground_truth_does_not_depend_on_the_protocol():
+    for view in ("full", "fg"):
+        same(make(view=view)[2], make(view=view, protocol="legacy")[2])
+
+
 @pytest.mark.parametrize("bad", [{"difficulty": 1.5}, {"num_test": -1}, {"image_size": 8}, {"ground_truth": "boxes"},
                                  {"masks": "predicted:/nonexistent/dir"}, {"view": "crop"}])
 def test_bad_options_raise_user_error(bad):
@@ -290,6 +295,10 @@ def test_mask_sources(tmp_path):
     assert float(legacy_fg.mask.max()) == pytest.approx(255.0)
     # labels are GT regardless of the mask source
     assert torch.equal(fg.part_labels, make(view="fg")[3].part_labels)
+    torch.manual_seed(3)
+    train = make(view="train", masks=f"predicted:{tmp_path}")[5]
+    train.validate()
+    assert set(train.mask.unique().tolist()) <= {0.0, 1.0}
     (tmp_path / "test" / "000004.png").unlink()
     with pytest.raises(UserError, match="000004.png"):
         pred[4]
