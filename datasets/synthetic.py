@@ -116,17 +116,15 @@ class SyntheticCreatures(Dataset):
                  image_size: int = 64, seed: int = 0, difficulty: float = 0.5, ground_truth: str = "pixels"):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
         self.root = None  # ignored: nothing is read from disk
-        for name, value, low in (("num_train", num_train, 0), ("num_test", num_test, 0), ("image_size", image_size, 16)):
-            if isinstance(value, bool) or int(value) != value or int(value) < low:
-                raise UserError(f"synthetic: option {name} must be an integer >= {low}, got {value!r}")
-        if not 0.0 <= float(difficulty) <= 1.0:
+        self.num_train = _integer("num_train", num_train, 0)
+        self.num_test = _integer("num_test", num_test, 0)
+        self.size_px = _integer("image_size", image_size, 16)
+        self.seed = _integer("seed", seed, 0)
+        self.difficulty = _number("difficulty", difficulty)
+        if not 0.0 <= self.difficulty <= 1.0:
             raise UserError(f"synthetic: option difficulty must be in [0, 1], got {difficulty!r}")
         if ground_truth not in _GROUND_TRUTHS:
             raise UserError(f"synthetic: option ground_truth must be 'pixels' or 'keypoints', got {ground_truth!r}")
-        self.num_train, self.num_test = int(num_train), int(num_test)
-        self.size_px = int(image_size)
-        self.seed = int(seed)
-        self.difficulty = float(difficulty)
         self.ground_truth = ground_truth  # instance attribute shadows the class attribute
         self._mask_dir: Path | None = None
         self._scenes: dict[int, Any] = {}
@@ -242,6 +240,33 @@ class SyntheticCreatures(Dataset):
             return source
         mode = "nearest" if self.protocol == "corrected" else "bilinear"
         return resample(source[None].double(), crop, self.size_px, mode)[0].float()
+
+
+def _number(name: str, value: Any) -> float:
+    """An option value as a float (strings from the command line included), or one clear UserError."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"synthetic: option {name} must be a number, got {value!r}") from None
+
+
+def _integer(name: str, value: Any, low: int) -> int:
+    """An option value as an int (exact for 63-bit seeds; "12" and 12.0 accepted), or one clear UserError."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        number = int(value)
+    else:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            as_float = _number(name, value)
+            if as_float != int(as_float):
+                raise UserError(f"synthetic: option {name} must be an integer >= {low}, got {value!r}") from None
+            number = int(as_float)
+    if number < low:
+        raise UserError(f"synthetic: option {name} must be an integer >= {low}, got {value!r}")
+    return number
 
 
 # -- geometry (pure functions, shared by the views and tested on their own) --------------------------------

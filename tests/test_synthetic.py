@@ -81,7 +81,14 @@ def test_ground_truth_does_not_depend_on_the_protocol():
         same(make(view=view)[2], make(view=view, protocol="legacy")[2])
 
 
-@pytest.mark.parametrize("bad", [{"difficulty": 1.5}, {"num_test": -1}, {"image_size": 8}, {"ground_truth": "boxes"},
+def test_options_given_as_strings_are_parsed():
+    ds = make(num_test="12", difficulty="0.3", seed="2")
+    assert (len(ds), ds.difficulty, ds.seed) == (12, 0.3, 2)
+    assert make(seed=2**62 + 1).seed == 2**62 + 1  # derived 63-bit seeds stay exact
+
+
+@pytest.mark.parametrize("bad", [{"difficulty": 1.5}, {"difficulty": "hard"}, {"num_test": -1}, {"num_test": 2.5},
+                                 {"image_size": 8}, {"seed": "x"}, {"ground_truth": "boxes"},
                                  {"masks": "predicted:/nonexistent/dir"}, {"view": "crop"}])
 def test_bad_options_raise_user_error(bad):
     with pytest.raises(UserError):
