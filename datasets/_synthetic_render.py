@@ -438,11 +438,17 @@ def render_scene(rng: np.random.Generator, size: int, difficulty: float, margin:
     cap_ra, cap_rb = (scale * c.cap_ra).astype(f32), (scale * c.cap_rb).astype(f32)
     ell_c, ell_f = place(c.ell_centre).astype(f32), (c.ell_forward @ rotation.T).astype(f32)
     ell_af, ell_as = (scale * c.ell_af).astype(f32), (scale * c.ell_as).astype(f32)
-    inside = np.concatenate([_capsules_inside(xx, yy, cap_a, cap_b, cap_ra, cap_rb),
-                             _ellipses_inside(xx, yy, ell_c, ell_f, ell_af, ell_as)])[c.order]
+    # Only the window of the creature's analytic bounds can be covered: test the shapes there.
+    (x0, y0), (x1, y1) = offset + scale * lo, offset + scale * hi
+    c0, r0 = max(int(np.floor(x0)) - 1, 0), max(int(np.floor(y0)) - 1, 0)
+    c1, r1 = min(int(np.ceil(x1)) + 1, size), min(int(np.ceil(y1)) + 1, size)
+    wx, wy = xx[r0:r1, c0:c1], yy[r0:r1, c0:c1]
+    inside = np.concatenate([_capsules_inside(wx, wy, cap_a, cap_b, cap_ra, cap_rb),
+                             _ellipses_inside(wx, wy, ell_c, ell_f, ell_af, ell_as)])[c.order]
     prim_label = np.concatenate([c.cap_label, c.ell_label])
-    covered, top = _topmost(inside)
-    top = c.order[top]  # back to primitive indices
+    covered, top = np.zeros((size, size), bool), np.zeros((size, size), np.int64)
+    covered[r0:r1, c0:c1], window_top = _topmost(inside)
+    top[r0:r1, c0:c1] = c.order[window_top]  # back to primitive indices
     labels = np.where(covered, prim_label[top], 0).astype(np.int64)
 
     rows, cols = np.nonzero(covered)
