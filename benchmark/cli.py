@@ -159,20 +159,22 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -
               help="Directory the tables are written to (all three formats).")
 @click.option("--name", default="results", show_default=True, help="Base name of the written files.")
 @click.option("--decimals", type=int, default=2, show_default=True)
-def report_command(runs, fmt, out_dir, name, decimals):
+@click.option("--with-paper", is_flag=True,
+              help="Add the published numbers of `ours` as a row to legacy-protocol CUB/DeepFashion tables.")
+def report_command(runs, fmt, out_dir, name, decimals, with_paper):
     """Tables (mean ± std over seeds, x100, best in bold) from result CSVs or directories of them.
 
     \b
     Examples:
       benchmark report runs/ --format markdown
-      benchmark report runs/cub runs/deepfashion --format latex --name paper_table
+      benchmark report runs/cub runs/deepfashion --format latex --name paper_table --with-paper
     """
     from benchmark.report import render, write_report
     from benchmark.results import load_results
 
     df = load_results(runs)
-    written = write_report(df, out_dir, name, decimals=decimals)
-    click.echo(render(df, fmt, decimals), nl=False)
+    written = write_report(df, out_dir, name, decimals=decimals, with_paper=with_paper)
+    click.echo(render(df, fmt, decimals, with_paper), nl=False)
     click.echo(f"\nwritten: {', '.join(str(p) for p in written)}", err=True)
 
 
