@@ -62,15 +62,21 @@ class FeatureExtractor:
 
     ``input_size`` (``(H, W)`` or an int for a square) resizes images before the backbone (bilinear with
     anti-aliasing, as ``skimage.transform.resize`` does in the DFF demo); ``None`` feeds them as they come.
+    ``memory_budget_mb`` keeps the features of the first images seen, up to that many MB (float16, on the
+    backbone's device, keyed like the disk cache), so that a second pass over a small split -- K-means'
+    assignment pass -- needs no second backbone pass; larger splits simply recompute the rest.
     """
 
     def __init__(self, backbone: VGGFeatures, *, input_size: int | Sequence[int] | None = None,
-                 cache_dir=None):
+                 cache_dir=None, memory_budget_mb: float = 0):
         self.backbone = backbone
         if isinstance(input_size, int):
             input_size = (input_size, input_size)
         self.input_size = tuple(int(s) for s in input_size) if input_size else None
         self.cache = ArrayCache(cache_dir)
+        self.memory_budget = int(memory_budget_mb * (1 << 20))
+        self._memory: dict[tuple[str, str], dict[str, Tensor]] = {}
+        self._memory_bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -97,39 +103,37 @@ class FeatureExtractor:
     def __call__(self, images: Tensor, ids: Sequence[str] | None = None) -> dict[str, Tensor]:
         """``{layer: (N, C, h, w) float32}`` on the backbone's device for ``images`` ``(N, 3, H, W)``."""
         device = self.backbone.device
-        if not self.cache.enabled:
+        if not self.cache.enabled and self.memory_budget <= 0:
             return self._compute(images.to(device, non_blocking=True))
         n = int(images.shape[0])
         ids = list(ids) if ids is not None else [""] * n
         size = (int(images.shape[-2]), int(images.shape[-1]))
         digests = [image_digest(image) for image in images]
-        descriptions = [{layer: self._description(layer, ids[i], digests[i], size) for layer in self.layers}
-                        for i in range(n)]
-        loaded: list[dict[str, np.ndarray] | None] = []
-        for desc in descriptions:
-            arrays = {layer: self.cache.load(d) for layer, d in desc.items()}
-            loaded.append(arrays if all(a is not None for a in arrays.values()) else None)
-        missing = [i for i, arrays in enumerate(loaded) if arrays is None]
-        self.hits += n - len(missing)
-        self.misses += len(missing)
-        computed: dict[str, Tensor] = {}
+        keys = list(zip(ids, digests))
+        found: list[dict[str, Tensor] | None] = [self._memory.get(key) for key in keys]
+        fresh = [i for i in range(n) if found[i] is None]
+        if self.cache.enabled:
+            for i in fresh:
+                arrays = {layer: self.cache.load(self._description(layer, ids[i], digests[i], size))
+                          for layer in self.layers}
+                if all(a is not None for a in arrays.values()):
+                    found[i] = {layer: torch.from_numpy(a).to(device) for layer, a in arrays.items()}
+                    self.hits += 1
+        missing = [i for i in range(n) if found[i] is None]
         if missing:
             computed = self._compute(images[missing].to(device, non_blocking=True))
-            host = {layer: value.half().cpu().numpy() for layer, value in computed.items()}
+            host = {layer: value.half().cpu().numpy() for layer, value in computed.items()} if self.cache.enabled else {}
             for row, i in enumerate(missing):
-                for layer in self.layers:
-                    self.cache.store(descriptions[i][layer], host[layer][row])
-        out: dict[str, Tensor] = {}
-        position = {i: row for row, i in enumerate(missing)}
-        for layer in self.layers:
-            parts = []
-            for i in range(n):
-                if loaded[i] is None:
-                    parts.append(computed[layer][position[i]])
-                else:
-                    parts.append(torch.from_numpy(loaded[i][layer]).to(device, non_blocking=True).float())
-            out[layer] = torch.stack(parts)
-        return out
+                found[i] = {layer: computed[layer][row].half() for layer in self.layers}
+                for layer in host:
+                    self.cache.store(self._description(layer, ids[i], digests[i], size), host[layer][row])
+            self.misses += len(missing)
+        for i in fresh:  # keep what fits in the memory budget (first come, first kept: deterministic)
+            entry_bytes = sum(t.numel() * t.element_size() for t in found[i].values())
+            if self._memory_bytes + entry_bytes <= self.memory_budget:
+                self._memory[keys[i]] = found[i]
+                self._memory_bytes += entry_bytes
+        return {layer: torch.stack([found[i][layer] for i in range(n)]).float() for layer in self.layers}
 
     def stream(self, data, *, batch_size: int = 16, device: str | torch.device = "cpu", progress: bool | str = False,
                num_workers: int = 0) -> Iterator[tuple[Batch, dict[str, Tensor]]]:

@@ -154,6 +154,14 @@ def test_extractor_cache_roundtrip(tmp_path):
     assert (cached.hits, cached.misses) == (2, 3)
     again = cached(images, ids)  # all three from the cache
     assert (cached.hits, cached.misses) == (5, 3)
+    remembered = FeatureExtractor(backbone, memory_budget_mb=1)
+    first = remembered(images, ids)
+    second = remembered(images, ids)
+    assert remembered.misses == 3 and all(torch.equal(first[k], second[k]) for k in first)
+    small = FeatureExtractor(backbone, memory_budget_mb=0.04)  # room for one image (36 KB) only
+    small(images, ids)
+    small(images, ids)
+    assert small.misses == 5
     for layer in ("relu3_2", "relu5_4"):
         # Features pass through float16 whether cached or not: a warm cache returns exactly what was computed.
         assert torch.equal(again[layer], warm[layer]) and torch.equal(warm[layer][:2], cold[layer])
