@@ -39,7 +39,7 @@ from benchmark.core.registry import register_bench, register_method
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.backbones import VGGFeatures, weights_identity
-from benchmark.methods.features import FeatureExtractor, image_digest
+from benchmark.methods.features import FeatureExtractor, image_digests
 from benchmark.methods.nmf import nmf
 
 ASSIGN_RULES = ("normalised", "raw")
@@ -83,26 +83,32 @@ class DFF(Method):
     def weights_id(self) -> str:
         return weights_identity(self.arch, self.weights)
 
+    def _settings(self) -> tuple[int, int | None, int, float, int]:
+        """The numeric parameters as numbers (``-p key=value`` may hand them over as text)."""
+        image_size = int(self.image_size) if self.image_size not in (None, "", "none", "None", 0, "0") else None
+        return int(self.num_parts), image_size, int(self.max_iter), float(self.tol), int(self.batch_size)
+
     def fit(self, data, *, seed: int = 0, device: str = "cpu") -> "DFF":
+        k, image_size, max_iter, tol, batch_size = self._settings()
         if self.assign not in ASSIGN_RULES:
             raise UserError(f"dff: unknown assign={self.assign!r}; choose one of {', '.join(ASSIGN_RULES)}")
-        if self.num_parts < 1 or self.max_iter < 0:
+        if k < 1 or max_iter < 0 or batch_size < 1:
             raise UserError("dff needs num_parts >= 1 and max_iter >= 0")
         device = torch.device(device)
         backbone = VGGFeatures(self.arch, self.weights, layers=(self.layer,)).to(device)
-        self.extractor_ = FeatureExtractor(backbone, input_size=self.image_size, cache_dir=self.context.cache_dir)
+        self.extractor_ = FeatureExtractor(backbone, input_size=image_size, cache_dir=self.context.cache_dir)
         chunks: list[Tensor] = []
         index: dict[tuple[str, str], tuple[int, int, int]] = {}  # (id, digest) -> (first row, h, w)
         rows = 0
-        for batch, feats in self.extractor_.stream(data, batch_size=self.batch_size, device=device,
+        for batch, feats in self.extractor_.stream(data, batch_size=batch_size, device=device,
                                                    progress="dff features" if self.context.progress else False,
                                                    num_workers=self.context.num_workers):
             f = feats[self.layer]
             n, c, h, w = f.shape
             # float16 holds these values exactly (the extractor rounds through it): half the memory until V.
             chunks.append(f.permute(0, 2, 3, 1).reshape(n * h * w, c).half())
-            for i, (image_id, image) in enumerate(zip(batch.ids, batch.images)):
-                index[(image_id, image_digest(image))] = (rows + i * h * w, h, w)
+            for i, key in enumerate(zip(batch.ids, image_digests(batch.images))):
+                index[key] = (rows + i * h * w, h, w)
             rows += n * h * w
         if not chunks:
             raise UserError(f"dff: the dataset view {data.name}/{data.split} has no images")
@@ -112,7 +118,7 @@ class DFF(Method):
             chunk = chunks.pop(0)
             V[start:start + chunk.shape[0]] = chunk
             start += chunk.shape[0]
-        W, H, history = nmf(V, self.num_parts, max_iter=self.max_iter, tol=self.tol,
+        W, H, history = nmf(V, k, max_iter=max_iter, tol=tol,
                             seed=derive_seed(seed, "dff", "init"), device=device)
         del V
         self.W_, self.H_, self.history_ = W, H, history
@@ -126,20 +132,21 @@ class DFF(Method):
         f = self.extractor_(images, ids)[self.layer]
         n, c, h, w = f.shape
         v = f.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        k, _, max_iter, _, _ = self._settings()
         scale = math.sqrt(max(float(self.W_.mean()), 1e-12))
-        w0 = torch.full((v.shape[0], self.num_parts), scale, dtype=v.dtype, device=v.device)
-        W, _, _ = nmf(v, self.num_parts, max_iter=self.max_iter, tol=0.0, H=self.H_, W0=w0)
-        return W.reshape(n, h, w, self.num_parts).permute(0, 3, 1, 2)
+        w0 = torch.full((v.shape[0], k), scale, dtype=v.dtype, device=v.device)
+        W, _, _ = nmf(v, k, max_iter=max_iter, tol=0.0, H=self.H_, W0=w0)
+        return W.reshape(n, h, w, k).permute(0, 3, 1, 2)
 
     def predict(self, batch: Batch) -> PartMaps:
         if not hasattr(self, "W_"):
             raise RuntimeError("dff: call fit() before predict()")
-        keys = [(image_id, image_digest(image)) for image_id, image in zip(batch.ids, batch.images)]
+        keys = list(zip(batch.ids, image_digests(batch.images)))
         if all(key in self.index_ for key in keys):
             maps = []
             for key in keys:
                 start, h, w = self.index_[key]
-                maps.append(self.W_[start:start + h * w].reshape(h, w, self.num_parts).permute(2, 0, 1))
+                maps.append(self.W_[start:start + h * w].reshape(h, w, -1).permute(2, 0, 1))
             factors = torch.stack(maps)
         else:
             factors = self._project(batch.images, batch.ids)

@@ -108,3 +108,10 @@ def test_seeds_and_unseen_images():
     joint = a.W_.reshape(4, -1, 4).argmax(-1)
     agree = (projected.permute(0, 2, 3, 1).reshape(4, -1, 4).argmax(-1) == joint).float().mean()
     assert agree > 0.7, agree
+
+
+def test_backbone_input_size_option():
+    method = tiny_dff(image_size="40", max_iter="5").fit(synthetic(num_test=2), seed=0)  # text, as from the CLI
+    assert method.W_.shape == (2 * 2 * 2, 4)  # 32 px images fed at 40 px: relu5_4 maps of 2x2
+    batch = next(iter(synthetic(num_test=2).batches(2)))
+    assert method.predict(batch).scores.shape == (2, 4, 32, 32)  # heatmaps at the image's own size

@@ -116,7 +116,9 @@ def test_predict_is_nearest_centroid_of_the_reference_features():
 
 
 def test_unseen_images_are_assigned_with_the_fitted_centroids():
-    method = tiny_kmeans(feature_size=16).fit(synthetic(num_test=4), seed=0)
+    # Parameters as the command line hands them over (text) are accepted.
+    method = tiny_kmeans(feature_size="16", layers="relu5_2, relu5_4", niter="5").fit(synthetic(num_test=4), seed=0)
+    assert method.settings_["layers"] == ("relu5_2", "relu5_4") and method.settings_["size"] == 16
     other = synthetic(num_test=3, seed=9)
     batch = next(iter(other.batches(3)))
     maps = method.predict(batch)
