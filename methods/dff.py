@@ -158,9 +158,10 @@ class DFF(Method):
 @register_bench("dff")
 def bench_dff(images: int = 64, map_size: int = 16, channels: int = 512, k: int = 4, iterations: int = 50,
               split_size: int = 5794, seed: int = 0, device: str = "cpu") -> str:
-    """NMF of a ``images x map_size^2`` by ``channels`` non-negative matrix (low-rank + ReLU noise, like
-    relu5_4 features) for a fixed number of updates, vs scikit-learn's ``NMF(solver="mu")`` from the same
-    initial factors."""
+    """DFF's NMF in torch vs scikit-learn's multiplicative-update NMF from the same initial factors.
+
+    The matrix is ``images x map_size^2`` rows by ``channels`` columns, non-negative (low rank + ReLU noise,
+    like relu5_4 features); both run a fixed number of updates."""
     from sklearn.decomposition import NMF
 
     images, map_size, channels, k, iterations = int(images), int(map_size), int(channels), int(k), int(iterations)

@@ -158,8 +158,10 @@ def _bench_images(n: int, size: int, seed: int) -> Tensor:
 def bench_features(images: int = 8, size: int = 256, batch_size: int = 8, arch: str = "vgg19",
                    layers: str = "relu5_2,relu5_4", device: str = "cpu", precision: str = "auto",
                    split_size: int = 5794, seed: int = 0) -> str:
-    """Backbone throughput: partbench's batched, truncated, single-pass extraction vs the straightforward
-    way -- torchvision's whole ``features`` stack run image by image with forward hooks on the taps."""
+    """Backbone throughput: batched single-pass extraction vs torchvision's whole stack image by image.
+
+    The baseline is the straightforward way: torchvision's whole ``features`` stack run image by image
+    with forward hooks on the taps, same weights."""
     import time
     import warnings
 

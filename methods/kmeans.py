@@ -310,10 +310,12 @@ class KMeansParts(Method):
 def bench_kmeans(images: int = 8, map_size: int = 16, feature_size: int = 64, channels: int = 512, k: int = 4,
                  niter: int = 100, nredo: int = 5, max_points_per_centroid: int = 256, split_size: int = 5794,
                  seed: int = 0) -> str:
-    """The method's clustering + assignment path on ``images`` images' features (two ``channels``-channel
-    layers at ``map_size``^2, synthetic clustered ReLU maps, as relu5_2/relu5_4 of a 256 px image) vs the
-    straightforward way: materialise the ``feature_size``^2 x ``2*channels`` normalised pixel matrix and run
-    scikit-learn ``KMeans`` (lloyd, same K/niter/nredo) on all of it."""
+    """K-means clustering + assignment (the method's path) vs scikit-learn KMeans on the whole pixel matrix.
+
+    Input: ``images`` images' features (two ``channels``-channel layers at ``map_size``^2, synthetic
+    clustered ReLU maps, as relu5_2/relu5_4 of a 256 px image). The baseline materialises the
+    ``feature_size``^2 x ``2*channels`` normalised pixel matrix and runs scikit-learn ``KMeans`` (lloyd,
+    same K/niter/nredo) on all of it."""
     import faiss
     from sklearn.cluster import KMeans as SkKMeans
     from sklearn.metrics import normalized_mutual_info_score
