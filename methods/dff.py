@@ -133,8 +133,10 @@ class DFF(Method):
         n, c, h, w = f.shape
         v = f.permute(0, 2, 3, 1).reshape(n * h * w, c)
         k, _, max_iter, _, _ = self._settings()
-        scale = math.sqrt(max(float(self.W_.mean()), 1e-12))
-        w0 = torch.full((v.shape[0], k), scale, dtype=v.dtype, device=v.device)
+        # Constant start at the fitted W's typical value: every row's result is then independent of
+        # batching and of any RNG (the problem is convex in W for fixed H, so the start matters little).
+        start = max(float(self.W_.mean()), 1e-6)
+        w0 = torch.full((v.shape[0], k), start, dtype=v.dtype, device=v.device)
         W, _, _ = nmf(v, k, max_iter=max_iter, tol=0.0, H=self.H_, W0=w0)
         return W.reshape(n, h, w, k).permute(0, 3, 1, 2)
 
