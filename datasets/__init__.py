@@ -16,7 +16,6 @@ def load(name: str, root: Any = None, split: str = "test", **options: Any):
     cls = DATASETS.get(name)
     return cls(root, split=split, **options)
 
-
 from benchmark.core.plugin import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__)

@@ -4,8 +4,6 @@ Each module registers its class with ``@register_method``; a method whose option
 still registers and reports why through ``unavailable_reason()``. See :mod:`benchmark.core.method`.
 """
 
-
-
 from benchmark.core.plugin import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__)

@@ -12,7 +12,6 @@ from benchmark.metrics.clustering import ContingencyTable, ari, nmi
 
 __all__ = ["ContingencyTable", "ari", "nmi"]
 
-
 from benchmark.core.plugin import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__)
