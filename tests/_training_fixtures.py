@@ -62,6 +62,15 @@ def mse_loss(model, batch, info):
     return mse, {"mse": mse}
 
 
+def two_pass_loss(model, batch, info):
+    """Two forward passes before one backward (as ``ours``'s equivariance branch); a batch-mean loss."""
+    out = model(batch.images)
+    flipped = model(batch.images.flip(-1))
+    mse = ((out - batch.masks[:, None]) ** 2).mean()
+    eqv = ((flipped - out.detach().flip(-1)) ** 2).mean()
+    return mse + eqv, {"mse": mse, "eqv": eqv}
+
+
 def ddp_worker(rank: int, world: int, port: int, out_root: str) -> None:
     """One rank of the 2-process gloo test (``torch.multiprocessing.spawn`` target)."""
     import os
@@ -76,6 +85,6 @@ def ddp_worker(rank: int, world: int, port: int, out_root: str) -> None:
     torch.manual_seed(0)
     model = TinyNet(dropout=0.0, batchnorm=False)
     config = TrainConfig(steps=4, batch_size=4, lr=0.05, checkpoint_every=2, log_flush_every=1)
-    Trainer(model, groups, mse_loss, config, out_dir=f"{out_root}/run", seed=3).fit(TinyDataset(12))
+    Trainer(model, groups, two_pass_loss, config, out_dir=f"{out_root}/run", seed=3).fit(TinyDataset(12))
     torch.save(model.state_dict(), f"{out_root}/rank{rank}.pt")
     dist.destroy_process_group()
