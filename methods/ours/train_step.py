@@ -47,26 +47,15 @@ if TYPE_CHECKING:
 
 
 # -- the building blocks of oursnet, behind one call each ------------------------------------------------------
-def jitter(images01: Tensor, config: OursConfig, generator: torch.Generator) -> Tensor:
-    return augment.color_jitter(images01, generator=generator, p=config.jitter_p, brightness=config.brightness,
-                                contrast=config.contrast, saturation=config.saturation, hue=config.hue,
-                                grayscale_p=config.grayscale_p)
+def jitter_params(config: OursConfig) -> augment.JitterParams:
+    return augment.JitterParams(p_jitter=config.jitter_p, brightness=config.brightness, contrast=config.contrast,
+                                saturation=config.saturation, hue=config.hue, p_grayscale=config.grayscale_p)
 
 
-def sample_warp(n: int, height: int, width: int, config: OursConfig, generator: torch.Generator,
-                device: torch.device):
-    """One random warp per image (§1.5); returns what :func:`apply_warp` takes."""
-    return warp.sample_grid(n, height, width, generator=generator, device=device,
-                            rotation_deg=config.warp_rotation_deg, scale=config.warp_scale,
-                            translation=config.warp_translation, sigma=config.tps_sigma)
-
-
-def apply_warp(x: Tensor, grid) -> Tensor:
-    return warp.apply(x, grid)
-
-
-def lab(images01: Tensor) -> Tensor:
-    return augment.rgb_to_lab(images01)
+def warp_params(config: OursConfig) -> warp.WarpParams:
+    return warp.WarpParams(rotation_deg=config.warp_rotation_deg, scale_low=config.warp_scale[0],
+                           scale_high=config.warp_scale[1], translation=config.warp_translation,
+                           sigma=config.tps_sigma)
 
 
 # -- the step ---------------------------------------------------------------------------------------------------
@@ -85,6 +74,8 @@ class OursObjective:
     def __init__(self, config: OursConfig, vgg: "VGGFeatures | None"):
         self.config = config
         self.vgg = vgg
+        self.jitter = jitter_params(config)
+        self.warp = warp_params(config)
         self.needs_features = bool({"feature", "contrastive"} & set(config.terms))
         if self.needs_features and vgg is None:
             raise ValueError("the feature and contrastive losses need the VGG reference network")
@@ -97,15 +88,16 @@ class OursObjective:
                             "use --masks gt)")
         images = batch.images.float()
         mask = batch.masks.float()[:, None]
-        out = {"mask": mask, "x1": caffe_input(jitter(images, cfg, generator), cfg.mean_order)}
+        jitter = self.jitter
+        out = {"mask": mask, "x1": caffe_input(augment.color_jitter(images, jitter, generator=generator), cfg.mean_order)}
         if "equivariance" in cfg.terms:
-            out["x2"] = caffe_input(jitter(images, cfg, generator), cfg.mean_order)
+            out["x2"] = caffe_input(augment.color_jitter(images, jitter, generator=generator), cfg.mean_order)
         if self.needs_features:
             with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
                 out["features"] = reference_features(self.vgg, images, cfg) * mask
         if "color" in cfg.terms:
             with torch.autocast(images.device.type, enabled=False):
-                out["color"] = lab(images) if cfg.use_lab else (images * 255.0).round() - 128.0
+                out["color"] = augment.rgb_to_lab(images) if cfg.use_lab else (images * 255.0).round() - 128.0
         return out
 
     def __call__(self, model: nn.Module, batch: "Batch", info: "StepInfo") -> tuple[Tensor, dict[str, Tensor]]:
@@ -114,12 +106,12 @@ class OursObjective:
         mask = data["mask"]
         n, _, height, width = mask.shape
         logits = F.interpolate(model(data["x1"]), size=(height, width), mode="bilinear", align_corners=True)
-        assign = logits.float().softmax(dim=1) * mask
+        assign = logits.float().softmax(dim=1) * mask  # losses.masked_assignment, keeping the upsampled logits
         terms: dict[str, Tensor] = {}
         weighted: list[Tensor] = []
 
         if "feature" in cfg.terms:
-            per_image = losses.region_variance(assign, data["features"], mask)
+            per_image = losses.region_variance(assign, data["features"], mask, center=False)
             if cfg.feature_reduction == "sum":
                 # The reference adds per-image losses; under DDP x W recovers the global sum (grads are averaged).
                 terms["feature"] = per_image.sum() * info.world_size
@@ -127,7 +119,7 @@ class OursObjective:
                 terms["feature"] = per_image.mean()
             weighted.append(cfg.lambda_feature * terms["feature"])
         if "color" in cfg.terms:
-            terms["color"] = losses.region_variance(assign, data["color"], mask).mean()
+            terms["color"] = losses.color_loss(assign, data["color"], mask)
             weighted.append(cfg.lambda_color * terms["color"])
         if "contrastive" in cfg.terms:
             prototypes = losses.part_prototypes(assign, data["features"])
@@ -140,12 +132,12 @@ class OursObjective:
                                                            generator=info.shared_generator)
             weighted.append(cfg.lambda_contrastive * terms["contrastive"])
         if "equivariance" in cfg.terms:
-            grid = sample_warp(n, height, width, cfg, info.generator, mask.device)
-            warped_input = apply_warp(data["x2"], grid)
+            grid = warp.random_warp_grid(n, height, width, self.warp, generator=info.generator, device=mask.device)
+            warped_input = warp.apply(data["x2"], grid)
             logits_on_warped = F.interpolate(model(warped_input), size=(height, width), mode="bilinear",
                                              align_corners=True)
-            warped_logits = apply_warp(logits.detach().float(), grid)
-            warped_mask = apply_warp(mask, grid)
+            warped_logits = warp.apply(logits.detach().float(), grid)
+            warped_mask = warp.apply(mask, grid)
             terms["equivariance"] = losses.equivariance_loss(logits_on_warped.float(), warped_logits, warped_mask)
             weighted.append(cfg.lambda_equivariance * terms["equivariance"])
         total = torch.stack(weighted).sum()
