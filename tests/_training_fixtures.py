@@ -10,7 +10,8 @@ from benchmark.core.types import Sample
 
 
 class TinyDataset(Dataset):
-    """``n`` random 8x8 images with a random mask; deterministic."""
+    """``n`` random 8x8 images with a random mask, randomly flipped in ``__getitem__`` with torch's global
+    RNG (as the real training views augment): exact resume must reproduce the flips too."""
 
     needs_data_root = False
 
@@ -24,7 +25,10 @@ class TinyDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> Sample:
-        return Sample(image=self.images[i], id=f"img{i}", mask=self.masks[i])
+        image, mask = self.images[i], self.masks[i]
+        if bool(torch.rand(()) < 0.5):
+            image, mask = image.flip(-1), mask.flip(-1)
+        return Sample(image=image, id=f"img{i}", mask=mask)
 
 
 class TinyNet(nn.Module):

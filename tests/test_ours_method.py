@@ -14,7 +14,7 @@ from benchmark.core.method import RunContext
 from benchmark.core.registry import BENCHES, DATASETS, METHODS
 from benchmark.methods.segmenter import PartSegmenter
 
-TINY = ["--dataset", "synthetic", "-d", "num_train=6", "-d", "num_test=4", "-d", "image_size=32",
+TINY = ["--dataset", "synthetic", "-o", "num_train=6", "-o", "num_test=4", "-o", "image_size=32",
         "--preset", "tiny", "--batch-size", "3", "--image-size", "32", "--init", "random",
         "-p", "vgg_weights=random", "--quiet", "--num-workers", "0"]
 

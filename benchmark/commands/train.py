@@ -81,11 +81,14 @@ def build_method(method: str, given: dict[str, Any]):
 
 
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--method", "method_name", default="ours", show_default=True, help="A method that trains (ours, scops).")
-@click.option("--dataset", "dataset_name", required=True, help="Dataset name (cub, deepfashion, pascal-part, synthetic).")
+@click.option("--method", "-m", "method_name", default="ours", show_default=True,
+              help="A method that trains (ours, scops).")
+@click.option("--dataset", "-d", "dataset_name", required=True,
+              help="Dataset name (cub, deepfashion, pascal-part, synthetic).")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Root of the dataset tree.")
-@click.option("-d", "--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE",
-              help="Dataset option, e.g. -d category=car (repeatable).")
+@click.option("--option", "-o", "dataset_options", multiple=True, metavar="KEY=VALUE",
+              help="Dataset option, e.g. -o num_train=64 (repeatable).")
+@click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
 @click.option("--num-parts", "-k", type=int, default=None, help="Number of parts K [method default: 4].")
 @click.option("--preset", default=None, help="Training preset: paper (§1.6 exactly) or tiny (CPU demo).")
 @click.option("--steps", type=int, default=None, help="Number of training steps [preset].")
@@ -102,10 +105,10 @@ def build_method(method: str, given: dict[str, Any]):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the whole run.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--num-workers", type=int, default=4, show_default=True, help="DataLoader worker processes.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Any other method parameter, e.g. -p legacy_positive=false -p lambda_equivariance=5.7e4.")
-def train_command(method_name, dataset_name, data_root, dataset_options, num_parts, preset, steps, batch_size,
+def train_command(method_name, dataset_name, data_root, dataset_options, category, num_parts, preset, steps, batch_size,
                   image_size, init, ablate, amp, compile_, out_dir, resume, seed, device, num_workers, quiet, params):
     """Train a part-discovery method and write its checkpoints and loss log.
 
@@ -122,7 +125,7 @@ def train_command(method_name, dataset_name, data_root, dataset_options, num_par
       # fix a reference quirk: batch-mean feature loss, positives from all other images
       benchmark train --dataset cub --data-root D -p feature_reduction=mean -p legacy_positive=false
       # PASCAL-Part (lambda_e = 5.7e4 automatically), one category
-      benchmark train --dataset pascal-part --data-root /data/VOC2010 -d category=car
+      benchmark train --dataset pascal-part --data-root /data/VOCdevkit_2010 --category car
       # tiny CPU run on the built-in synthetic data
       benchmark train --dataset synthetic --preset tiny --init random -p vgg_weights=random
       # 4 GPUs with DDP (global batch 6 must divide by the processes: use --batch-size 8)
@@ -147,7 +150,10 @@ def train_command(method_name, dataset_name, data_root, dataset_options, num_par
     reason = dataset_cls.unavailable_reason()
     if reason:
         raise UserError(f"dataset {dataset_name!r} is unavailable here: {reason}")
-    data = dataset_cls(data_root, split="train", view="train", masks="gt", **parse_pairs(dataset_options, "-d"))
+    options = parse_pairs(dataset_options, "-o")
+    if category is not None:
+        options["category"] = category
+    data = dataset_cls(data_root, split="train", view="train", masks="gt", **options)
     out_dir = out_dir or Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
     rank = int(os.environ.get("RANK", "0"))
     method.context = RunContext(cache_dir=None, work_dir=out_dir, num_workers=num_workers,

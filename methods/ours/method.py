@@ -141,7 +141,7 @@ class Ours(Method):
                             f"pass --num-parts {outputs} (a SCOPS checkpoint has K+1 outputs: use --method scops)")
         return model
 
-    def trainer(self, data, *, out_dir, seed: int, device) -> "Any":
+    def trainer(self, data, *, out_dir, seed: int, device, keep_checkpoints: int = 0) -> "Any":
         """The configured :class:`~benchmark.methods.training.Trainer` for ``data`` (not yet run)."""
         from benchmark.methods.ours.train_step import OursObjective, segmenter_param_groups
         from benchmark.methods.training import Trainer, TrainConfig
@@ -153,7 +153,8 @@ class Ours(Method):
         train_config = TrainConfig(
             steps=config.steps, batch_size=config.batch_size, lr=config.lr, momentum=config.momentum,
             weight_decay=config.weight_decay, poly_power=config.poly_power, max_iter=config.max_iter,
-            clip_grad_norm=config.clip_grad_norm, checkpoint_every=config.checkpoint_every, amp=self.amp,
+            clip_grad_norm=config.clip_grad_norm, checkpoint_every=config.checkpoint_every,
+            keep_checkpoints=keep_checkpoints, amp=self.amp,
             compile=bool(self.compile), num_workers=self.context.num_workers, image_size=config.image_size,
             extra={"method": "ours", "ours": config.to_dict(), "init": self.init_identity(),
                    "vgg_weights": self.vgg_weights})
@@ -165,9 +166,11 @@ class Ours(Method):
 
     # -- learning and prediction -----------------------------------------------------------------------------
     def train(self, data, *, out_dir: str | Path | None, resume: bool = False, seed: int = 0,
-              device: str = "cpu"):
-        """Train on ``data`` writing checkpoints/logs to ``out_dir``; returns the TrainResult."""
-        result = self.trainer(data, out_dir=out_dir, seed=seed, device=device).fit(data, resume=resume)
+              device: str = "cpu", keep_checkpoints: int = 0):
+        """Train on ``data`` writing checkpoints/logs to ``out_dir`` (``keep_checkpoints`` = 0 keeps every
+        periodic checkpoint, as the reference does); returns the TrainResult."""
+        trainer = self.trainer(data, out_dir=out_dir, seed=seed, device=device, keep_checkpoints=keep_checkpoints)
+        result = trainer.fit(data, resume=resume)
         self.model_.eval()
         return result
 
@@ -201,7 +204,9 @@ class Ours(Method):
             self.model_ = self._load_checkpoint(model_file).to(device).eval()
             self.trained_from_cache_ = str(model_file)
             return self
-        self.train(data, out_dir=out_dir, resume=latest_checkpoint(out_dir) is not None, seed=seed, device=device)
+        # Only the latest checkpoint is kept in the cache (enough to resume an interrupted training).
+        self.train(data, out_dir=out_dir, resume=latest_checkpoint(out_dir) is not None, seed=seed, device=device,
+                   keep_checkpoints=1)
         return self
 
     @torch.no_grad()

@@ -124,9 +124,7 @@ class OursObjective:
         if "contrastive" in cfg.terms:
             prototypes = losses.part_prototypes(assign, data["features"])
             if info.world_size > 1:
-                import torch.distributed.nn.functional as dist_fn
-
-                prototypes = torch.cat(dist_fn.all_gather(prototypes), dim=0)
+                prototypes = _gather_prototypes(prototypes)
             terms["contrastive"] = losses.contrastive_loss(prototypes, cfg.temperature,
                                                            legacy_positive=cfg.legacy_positive,
                                                            generator=info.shared_generator)
@@ -142,6 +140,20 @@ class OursObjective:
             weighted.append(cfg.lambda_equivariance * terms["equivariance"])
         total = torch.stack(weighted).sum()
         return total, terms
+
+
+def _gather_prototypes(prototypes: Tensor) -> Tensor:
+    """All ranks' prototypes, concatenated in rank order, differentiable. The backward of this all_gather
+    sums the gradients of every rank's (identical) loss, i.e. W x the gradient of the local slice; DDP's
+    averaging over the W ranks then yields exactly the gradient of the global-batch loss."""
+    import warnings
+
+    import torch.distributed.nn.functional as dist_fn
+
+    with warnings.catch_warnings():
+        # Deprecated in favour of a private module; the public function is kept for its documented autograd.
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(dist_fn.all_gather(prototypes), dim=0)
 
 
 def segmenter_param_groups(model: nn.Module, config: OursConfig):
