@@ -4,6 +4,8 @@ A method supplies a model, its parameter groups and a loss function
 ``loss_fn(model, batch, info) -> (total, {term: tensor})`` computed on the device without host syncs
 (``info`` is a :class:`~.config.StepInfo` with per-step generators). The trainer does the rest:
 
+* the global RNGs (Python, NumPy, torch) seeded from (seed, rank) at the start of a fresh run, so dropout
+  and dataset-side augmentation follow the run's seed;
 * SGD (momentum, weight decay per group) with the poly schedule recomputed before every step;
 * optional bf16 autocast and ``torch.compile`` of the model;
 * global-norm gradient clipping (``clip_grad_norm_(model.parameters(), c)`` as the references do);
@@ -79,6 +81,16 @@ def build_optimizer(groups: list[ParamGroup], config: TrainConfig) -> torch.opti
     return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
+def _seed_global_rngs(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dicts as dotted keys (configuration comparison on resume)."""
     out: dict[str, Any] = {}
@@ -146,6 +158,10 @@ class Trainer:
         log_path = self.out_dir / "train_log.csv" if (self.out_dir is not None and env.is_main) else None
         logger = StepLogger(log_path, tensorboard_dir=self.out_dir / "tensorboard" if self.out_dir else None)
 
+        if not resume:
+            # Global RNGs (dropout, augmentation in the dataset's __getitem__) follow the run's seed, one stream
+            # per rank; a resumed run restores them from the checkpoint instead.
+            _seed_global_rngs(derive_seed(self.seed, "global-rngs", env.rank))
         if resume:
             if self.out_dir is None:
                 raise UserError("--resume needs an --out directory holding the run's checkpoints")
