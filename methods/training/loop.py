@@ -21,7 +21,7 @@ Output directory layout::
     OUT/train_info.json          configuration, world size, global and per-rank batch
     OUT/train_log.csv            step, lr, total, every loss term
     OUT/checkpoints/step_XXXXXXX.pt   training checkpoints (see .checkpoint)
-    OUT/model.pt                 final weights {"format", "model_state_dict", "step", "config"}
+    OUT/model.pt                 final weights {"format", "model_state_dict", "iter", "step", "config"}
 """
 
 from __future__ import annotations
@@ -158,6 +158,12 @@ class Trainer:
         log_path = self.out_dir / "train_log.csv" if (self.out_dir is not None and env.is_main) else None
         logger = StepLogger(log_path, tensorboard_dir=self.out_dir / "tensorboard" if self.out_dir else None)
 
+        if not resume and self.out_dir is not None:
+            existing = ckpt.latest_checkpoint(self.out_dir)
+            if existing is not None:
+                raise UserError(f"{self.out_dir} already holds a training run (latest checkpoint {existing}); "
+                                "pass --resume to continue it, or choose another --out directory")
+            logger.truncate(0)  # a run killed before its first checkpoint simply starts again
         if not resume:
             # Global RNGs (dropout, augmentation in the dataset's __getitem__) follow the run's seed, one stream
             # per rank; a resumed run restores them from the checkpoint instead.
@@ -262,8 +268,9 @@ class Trainer:
 
         model_path = self.out_dir / "model.pt" if self.out_dir is not None else Path()
         if self.out_dir is not None and env.is_main:
+            # "iter" + "model_state_dict": the unsup-parts checkpoint layout, so its own loaders read it too.
             atomic_torch_save({"format": ckpt.MODEL_FORMAT, "model_state_dict": model.state_dict(),
-                               "step": cfg.steps, "config": cfg.to_dict()}, model_path)
+                               "iter": cfg.steps, "step": cfg.steps, "config": cfg.to_dict()}, model_path)
         barrier(env)
         return TrainResult(out_dir=self.out_dir or Path(), model_path=model_path, steps=cfg.steps,
                            resumed_from=start, last_losses=last)
@@ -271,7 +278,7 @@ class Trainer:
     def _save(self, model: nn.Module, optimizer, order: DataOrder, step: int, env: DistEnv) -> None:
         rng = all_gather_objects(ckpt.capture_rng(), env)  # collective: every rank takes part
         if env.is_main:
-            state = {"format": ckpt.TRAIN_FORMAT, "step": step, "model_state_dict": model.state_dict(),
+            state = {"format": ckpt.TRAIN_FORMAT, "step": step, "iter": step, "model_state_dict": model.state_dict(),
                      "optimizer_state_dict": optimizer.state_dict(), "rng": rng,
                      "data_order": order.state_dict(), "config": self.config.to_dict(),
                      "world_size": env.world_size, "seed": self.seed}
