@@ -95,7 +95,7 @@ def ddp_worker(rank: int, world: int, port: int, out_root: str) -> None:
     dist.destroy_process_group()
 
 
-def contrastive_gather_worker(rank: int, world: int, port: int, out_root: str) -> None:
+def contrastive_gather_worker(rank: int, world: int, out_root: str) -> None:
     """Each rank holds its half of the prototypes; the loss is computed on the gathered global batch."""
     import os
 
@@ -104,8 +104,8 @@ def contrastive_gather_worker(rank: int, world: int, port: int, out_root: str) -
     from benchmark.methods.ours.losses import contrastive_loss
     from benchmark.methods.ours.train_step import _gather_prototypes
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # A file store instead of a TCP port: no port race with other processes on a shared machine.
+    dist.init_process_group("gloo", init_method=f"file://{out_root}/store", rank=rank, world_size=world)
     full = torch.randn(6, 4, 16, generator=torch.Generator().manual_seed(0))
     local = full[rank * 3:(rank + 1) * 3].clone().requires_grad_(True)
     loss = contrastive_loss(_gather_prototypes(local), 0.19, legacy_positive=True,

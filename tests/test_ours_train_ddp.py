@@ -5,8 +5,6 @@ gradient of the single-process global-batch loss."""
 
 from __future__ import annotations
 
-import socket
-
 import torch
 import torch.multiprocessing as mp
 
@@ -15,10 +13,7 @@ from benchmark.methods.ours.losses import contrastive_loss
 
 
 def test_gathered_contrastive_loss_equals_global_batch_loss(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(contrastive_gather_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(contrastive_gather_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     full = torch.randn(6, 4, 16, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
     loss = contrastive_loss(full, 0.19, legacy_positive=True, generator=torch.Generator().manual_seed(7))
     loss.backward()

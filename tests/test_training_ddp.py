@@ -20,8 +20,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_two_gloo_processes_match_single_process(tmp_path):
-    mp.spawn(ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+def test_ddp_two_gloo_processes_match_single_process(tmp_path_factory):
+    # torchrun's env:// rendezvous needs a TCP port; on a shared machine another process may take the free
+    # port between our probe and the bind, so one retry with a new port.
+    for attempt in range(2):
+        tmp_path = tmp_path_factory.mktemp(f"ddp{attempt}")
+        try:
+            mp.spawn(ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+            break
+        except mp.ProcessRaisedException:
+            if attempt:
+                raise
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for name in rank0:
