@@ -11,8 +11,10 @@ exit status 2 (no traceback).
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
+from pathlib import Path
 
 import click
 
@@ -45,6 +47,188 @@ def cli() -> None:
       benchmark run --method kmeans --dataset cub --data-root /data/CUB_200_2011
       benchmark report runs/ --format markdown
     """
+
+
+
+def _default_cache_dir() -> str:
+    return os.environ.get("PARTBENCH_CACHE", str(Path.home() / ".cache" / "partbench"))
+
+
+def _parse_pairs(pairs: tuple[str, ...], what: str) -> dict:
+    from benchmark.runner import parse_param
+
+    out = {}
+    for text in pairs:
+        key, value = parse_param(text)
+        if key in out:
+            raise UserError(f"{what} {key!r} given twice")
+        out[key] = value
+    return out
+
+
+@cli.command("run")
+@click.option("--method", "-m", required=True, help="Registered method name (see `benchmark list`).")
+@click.option("--dataset", "-d", required=True, help="Registered dataset name (see `benchmark list`).")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Root of the dataset tree (not needed for `synthetic`).")
+@click.option("--num-parts", "-k", type=int, default=4, show_default=True, help="Number of parts K.")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Seed; repeat for several seeds (default 0).")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="Method parameter, e.g. -p niter=20 -p weights=random. Repeatable.")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+              help="Dataset option, e.g. -o category=car -o num_test=64. Repeatable.")
+@click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Shortcut for -p checkpoint=PATH (evaluate a trained or official checkpoint).")
+@click.option("--split", default="test", show_default=True, help="Evaluation split.")
+@click.option("--protocol", type=click.Choice(["corrected", "legacy"]), default="corrected", show_default=True,
+              help="corrected: known defects of the reference evaluation fixed; legacy: the released notebooks exactly.")
+@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|method|none",
+              help="Source of foreground masks, which decides the background of every metric.")
+@click.option("--metric", "metric_names", multiple=True, help="Only these metrics (default: all that apply).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Evaluation batch size.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs", show_default=True,
+              help="Where result CSVs go (one per run).")
+@click.option("--force", is_flag=True, help="Recompute even if an identical finished run exists.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Feature/checkpoint cache (default $PARTBENCH_CACHE or ~/.cache/partbench).")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the cache.")
+@click.option("--num-workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def run_command(method, dataset, data_root, num_parts, seeds, params, options, category, checkpoint, split, protocol,
+                masks, metric_names, device, batch_size, out_dir, force, cache_dir, no_cache, num_workers, quiet):
+    """Evaluate a method on a dataset and write one tidy result row per metric.
+
+    \b
+    Examples:
+      benchmark run -m kmeans -d synthetic --seed 0 --seed 1 --seed 2
+      benchmark run -m ours -d cub --data-root /data/CUB_200_2011 --checkpoint model_60000.pth --protocol legacy
+      benchmark run -m dff -d pascal-part --data-root /data/VOCdevkit_2010 --category car -k 8
+      benchmark run -m predictions -p dir=exported/ -d cub --data-root /data/CUB_200_2011
+    """
+    from benchmark.core.atomic import check_writable_dir
+    from benchmark.runner import RunConfig, run
+
+    method_params = _parse_pairs(params, "parameter")
+    dataset_options = _parse_pairs(options, "dataset option")
+    if category is not None:
+        dataset_options["category"] = category
+    if checkpoint is not None:
+        method_params["checkpoint"] = str(Path(checkpoint).resolve())
+    if data_root is not None and not Path(data_root).is_dir():
+        raise UserError(f"--data-root {data_root} does not exist or is not a directory")
+    check_writable_dir(out_dir, "--out directory")
+    cache = None if no_cache else (cache_dir or _default_cache_dir())
+    for seed in seeds or (0,):
+        config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=method_params,
+                           dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
+                           masks=masks, device=device, batch_size=batch_size,
+                           metrics=tuple(metric_names) or None)
+        result = run(config, out_dir=out_dir, force=force, progress=not quiet, cache_dir=cache,
+                     num_workers=num_workers)
+        status = "reused" if result.reused else f"{result.rows[0]['wall_time_s'] if result.rows else 0:.1f}s"
+        values = "  ".join(f"{r['metric']}={100 * float(r['value']):.2f}" for r in result.rows)
+        click.echo(f"{method} on {dataset} seed {seed} [{status}]: {values}")
+        click.echo(f"  -> {result.path}")
+
+
+@cli.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["csv", "markdown", "latex"]), default="markdown",
+              show_default=True, help="What to print.")
+@click.option("--to", "out_dir", type=click.Path(file_okay=False), default="results/tables", show_default=True,
+              help="Directory the tables are written to (all three formats).")
+@click.option("--name", default="results", show_default=True, help="Base name of the written files.")
+@click.option("--decimals", type=int, default=2, show_default=True)
+def report_command(runs, fmt, out_dir, name, decimals):
+    """Tables (mean ± std over seeds, x100, best in bold) from result CSVs or directories of them.
+
+    \b
+    Examples:
+      benchmark report runs/ --format markdown
+      benchmark report runs/cub runs/deepfashion --format latex --name paper_table
+    """
+    from benchmark.report import render, write_report
+    from benchmark.results import load_results
+
+    df = load_results(runs)
+    written = write_report(df, out_dir, name, decimals=decimals)
+    click.echo(render(df, fmt, decimals), nl=False)
+    click.echo(f"\nwritten: {', '.join(str(p) for p in written)}", err=True)
+
+
+@cli.command("list")
+def list_command():
+    """Every registered method, dataset, metric and speed benchmark, and whether it is usable here."""
+    from benchmark.core.registry import BENCHES, DATASETS, METHODS, METRICS
+    import benchmark.benches  # noqa: F401  (registers the speed benchmarks)
+
+    def status(cls) -> str:
+        reason = cls.unavailable_reason()
+        return "ok" if not reason else f"UNAVAILABLE: {reason}"
+
+    click.echo("Methods:")
+    for name, cls in METHODS.items():
+        tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t, False)]
+        click.echo(f"  {name:<12} {status(cls):<4}  {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
+    for name, why in sorted(METHODS.broken.items()):
+        click.echo(f"  {name:<12} BROKEN: {why}")
+    click.echo("Datasets:")
+    for name, cls in DATASETS.items():
+        needs = "needs --data-root" if cls.needs_data_root else "built in"
+        click.echo(f"  {name:<12} {status(cls):<4}  {cls.description()}  [{cls.ground_truth} ground truth; {needs}]")
+    for name, why in sorted(DATASETS.broken.items()):
+        click.echo(f"  {name:<12} BROKEN: {why}")
+    click.echo("Metrics:")
+    for name, cls in METRICS.items():
+        click.echo(f"  {name:<15} {status(cls):<4}  {cls.description()}")
+    click.echo("Speed benchmarks (benchmark bench NAME):")
+    for name, fn in BENCHES.items():
+        doc = (fn.__doc__ or "").strip().splitlines()
+        click.echo(f"  {name:<12} {doc[0] if doc else ''}")
+
+
+@cli.command("bench")
+@click.argument("name")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="Benchmark option, e.g. -p n=10000000. Repeatable.")
+def bench_command(name, params):
+    """Run speed benchmark NAME (see `benchmark list`); it reports a ratio against a baseline measured in
+    the same run.
+
+    \b
+    Examples:
+      benchmark bench metrics -p n=100000000
+      benchmark bench kmeans
+      benchmark bench train-step -p batch_size=6 -p size=256 -p amp=bf16
+    """
+    import inspect
+
+    import benchmark.benches  # noqa: F401
+    from benchmark.core.registry import BENCHES
+
+    fn = BENCHES.get(name)
+    options = _parse_pairs(params, "benchmark option")
+    valid = set(inspect.signature(fn).parameters)
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise UserError(f"benchmark {name!r} has no option {', '.join(unknown)}; its options: {', '.join(sorted(valid))}")
+    click.echo(fn(**options))
+
+
+@cli.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/demo", show_default=True)
+@click.option("--method", "methods", multiple=True, help="Only these methods (default: every available one).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def demo_command(out_dir, methods, seed, device, quiet):
+    """Every registered method on the built-in synthetic dataset with tiny settings: prints the comparison
+    table and writes CSV, Markdown, LaTeX and a PNG of part overlays to OUT (default results/demo)."""
+    from benchmark.demo import run_demo
+
+    run_demo(out_dir, methods=methods or None, seed=seed, device=device, progress=not quiet, echo=click.echo)
 
 
 def _add_area_commands() -> None:

@@ -37,7 +37,8 @@ Conventions (scikit-learn's estimator rules, checked for every registered method
   channel 0, usable with ``--masks method``), ``uses_masks`` (needs ``batch.masks`` at fit/predict time).
 * :meth:`unavailable_reason` says why the method cannot run here (a missing optional dependency ...);
   the method then stays registered, is listed as unavailable by ``benchmark list`` and skipped by the demo.
-* :meth:`demo_params` gives tiny settings for ``benchmark demo`` (2 CPU cores, a few seconds per method).
+* :meth:`demo_params` gives tiny settings for ``benchmark demo`` (2 CPU cores, a few seconds per method);
+  returning ``None`` leaves the method out of the demo (for methods that need user input).
 * :meth:`weights_id` names the pretrained weights the predictions depend on (recorded in every row).
 """
 
@@ -92,8 +93,9 @@ class Method:
         return None
 
     @classmethod
-    def demo_params(cls) -> dict[str, Any]:
-        """Parameter overrides for ``benchmark demo`` (tiny settings, random weights allowed)."""
+    def demo_params(cls) -> dict[str, Any] | None:
+        """Parameter overrides for ``benchmark demo`` (tiny settings, random weights allowed); ``None``
+        leaves the method out of the demo."""
         return {}
 
     @classmethod

@@ -1,0 +1,149 @@
+"""Tables from result rows: mean +- std over seeds, method x metric, one table per setting, x100.
+
+A *setting* is everything but the method and the seed that changes the numbers: dataset, split, protocol,
+mask source and number of parts. Within a setting, one row per method (and parameter set, when a method
+was run with several), one column per metric; cells show ``mean`` (one seed) or ``mean ± std`` (sample
+standard deviation, ddof=1, over seeds) of the value x100; the best mean of each column is bold (highest,
+or lowest for errors). The CSV format is the long form with every statistic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from benchmark.core.atomic import atomic_write_text
+from benchmark.core.errors import UserError
+
+METRIC_ORDER = ("fg_nmi", "fg_ari", "nmi", "ari", "landmark_error")
+METRIC_TITLES = {"fg_nmi": "FG-NMI", "fg_ari": "FG-ARI", "nmi": "NMI", "ari": "ARI",
+                 "landmark_error": "Landmark error"}
+LOWER_IS_BETTER = {"landmark_error"}
+SETTING_COLUMNS = ("dataset", "split", "protocol", "masks", "num_parts")
+FORMATS = {"csv": "csv", "markdown": "md", "latex": "tex"}
+
+
+def summarise(df) -> "Any":
+    """Long table: one row per (setting, method label, metric) with mean, std, seeds and n (x100)."""
+    import pandas as pd
+
+    df = df.copy()
+    df["label"] = _method_labels(df)
+    keys = list(SETTING_COLUMNS) + ["label", "metric"]
+    for key in keys:
+        if key not in df.columns:
+            df[key] = ""
+    grouped = df.groupby(keys, sort=False, dropna=False)
+    out = grouped.agg(mean=("value", "mean"), std=("value", "std"), seeds=("seed", "nunique"),
+                      n=("n", "mean")).reset_index()
+    out["mean"] = out["mean"] * 100.0
+    out["std"] = out["std"] * 100.0
+    out["n"] = out["n"].round().astype("Int64")
+    return out.sort_values(keys, key=lambda s: s.map(_sort_key) if s.name == "metric" else s, kind="stable")
+
+
+def _sort_key(metric: str) -> Any:
+    return (METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER), metric)
+
+
+def _method_labels(df) -> "Any":
+    """The method name, plus the parameters that differ between runs of the same method in a setting."""
+    labels = df["method"].astype(str).copy()
+    if "method_params" not in df.columns:
+        return labels
+    setting = [c for c in SETTING_COLUMNS if c in df.columns]
+    for _, group in df.groupby(setting + ["method"], dropna=False):
+        variants = group["method_params"].unique()
+        if len(variants) < 2:
+            continue
+        parsed = {v: json.loads(v) if v else {} for v in variants}
+        differing = sorted({k for p in parsed.values() for k in p
+                            if len({json.dumps(q.get(k), sort_keys=True) for q in parsed.values()}) > 1})
+        for variant in variants:
+            text = ", ".join(f"{k}={parsed[variant].get(k)}" for k in differing)
+            labels.loc[group.index[group["method_params"] == variant]] = f"{group['method'].iloc[0]} ({text})"
+    return labels
+
+
+def _cell(mean: float, std: float, seeds: int, decimals: int) -> str:
+    if seeds > 1 and std == std and not math.isnan(std):
+        return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+    return f"{mean:.{decimals}f}"
+
+
+def tables(df, decimals: int = 2) -> list[tuple[dict[str, Any], list[str], list[list[str]], list[list[bool]]]]:
+    """For each setting: (setting, header, rows of cell texts, bold flags)."""
+    summary = summarise(df)
+    result = []
+    for setting_values, group in summary.groupby(list(SETTING_COLUMNS), sort=False, dropna=False):
+        setting = dict(zip(SETTING_COLUMNS, setting_values))
+        metrics = sorted(group["metric"].unique(), key=_sort_key)
+        labels = list(dict.fromkeys(group["label"]))
+        header = ["Method", *[METRIC_TITLES.get(m, m) for m in metrics], "seeds"]
+        by_key = {(r.label, r.metric): r for r in group.itertuples()}
+        best = {}
+        for metric in metrics:
+            means = [by_key[(l, metric)].mean for l in labels if (l, metric) in by_key]
+            best[metric] = (min if metric in LOWER_IS_BETTER else max)(means) if means else None
+        rows, bold = [], []
+        for label in labels:
+            cells, flags = [label], [False]
+            seeds = 0
+            for metric in metrics:
+                record = by_key.get((label, metric))
+                if record is None:
+                    cells.append("–")
+                    flags.append(False)
+                    continue
+                seeds = max(seeds, int(record.seeds))
+                cells.append(_cell(record.mean, record.std, int(record.seeds), decimals))
+                flags.append(len(labels) > 1 and record.mean == best[metric])
+            cells.append(str(seeds))
+            flags.append(False)
+            rows.append(cells)
+            bold.append(flags)
+        result.append((setting, header, rows, bold))
+    return result
+
+
+def _title(setting: dict[str, Any]) -> str:
+    return (f"{setting['dataset']} ({setting['split']}), K={setting['num_parts']}, protocol={setting['protocol']}, "
+            f"masks={setting['masks']}")
+
+
+def render(df, fmt: str = "markdown", decimals: int = 2) -> str:
+    """The report in ``csv``, ``markdown`` or ``latex``."""
+    from tabulate import tabulate
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown report format {fmt!r}; use csv, markdown or latex")
+    if fmt == "csv":
+        return summarise(df).to_csv(index=False, float_format="%.4f")
+    parts = []
+    for setting, header, rows, bold in tables(df, decimals):
+        if fmt == "markdown":
+            body = [[f"**{c}**" if b else c for c, b in zip(row, flags)] for row, flags in zip(rows, bold)]
+            parts.append(f"### {_title(setting)}\n\nValues x100; mean ± std over seeds.\n\n"
+                         + tabulate(body, headers=header, tablefmt="pipe", disable_numparse=True))
+        else:
+            # tabulate escapes LaTeX specials; mark bold/± with placeholders that survive escaping.
+            body = [[f"BOLDOPEN{c}BOLDCLOSE" if b else c for c, b in zip(row, flags)] for row, flags in zip(rows, bold)]
+            text = tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
+            text = (text.replace("BOLDOPEN", r"\textbf{").replace("BOLDCLOSE", "}")
+                    .replace("±", r"$\pm$"))
+            caption = _title(setting).replace("_", r"\_")
+            parts.append("\\begin{table}[t]\n\\centering\n" + text +
+                         f"\n\\caption{{{caption}. Values $\\times$100, mean $\\pm$ std over seeds.}}\n\\end{{table}}")
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(df, out_dir: str | Path, name: str = "results", formats=("csv", "markdown", "latex"),
+                 decimals: int = 2) -> list[Path]:
+    written = []
+    for fmt in formats:
+        path = Path(out_dir) / f"{name}.{FORMATS[fmt]}"
+        atomic_write_text(path, render(df, fmt, decimals))
+        written.append(path)
+    return written

@@ -1,0 +1,397 @@
+"""The evaluation harness: dataset -> method -> part maps -> metrics -> result rows.
+
+This is the only module (with the CLI) that brings methods, datasets and metrics together. One run =
+one method with one parameter set on one dataset for one seed under one protocol and mask policy:
+
+    from benchmark.runner import RunConfig, run
+    result = run(RunConfig(method="kmeans", dataset="synthetic", seed=0), out_dir="runs")
+    result.rows            # one dict per metric (see results/README.md for the columns)
+
+What happens, in order:
+
+1. The mask policy (:class:`BackgroundPolicy`) is parsed once; it decides where foreground masks come from
+   (dataset annotations, a folder of predicted masks, the method's own background channel, or none) and
+   therefore the background label of *every* metric of the run.
+2. The method is built from its registered class and parameters, then fitted (:func:`fit_method`):
+   methods with ``requires_training`` on the training split's ``train`` view (GT masks, the paper's
+   setting); ``transductive`` methods on each evaluation view itself (recorded in the rows).
+3. Each evaluation view (the dataset's ``fg_view`` and ``full_view``, once if they are the same) is
+   predicted batch by batch on the device; label pairs are extracted by
+   :func:`benchmark.metrics.scoring.label_pairs` and streamed into the metrics' contingency tables.
+4. Landmark regression (when the dataset defines a protocol) predicts the fitting split and the
+   evaluation split in the dataset's ``landmark_view`` and regresses keypoints from part centres.
+5. One tidy row per metric is written atomically to ``<out>/<dataset>/<method>/seed<S>-<key>.csv``; a
+   finished run with the same key is not recomputed unless ``force``.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from benchmark.core.cache import content_key
+from benchmark.core.dataset import Dataset
+from benchmark.core.errors import UnavailableError, UserError
+from benchmark.core.method import Method, RunContext
+from benchmark.core.metric import Metric
+from benchmark.core.registry import DATASETS, METHODS, METRICS
+from benchmark.core.seeding import seed_everything
+from benchmark.provenance import device_description, git_state, package_versions
+from benchmark.results import RESULT_COLUMNS, read_rows, write_rows
+
+# Bump when a change of the harness changes numbers, so that stale result files are not reused.
+HARNESS_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BackgroundPolicy:
+    """The one decision about background for a run, shared by every metric.
+
+    ``source`` is the ``--masks`` value: ``gt`` (dataset annotations), ``predicted:DIR`` (mask PNGs
+    mirroring the image tree), ``method`` (the method's own background channel), ``none`` (no
+    background: every pixel is foreground in the full-image metrics).
+    """
+
+    source: str = "gt"
+
+    @classmethod
+    def parse(cls, text: str | None) -> "BackgroundPolicy":
+        text = (text or "gt").strip()
+        if text in ("gt", "method", "none"):
+            return cls(text)
+        if text.startswith("predicted:") and len(text) > len("predicted:"):
+            directory = Path(text.split(":", 1)[1]).expanduser()
+            if not directory.is_dir():
+                raise UserError(f"--masks {text}: {directory} is not a directory; pass a folder of mask PNGs "
+                                "mirroring the dataset's image tree")
+            return cls(f"predicted:{directory.resolve()}")
+        raise UserError(f"unknown --masks {text!r}; use gt, predicted:DIR, method or none")
+
+    @property
+    def dataset_masks(self) -> str:
+        """What the dataset should load as ``Sample.mask``."""
+        return "none" if self.source in ("method", "none") else self.source
+
+    @property
+    def scoring(self) -> str:
+        """The background mode of :func:`benchmark.metrics.scoring.label_pairs`."""
+        return {"method": "method", "none": "none"}.get(self.source, "mask")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers (its :meth:`key` names the result file)."""
+
+    method: str
+    dataset: str
+    seed: int = 0
+    num_parts: int = 4
+    params: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    data_root: str | None = None
+    split: str = "test"
+    protocol: str = "corrected"
+    masks: str = "gt"
+    device: str = "auto"
+    batch_size: int = 16
+    metrics: tuple[str, ...] | None = None  # None = every registered metric that applies
+
+    def key(self) -> str:
+        description = asdict(self)
+        description.pop("device")  # the device changes speed, not the definition of the numbers
+        description["data_root"] = str(Path(self.data_root).resolve()) if self.data_root else None
+        description["harness_version"] = HARNESS_VERSION
+        return content_key(description, length=16)
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    rows: list[dict[str, Any]]
+    path: Path | None
+    reused: bool = False
+    examples: dict[str, Any] | None = None  # a few predictions for figures (see run(examples=...))
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``key=value`` -> (key, value); the value is a Python literal when it parses as one, else a string."""
+    if "=" not in text:
+        raise UserError(f"malformed parameter {text!r}; write -p key=value (e.g. -p niter=20)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key.isidentifier():
+        raise UserError(f"malformed parameter name {key!r} in {text!r}; write -p key=value")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key, value
+
+
+def resolve_device(device: str) -> str:
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device} asked for, but CUDA is not available here; use --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda") and device != "mps":
+        raise UserError(f"unknown --device {device!r}; use auto, cpu or cuda[:N]")
+    return device
+
+
+# --------------------------------------------------------------------------------------------------
+# building and fitting
+# --------------------------------------------------------------------------------------------------
+def method_class(name: str) -> type[Method]:
+    cls = METHODS.get(name)
+    reason = cls.unavailable_reason()
+    if reason:
+        raise UnavailableError(f"method {name!r} is unavailable here: {reason}")
+    return cls
+
+
+def build_method(name: str, *, num_parts: int = 4, params: dict[str, Any] | None = None) -> Method:
+    """Instantiate registered method ``name``; unknown parameters are an error listing the valid ones."""
+    cls = method_class(name)
+    params = dict(params or {})
+    valid = cls.param_names()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise UserError(f"method {name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                        f"its parameters are: {', '.join(valid)}")
+    if "num_parts" in params and params["num_parts"] != num_parts:
+        raise UserError("give the number of parts once, with --num-parts, not also as -p num_parts")
+    if "num_parts" in valid:
+        params["num_parts"] = num_parts
+    if not isinstance(num_parts, int) or num_parts < 1:
+        raise UserError(f"--num-parts must be a positive integer, got {num_parts!r}")
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"method {name!r}: bad parameters {params}: {exc}") from None
+
+
+def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str = "fg",
+                  protocol: str = "corrected", masks: str = "gt",
+                  options: dict[str, Any] | None = None) -> Dataset:
+    """Instantiate registered dataset ``name`` for one split and view."""
+    cls = DATASETS.get(name)
+    reason = cls.unavailable_reason()
+    if reason:
+        raise UnavailableError(f"dataset {name!r} is unavailable here: {reason}")
+    try:
+        return cls(data_root, split=split, view=view, protocol=protocol, masks=masks, **dict(options or {}))
+    except TypeError as exc:
+        raise UserError(f"dataset {name!r}: bad options {options}: {exc}") from None
+
+
+def training_view(eval_data: Dataset) -> Dataset:
+    """The training split's augmented ``train`` view with GT masks (the paper trains with GT masks)."""
+    if "train" not in eval_data.views or "train" not in eval_data.splits:
+        raise UserError(f"dataset {eval_data.name!r} has no training view; methods that train cannot run on it")
+    return eval_data.with_view(split="train", view="train", masks="gt")
+
+
+def fit_method(method: Method, eval_data: Dataset, *, seed: int, device: str) -> Method:
+    """Fit ``method`` for evaluation on ``eval_data`` following its tags (see the module docstring)."""
+    seed_everything(seed)
+    if method.requires_training:
+        return method.fit(training_view(eval_data), seed=seed, device=device)
+    return method.fit(eval_data, seed=seed, device=device)
+
+
+def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: str,
+                 landmark_protocol: str | None) -> list[Metric]:
+    names = config.metrics or tuple(METRICS.names())
+    metrics: list[Metric] = []
+    for name in names:
+        cls = METRICS.get(name)
+        if cls.unavailable_reason():
+            continue
+        if cls.kind == "landmarks":
+            if landmark_protocol is None:
+                if config.metrics:
+                    raise UserError(f"metric {name!r} needs a landmark protocol, which dataset "
+                                    f"{dataset_cls.name!r} does not define")
+                continue
+            metrics.append(cls(protocol=config.protocol, ground_truth=ground_truth,
+                               landmark_protocol=landmark_protocol))
+        else:
+            metrics.append(cls(protocol=config.protocol, ground_truth=ground_truth))
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------------
+def _view_for_role(data: Dataset, role: str) -> str:
+    return {"fg": data.fg_view, "full": data.full_view, "landmarks": data.landmark_view}[role]
+
+
+def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool = False,
+             examples: int = 0) -> tuple[list[Metric], dict[str, Any] | None, Dataset]:
+    """Predict every evaluation view and stream label pairs into freshly built metrics."""
+    from benchmark.metrics.scoring import label_pairs
+
+    policy = BackgroundPolicy.parse(config.masks)
+    if policy.source == "method" and not method.provides_background:
+        raise UserError(f"--masks method needs a method with its own background channel; "
+                        f"{config.method!r} has none. Use --masks gt or predicted:DIR")
+
+    def view(view_name: str, split: str | None = None) -> Dataset:
+        return build_dataset(config.dataset, data_root=config.data_root, split=split or config.split,
+                             view=view_name, protocol=config.protocol, masks=policy.dataset_masks,
+                             options=config.dataset_options)
+
+    first = view(DATASETS.get(config.dataset).fg_view)
+    ground_truth = first.ground_truth
+    landmark_protocol = first.landmark_protocol
+    metrics = _metrics_for(config, type(first), ground_truth, landmark_protocol)
+    clustering = [m for m in metrics if m.kind == "clustering"]
+    landmark = [m for m in metrics if m.kind == "landmarks"]
+
+    # Which roles each evaluation view serves (a dataset may use the same view for several).
+    roles_by_view: dict[str, list[str]] = {}
+    for role in ("fg", "full"):
+        if any(m.role == role for m in clustering):
+            roles_by_view.setdefault(_view_for_role(first, role), []).append(role)
+    landmark_view = first.landmark_view if landmark else None
+    if landmark_view is not None:
+        roles_by_view.setdefault(landmark_view, [])
+
+    if not method.transductive:  # trained once (or not at all); transductive methods fit per view below
+        fit_method(method, first, seed=config.seed, device=device)
+
+    kept: dict[str, Any] | None = None
+    for view_name, roles in roles_by_view.items():
+        data = first if view_name == first.view else view(view_name)
+        if method.transductive:
+            fit_method(method, data, seed=config.seed, device=device)
+        for batch in data.batches(config.batch_size, device=device, progress=progress and f"{config.method} {view_name}"):
+            with torch.inference_mode():
+                maps = method.predict(batch)
+            if len(maps) != len(batch):
+                raise RuntimeError(f"method {config.method!r} returned {len(maps)} maps for {len(batch)} images")
+            for role in roles:
+                pairs = label_pairs(maps, batch, role=role, ground_truth=ground_truth, protocol=config.protocol,
+                                    background=policy.scoring)
+                for metric in clustering:
+                    if metric.role == role:
+                        true, pred = pairs[metric.label_set()]
+                        metric.update(true, pred)
+            if view_name == landmark_view:
+                for metric in landmark:
+                    metric.update(maps, batch, split="eval")
+            if examples and kept is None and view_name == first.fg_view:
+                kept = _keep_examples(maps, batch, examples, policy.scoring)
+
+    if landmark:
+        fit_data = view(first.landmark_view, split=first.landmark_fit_split)
+        for batch in fit_data.batches(config.batch_size, device=device,
+                                      progress=progress and f"{config.method} landmark fit"):
+            with torch.inference_mode():
+                maps = method.predict(batch)
+            for metric in landmark:
+                metric.update(maps, batch, split="fit")
+    return metrics, kept, first
+
+
+def _keep_examples(maps, batch, count: int, background: str) -> dict[str, Any]:
+    """The first ``count`` images of a batch with GT and predicted label maps (0 = background)."""
+    resized = maps.resized(batch.size)
+    pred = resized.part_labels() + 1
+    if background == "mask" and batch.masks is not None:
+        pred = torch.where(batch.masks > 0.5, pred, torch.zeros_like(pred))
+    elif background == "method" and resized.has_background:
+        pred = resized.scores.argmax(dim=1)
+    out = {"ids": batch.ids[:count], "images": batch.images[:count].cpu(), "pred": pred[:count].cpu(),
+           "gt": batch.part_labels[:count].cpu() if batch.part_labels is not None else None,
+           "keypoints": batch.keypoints[:count].cpu() if batch.keypoints is not None else None,
+           "visible": batch.visible[:count].cpu() if batch.visible is not None else None}
+    return out
+
+
+def result_path(out_dir: str | Path, config: RunConfig) -> Path:
+    return Path(out_dir) / config.dataset / config.method / f"seed{config.seed}-{config.key()}.csv"
+
+
+def run(config: RunConfig, *, out_dir: str | Path | None = "runs", force: bool = False, progress: bool = False,
+        cache_dir: str | Path | None = None, num_workers: int = 0, examples: int = 0) -> RunResult:
+    """Run one configuration (see the module docstring); reuse a finished identical run unless ``force``."""
+    path = result_path(out_dir, config) if out_dir is not None else None
+    if path is not None and path.exists() and not force and not examples:
+        rows = read_rows(path)
+        if rows:
+            return RunResult(config, rows, path, reused=True)
+
+    device = resolve_device(config.device)
+    method = build_method(config.method, num_parts=config.num_parts, params=config.params)
+    work_dir = (Path(out_dir) / config.dataset / config.method / f"seed{config.seed}-{config.key()}.work"
+                if out_dir is not None else None)
+    method.context = RunContext(cache_dir=Path(cache_dir) if cache_dir else None, work_dir=work_dir,
+                                num_workers=num_workers, progress=progress,
+                                data_root=Path(config.data_root) if config.data_root else None)
+    started = _dt.datetime.now(_dt.timezone.utc)
+    t0 = time.perf_counter()
+    metrics, kept, data = evaluate(method, config, device=device, progress=progress, examples=examples)
+    wall = time.perf_counter() - t0
+    rows = _rows(config, method, metrics, data, device=device, wall=wall, started=started)
+    if path is not None:
+        write_rows(path, rows)
+    return RunResult(config, rows, path, reused=False, examples=kept)
+
+
+def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Dataset, *, device: str,
+          wall: float, started: _dt.datetime) -> list[dict[str, Any]]:
+    sha, dirty = git_state()
+    versions = package_versions()
+    policy = BackgroundPolicy.parse(config.masks)
+    skipped = len(getattr(method, "skipped_ids", []) or [])
+    common = {
+        "run_key": config.key(),
+        "method": config.method,
+        "dataset": config.dataset,
+        "split": config.split,
+        "protocol": config.protocol,
+        "masks": policy.source,
+        "ground_truth": data.ground_truth,
+        "num_parts": config.num_parts,
+        "seed": config.seed,
+        "method_params": json.dumps(_jsonable(method.get_params()), sort_keys=True),
+        "dataset_options": json.dumps(_jsonable(data.options()), sort_keys=True),
+        "transductive": bool(method.transductive),
+        "weights": method.weights_id(),
+        "skipped_images": skipped,
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "versions": json.dumps(versions, sort_keys=True),
+        "device": device_description(device),
+        "wall_time_s": round(wall, 3),
+        "started_at": started.isoformat(timespec="seconds"),
+    }
+    rows = []
+    for metric in metrics:
+        view = {"fg": data.fg_view, "full": data.full_view}.get(metric.role, data.landmark_view)
+        value = float(metric.compute())
+        rows.append({**common, "metric": metric.name, "value": value, "n": int(metric.count), "view": view,
+                     "landmark_protocol": data.landmark_protocol if metric.kind == "landmarks" else ""})
+    return [{column: row.get(column, "") for column in RESULT_COLUMNS} for row in rows]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
