@@ -32,8 +32,11 @@ one candidate may exist. ``<ext>`` is one of:
     {"format": "partbench-predictions/1", "num_parts": 4, "kind": "logits",
      "has_background": false, "align_corners": false}
 
-Keys inside an ``.npz`` override it. ``export`` also writes ``"views"`` (a list of evaluation views, each
-stored under ``DIR/<view>/``) and ``"method"``/``"weights_id"`` (provenance).
+Keys inside an ``.npz`` override it. ``export`` also writes ``"folders"``: the maps are then stored per
+evaluation view in ``DIR/<split>/<view>/`` (the same image can appear in several views, e.g. a bbox crop
+and the full image); for each image the file whose ``image_sha256`` (else ``image_size``) matches the
+evaluated image is used. Plus ``"method"``, ``"weights_id"``, ... (provenance; ``weights_id`` goes into
+the result rows).
 
 **Rules when something is not said.** ``kind``: probabilities if every value is in ``[0, 1]`` and the
 channels of every pixel sum to 1 (within 1e-3), else logits. ``has_background``: true iff ``C == K + 1``
@@ -161,8 +164,8 @@ class PredictionsMethod(Method):
         self.on_missing = on_missing
 
     @classmethod
-    def demo_params(cls) -> dict[str, Any]:
-        return {}
+    def demo_params(cls) -> dict[str, Any] | None:
+        return None  # needs a folder of saved maps: not part of the demo
 
     def weights_id(self) -> str:
         sidecar = self._sidecar() if self.dir else {}
@@ -213,13 +216,13 @@ class PredictionsMethod(Method):
     def _candidates(self, sample_id: str, image: torch.Tensor, size: tuple[int, int]) -> list[Path]:
         """Existing files for one image (one folder per view when the folder was written per view)."""
         root = self._root()
-        views = self._sidecar().get("views")
+        views = self._sidecar().get("folders")
         rel = _safe_relative(sample_id)
         stems = [rel]
         suffix = PurePosixPath(rel).suffix
         if suffix.lower() in IMAGE_SUFFIXES:
             stems.append(rel[: -len(suffix)])
-        folders = [root / str(v) for v in views] if views else [root]
+        folders = [root / _safe_relative(str(v)) for v in views] if views else [root]
         found = [folder / (stem + ext) for folder in folders for stem in stems for ext in EXTENSIONS]
         found = [p for p in found if p.is_file()]
         if views and len(found) > 1:

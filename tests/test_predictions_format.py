@@ -177,7 +177,7 @@ def test_per_view_folders_pick_the_maps_of_this_image(tmp_path):
     full_maps = PartMaps(torch.randn(3, 4, 4, 6), image_size=full.size)
     pred_mod.save_part_maps(tmp_path / "fg", fg, fg_maps)
     pred_mod.save_part_maps(tmp_path / "full", full, full_maps)
-    pred_mod.write_sidecar(tmp_path, {"views": ["fg", "full"], "num_parts": 4})
+    pred_mod.write_sidecar(tmp_path, {"folders": ["fg", "full"], "num_parts": 4})
     method = _method(tmp_path)
     assert torch.equal(method.predict(fg).scores, fg_maps.scores)
     assert torch.equal(method.predict(full).scores, full_maps.scores)
