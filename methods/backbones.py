@@ -1,0 +1,323 @@
+"""Frozen VGG feature backbones with named layer taps (method-spec §1.3, §5, §6; decisions.md "Backbones").
+
+::
+
+    from benchmark.methods.backbones import VGGFeatures, available_layers
+
+    vgg = VGGFeatures("vgg19", weights="imagenet", layers=("relu3_2", "relu5_4")).to(device)
+    feats = vgg(images)            # images: (N, 3, H, W) RGB in [0, 1]; ImageNet mean/std applied here
+    feats["relu5_4"].shape         # (N, 512, H/16, W/16)
+    vgg.weights_id                 # "imagenet:vgg19" | "random:seed0" | "file:<sha256-16>"
+
+Layer names (``conv{b}_{i}``, ``relu{b}_{i}``, ``pool{b}``) are derived by walking torchvision's own network
+definition (``torchvision.models.vgg19().features``), never from hand-typed indices; ``available_layers(arch)``
+lists them. One cascaded pass runs up to the deepest requested layer only, and every requested layer is
+returned from that same pass (the reference computes relu3_2 and relu5_4 this way).
+
+Weights:
+
+* ``"imagenet"`` -- torchvision's ``IMAGENET1K_V1`` state dict, read from the local torch hub cache
+  (``torch.hub.get_dir()/checkpoints/<file name of the torchvision URL>``; ``TORCH_HOME`` moves it). It is
+  downloaded only when ``PARTBENCH_ALLOW_DOWNLOAD=1``; otherwise a missing file raises one
+  :class:`~benchmark.core.errors.UserError` with the three ways to provide it. There is no silent fallback.
+* ``PATH`` -- a torchvision-format VGG state dict (``features.N.weight`` ... ``classifier.*``), loaded with
+  ``torch.load(weights_only=True)``; every ``features.*`` tensor must be present with the right shape, unknown
+  keys are an error, missing ``classifier.*`` keys are accepted (they are never used). Identity: the file's
+  SHA-256 prefix.
+* ``"random"`` -- for tests and the synthetic demo only: a seeded, deterministic He initialisation
+  (weights ~ N(0, 2 / fan_in), zero biases; the gain that keeps ReLU activations at a constant scale through
+  depth, so relu5_x is not all zero as it often is with torchvision's default init). A
+  :class:`RandomWeightsWarning` is emitted and the identity ``random:seed<seed>`` is recorded.
+
+Precision: ``"fp32"`` (exact), ``"tf32"`` (TF32 convolutions on CUDA; the default there) or ``"bf16"``
+(autocast on CUDA; opt-in). Outputs are always float32. The resolved precision is part of
+:meth:`VGGFeatures.identity`, so caches never mix features computed at different precisions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Sequence
+from urllib.parse import urlparse
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.core.cache import file_digest
+from benchmark.core.errors import UserError
+
+ARCHS = ("vgg16", "vgg19")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+# Bump when the input pipeline (normalisation, resizing conventions) changes: invalidates feature caches.
+TRANSFORM_VERSION = "imagenet-meanstd-v1"
+ALLOW_DOWNLOAD_ENV = "PARTBENCH_ALLOW_DOWNLOAD"
+
+
+class RandomWeightsWarning(UserWarning):
+    """Features come from a randomly initialised backbone (tests / synthetic demo only)."""
+
+
+# -- the network definition ---------------------------------------------------------------------------
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHS:
+        raise UserError(f"unknown backbone architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def _torchvision_vgg(arch: str, device: str | torch.device = "meta") -> nn.Module:
+    """torchvision's VGG (no weights); on the meta device it costs no memory and no initialisation time."""
+    import torchvision
+
+    _check_arch(arch)
+    with torch.device(device):
+        return getattr(torchvision.models, arch)(weights=None)
+
+
+@lru_cache(maxsize=None)
+def _layer_table(arch: str) -> tuple[tuple[str, int, int, int], ...]:
+    """``(name, index in .features, channels, stride)`` for every module of torchvision's ``features``."""
+    features = _torchvision_vgg(arch).features
+    table = []
+    block, conv, channels, stride = 1, 0, 3, 1
+    for index, module in enumerate(features):
+        if isinstance(module, nn.Conv2d):
+            conv += 1
+            channels = module.out_channels
+            name = f"conv{block}_{conv}"
+        elif isinstance(module, nn.ReLU):
+            name = f"relu{block}_{conv}"
+        elif isinstance(module, nn.MaxPool2d):
+            stride *= 2
+            name = f"pool{block}"
+            block, conv = block + 1, 0
+        else:  # a torchvision change we do not understand: fail loudly rather than mis-name layers
+            raise RuntimeError(f"unexpected module {type(module).__name__} in torchvision {arch}.features[{index}]")
+        table.append((name, index, channels, stride))
+    return tuple(table)
+
+
+def available_layers(arch: str = "vgg19") -> tuple[str, ...]:
+    """Names of all tappable layers of ``arch``, in network order (``conv1_1``, ``relu1_1``, ..., ``pool5``)."""
+    return tuple(row[0] for row in _layer_table(arch))
+
+
+def layer_info(arch: str, layer: str) -> tuple[int, int]:
+    """``(channels, stride)`` of a layer: its output has ``channels`` maps at ``1/stride`` of the input size
+    (for sizes divisible by ``stride``; VGG's max-pools floor odd sizes)."""
+    for name, _, channels, stride in _layer_table(arch):
+        if name == layer:
+            return channels, stride
+    raise UserError(f"{arch} has no layer {layer!r}; available: {', '.join(available_layers(arch))}")
+
+
+# -- weights --------------------------------------------------------------------------------------------
+def imagenet_weights_path(arch: str) -> Path:
+    """Where torchvision keeps (and we look for) the ImageNet state dict of ``arch``."""
+    import torchvision
+
+    url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def _missing_imagenet_message(arch: str, path: Path) -> str:
+    import torchvision
+
+    url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
+    return (f"ImageNet weights for {arch} are not available offline: {path} does not exist. Either "
+            f"(1) on a machine with internet run `python -c \"import torchvision; torchvision.models.{arch}("
+            f"weights='IMAGENET1K_V1')\"` (or download {url}) and copy the file to {path}, or point "
+            f"TORCH_HOME at the folder holding hub/checkpoints/{path.name}; "
+            f"(2) set {ALLOW_DOWNLOAD_ENV}=1 to let partbench download it now; "
+            f"(3) pass `-p weights=PATH` with a torchvision-format {arch} state dict.")
+
+
+def _load_imagenet(arch: str) -> dict[str, Tensor]:
+    import torchvision
+
+    path = imagenet_weights_path(arch)
+    if path.is_file():
+        return _torch_load(path)
+    if os.environ.get(ALLOW_DOWNLOAD_ENV, "") not in ("", "0"):
+        url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
+        try:
+            return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
+        except Exception as exc:  # network errors come in many types; the fix is the same
+            raise UserError(f"downloading {url} failed ({exc}). " + _missing_imagenet_message(arch, path)) from None
+    raise UserError(_missing_imagenet_message(arch, path))
+
+
+def _torch_load(path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"cannot read weights file {path} ({type(exc).__name__}: {exc}); pass a torchvision-format "
+                        f"VGG state dict saved with torch.save(model.state_dict(), PATH)") from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise UserError(f"weights file {path} does not hold a state dict (a mapping of names to tensors); save it "
+                        f"with torch.save(model.state_dict(), PATH)")
+    return state
+
+
+def check_state_dict(state: dict[str, Tensor], arch: str, source: str) -> None:
+    """Strict key/shape check of a torchvision-format VGG state dict (``classifier.*`` may be absent)."""
+    reference = _torchvision_vgg(arch).state_dict()
+    missing = [k for k in reference if k.startswith("features.") and k not in state]
+    unexpected = [k for k in state if k not in reference]
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(reference[k].shape)}" for k in reference
+             if k in state and tuple(state[k].shape) != tuple(reference[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected[:20])}{' ...' if len(unexpected) > 20 else ''}")
+    if wrong:
+        problems.append(f"wrong shapes: {', '.join(wrong)}")
+    if problems:
+        raise UserError(f"{source} is not a torchvision {arch} state dict ({'; '.join(problems)}); pass the "
+                        f"state_dict() of torchvision.models.{arch} (keys features.N.weight/bias, classifier.*)")
+
+
+def _random_init(features: nn.Sequential, seed: int) -> None:
+    """Seeded He (fan_in, ReLU gain) normal weights and zero biases, layer by layer in network order."""
+    generator = torch.Generator().manual_seed(int(seed))
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+            weight = torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5
+            module.weight.data.copy_(weight)
+            module.bias.data.zero_()
+
+
+# -- the module -----------------------------------------------------------------------------------------
+class VGGFeatures(nn.Module):
+    """A frozen torchvision VGG returning named layer outputs from one cascaded pass (see module docstring).
+
+    ``forward(images)`` takes ``(N, 3, H, W)`` float RGB in ``[0, 1]`` on the module's device, applies the
+    ImageNet mean/std itself, and returns ``{layer: (N, C, h, w) float32}`` for the requested layers.
+    """
+
+    def __init__(self, arch: str = "vgg19", weights: str = "imagenet",
+                 layers: Sequence[str] = ("relu3_2", "relu5_4"), seed: int = 0, precision: str = "auto"):
+        super().__init__()
+        _check_arch(arch)
+        if isinstance(layers, str):
+            layers = (layers,)
+        layers = tuple(layers)
+        if not layers:
+            raise UserError("VGGFeatures needs at least one layer name")
+        known = available_layers(arch)
+        unknown = [name for name in layers if name not in known]
+        if unknown:
+            raise UserError(f"{arch} has no layer(s) {', '.join(map(repr, unknown))}; available: {', '.join(known)}")
+        if len(set(layers)) != len(layers):
+            raise UserError(f"duplicate layer names in {layers}")
+        if precision not in PRECISIONS:
+            raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        self.arch = arch
+        self.layers = layers
+        self.precision = precision
+        self.seed = int(seed)
+
+        index_of = {row[0]: row[1] for row in _layer_table(arch)}
+        self._taps = {index_of[name]: name for name in layers}
+        cut = max(self._taps) + 1
+
+        # Build torchvision's definition and keep the prefix we need (indices, hence state-dict keys, unchanged).
+        # Built on the meta device and materialised empty: every parameter is then set by the load or init.
+        features = nn.Sequential(*list(_torchvision_vgg(arch).features)[:cut]).to_empty(device="cpu")
+        for index, module in enumerate(features):
+            # An in-place ReLU would overwrite a tapped conv output before we return it.
+            if isinstance(module, nn.ReLU) and (index - 1) in self._taps:
+                module.inplace = False
+
+        if weights == "random":
+            _random_init(features, self.seed)
+            self.weights_id = f"random:seed{self.seed}"
+            warnings.warn(f"{arch} backbone uses RANDOM weights (seed {self.seed}): features are not ImageNet "
+                          f"features; use this only for tests and the synthetic demo", RandomWeightsWarning,
+                          stacklevel=2)
+        else:
+            if weights == "imagenet":
+                state = _load_imagenet(arch)
+                source = f"ImageNet weights file {imagenet_weights_path(arch)}"
+                self.weights_id = f"imagenet:{arch}"
+            else:
+                path = Path(weights).expanduser()
+                if not path.is_file():
+                    raise UserError(f"weights {weights!r} is neither 'imagenet', 'random' nor an existing file; "
+                                    f"pass -p weights=PATH to a torchvision-format {arch} state dict")
+                state = _torch_load(path)
+                source = f"weights file {path}"
+                self.weights_id = f"file:{file_digest(path)}"
+            check_state_dict(state, arch, source)
+            features.load_state_dict({k[len("features."):]: v for k, v in state.items()
+                                      if k.startswith("features.") and int(k.split(".")[1]) < cut})
+        self.weights = weights
+        self.features = features
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    # A frozen feature extractor: .train() never switches it out of eval mode.
+    def train(self, mode: bool = True) -> "VGGFeatures":
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def resolved_precision(self) -> str:
+        if self.precision != "auto":
+            return self.precision if self.device.type == "cuda" else "fp32"
+        return "tf32" if self.device.type == "cuda" else "fp32"
+
+    def channels(self, layer: str) -> int:
+        return layer_info(self.arch, layer)[0]
+
+    def stride(self, layer: str) -> int:
+        return layer_info(self.arch, layer)[1]
+
+    def identity(self) -> dict:
+        """Everything about the backbone that determines its outputs (a cache-key component)."""
+        return {"backbone": self.arch, "weights": self.weights_id, "layers": list(self.layers),
+                "precision": self.resolved_precision(), "transform": TRANSFORM_VERSION}
+
+    @contextlib.contextmanager
+    def _precision_context(self) -> Iterator[None]:
+        precision = self.resolved_precision()
+        if self.device.type != "cuda":
+            yield
+            return
+        previous = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = precision in ("tf32", "bf16")
+        try:
+            if precision == "bf16":
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    yield
+            else:
+                yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = previous
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"VGGFeatures expects (N, 3, H, W) RGB images, got shape {tuple(images.shape)}")
+        x = (images.to(self.device, torch.float32, non_blocking=True) - self.mean) / self.std
+        out: dict[str, Tensor] = {}
+        with self._precision_context():
+            for index, module in enumerate(self.features):
+                x = module(x)
+                if index in self._taps:
+                    out[self._taps[index]] = x
+        return {name: out[name].float() for name in self.layers}
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, weights={self.weights_id!r}, layers={self.layers}"
+
