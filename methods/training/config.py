@@ -1,0 +1,84 @@
+"""What a training run is made of: :class:`TrainConfig`, :class:`ParamGroup`, :class:`StepInfo`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of the generic optimisation loop (the method adds its own keys under ``extra``).
+
+    ``batch_size`` is the *global* batch: under DDP each of the ``W`` ranks processes ``batch_size / W``
+    images per step. ``max_iter`` is the horizon of the poly schedule (``None`` = ``steps``; the reference
+    implementations hard-code 100000 whatever the number of steps).
+    """
+
+    steps: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    max_iter: int | None = None
+    clip_grad_norm: float | None = 5.0
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 0  # 0 = keep every periodic checkpoint (the reference keeps them all)
+    log_flush_every: int = 50  # loss values are copied to the host (one sync) every this many steps
+    amp: str | None = None  # None (float32) or "bf16" (autocast)
+    compile: bool = False
+    num_workers: int = 0
+    image_size: int | None = None  # collate resizes samples to this square size when they differ
+    extra: dict[str, Any] = field(default_factory=dict)  # the method's own configuration (for the record)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.amp not in (None, "bf16"):
+            raise ValueError(f"amp must be None or 'bf16', got {self.amp!r}")
+
+    @property
+    def schedule_horizon(self) -> int:
+        return int(self.max_iter if self.max_iter is not None else self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # Keys that may change between a run and its resumption (they do not change what a step computes).
+    RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "log_flush_every", "num_workers",
+                         "compile")
+
+
+@dataclass
+class ParamGroup:
+    """A named set of parameters optimised at ``lr * lr_mult`` with its own weight decay
+    (``None`` = the config's). Parameters with ``requires_grad=False`` are dropped."""
+
+    name: str
+    params: list[torch.nn.Parameter]
+    lr_mult: float = 1.0
+    weight_decay: float | None = None
+
+
+@dataclass
+class StepInfo:
+    """What the loss function learns about the current step.
+
+    ``generator`` is a fresh device generator seeded from (seed, step, rank): per-rank randomness of the
+    step (augmentation of the local images). ``shared_generator`` is seeded from (seed, step) only and is
+    identical on every rank (choices that must agree across ranks). Both depend only on the step, so a
+    resumed run draws exactly what an uninterrupted run draws.
+    """
+
+    step: int
+    generator: torch.Generator
+    shared_generator: torch.Generator
+    rank: int = 0
+    world_size: int = 1

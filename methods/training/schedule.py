@@ -1,0 +1,24 @@
+"""The poly learning-rate schedule of DeepLab (used by unsup-parts and SCOPS)."""
+
+from __future__ import annotations
+
+
+def poly_lr(base_lr: float, step: int, max_iter: int, power: float = 0.9) -> float:
+    """``base_lr * (1 - step / max_iter) ** power`` for the 0-based ``step``; 0 once ``step >= max_iter``.
+
+    The reference recomputes this before every step (``adjust_learning_rate(optimizer, i_iter)``) with
+    ``max_iter`` hard-coded to 100000, independently of the number of steps actually run.
+    """
+    if max_iter <= 0:
+        raise ValueError(f"max_iter must be positive, got {max_iter}")
+    frac = 1.0 - float(step) / float(max_iter)
+    return float(base_lr) * (max(frac, 0.0) ** float(power))
+
+
+def set_lrs(optimizer, base_lr: float, step: int, max_iter: int, power: float) -> float:
+    """Set every group's ``lr`` to ``poly_lr(...) * group['lr_mult']``; returns the base LR of the step.
+    Plain Python floats: no device work, no host sync."""
+    lr = poly_lr(base_lr, step, max_iter, power)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)
+    return lr

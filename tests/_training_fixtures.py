@@ -1,0 +1,81 @@
+"""Tiny data and models for the training-machinery tests (not collected: starts with an underscore)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from benchmark.core.dataset import Dataset
+from benchmark.core.types import Sample
+
+
+class TinyDataset(Dataset):
+    """``n`` random 8x8 images with a random mask; deterministic."""
+
+    needs_data_root = False
+
+    def __init__(self, n: int = 20, size: int = 8):
+        super().__init__(None, split="train", view="train")
+        g = torch.Generator().manual_seed(123)
+        self.images = torch.rand(n, 3, size, size, generator=g)
+        self.masks = (torch.rand(n, size, size, generator=g) > 0.3).float()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> Sample:
+        return Sample(image=self.images[i], id=f"img{i}", mask=self.masks[i])
+
+
+class TinyNet(nn.Module):
+    def __init__(self, dropout: float = 0.2, batchnorm: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4) if batchnorm else nn.Identity()
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.drop(torch.relu(self.bn(self.conv(x)))))
+
+
+def groups(model):
+    from benchmark.methods.training import ParamGroup
+
+    return [ParamGroup("backbone", list(model.conv.parameters()) + list(model.bn.parameters())),
+            ParamGroup("head", list(model.head.parameters()), lr_mult=10.0)]
+
+
+def noisy_loss(model, batch, info):
+    """Uses the global RNG (dropout) and the step generator (noise): both must be restored on resume."""
+    out = model(batch.images)
+    noise = torch.rand(out.shape, generator=info.generator, device=out.device)
+    target = batch.masks[:, None].expand_as(out) + 0.1 * noise
+    mse = ((out - target) ** 2 * batch.masks[:, None]).mean()
+    reg = out.abs().mean()
+    return mse + 0.1 * reg, {"mse": mse, "reg": reg}
+
+
+def mse_loss(model, batch, info):
+    out = model(batch.images)
+    mse = ((out - batch.masks[:, None]) ** 2).mean()
+    return mse, {"mse": mse}
+
+
+def ddp_worker(rank: int, world: int, port: int, out_root: str) -> None:
+    """One rank of the 2-process gloo test (``torch.multiprocessing.spawn`` target)."""
+    import os
+
+    import torch.distributed as dist
+
+    from benchmark.methods.training import TrainConfig, Trainer
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = TinyNet(dropout=0.0, batchnorm=False)
+    config = TrainConfig(steps=4, batch_size=4, lr=0.05, checkpoint_every=2, log_flush_every=1)
+    Trainer(model, groups, mse_loss, config, out_dir=f"{out_root}/run", seed=3).fit(TinyDataset(12))
+    torch.save(model.state_dict(), f"{out_root}/rank{rank}.pt")
+    dist.destroy_process_group()

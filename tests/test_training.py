@@ -1,0 +1,165 @@
+"""The generic training machinery: schedule, optimiser groups, data order, exact resume, checkpoint
+errors, logging. Tiny models on 8x8 images (the network is not what is tested here)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+from _training_fixtures import TinyDataset, TinyNet, groups, mse_loss, noisy_loss
+from benchmark.core.errors import UserError
+from benchmark.methods.training import (DataOrder, ParamGroup, TrainConfig, Trainer, load_checkpoint_file,
+                                        load_state_dict_strict, poly_lr)
+from benchmark.methods.training.checkpoint import checkpoint_path, list_checkpoints
+from benchmark.methods.training.loop import build_optimizer
+
+
+class Killed(Exception):
+    pass
+
+
+def killing(loss_fn, at_step):
+    def fn(model, batch, info):
+        if info.step == at_step:
+            raise Killed
+        return loss_fn(model, batch, info)
+    return fn
+
+
+def config(**kw):
+    base = dict(steps=7, batch_size=3, lr=0.05, checkpoint_every=3, log_flush_every=1, max_iter=100)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def train(out, loss=noisy_loss, resume=False, init_seed=0, **kw):
+    torch.manual_seed(init_seed)
+    model = TinyNet()
+    result = Trainer(model, groups, loss, config(**kw), out_dir=out, seed=11).fit(TinyDataset(), resume=resume)
+    return model, result
+
+
+def read_log(path):
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_poly_lr_hand_values():
+    assert poly_lr(1e-5, 0, 100000) == 1e-5
+    assert math.isclose(poly_lr(1e-5, 50000, 100000, 0.9), 1e-5 * 0.5 ** 0.9, rel_tol=1e-12)
+    assert math.isclose(poly_lr(1.0, 99999, 100000, 0.9), (1e-5) ** 0.9, rel_tol=1e-9)
+    assert poly_lr(1.0, 100000, 100000) == 0.0 and poly_lr(1.0, 200000, 100000) == 0.0
+
+
+def test_optimizer_groups_and_duplicates():
+    model = TinyNet()
+    model.bn.weight.requires_grad_(False)
+    opt = build_optimizer(groups(model), config())
+    assert [g["name"] for g in opt.param_groups] == ["backbone", "head"]
+    assert [g["lr_mult"] for g in opt.param_groups] == [1.0, 10.0]
+    assert all(p is not model.bn.weight for g in opt.param_groups for p in g["params"])  # frozen: dropped
+    assert all(g["weight_decay"] == 5e-4 for g in opt.param_groups)
+    with pytest.raises(ValueError, match="listed in groups"):
+        build_optimizer([ParamGroup("a", [model.conv.weight]), ParamGroup("b", [model.conv.weight])], config())
+
+
+def test_data_order_is_epochwise_permutation_drop_last_and_resumable():
+    order = DataOrder(10, 3, seed=5)
+    batches = order.take(6)  # 3 batches per epoch (drop_last), 2 epochs
+    for epoch in (batches[:3], batches[3:]):
+        flat = [i for b in epoch for i in b]
+        assert len(flat) == 9 and len(set(flat)) == 9 and all(0 <= i < 10 for i in flat)
+    assert batches[:3] != batches[3:]
+    again = DataOrder(10, 3, seed=5)
+    again.take(4)
+    state = again.state_dict()
+    resumed = DataOrder(10, 3, seed=999)
+    resumed.load_state_dict(state)
+    assert resumed.take(2) == batches[4:6]
+    with pytest.raises(UserError, match="fewer than one batch"):
+        DataOrder(2, 3, seed=0)
+
+
+def test_exact_resume_after_kill(tmp_path):
+    ref_model, ref = train(tmp_path / "ref")
+    with pytest.raises(Killed):
+        train(tmp_path / "run", loss=killing(noisy_loss, 5))
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [3]
+    model, result = train(tmp_path / "run", resume=True, init_seed=99)
+    assert result.resumed_from == 3
+    for (name, a), b in zip(ref_model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name  # bitwise, BN running stats included
+    assert read_log(tmp_path / "ref" / "train_log.csv") == read_log(tmp_path / "run" / "train_log.csv")
+    header = read_log(tmp_path / "ref" / "train_log.csv")[0]
+    assert header == ["step", "lr", "total", "mse", "reg"]
+    final = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert all(torch.equal(final["model_state_dict"][k], v) for k, v in ref_model.state_dict().items())
+
+
+def test_resume_refuses_changed_configuration(tmp_path):
+    with pytest.raises(Killed):
+        train(tmp_path / "run", loss=killing(noisy_loss, 4))
+    with pytest.raises(UserError, match="lr: checkpoint 0.05 vs now 0.1"):
+        train(tmp_path / "run", resume=True, lr=0.1)
+    with pytest.raises(UserError, match="no checkpoint"):
+        train(tmp_path / "empty", resume=True)
+
+
+def test_corrupted_checkpoint_names_file_and_keeps_previous(tmp_path):
+    train(tmp_path / "run", steps=6)
+    bad = checkpoint_path(tmp_path / "run", 6)
+    good = checkpoint_path(tmp_path / "run", 3)
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated, as by a crash of a non-atomic writer
+    with pytest.raises(UserError) as err:
+        train(tmp_path / "run", steps=6, resume=True)
+    message = str(err.value)
+    assert str(bad) in message and "corrupted or truncated" in message and str(good) in message
+    assert load_checkpoint_file(good)["step"] == 3  # the previous good one is intact
+    bad.unlink()
+    _, result = train(tmp_path / "run", steps=6, resume=True)
+    assert result.resumed_from == 3
+
+
+def test_non_tensor_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": TinyNet()}, path)  # a pickled module, not a state dict
+    with pytest.raises(UserError, match=r"evil\.pt is not a plain tensor checkpoint.*weights_only=True"):
+        load_checkpoint_file(path)
+    with pytest.raises(UserError, match="does not exist"):
+        load_checkpoint_file(tmp_path / "missing.pt")
+
+
+def test_strict_loading_lists_missing_unexpected_and_mismatched(tmp_path):
+    model = TinyNet()
+    state = dict(model.state_dict())
+    state.pop("head.bias")
+    state["extra.weight"] = torch.zeros(1)
+    state["conv.weight"] = torch.zeros(5, 3, 3, 3)
+    with pytest.raises(UserError) as err:
+        load_state_dict_strict(TinyNet(), state, source="x.pt")
+    message = str(err.value)
+    assert "x.pt" in message and "1 missing key(s): head.bias" in message
+    assert "1 unexpected key(s): extra.weight" in message
+    assert "conv.weight (file (5, 3, 3, 3) vs model (4, 3, 3, 3))" in message
+
+
+def test_lr_schedule_applied_per_step_with_fixed_horizon(tmp_path):
+    train(tmp_path / "run", steps=4, max_iter=10, lr=0.1)
+    rows = read_log(tmp_path / "run" / "train_log.csv")[1:]
+    for row in rows:
+        step = int(row[0])
+        assert math.isclose(float(row[1]), 0.1 * (1 - step / 10) ** 0.9, rel_tol=1e-6)
+
+
+def test_loss_actually_decreases(tmp_path):
+    torch.manual_seed(0)
+    model = TinyNet(dropout=0.0)
+    Trainer(model, groups, mse_loss, config(steps=30, lr=0.1, clip_grad_norm=None, max_iter=None),
+            out_dir=tmp_path, seed=0).fit(TinyDataset())
+    rows = read_log(tmp_path / "train_log.csv")[1:]
+    first = sum(float(r[2]) for r in rows[:5])
+    last = sum(float(r[2]) for r in rows[-5:])
+    assert last < 0.5 * first
