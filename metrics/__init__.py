@@ -8,6 +8,10 @@
 * Registered metrics: ``fg_nmi``, ``fg_ari``, ``nmi``, ``ari``, ``landmark_error``.
 """
 
+from benchmark.metrics.clustering import ContingencyTable, ari, nmi
+
+__all__ = ["ContingencyTable", "ari", "nmi"]
+
 
 def _register_builtins() -> None:
     """Import every module and subpackage of this package once, so their decorators register them.

@@ -1,0 +1,79 @@
+"""The registered clustering metrics: ``fg_nmi``, ``fg_ari``, ``nmi``, ``ari``.
+
+Each holds one exact :class:`~benchmark.metrics.clustering.ContingencyTable` fed with the label pairs
+of its view (``role``) and label set (:meth:`label_set`) from
+:func:`benchmark.metrics.scoring.label_pairs`; values are fractions in [0, 1] (ARI may be negative).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from benchmark.core.metric import Metric
+from benchmark.core.registry import register_metric
+from benchmark.metrics.clustering import ContingencyTable
+
+__all__ = ["FgNMI", "FgARI", "FullNMI", "FullARI"]
+
+
+class _ClusteringMetric(Metric):
+    kind = "clustering"
+    score: ClassVar[str] = "nmi"  # which ContingencyTable score compute() returns
+
+    def label_set(self) -> str:
+        return self.role
+
+    def reset(self) -> None:
+        self.table = ContingencyTable()
+
+    def update(self, true: Any, pred: Any) -> None:  # type: ignore[override]
+        self.table.update(true, pred)
+
+    def compute(self) -> float:
+        return self.table.nmi() if self.score == "nmi" else self.table.ari()
+
+    def merge(self, other: Metric) -> None:
+        if not isinstance(other, _ClusteringMetric):
+            raise ValueError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        self.table.merge(other.table)
+
+    @property
+    def count(self) -> int:
+        return self.table.total
+
+
+@register_metric("fg_nmi")
+class FgNMI(_ClusteringMetric):
+    """Foreground NMI: part labels vs GT labels on foreground keypoints / pixels (no background label)."""
+
+    role = "fg"
+    score = "nmi"
+
+
+@register_metric("fg_ari")
+class FgARI(_ClusteringMetric):
+    """Foreground ARI (legacy CUB: the reference's background-including variant, spec §3.2 / PR #13)."""
+
+    role = "fg"
+    score = "ari"
+
+    def label_set(self) -> str:
+        if self.protocol == "legacy" and self.ground_truth == "keypoints":
+            return "fg_with_background"
+        return "fg"
+
+
+@register_metric("nmi")
+class FullNMI(_ClusteringMetric):
+    """Full-image NMI: background (label 0) and parts 1..K vs GT labels."""
+
+    role = "full"
+    score = "nmi"
+
+
+@register_metric("ari")
+class FullARI(_ClusteringMetric):
+    """Full-image ARI: background (label 0) and parts 1..K vs GT labels."""
+
+    role = "full"
+    score = "ari"

@@ -1,0 +1,183 @@
+"""Turning predicted part maps into (true, predicted) label pairs for the clustering metrics.
+
+:func:`label_pairs` works on a whole :class:`~benchmark.core.types.Batch` at once (no per-image loops)
+and returns 1-D int64 tensors on the batch's device, one pair per *label set*:
+
+* ``"fg"``   -- foreground view: the K part labels only (no background);
+* ``"full"`` -- full view: label 0 = background, 1..K = parts;
+* ``"fg_with_background"`` -- only under ``protocol="legacy"`` with keypoints: the full formula evaluated
+  on the FG (bbox-cropped) view, which is what the reference notebook reported as CUB FG-ARI before the
+  fix of PR #13 (spec §3.2, §8.1).
+
+Ground truth (spec §3.2-§3.4):
+
+* ``"keypoints"`` (CUB): one pair per *visible* keypoint; the GT label is the keypoint index and the
+  prediction is read at pixel ``(round(y - 0.5), round(x - 0.5))`` (round half to even), which is exactly
+  what ``grid_sample(mode='nearest', align_corners=False)`` samples; a point outside the image reads
+  grid_sample's zero padding, i.e. all-zero scores, i.e. label 0. Scores are gathered at the keypoints
+  before the per-pixel softmax/argmax (both are per pixel, so this equals evaluating whole maps).
+* ``"pixels"`` (DeepFashion, PASCAL-Part): FG view = pixels whose GT part label != 0, prediction = argmax
+  over the K parts; full view = every pixel, prediction = ``mask * (argmax + 1)``.
+
+Background (``background=``, chosen once per run by the mask policy):
+
+* ``"mask"``: ``batch.masks``. Under ``corrected`` they must be exactly {0, 1}. Under ``legacy`` they are
+  used as given (e.g. 0..255, or fractional after bilinear resizing): for keypoints the (K+1)-channel map
+  ``[1 - m, m * softmax(parts)]`` is built with those values, for pixels ``m * (argmax + 1)`` is computed
+  in float32 as the reference does and each distinct *value* becomes one label (scikit-learn treats
+  arbitrary label values the same way).
+* ``"method"``: the method's own background channel 0 (``maps.has_background``): full prediction = argmax
+  over all K+1 raw channels.
+* ``"none"``: no background label: full prediction = argmax + 1 everywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from benchmark.core.errors import UserError
+from benchmark.core.types import Batch, PartMaps
+
+__all__ = ["label_pairs", "value_labels"]
+
+ROLES = ("fg", "full")
+GROUND_TRUTHS = ("keypoints", "pixels")
+PROTOCOLS = ("corrected", "legacy")
+BACKGROUNDS = ("mask", "method", "none")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{name}={value!r} is not one of {', '.join(choices)}")
+
+
+def value_labels(values: Tensor) -> Tensor:
+    """Injective int64 labels for float values, consistent across calls: a non-negative integral value
+    ``v < 2**31`` becomes ``v`` itself (the common case: masks in {0, 1} or 0..255), any other value
+    becomes ``2**32 + its float32 bit pattern``. ``-0.0`` and ``0.0`` are the same label."""
+    v = values.float() + 0.0  # folds -0.0 into 0.0
+    integral = (v == v.round()) & (v >= 0) & (v < 2.0**31)
+    bits = v.view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    return torch.where(integral, v.clamp(0, 2.0**31 - 1).to(torch.int64), bits + (1 << 32))
+
+
+def _masks(batch: Batch, protocol: str) -> Tensor:
+    if batch.masks is None:
+        raise UserError(
+            "this evaluation needs foreground masks (background='mask') but the batch has none; pass "
+            "--masks gt or --masks predicted:DIR, or --masks method for a method with its own background "
+            "channel, or --masks none to evaluate without a background label")
+    masks = batch.masks.float()
+    if protocol == "corrected" and bool(((masks != 0) & (masks != 1)).any()):
+        raise UserError(
+            "the corrected protocol needs binary {0, 1} foreground masks but the dataset supplied other "
+            "values; binarise them in the dataset (value >= half of the file's maximum code) or use "
+            "--protocol legacy")
+    return masks
+
+
+def _require_background_channel(maps: PartMaps) -> None:
+    if not maps.has_background:
+        raise UserError(
+            "background='method' needs a method with its own background channel (PartMaps.has_background); "
+            "this method has none: use --masks gt, --masks predicted:DIR or --masks none")
+
+
+def _part_probs(part_scores: Tensor, kind: str, dim: int = 1) -> Tensor:
+    """Softmax over the K part channels (for ``kind='probs'``: the part probabilities renormalised)."""
+    if kind == "logits":
+        return part_scores.float().softmax(dim=dim)
+    p = part_scores.float()
+    return p / p.sum(dim=dim, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
+
+
+def _full_from_scores(scores: Tensor, masks: Tensor | None, maps: PartMaps, background: str) -> Tensor:
+    """Full-view labels (0 = background, 1..K) from channel-first scores ``(M, C)`` or ``(N, C, H, W)``
+    via the keypoint formula (argmax over K+1 channels)."""
+    off = int(maps.has_background)
+    if background == "method":
+        return scores.argmax(dim=1)
+    parts = scores[:, off:]
+    if background == "none":
+        return parts.argmax(dim=1) + 1
+    m = masks.unsqueeze(1)
+    full = torch.cat([1.0 - m, m * _part_probs(parts, maps.kind)], dim=1)
+    return full.argmax(dim=1)
+
+
+def label_pairs(maps: PartMaps, batch: Batch, *, role: str, ground_truth: str, protocol: str,
+                background: str) -> dict[str, tuple[Tensor, Tensor]]:
+    """Label pairs ``{label_set: (true, pred)}`` of one batch for one evaluation view (module docstring)."""
+    _check_choice("role", role, ROLES)
+    _check_choice("ground_truth", ground_truth, GROUND_TRUTHS)
+    _check_choice("protocol", protocol, PROTOCOLS)
+    _check_choice("background", background, BACKGROUNDS)
+    if len(maps) != len(batch):
+        raise ValueError(f"part maps cover {len(maps)} images but the batch has {len(batch)}")
+    needs_background = role == "full" or (role == "fg" and protocol == "legacy" and ground_truth == "keypoints")
+    if needs_background and background == "method":
+        _require_background_channel(maps)
+    masks = _masks(batch, protocol) if needs_background and background == "mask" else None
+    maps = maps.resized(batch.size)
+    scores = maps.scores.to(batch.device)
+    if ground_truth == "keypoints":
+        return _keypoint_pairs(scores, masks, maps, batch, role, protocol, background)
+    return _pixel_pairs(scores, masks, maps, batch, role, protocol, background)
+
+
+def _keypoint_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch: Batch, role: str,
+                    protocol: str, background: str) -> dict[str, tuple[Tensor, Tensor]]:
+    if batch.keypoints is None or batch.visible is None:
+        raise UserError("ground_truth='keypoints' needs keypoints in the dataset's samples; this dataset has "
+                        "none: evaluate it with pixel ground truth (part label maps)")
+    h, w = batch.size
+    img, kp_index = batch.visible.nonzero(as_tuple=True)
+    points = batch.keypoints[img, kp_index].double()
+    # grid_sample(nearest, align_corners=False) reads pixel nearbyint(x - 0.5): round half to even.
+    col = torch.round(points[:, 0] - 0.5)
+    row = torch.round(points[:, 1] - 0.5)
+    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    col = col.clamp(0, w - 1).long()
+    row = row.clamp(0, h - 1).long()
+    values = scores[img, :, row, col]  # (M, C)
+    m = masks[img, row, col] if masks is not None else None
+    off = int(maps.has_background)
+    zero = torch.zeros((), dtype=torch.int64, device=values.device)
+
+    def fg() -> Tensor:  # outside the image grid_sample gives all-zero scores -> argmax 0
+        return torch.where(inside, values[:, off:].argmax(dim=1), zero)
+
+    def full() -> Tensor:
+        return torch.where(inside, _full_from_scores(values, m, maps, background), zero)
+
+    true = kp_index.to(torch.int64)
+    if role == "full":
+        return {"full": (true, full())}
+    pairs = {"fg": (true, fg())}
+    if protocol == "legacy":
+        pairs["fg_with_background"] = (true, full())
+    return pairs
+
+
+def _pixel_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch: Batch, role: str,
+                 protocol: str, background: str) -> dict[str, tuple[Tensor, Tensor]]:
+    if batch.part_labels is None:
+        raise UserError("ground_truth='pixels' needs part label maps in the dataset's samples; this dataset "
+                        "has none: evaluate it with keypoint ground truth")
+    gt = batch.part_labels.to(torch.int64)
+    off = int(maps.has_background)
+    parts = scores[:, off:].argmax(dim=1)  # (N, H, W), 0..K-1
+    if role == "fg":
+        fg = gt != 0
+        return {"fg": (gt[fg], parts[fg])}
+    if background == "method":
+        pred = scores.argmax(dim=1)
+    elif background == "none":
+        pred = parts + 1
+    elif protocol == "legacy":
+        # The reference multiplies the raw mask (float) by argmax + 1; each distinct value is one label.
+        pred = value_labels(masks * (parts + 1).float())
+    else:
+        pred = masks.to(torch.int64) * (parts + 1)
+    return {"full": (gt.reshape(-1), pred.reshape(-1))}
