@@ -1,0 +1,49 @@
+import pandas as pd
+import pytest
+
+from benchmark.report import render, summarise
+from benchmark.results import read_rows, write_rows
+
+
+def _rows():
+    rows = []
+    for method, fg, err in (("a", (0.40, 0.50), (0.10, 0.12)), ("b", (0.30, 0.30), (0.05, 0.07))):
+        for seed, (value, e) in enumerate(zip(fg, err)):
+            common = {"method": method, "dataset": "synthetic", "split": "test", "protocol": "corrected",
+                      "masks": "gt", "num_parts": 4, "seed": seed, "n": 100, "method_params": '{"num_parts": 4}'}
+            rows.append({**common, "metric": "fg_nmi", "value": value})
+            rows.append({**common, "metric": "landmark_error", "value": e})
+    return rows
+
+
+def test_summary_is_mean_and_sample_std_times_100():
+    summary = summarise(pd.DataFrame(_rows()))
+    a = summary[(summary.label == "a") & (summary.metric == "fg_nmi")].iloc[0]
+    assert a["mean"] == pytest.approx(45.0) and a["std"] == pytest.approx(7.0710678, rel=1e-6) and a["seeds"] == 2
+
+
+def test_markdown_bolds_best_per_column_lower_is_better_for_errors():
+    text = render(pd.DataFrame(_rows()), "markdown")
+    assert "**45.00 ± 7.07**" in text  # highest fg_nmi
+    assert "**6.00 ± 1.41**" in text  # lowest landmark error
+    assert "30.00 ± 0.00" in text and "**30.00" not in text
+
+
+def test_latex_is_booktabs_with_real_bold_and_pm():
+    text = render(pd.DataFrame(_rows()), "latex")
+    assert "\\toprule" in text and "\\textbf{45.00 $\\pm$ 7.07}" in text and "BOLD" not in text
+
+
+def test_methods_with_several_parameter_sets_get_distinct_labels():
+    rows = _rows()
+    for row in rows[:2]:
+        row["method_params"] = '{"num_parts": 4, "niter": 5}'
+    labels = set(summarise(pd.DataFrame(rows))["label"])
+    assert "a (niter=5)" in labels and "a (niter=None)" in labels
+
+
+def test_result_rows_round_trip(tmp_path):
+    path = tmp_path / "r.csv"
+    write_rows(path, _rows())
+    back = read_rows(path)
+    assert back[0]["value"] == 0.40 and back[0]["seed"] == 0 and back[0]["num_parts"] == 4

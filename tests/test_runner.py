@@ -1,0 +1,76 @@
+import pytest
+
+from benchmark.core.errors import UserError
+from benchmark.core.registry import METHODS
+from benchmark.runner import BackgroundPolicy, RunConfig, build_method, parse_param, run
+
+from helpers import SYNTHETIC_TINY, Oracle
+
+
+@pytest.fixture
+def oracle():
+    METHODS.register("test-oracle")(Oracle)
+    yield "test-oracle"
+    METHODS.unregister("test-oracle")
+
+
+def _values(result):
+    return {r["metric"]: r["value"] for r in result.rows}
+
+
+def test_perfect_predictor_scores_one(oracle, tmp_path):
+    config = RunConfig(method=oracle, dataset="synthetic", num_parts=8, dataset_options=SYNTHETIC_TINY,
+                       metrics=("fg_nmi", "fg_ari", "nmi", "ari"))
+    values = _values(run(config, out_dir=tmp_path))
+    assert values == pytest.approx({"fg_nmi": 1.0, "fg_ari": 1.0, "nmi": 1.0, "ari": 1.0}, abs=1e-9)
+
+
+def test_random_scores_near_zero_and_beats_nothing(tmp_path):
+    config = RunConfig(method="random", dataset="synthetic", dataset_options=SYNTHETIC_TINY,
+                       metrics=("fg_nmi", "fg_ari"))
+    values = _values(run(config, out_dir=tmp_path))
+    assert abs(values["fg_nmi"]) < 0.02 and abs(values["fg_ari"]) < 0.02
+
+
+def test_rows_record_the_run_and_same_seed_gives_same_values(tmp_path):
+    config = RunConfig(method="random", dataset="synthetic", seed=3, dataset_options=SYNTHETIC_TINY)
+    first = run(config, out_dir=tmp_path / "a")
+    second = run(config, out_dir=tmp_path / "b")
+    assert _values(first) == _values(second)
+    row = first.rows[0]
+    assert row["protocol"] == "corrected" and row["masks"] == "gt" and row["seed"] == 3
+    assert row["method"] == "random" and row["dataset"] == "synthetic" and row["git_sha"]
+    assert {r["metric"] for r in first.rows} >= {"fg_nmi", "fg_ari", "nmi", "ari", "landmark_error"}
+    other = run(RunConfig(method="random", dataset="synthetic", seed=4, dataset_options=SYNTHETIC_TINY),
+                out_dir=tmp_path / "a")
+    assert _values(other) != _values(first)
+
+
+def test_finished_run_is_reused_unless_forced(tmp_path):
+    config = RunConfig(method="random", dataset="synthetic", dataset_options=SYNTHETIC_TINY, metrics=("nmi",))
+    first = run(config, out_dir=tmp_path)
+    assert not first.reused and first.path.exists()
+    again = run(config, out_dir=tmp_path)
+    assert again.reused and _values(again) == pytest.approx(_values(first))
+    assert not run(config, out_dir=tmp_path, force=True).reused
+
+
+def test_parameter_errors_are_user_errors():
+    with pytest.raises(UserError, match="has no parameter 'nope'.*num_parts"):
+        build_method("random", params={"nope": 1})
+    with pytest.raises(UserError, match="malformed parameter"):
+        parse_param("novalue")
+    assert parse_param("niter=20") == ("niter", 20) and parse_param("weights=random") == ("weights", "random")
+    assert parse_param("layers=('relu5_2','relu5_4')") == ("layers", ("relu5_2", "relu5_4"))
+
+
+def test_mask_policy(tmp_path):
+    assert BackgroundPolicy.parse("method").dataset_masks == "none"
+    assert BackgroundPolicy.parse("gt").scoring == "mask"
+    with pytest.raises(UserError, match="not a directory"):
+        BackgroundPolicy.parse(f"predicted:{tmp_path / 'missing'}")
+    with pytest.raises(UserError, match="unknown --masks"):
+        BackgroundPolicy.parse("sometimes")
+    with pytest.raises(UserError, match="own background channel"):
+        run(RunConfig(method="random", dataset="synthetic", masks="method", dataset_options=SYNTHETIC_TINY),
+            out_dir=None)
