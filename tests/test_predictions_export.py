@@ -74,3 +74,24 @@ def test_export_rejects_bad_input(tmp_path, two_views):
     assert result.exit_code == 2 and "no parameter 'nope'" in result.output
     result = CliRunner().invoke(cli, ["export", "-m", "predictions", "-d", two_views, "--to", str(tmp_path / "e")])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("method,params", [("random", {"resolution": 6}), ("random", {})])
+def test_export_then_run_predictions_reproduces_the_direct_run(tmp_path, method, params):
+    """The acceptance test: `export` + `run -m predictions` gives exactly the direct run's numbers (every
+    metric, the landmark regression included: its fit split is exported too)."""
+    from benchmark.runner import RunConfig, run
+
+    options = {"num_train": 6, "num_test": 5, "image_size": 32, "seed": 3}
+    direct = run(RunConfig(method=method, dataset="synthetic", seed=2, params=params, dataset_options=options,
+                           device="cpu", batch_size=4), out_dir=None)
+    out = export_predictions(method, "synthetic", to=tmp_path / "exp", params=params, dataset_options=options,
+                             seed=2, device="cpu", batch_size=3)
+    assert json.loads((out / "predictions.json").read_text())["folders"] == ["test/fg", "test/full", "train/fg"]
+    again = run(RunConfig(method="predictions", dataset="synthetic", seed=2, params={"dir": str(out)},
+                          dataset_options=options, device="cpu", batch_size=4), out_dir=None)
+    want = {r["metric"]: r["value"] for r in direct.rows}
+    got = {r["metric"]: r["value"] for r in again.rows}
+    assert set(want) == set(got) and len(want) >= 4
+    assert got == want
+    assert all(int(r["skipped_images"]) == 0 for r in again.rows)

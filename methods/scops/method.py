@@ -91,7 +91,7 @@ PRESETS: dict[str, Settings] = {
                       lambda_lmeqv=1e2, lambda_sc=1e4, lambda_orth=0.1, init="torchvision",
                       vgg_weights="imagenet", checkpoint_every=5000),
     # Random weights learn nothing at lr 1e-5 in a few steps: a larger rate, same losses and weights.
-    "tiny": Settings(image_size=48, batch_size=4, steps=30, lr=2.5e-4, lr_basis=0.01, momentum=0.9,
+    "tiny": Settings(image_size=48, batch_size=4, steps=10, lr=2.5e-4, lr_basis=0.01, momentum=0.9,
                      weight_decay=5e-4, poly_power=0.9, clip=5.0, lambda_con=10.0, lambda_eqv=1e3,
                      lambda_lmeqv=1e2, lambda_sc=1e4, lambda_orth=0.1, init="random",
                      vgg_weights="random", checkpoint_every=10**9),
@@ -243,7 +243,7 @@ class SCOPS(Method):
         from benchmark.methods.backbones import VGGFeatures
         from benchmark.methods.segmenter import init_segmenter
         from benchmark.methods.training import ParamGroup, TrainConfig, Trainer
-        from benchmark.methods.scops.optim import DuplicatedSGD, backbone_repeats
+        from benchmark.methods.scops.optim import scops_optimizer_factory
 
         s = self.settings()
         with warnings.catch_warnings():
@@ -262,15 +262,7 @@ class SCOPS(Method):
                     ParamGroup("classifier", list(seg.classifier_parameters()), lr_mult=10.0),
                     ParamGroup("basis", [model.basis], lr=s.lr_basis, clip_group="basis")]
 
-        def optimizer_factory(param_groups, config):
-            from benchmark.methods.training.loop import build_optimizer
-
-            reference = build_optimizer(param_groups, config)  # validation, group keys, no duplicates
-            if not self.quirk_duplicate_params:
-                return reference
-            repeats = backbone_repeats(net.segmenter, net.segmenter.backbone_parameters())
-            return DuplicatedSGD(reference.param_groups, lr=config.lr, momentum=config.momentum,
-                                 weight_decay=config.weight_decay, repeats=repeats)
+        optimizer_factory = scops_optimizer_factory(net.segmenter, duplicate_params=self.quirk_duplicate_params)
 
         config = TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, momentum=s.momentum,
                              weight_decay=s.weight_decay, poly_power=s.poly_power, max_iter=None,
@@ -304,8 +296,17 @@ class StepLoss:
 
     def __init__(self, vgg: nn.Module, settings: Settings, *, concentration_b2: bool, mean_swap: bool,
                  mask_features: bool):
+        from benchmark.methods.ours.augment import JitterParams
+        from benchmark.methods.ours.warp import WarpParams
+
         self.vgg = vgg
         self.s = settings
+        # SCOPS: ColorJitter(0.3, 0.3, 0.2, 0.2) always applied, no grayscale; RandTPS as in §1.5.
+        b, c, sat, hue = settings.jitter
+        self.jitter_params = JitterParams(p_jitter=1.0, brightness=b, contrast=c, saturation=sat, hue=hue,
+                                          p_grayscale=0.0)
+        self.warp_params = WarpParams(scale_low=settings.scale_low, scale_high=settings.scale_high,
+                                      sigma=settings.tps_sigma)
         self.concentration_b2 = concentration_b2
         self.mean_swap = mean_swap
         self.mask_features = mask_features
@@ -319,8 +320,8 @@ class StepLoss:
         return images01 + ((added - rgb_mean) / 255.0).view(1, 3, 1, 1)
 
     def __call__(self, model: nn.Module, batch: Batch, info) -> tuple[Tensor, dict[str, Tensor]]:
+        from benchmark.methods.ours import warp
         from benchmark.methods.ours.augment import color_jitter
-        from benchmark.methods.ours.warp import sample_warp_grid
         from benchmark.methods.segmenter import caffe_input
 
         s = self.s
@@ -336,22 +337,23 @@ class StepLoss:
         if self.mask_features and batch.masks is not None:  # object masks in place of saliency maps
             features = features * batch.masks[:, None].to(features.dtype)
 
-        # Equivariance branch: colour jitter (on the rebuilt, clipped image), then the random warp.
-        jittered = color_jitter(rebuilt.clamp(0, 1), *s.jitter, generator=info.generator)
+        # Equivariance branch: colour jitter (of the rebuilt image, clipped to [0, 1] as the reference's
+        # ToPILImage does), then the random warp, zero padding.
+        jittered = color_jitter(rebuilt.clamp(0, 1), self.jitter_params, generator=info.generator)
         if self.mean_swap:  # re-subtract the means in tensor order, as the reference does
             mean = torch.tensor(CAFFE_MEAN_BGR, device=images01.device).view(1, 3, 1, 1)
             x_cj = jittered * 255.0 - mean
         else:
             x_cj = caffe_input(jittered, mean_order="rgb")
-        grid = sample_warp_grid(len(images01), size[0], size[1], generator=info.generator, sigma=s.tps_sigma,
-                                scale=(s.scale_low, s.scale_high), device=images01.device)
-        x_tps = F.grid_sample(x_cj, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        grid = warp.random_warp_grid(len(images01), int(size[0]), int(size[1]), self.warp_params,
+                                     generator=info.generator, device=images01.device)
+        x_tps = warp.apply(x_cj, grid)
 
         logits_low, logits_tps_low, basis = model(x, x_tps)
         pred = F.interpolate(logits_low, size=size, mode="bilinear", align_corners=True)
         pred_tps = F.interpolate(logits_tps_low, size=size, mode="bilinear", align_corners=True)
-        warped_target = F.grid_sample(pred.detach(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        warped_pred = F.grid_sample(pred, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        warped_target = warp.apply(pred.detach(), grid)  # T(logits), the KL target
+        warped_pred = warp.apply(pred, grid)  # T(logits) not detached, for the landmark loss
 
         terms = {
             "con": s.lambda_con * losses.concentration_loss(pred, divide_by_batch_twice=self.concentration_b2),

@@ -74,3 +74,21 @@ def backbone_repeats(model: nn.Module, backbone_params: Iterable[Tensor]) -> dic
     """``id(param) -> reference multiplicity`` for the backbone parameters of ``model`` (by name)."""
     wanted = {id(p) for p in backbone_params}
     return {id(p): reference_multiplicity(name) for name, p in model.named_parameters() if id(p) in wanted}
+
+
+def scops_optimizer_factory(segmenter: nn.Module, *, duplicate_params: bool = True):
+    """An ``optimizer_factory`` for :class:`benchmark.methods.training.Trainer`: the generic SGD over the
+    groups, or (``duplicate_params``, the reference) :class:`DuplicatedSGD` with the segmenter's backbone
+    parameters repeated as the reference lists them. Groups, learning rates and clipping are the trainer's."""
+
+    def factory(param_groups, config):
+        from benchmark.methods.training.loop import build_optimizer
+
+        optimizer = build_optimizer(param_groups, config)  # validates the groups, sets their keys
+        if not duplicate_params:
+            return optimizer
+        repeats = backbone_repeats(segmenter, segmenter.backbone_parameters())
+        return DuplicatedSGD(optimizer.param_groups, lr=config.lr, momentum=config.momentum,
+                             weight_decay=config.weight_decay, repeats=repeats)
+
+    return factory
