@@ -54,6 +54,7 @@ from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.scops import losses
 
 VGG_LAYERS = ("relu5_2", "relu5_4")
+TRAIN_CODE_VERSION = "scops-train-v1"  # bump when a change alters what training produces (invalidates caches)
 # The Caffe means the SCOPS trainer adds back in tensor order (B, G, R values on an RGB tensor).
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 
@@ -135,7 +136,8 @@ class SCOPS(Method):
                  lambda_orth: float | None = None, init: str | None = None, vgg_weights: str | None = None,
                  checkpoint_every: int | None = None, tps_sigma: float | None = None,
                  scale_low: float | None = None, scale_high: float | None = None,
-                 jitter: tuple[float, float, float, float] | None = None):
+                 jitter: tuple[float, float, float, float] | None = None, amp: str | None = None,
+                 compile: bool = False):
         self.num_parts = num_parts
         self.preset = preset
         self.checkpoint = checkpoint
@@ -166,6 +168,8 @@ class SCOPS(Method):
         self.scale_low = scale_low
         self.scale_high = scale_high
         self.jitter = jitter
+        self.amp = amp  # None (float32) or "bf16" autocast for training
+        self.compile = compile  # torch.compile the network for training
 
     # -- description -----------------------------------------------------------------------------------
     @classmethod
@@ -184,6 +188,24 @@ class SCOPS(Method):
             overrides["jitter"] = jitter
         return dataclasses.replace(PRESETS[self.preset], **overrides)
 
+    def init_identity(self, init: str) -> str:
+        if init.startswith("caffe:"):
+            from benchmark.core.cache import file_digest
+
+            path = Path(init[len("caffe:"):])
+            if not path.is_file():
+                raise UserError(f"init caffe:{path}: no such file; pass the DeepLab ResNet-50 caffe weights")
+            return f"caffe:{file_digest(path)}"
+        return "torchvision:IMAGENET1K_V1" if init == "torchvision" else init
+
+    def vgg_identity(self, vgg_weights: str) -> str:
+        if vgg_weights in ("imagenet", "random"):
+            return vgg_weights
+        from benchmark.core.cache import file_digest
+
+        path = Path(vgg_weights)
+        return f"file:{file_digest(path)}" if path.is_file() else str(path)
+
     def weights_id(self) -> str:
         if self.checkpoint:
             from benchmark.core.cache import file_digest
@@ -191,7 +213,7 @@ class SCOPS(Method):
             path = Path(self.checkpoint)
             return f"scops-checkpoint:{file_digest(path)}" if path.is_file() else f"scops-checkpoint:{path}"
         s = self.settings()
-        return f"trained:init={s.init},vgg19={s.vgg_weights}"
+        return f"trained(init={self.init_identity(s.init)}, vgg19={self.vgg_identity(s.vgg_weights)})"
 
     # -- building ----------------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -202,12 +224,12 @@ class SCOPS(Method):
         if self.mean_order not in MEAN_ORDERS:
             raise UserError(f"unknown mean_order {self.mean_order!r}; choose one of {', '.join(sorted(MEAN_ORDERS))}")
 
-    def _load_checkpoint(self, device: str) -> nn.Module:
+    def _load_checkpoint(self, path: str | Path, device: str) -> nn.Module:
         """The segmenter from an official raw SCOPS state dict or a partbench ``model.pt``."""
         from benchmark.methods.segmenter import PartSegmenter, load_segmenter_state
         from benchmark.methods.training import load_checkpoint_file
 
-        path = Path(self.checkpoint).expanduser()
+        path = Path(path).expanduser()
         state = load_checkpoint_file(path, what="SCOPS checkpoint",
                                      fix="pass an official SCOPS .pth or a model.pt from `benchmark train`")
         from benchmark.methods.training.checkpoint import MODEL_FORMAT
@@ -228,55 +250,102 @@ class SCOPS(Method):
         return model.to(device).eval()
 
     # -- training ------------------------------------------------------------------------------------------
+    def cache_key(self, data, seed: int) -> str:
+        """Key of a trained model in ``context.cache_dir/scops/``: everything that decides the training."""
+        from benchmark.core.cache import content_key
+
+        s = self.settings()
+        return content_key({"version": TRAIN_CODE_VERSION, "settings": dataclasses.asdict(s),
+                            "num_parts": self.num_parts, "quirks": [self.quirk_concentration_b2,
+                                                                    self.quirk_duplicate_params,
+                                                                    self.quirk_mean_swap],
+                            "mask_features": self.mask_features, "amp": self.amp,
+                            "init": self.init_identity(s.init), "vgg": self.vgg_identity(s.vgg_weights),
+                            "dataset": data.identity(), "seed": int(seed)})
+
     def fit(self, data, *, seed: int = 0, device: str = "cpu") -> "SCOPS":
+        """Load ``checkpoint``, else reuse a model cached under ``context.cache_dir`` for this exact training,
+        else train on ``data`` (the training view; an interrupted cached training resumes)."""
         self._check_params()
         if self.checkpoint:
-            self.segmenter_ = self._load_checkpoint(device)
+            self.segmenter_ = self._load_checkpoint(self.checkpoint, device)
             return self
-        result = self.train_model(data, seed=seed, device=device, out_dir=self.context.work_dir)
-        self.train_result_ = result
+        cache_dir = self.context.cache_dir
+        if cache_dir is None:
+            self.train(data, out_dir=None, seed=seed, device=device)  # nothing written, nothing reused
+            return self
+        from benchmark.methods.training.checkpoint import latest_checkpoint
+
+        out_dir = Path(cache_dir) / "scops" / self.cache_key(data, seed)
+        model_file = out_dir / "model.pt"
+        if model_file.is_file():
+            self.segmenter_ = self._load_checkpoint(model_file, device)
+            self.trained_from_cache_ = str(model_file)
+            return self
+        self.train(data, out_dir=out_dir, resume=latest_checkpoint(out_dir) is not None, seed=seed,
+                   device=device, keep_checkpoints=1)
         return self
 
-    def train_model(self, data, *, seed: int, device: str, out_dir: str | Path | None, resume: bool = False):
-        """Train on ``data`` (the training view) with the generic trainer; keeps the trained segmenter."""
+    def train(self, data, *, out_dir: str | Path | None, resume: bool = False, seed: int = 0,
+              device: str = "cpu", keep_checkpoints: int = 0):
+        """Train on ``data`` with the generic trainer (what ``benchmark train --method scops`` calls), writing
+        checkpoints and the loss log to ``out_dir``; keeps the trained segmenter; returns the TrainResult."""
+        self._check_params()
+        trainer = self.trainer(data, out_dir=out_dir, seed=seed, device=device, keep_checkpoints=keep_checkpoints)
+        result = trainer.fit(data, resume=resume)
+        self.train_result_ = result
+        self.segmenter_ = self.net_.segmenter.to(device).eval()
+        return result
+
+    def trainer(self, data, *, out_dir, seed: int, device, keep_checkpoints: int = 0):
+        """The configured :class:`~benchmark.methods.training.Trainer` (not yet run); ``self.net_`` is the
+        :class:`SCOPSNet` it trains."""
         from benchmark.core.seeding import derive_seed
-        from benchmark.methods.backbones import VGGFeatures
+        from benchmark.methods.backbones import RandomWeightsWarning, VGGFeatures
         from benchmark.methods.segmenter import init_segmenter
         from benchmark.methods.training import ParamGroup, TrainConfig, Trainer
         from benchmark.methods.scops.optim import scops_optimizer_factory
 
         s = self.settings()
+        if self.amp not in (None, "bf16"):
+            raise UserError(f"amp must be bf16 (or absent for float32), got {self.amp!r}")
+        device = torch.device(device)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore" if s.vgg_weights == "random" else "default")
-            vgg = VGGFeatures("vgg19", weights=s.vgg_weights, layers=VGG_LAYERS, seed=derive_seed(seed, "scops-vgg") % 2**31)
+            if s.vgg_weights == "random" and s.init == "random":
+                warnings.simplefilter("ignore", RandomWeightsWarning)  # the demo/tests: recorded in weights_id
+            vgg = VGGFeatures("vgg19", weights=s.vgg_weights, layers=VGG_LAYERS,
+                              precision="bf16" if self.amp == "bf16" else "fp32")
         feature_dim = sum(vgg.channels(layer) for layer in VGG_LAYERS)
-        torch.manual_seed(derive_seed(seed, "scops-init") % 2**63)
-        net = SCOPSNet(self.num_parts, feature_dim,
-                       generator=torch.Generator().manual_seed(derive_seed(seed, "scops-basis")))
-        init_segmenter(net.segmenter, s.init, mean_order="rgb")
-        vgg = vgg.to(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "scops-init"))
+            net = SCOPSNet(self.num_parts, feature_dim)  # basis ~ |N(0, 1)| from the same seeded stream
+            report = init_segmenter(net.segmenter, s.init, mean_order="rgb")
+        self.init_report_ = report.summary()
 
         def groups(model: SCOPSNet) -> list[ParamGroup]:
             seg = model.segmenter
             return [ParamGroup("backbone", list(seg.backbone_parameters())),
                     ParamGroup("classifier", list(seg.classifier_parameters()), lr_mult=10.0),
+                    # the basis: its own SGD in the reference (constant lr 0.01, own clip), same momentum/wd
                     ParamGroup("basis", [model.basis], lr=s.lr_basis, clip_group="basis")]
-
-        optimizer_factory = scops_optimizer_factory(net.segmenter, duplicate_params=self.quirk_duplicate_params)
 
         config = TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, momentum=s.momentum,
                              weight_decay=s.weight_decay, poly_power=s.poly_power, max_iter=None,
                              clip_grad_norm=s.clip, checkpoint_every=s.checkpoint_every,
+                             keep_checkpoints=keep_checkpoints, amp=self.amp, compile=bool(self.compile),
                              num_workers=self.context.num_workers, image_size=s.image_size,
-                             extra={"method": "scops", **self.get_params(), "settings": dataclasses.asdict(s)})
-        loss_fn = StepLoss(vgg, s, concentration_b2=self.quirk_concentration_b2,
+                             extra={"method": "scops", "settings": dataclasses.asdict(s),
+                                    "num_parts": self.num_parts, "quirk_concentration_b2": self.quirk_concentration_b2,
+                                    "quirk_duplicate_params": self.quirk_duplicate_params,
+                                    "quirk_mean_swap": self.quirk_mean_swap, "mask_features": self.mask_features,
+                                    "init": self.init_identity(s.init), "vgg": self.vgg_identity(s.vgg_weights)})
+        loss_fn = StepLoss(vgg.to(device), s, concentration_b2=self.quirk_concentration_b2,
                            mean_swap=self.quirk_mean_swap, mask_features=self.mask_features)
-        trainer = Trainer(net, groups, loss_fn, config, out_dir=out_dir, device=device, seed=seed,
-                          progress=self.context.progress, description="scops",
-                          optimizer_factory=optimizer_factory)
-        result = trainer.fit(data, resume=resume)
-        self.segmenter_ = net.segmenter.to(device).eval()
-        return result
+        self.net_ = net
+        return Trainer(net, groups, loss_fn, config, out_dir=out_dir, device=device, seed=seed,
+                       progress=self.context.progress, description=f"scops/{getattr(data, 'name', 'data')}",
+                       optimizer_factory=scops_optimizer_factory(net.segmenter,
+                                                                 duplicate_params=self.quirk_duplicate_params))
 
     # -- prediction ----------------------------------------------------------------------------------------
     def predict(self, batch: Batch) -> PartMaps:
