@@ -10,7 +10,8 @@ from benchmark.core.types import Sample
 
 
 class TinyDataset(Dataset):
-    """``n`` random 8x8 images with a random mask; deterministic."""
+    """``n`` random 8x8 images with a random mask, randomly flipped in ``__getitem__`` with torch's global
+    RNG (as the real training views augment): exact resume must reproduce the flips too."""
 
     needs_data_root = False
 
@@ -24,7 +25,10 @@ class TinyDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> Sample:
-        return Sample(image=self.images[i], id=f"img{i}", mask=self.masks[i])
+        image, mask = self.images[i], self.masks[i]
+        if bool(torch.rand(()) < 0.5):
+            image, mask = image.flip(-1), mask.flip(-1)
+        return Sample(image=image, id=f"img{i}", mask=mask)
 
 
 class TinyNet(nn.Module):
@@ -62,6 +66,15 @@ def mse_loss(model, batch, info):
     return mse, {"mse": mse}
 
 
+def two_pass_loss(model, batch, info):
+    """Two forward passes before one backward (as ``ours``'s equivariance branch); a batch-mean loss."""
+    out = model(batch.images)
+    flipped = model(batch.images.flip(-1))
+    mse = ((out - batch.masks[:, None]) ** 2).mean()
+    eqv = ((flipped - out.detach().flip(-1)) ** 2).mean()
+    return mse + eqv, {"mse": mse, "eqv": eqv}
+
+
 def ddp_worker(rank: int, world: int, port: int, out_root: str) -> None:
     """One rank of the 2-process gloo test (``torch.multiprocessing.spawn`` target)."""
     import os
@@ -76,6 +89,6 @@ def ddp_worker(rank: int, world: int, port: int, out_root: str) -> None:
     torch.manual_seed(0)
     model = TinyNet(dropout=0.0, batchnorm=False)
     config = TrainConfig(steps=4, batch_size=4, lr=0.05, checkpoint_every=2, log_flush_every=1)
-    Trainer(model, groups, mse_loss, config, out_dir=f"{out_root}/run", seed=3).fit(TinyDataset(12))
+    Trainer(model, groups, two_pass_loss, config, out_dir=f"{out_root}/run", seed=3).fit(TinyDataset(12))
     torch.save(model.state_dict(), f"{out_root}/rank{rank}.pt")
     dist.destroy_process_group()

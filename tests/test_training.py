@@ -83,12 +83,14 @@ def test_data_order_is_epochwise_permutation_drop_last_and_resumable():
         DataOrder(2, 3, seed=0)
 
 
-def test_exact_resume_after_kill(tmp_path):
-    ref_model, ref = train(tmp_path / "ref")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_exact_resume_after_kill(tmp_path, workers):
+    ref_model, ref = train(tmp_path / "ref", num_workers=workers)
     with pytest.raises(Killed):
-        train(tmp_path / "run", loss=killing(noisy_loss, 5))
+        train(tmp_path / "run", loss=killing(noisy_loss, 5), num_workers=workers)
     assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [3]
-    model, result = train(tmp_path / "run", resume=True, init_seed=99)
+    torch.rand(7)  # the resumed process's global RNG is elsewhere: the checkpoint must restore it
+    model, result = train(tmp_path / "run", resume=True, init_seed=99, num_workers=workers)
     assert result.resumed_from == 3
     for (name, a), b in zip(ref_model.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), name  # bitwise, BN running stats included

@@ -1,6 +1,6 @@
 """DDP with two CPU processes (gloo): both ranks end with identical weights, equal to one process
 training on the same global batches (mean loss: the average of the two half-batch gradients is the
-full-batch gradient), and only rank 0 writes."""
+full-batch gradient; two forward passes per step as in ``ours``), and only rank 0 writes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from _training_fixtures import TinyDataset, TinyNet, ddp_worker, groups, mse_loss
+from _training_fixtures import TinyDataset, TinyNet, ddp_worker, groups, two_pass_loss
 from benchmark.methods.training import TrainConfig, Trainer
 
 
@@ -30,7 +30,7 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
     torch.manual_seed(0)
     single = TinyNet(dropout=0.0, batchnorm=False)
     config = TrainConfig(steps=4, batch_size=4, lr=0.05, checkpoint_every=2, log_flush_every=1)
-    Trainer(single, groups, mse_loss, config, out_dir=tmp_path / "single", seed=3).fit(TinyDataset(12))
+    Trainer(single, groups, two_pass_loss, config, out_dir=tmp_path / "single", seed=3).fit(TinyDataset(12))
     torch.manual_seed(0)
     initial = TinyNet(dropout=0.0, batchnorm=False).state_dict()
     for name, value in single.state_dict().items():

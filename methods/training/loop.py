@@ -85,6 +85,17 @@ def build_optimizer(groups: list[ParamGroup], config: TrainConfig) -> torch.opti
     return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys (configuration comparison on resume)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _step_generator(device: torch.device, seed: int, *keys: object) -> torch.Generator:
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(seed, "step", *keys))
@@ -117,10 +128,11 @@ class Trainer:
 
     # -- resume --------------------------------------------------------------------------------------
     def _check_config(self, stored: dict[str, Any], source: Path) -> None:
-        current = json.loads(json.dumps(self.config.to_dict(), default=str))
-        stored = json.loads(json.dumps(stored, default=str))
+        current = _flatten(json.loads(json.dumps(self.config.to_dict(), default=str)))
+        stored = _flatten(json.loads(json.dumps(stored, default=str)))
         differing = sorted(k for k in set(current) | set(stored)
-                           if k not in TrainConfig.RESUMABLE_CHANGES and current.get(k) != stored.get(k))
+                           if k.rsplit(".", 1)[-1] not in TrainConfig.RESUMABLE_CHANGES
+                           and current.get(k) != stored.get(k))
         if differing:
             detail = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs now {current.get(k)!r}" for k in differing)
             raise UserError(f"cannot resume from {source}: the training configuration differs ({detail}); "

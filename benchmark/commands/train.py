@@ -1,0 +1,172 @@
+"""``benchmark train``: train a method that learns (``ours``; ``scops`` once registered) on a dataset's
+training split, writing checkpoints, a per-step loss log and the final weights to ``--out``.
+
+A trainable method exposes ``train(data, *, out_dir, resume, seed, device)`` (see
+:meth:`benchmark.methods.ours.method.Ours.train`); this command builds the training view
+(``split="train", view="train", masks="gt"``) and the method from the options, and calls it. Launched with
+``torchrun --nproc_per_node N -m benchmark train ...`` it trains with DDP (the global batch is split over
+the processes; rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from benchmark.core.errors import UserError
+import benchmark.methods.ours.method  # noqa: F401,E402 -- registers `ours` (and its train-step bench)
+
+ABLATABLE = ("feature", "contrastive", "color", "equivariance")
+
+
+def parse_value(text: str) -> Any:
+    """``-p key=value`` values: Python literals (numbers, True/False/None, tuples, lists), then the words
+    true/false/none, else the string itself."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{option} expects key=value, got {pair!r}")
+        out[key.strip().replace("-", "_")] = parse_value(value)
+    return out
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return name
+
+
+def build_method(method: str, given: dict[str, Any]):
+    """Instantiate a registered method that supports training with the given parameters."""
+    # ``ours`` lives in a subpackage whose __init__ belongs to the network code; importing the module
+    # registers it even when the package's discovery does not reach it.
+    import benchmark.methods.ours.method  # noqa: F401
+    from benchmark.core.registry import METHODS
+
+    cls = METHODS.get(method)
+    if not callable(getattr(cls, "train", None)):
+        trainable = [n for n, c in METHODS.items() if callable(getattr(c, "train", None))]
+        raise UserError(f"method {method!r} cannot be trained with `benchmark train`; trainable methods: "
+                        f"{', '.join(trainable) or '(none)'}")
+    reason = cls.unavailable_reason()
+    if reason:
+        raise UserError(f"method {method!r} is unavailable here: {reason}")
+    known = set(cls.param_names())
+    unknown = sorted(k for k in given if k not in known)
+    if unknown:
+        raise UserError(f"method {method!r} has no parameter(s) {', '.join(unknown)}; its parameters: "
+                        f"{', '.join(sorted(known))}")
+    return cls(**given)
+
+
+@click.command("train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--method", "-m", "method_name", default="ours", show_default=True,
+              help="A method that trains (ours, scops).")
+@click.option("--dataset", "-d", "dataset_name", required=True,
+              help="Dataset name (cub, deepfashion, pascal-part, synthetic).")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Root of the dataset tree.")
+@click.option("--option", "-o", "dataset_options", multiple=True, metavar="KEY=VALUE",
+              help="Dataset option, e.g. -o num_train=64 (repeatable).")
+@click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
+@click.option("--num-parts", "-k", type=int, default=None, help="Number of parts K [method default: 4].")
+@click.option("--preset", default=None, help="Training preset: paper (§1.6 exactly) or tiny (CPU demo).")
+@click.option("--steps", type=int, default=None, help="Number of training steps [preset].")
+@click.option("--batch-size", type=int, default=None, help="Global batch size [preset: 6].")
+@click.option("--image-size", type=int, default=None, help="Training image side [preset: 256].")
+@click.option("--init", default=None, help="Segmenter init: caffe:PATH | torchvision | random.")
+@click.option("--ablate", multiple=True, type=click.Choice(ABLATABLE),
+              help="Drop a loss term (repeatable): the paper's loss ablation.")
+@click.option("--amp", type=click.Choice(["bf16"]), default=None, help="bf16 autocast (default float32).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the network.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output directory [train_runs/METHOD-DATASET-seedS].")
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out (exactly).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the whole run.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--num-workers", type=int, default=4, show_default=True, help="DataLoader worker processes.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Any other method parameter, e.g. -p legacy_positive=false -p lambda_equivariance=5.7e4.")
+def train_command(method_name, dataset_name, data_root, dataset_options, category, num_parts, preset, steps, batch_size,
+                  image_size, init, ablate, amp, compile_, out_dir, resume, seed, device, num_workers, quiet, params):
+    """Train a part-discovery method and write its checkpoints and loss log.
+
+    \b
+    Examples:
+      # the paper's training of `ours` on CUB (100k steps, batch 6, 256 px, Caffe init)
+      benchmark train --method ours --dataset cub --data-root /data/CUB_200_2011 \\
+          --init caffe:/weights/resnet50-caffe-22edcc82.pth --out runs/ours-cub
+      # continue it after an interruption, exactly where it stopped
+      benchmark train --method ours --dataset cub --data-root /data/CUB_200_2011 \\
+          --init caffe:/weights/resnet50-caffe-22edcc82.pth --out runs/ours-cub --resume
+      # loss ablation without the contrastive term, bf16 + torch.compile
+      benchmark train --dataset cub --data-root /data/CUB_200_2011 --ablate contrastive --amp bf16 --compile
+      # fix a reference quirk: batch-mean feature loss, positives from all other images
+      benchmark train --dataset cub --data-root D -p feature_reduction=mean -p legacy_positive=false
+      # PASCAL-Part (lambda_e = 5.7e4 automatically), one category
+      benchmark train --dataset pascal-part --data-root /data/VOCdevkit_2010 --category car
+      # tiny CPU run on the built-in synthetic data
+      benchmark train --dataset synthetic --preset tiny --init random -p vgg_weights=random
+      # 4 GPUs with DDP (global batch 6 must divide by the processes: use --batch-size 8)
+      torchrun --nproc_per_node 4 -m benchmark train --dataset cub --data-root D --batch-size 8
+
+    Then evaluate the result:  benchmark run --method ours --checkpoint OUT/model.pt --dataset cub ...
+    """
+    from benchmark.core.method import RunContext
+    from benchmark.core.registry import DATASETS
+
+    given = parse_pairs(params, "-p")
+    for key, value in (("num_parts", num_parts), ("preset", preset), ("steps", steps), ("batch_size", batch_size),
+                       ("image_size", image_size), ("init", init), ("amp", amp)):
+        if value is not None:
+            given[key] = value
+    if ablate:
+        given["ablate"] = tuple(ablate)
+    if compile_:
+        given["compile"] = True
+    method = build_method(method_name, given)
+    dataset_cls = DATASETS.get(dataset_name)
+    reason = dataset_cls.unavailable_reason()
+    if reason:
+        raise UserError(f"dataset {dataset_name!r} is unavailable here: {reason}")
+    options = parse_pairs(dataset_options, "-o")
+    if category is not None:
+        options["category"] = category
+    data = dataset_cls(data_root, split="train", view="train", masks="gt", **options)
+    out_dir = out_dir or Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
+    rank = int(os.environ.get("RANK", "0"))
+    method.context = RunContext(cache_dir=None, work_dir=out_dir, num_workers=num_workers,
+                                progress=not quiet and rank == 0, data_root=data_root)
+    result = method.train(data, out_dir=out_dir, resume=resume, seed=seed, device=_device(device))
+    if rank == 0:
+        click.echo(f"trained {method_name} on {dataset_name} ({len(data)} images) for {result.steps} steps"
+                   + (f" (resumed at step {result.resumed_from})" if result.resumed_from else ""))
+        if result.last_losses:
+            click.echo("last losses: " + ", ".join(f"{k}={v:.5g}" for k, v in result.last_losses.items()))
+        click.echo(f"weights: {result.model_path}\nlog: {out_dir / 'train_log.csv'}\n"
+                   f"evaluate: benchmark run --method {method_name} --checkpoint {result.model_path} "
+                   f"--dataset {dataset_name}" + (f" --data-root {data_root}" if data_root else ""))
+
+
+commands = [train_command]

@@ -1,0 +1,222 @@
+"""The registered ``ours`` method: train (or load) the part segmenter, predict part logits.
+
+* ``fit(data, seed=, device=)``: with ``checkpoint`` the weights are loaded (an official unsup-parts
+  ``model_*.pth``, a SCOPS-format state dict of the same network with K outputs, or partbench's own
+  ``model.pt`` / training checkpoint; strict key checking) and nothing is trained. Otherwise the segmenter
+  is trained on ``data`` (the training view of the training split, with GT masks), or a model cached under
+  ``context.cache_dir/ours/<key>`` is reused, where the key covers the full training configuration, the
+  initial weights, the VGG weights, the dataset's identity and the seed. An interrupted cached training
+  resumes from its last checkpoint.
+* ``train(data, out_dir=, resume=, seed=, device=)``: what ``benchmark train`` calls.
+* ``predict(batch)``: eval mode, Caffe-style input, logits at output stride 8 (upsampled by the harness
+  with ``align_corners=False``, as the evaluation notebooks do, §1.9).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from benchmark.core.cache import content_key, file_digest
+from benchmark.core.errors import UserError
+from benchmark.core.method import Method
+from benchmark.core.registry import register_method
+from benchmark.core.types import Batch, PartMaps
+from benchmark.methods.ours.presets import OursConfig, resolve_config
+
+TRAIN_CODE_VERSION = "ours-train-v1"  # bump when a change alters what training produces (invalidates caches)
+
+
+@register_method("ours")
+class Ours(Method):
+    """Contrastive-reconstruction part segmenter (Choudhury et al. 2021): DeepLab ResNet-50 + 4 losses."""
+
+    requires_training = True
+    uses_masks = True
+
+    def __init__(self, num_parts: int = 4, preset: str = "paper", steps: int | None = None,
+                 batch_size: int | None = None, image_size: int | None = None, lr: float | None = None,
+                 init: str = "torchvision", checkpoint: str | None = None, ablate: Sequence[str] = (),
+                 amp: str | None = None, compile: bool = False, vgg_weights: str = "imagenet",
+                 lambda_feature: float | None = None, lambda_color: float | None = None,
+                 lambda_contrastive: float | None = None, lambda_equivariance: float | None = None,
+                 feature_reduction: str | None = None, legacy_positive: bool | None = None,
+                 mean_order: str | None = None, max_iter: int | None = None,
+                 checkpoint_every: int | None = None, use_lab: bool | None = None):
+        self.num_parts = num_parts
+        self.preset = preset
+        self.steps = steps
+        self.batch_size = batch_size
+        self.image_size = image_size
+        self.lr = lr
+        self.init = init
+        self.checkpoint = checkpoint
+        self.ablate = ablate
+        self.amp = amp
+        self.compile = compile
+        self.vgg_weights = vgg_weights
+        self.lambda_feature = lambda_feature
+        self.lambda_color = lambda_color
+        self.lambda_contrastive = lambda_contrastive
+        self.lambda_equivariance = lambda_equivariance
+        self.feature_reduction = feature_reduction
+        self.legacy_positive = legacy_positive
+        self.mean_order = mean_order
+        self.max_iter = max_iter  # None = the preset's; 0 = the number of steps (fixes the 100k quirk)
+        self.checkpoint_every = checkpoint_every
+        self.use_lab = use_lab
+
+    # -- description -------------------------------------------------------------------------------------
+    @classmethod
+    def demo_params(cls) -> dict[str, Any]:
+        """The ``tiny`` preset from random weights (no downloads): ``benchmark demo`` on 2 CPU cores."""
+        return {"preset": "tiny", "init": "random", "vgg_weights": "random"}
+
+    def config_for(self, dataset: str | None = None) -> OursConfig:
+        """The resolved training configuration (preset -> dataset overrides -> parameters)."""
+        max_iter = self.max_iter
+        overrides = dict(num_parts=self.num_parts, steps=self.steps, batch_size=self.batch_size,
+                         image_size=self.image_size, lr=self.lr, ablate=tuple(self.ablate or ()),
+                         lambda_feature=self.lambda_feature, lambda_color=self.lambda_color,
+                         lambda_contrastive=self.lambda_contrastive, lambda_equivariance=self.lambda_equivariance,
+                         feature_reduction=self.feature_reduction, legacy_positive=self.legacy_positive,
+                         mean_order=self.mean_order, checkpoint_every=self.checkpoint_every, use_lab=self.use_lab)
+        config = resolve_config(self.preset, dataset=dataset, **overrides)
+        if max_iter is not None:
+            config = replace(config, max_iter=None if int(max_iter) == 0 else int(max_iter))
+        if self.amp not in (None, "bf16"):
+            raise UserError(f"--amp must be bf16 (or absent for float32), got {self.amp!r}")
+        return config
+
+    def init_identity(self) -> str:
+        if self.init.startswith("caffe:"):
+            path = Path(self.init[len("caffe:"):])
+            if not path.is_file():
+                raise UserError(f"--init caffe:{path}: no such file; pass the DeepLab ResNet-50 caffe weights "
+                                "(resnet50-caffe-22edcc82.pth)")
+            return f"caffe:{file_digest(path)}"
+        if self.init == "torchvision":
+            return "torchvision:IMAGENET1K_V1"
+        return self.init
+
+    def weights_id(self) -> str:
+        if self.checkpoint:
+            path = Path(self.checkpoint)
+            return f"checkpoint:{file_digest(path)}" if path.is_file() else f"checkpoint:{path}"
+        return f"trained(init={self.init_identity()}, vgg={self.vgg_weights})"
+
+    # -- building blocks -------------------------------------------------------------------------------------
+    def _vgg(self, config: OursConfig, device: torch.device):
+        from benchmark.methods.backbones import RandomWeightsWarning, VGGFeatures
+
+        precision = "bf16" if self.amp == "bf16" else "fp32"
+        with warnings.catch_warnings():
+            if self.vgg_weights == "random" and self.init == "random":
+                warnings.simplefilter("ignore", RandomWeightsWarning)  # the demo: recorded in weights_id
+            vgg = VGGFeatures("vgg19", weights=self.vgg_weights, layers=config.ref_layers, precision=precision)
+        return vgg.to(device)
+
+    def _fresh_model(self, config: OursConfig, seed: int):
+        from benchmark.core.seeding import derive_seed
+        from benchmark.methods.segmenter import PartSegmenter, init_segmenter
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "ours-init"))
+            model = PartSegmenter(config.num_parts)
+            report = init_segmenter(model, self.init, mean_order=config.mean_order)
+        self.init_report_ = report.summary()
+        return model
+
+    def _load_checkpoint(self, path: str | Path):
+        from benchmark.methods.segmenter import PartSegmenter
+
+        model = PartSegmenter.load_official(path)
+        outputs = int(model.layer5.conv2d_list[0].weight.shape[0])
+        if outputs != self.num_parts:
+            raise UserError(f"checkpoint {path} has {outputs} part outputs but --num-parts is {self.num_parts}; "
+                            f"pass --num-parts {outputs} (a SCOPS checkpoint has K+1 outputs: use --method scops)")
+        return model
+
+    def trainer(self, data, *, out_dir, seed: int, device, keep_checkpoints: int = 0) -> "Any":
+        """The configured :class:`~benchmark.methods.training.Trainer` for ``data`` (not yet run)."""
+        from benchmark.methods.ours.train_step import OursObjective, segmenter_param_groups
+        from benchmark.methods.training import Trainer, TrainConfig
+
+        config = self.config_for(getattr(data, "name", None))
+        device = torch.device(device)
+        model = self._fresh_model(config, seed)
+        objective = OursObjective(config, self._vgg(config, device) if {"feature", "contrastive"} & set(config.terms) else None)
+        train_config = TrainConfig(
+            steps=config.steps, batch_size=config.batch_size, lr=config.lr, momentum=config.momentum,
+            weight_decay=config.weight_decay, poly_power=config.poly_power, max_iter=config.max_iter,
+            clip_grad_norm=config.clip_grad_norm, checkpoint_every=config.checkpoint_every,
+            keep_checkpoints=keep_checkpoints, amp=self.amp,
+            compile=bool(self.compile), num_workers=self.context.num_workers, image_size=config.image_size,
+            extra={"method": "ours", "ours": config.to_dict(), "init": self.init_identity(),
+                   "vgg_weights": self.vgg_weights})
+        self.model_ = model
+        self.config_ = config
+        return Trainer(model, lambda m: segmenter_param_groups(m, config), objective, train_config,
+                       out_dir=out_dir, device=device, seed=seed, progress=self.context.progress,
+                       description=f"ours/{getattr(data, 'name', 'data')}")
+
+    # -- learning and prediction -----------------------------------------------------------------------------
+    def train(self, data, *, out_dir: str | Path | None, resume: bool = False, seed: int = 0,
+              device: str = "cpu", keep_checkpoints: int = 0):
+        """Train on ``data`` writing checkpoints/logs to ``out_dir`` (``keep_checkpoints`` = 0 keeps every
+        periodic checkpoint, as the reference does); returns the TrainResult."""
+        trainer = self.trainer(data, out_dir=out_dir, seed=seed, device=device, keep_checkpoints=keep_checkpoints)
+        result = trainer.fit(data, resume=resume)
+        self.model_.eval()
+        return result
+
+    def cache_key(self, data, seed: int) -> str:
+        config = self.config_for(getattr(data, "name", None))
+        return content_key({"version": TRAIN_CODE_VERSION, "config": config.to_dict(), "amp": self.amp,
+                            "init": self.init_identity(), "vgg_weights": self._vgg_identity(),
+                            "dataset": data.identity(), "seed": int(seed)})
+
+    def _vgg_identity(self) -> str:
+        if self.vgg_weights in ("imagenet", "random"):
+            return self.vgg_weights
+        path = Path(self.vgg_weights)
+        return f"file:{file_digest(path)}" if path.is_file() else str(path)
+
+    def fit(self, data, *, seed: int = 0, device: str = "cpu") -> "Ours":
+        if self.checkpoint:
+            self.config_ = self.config_for(None)
+            self.model_ = self._load_checkpoint(self.checkpoint).to(device).eval()
+            return self
+        from benchmark.methods.training.checkpoint import latest_checkpoint
+
+        cache_dir = self.context.cache_dir
+        if cache_dir is None:
+            self.train(data, out_dir=None, seed=seed, device=device)  # nothing written, nothing reused
+            return self
+        out_dir = Path(cache_dir) / "ours" / self.cache_key(data, seed)
+        model_file = out_dir / "model.pt"
+        if model_file.is_file():
+            self.config_ = self.config_for(getattr(data, "name", None))
+            self.model_ = self._load_checkpoint(model_file).to(device).eval()
+            self.trained_from_cache_ = str(model_file)
+            return self
+        # Only the latest checkpoint is kept in the cache (enough to resume an interrupted training).
+        self.train(data, out_dir=out_dir, resume=latest_checkpoint(out_dir) is not None, seed=seed, device=device,
+                   keep_checkpoints=1)
+        return self
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> PartMaps:
+        from benchmark.methods.segmenter import caffe_input
+
+        model = getattr(self, "model_", None)
+        if model is None:
+            raise RuntimeError("Ours.predict called before fit")
+        model = model.to(batch.device).eval()
+        logits = model(caffe_input(batch.images.float(), self.config_.mean_order))
+        return PartMaps(logits.float(), image_size=batch.size, kind="logits", align_corners=False)
+from benchmark.methods.ours import bench as _bench  # noqa: E402,F401 -- registers `benchmark bench train-step`
