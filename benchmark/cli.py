@@ -120,6 +120,8 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
         raise UserError(f"--data-root {data_root} does not exist or is not a directory")
     check_writable_dir(out_dir, "--out directory")
     cache = None if no_cache else (cache_dir or _default_cache_dir())
+    if data_root is not None:
+        _quick_data_check(dataset, data_root, split, dataset_options)
     for seed in seeds or (0,):
         config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=method_params,
                            dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
@@ -133,6 +135,22 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
         click.echo(f"  -> {result.path}")
 
 
+def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -> None:
+    """Before a run: the index files parse and every needed file exists (headers only, no decoding)."""
+    from benchmark.core.registry import DATASETS
+
+    if not hasattr(DATASETS.get(dataset), "check_tree"):
+        return
+    from benchmark.datasets._check import check_dataset
+
+    report = check_dataset(dataset, data_root, deep=False, **options)
+    if report.problems:
+        shown = "; ".join(str(p) for p in report.problems[:3])
+        more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
+        raise UserError(f"the {dataset} tree at {data_root} has problems: {shown}{more}. "
+                        f"Run `benchmark data check -d {dataset} --data-root {data_root}` for the full list")
+
+
 @cli.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["csv", "markdown", "latex"]), default="markdown",
@@ -141,20 +159,22 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
               help="Directory the tables are written to (all three formats).")
 @click.option("--name", default="results", show_default=True, help="Base name of the written files.")
 @click.option("--decimals", type=int, default=2, show_default=True)
-def report_command(runs, fmt, out_dir, name, decimals):
+@click.option("--with-paper", is_flag=True,
+              help="Add the published numbers of `ours` as a row to legacy-protocol CUB/DeepFashion tables.")
+def report_command(runs, fmt, out_dir, name, decimals, with_paper):
     """Tables (mean ± std over seeds, x100, best in bold) from result CSVs or directories of them.
 
     \b
     Examples:
       benchmark report runs/ --format markdown
-      benchmark report runs/cub runs/deepfashion --format latex --name paper_table
+      benchmark report runs/cub runs/deepfashion --format latex --name paper_table --with-paper
     """
     from benchmark.report import render, write_report
     from benchmark.results import load_results
 
     df = load_results(runs)
-    written = write_report(df, out_dir, name, decimals=decimals)
-    click.echo(render(df, fmt, decimals), nl=False)
+    written = write_report(df, out_dir, name, decimals=decimals, with_paper=with_paper)
+    click.echo(render(df, fmt, decimals, with_paper), nl=False)
     click.echo(f"\nwritten: {', '.join(str(p) for p in written)}", err=True)
 
 

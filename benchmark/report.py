@@ -23,6 +23,7 @@ METRIC_TITLES = {"fg_nmi": "FG-NMI", "fg_ari": "FG-ARI", "nmi": "NMI", "ari": "A
 LOWER_IS_BETTER = {"landmark_error"}
 SETTING_COLUMNS = ("dataset", "split", "protocol", "masks", "num_parts")
 FORMATS = {"csv": "csv", "markdown": "md", "latex": "tex"}
+PAPER_SUFFIXES = ("(paper)", "(paper, 5 seeds)")
 
 
 def summarise(df) -> "Any":
@@ -73,9 +74,13 @@ def _cell(mean: float, std: float, seeds: int, decimals: int) -> str:
     return f"{mean:.{decimals}f}"
 
 
-def tables(df, decimals: int = 2) -> list[tuple[dict[str, Any], list[str], list[list[str]], list[list[bool]]]]:
-    """For each setting: (setting, header, rows of cell texts, bold flags)."""
+def tables(df, decimals: int = 2, with_paper: bool = False
+           ) -> list[tuple[dict[str, Any], list[str], list[list[str]], list[list[bool]]]]:
+    """For each setting: (setting, header, rows of cell texts, bold flags). ``with_paper`` adds the
+    published numbers of ``ours`` (legacy protocol settings only; see :mod:`benchmark.paper`)."""
     summary = summarise(df)
+    if with_paper:
+        summary = _add_paper_rows(summary)
     result = []
     for setting_values, group in summary.groupby(list(SETTING_COLUMNS), sort=False, dropna=False):
         setting = dict(zip(SETTING_COLUMNS, setting_values))
@@ -85,7 +90,8 @@ def tables(df, decimals: int = 2) -> list[tuple[dict[str, Any], list[str], list[
         by_key = {(r.label, r.metric): r for r in group.itertuples()}
         best = {}
         for metric in metrics:
-            means = [by_key[(l, metric)].mean for l in labels if (l, metric) in by_key]
+            # Published numbers are shown for reference but do not compete for bold.
+            means = [by_key[(l, metric)].mean for l in labels if (l, metric) in by_key and not l.endswith(PAPER_SUFFIXES)]
             best[metric] = (min if metric in LOWER_IS_BETTER else max)(means) if means else None
         rows, bold = [], []
         for label in labels:
@@ -99,7 +105,7 @@ def tables(df, decimals: int = 2) -> list[tuple[dict[str, Any], list[str], list[
                     continue
                 seeds = max(seeds, int(record.seeds))
                 cells.append(_cell(record.mean, record.std, int(record.seeds), decimals))
-                flags.append(len(labels) > 1 and record.mean == best[metric])
+                flags.append(len(labels) > 1 and record.mean == best[metric] and not label.endswith(PAPER_SUFFIXES))
             cells.append(str(seeds))
             flags.append(False)
             rows.append(cells)
@@ -108,13 +114,30 @@ def tables(df, decimals: int = 2) -> list[tuple[dict[str, Any], list[str], list[
     return result
 
 
+def _add_paper_rows(summary):
+    import pandas as pd
+
+    from benchmark.paper import paper_rows
+
+    extra = []
+    settings = summary[list(SETTING_COLUMNS)].drop_duplicates()
+    for setting in settings.to_dict("records"):
+        if setting["protocol"] != "legacy":
+            continue
+        for row in paper_rows(setting["dataset"], int(setting["num_parts"])):
+            extra.append({**setting, "n": pd.NA, **row})
+    if not extra:
+        return summary
+    return pd.concat([summary, pd.DataFrame(extra)], ignore_index=True)
+
+
 def _title(setting: dict[str, Any]) -> str:
     return (f"{setting['dataset']} ({setting['split']}), K={setting['num_parts']}, protocol={setting['protocol']}, "
             f"masks={setting['masks']}")
 
 
-def render(df, fmt: str = "markdown", decimals: int = 2) -> str:
-    """The report in ``csv``, ``markdown`` or ``latex``."""
+def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = False) -> str:
+    """The report in ``csv``, ``markdown`` or ``latex`` (``with_paper``: add the published numbers)."""
     from tabulate import tabulate
 
     if fmt not in FORMATS:
@@ -122,7 +145,7 @@ def render(df, fmt: str = "markdown", decimals: int = 2) -> str:
     if fmt == "csv":
         return summarise(df).to_csv(index=False, float_format="%.4f")
     parts = []
-    for setting, header, rows, bold in tables(df, decimals):
+    for setting, header, rows, bold in tables(df, decimals, with_paper):
         if fmt == "markdown":
             body = [[f"**{c}**" if b else c for c, b in zip(row, flags)] for row, flags in zip(rows, bold)]
             parts.append(f"### {_title(setting)}\n\nValues x100; mean ± std over seeds.\n\n"
@@ -140,10 +163,10 @@ def render(df, fmt: str = "markdown", decimals: int = 2) -> str:
 
 
 def write_report(df, out_dir: str | Path, name: str = "results", formats=("csv", "markdown", "latex"),
-                 decimals: int = 2) -> list[Path]:
+                 decimals: int = 2, with_paper: bool = False) -> list[Path]:
     written = []
     for fmt in formats:
         path = Path(out_dir) / f"{name}.{FORMATS[fmt]}"
-        atomic_write_text(path, render(df, fmt, decimals))
+        atomic_write_text(path, render(df, fmt, decimals, with_paper))
         written.append(path)
     return written

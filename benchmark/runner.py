@@ -381,7 +381,10 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
     rows = []
     for metric in metrics:
         view = {"fg": data.fg_view, "full": data.full_view}.get(metric.role, data.landmark_view)
-        value = float(metric.compute())
+        try:
+            value = float(metric.compute())
+        except ValueError as exc:  # e.g. a keypoint never visible in the landmark fit split
+            raise UserError(f"{metric.name} on {config.dataset}: {exc}") from None
         rows.append({**common, "metric": metric.name, "value": value, "n": int(metric.count), "view": view,
                      "landmark_protocol": data.landmark_protocol if metric.kind == "landmarks" else ""})
     return [{column: row.get(column, "") for column in RESULT_COLUMNS} for row in rows]

@@ -78,25 +78,28 @@ def _unit(angle: float) -> np.ndarray:
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    return np.array(colorsys.hsv_to_rgb(h % 1.0, float(np.clip(s, 0, 1)), float(np.clip(v, 0, 1))))
+    return np.array(colorsys.hsv_to_rgb(float(h) % 1.0, min(max(float(s), 0.0), 1.0), min(max(float(v), 0.0), 1.0)))
 
 
 def _fract(x: np.ndarray) -> np.ndarray:
     return x - np.floor(x)
 
 
+def _interp_matrix(n: int, cells: int) -> np.ndarray:
+    """(n, cells + 1) weights of linear interpolation from a lattice of ``cells`` cells to n pixel centres."""
+    pos = (np.arange(n) + 0.5) / n * cells
+    i0 = np.minimum(pos.astype(int), cells - 1)
+    frac = pos - i0
+    weights = np.zeros((n, cells + 1))
+    weights[np.arange(n), i0] = 1 - frac
+    weights[np.arange(n), i0 + 1] = frac
+    return weights
+
+
 def _value_noise(rng: np.random.Generator, h: int, w: int, cells: int, channels: int) -> np.ndarray:
     """Smooth noise in [-1, 1]: a (cells+1)^2 random lattice bilinearly interpolated at pixel centres."""
     lattice = rng.uniform(-1.0, 1.0, size=(cells + 1, cells + 1, channels))
-    ys = (np.arange(h) + 0.5) / h * cells
-    xs = (np.arange(w) + 0.5) / w * cells
-    y0 = np.minimum(ys.astype(int), cells - 1)
-    x0 = np.minimum(xs.astype(int), cells - 1)
-    fy = (ys - y0)[:, None, None]
-    fx = (xs - x0)[None, :, None]
-    top = lattice[y0][:, x0] * (1 - fx) + lattice[y0][:, x0 + 1] * fx
-    bottom = lattice[y0 + 1][:, x0] * (1 - fx) + lattice[y0 + 1][:, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy
+    return np.einsum("hi,ijc,wj->hwc", _interp_matrix(h, cells), lattice, _interp_matrix(w, cells), optimize=True)
 
 
 # -- primitives ------------------------------------------------------------------------------------------
@@ -400,12 +403,14 @@ def _background(rng: np.random.Generator, size: int, difficulty: float, xx: np.n
 
 
 # -- the scene -------------------------------------------------------------------------------------------
-def render_scene(rng: np.random.Generator, size: int, difficulty: float, margin: float = 0.2) -> Scene:
+def render_scene(rng: np.random.Generator, size: int, difficulty: float, margin: float = 0.3) -> Scene:
     """Render one ``size`` x ``size`` scene.
 
     The creature is placed so that the square of side ``(1 + margin) * max(w, h) + 2`` pixels centred on its
-    bounding box lies inside the image: the 5 %-padded (and +-5 %-jittered) square crops of the ``fg`` and
-    ``train`` views never leave the image.
+    bounding box lies inside the image. The square crops of the ``fg`` and ``train`` views then never leave
+    the image: padding 5 % and jittering every side by up to 5 % of the box gives a square of side at most
+    1.2 max(w, h) whose centre moves by at most 0.05 max(w, h), so it stays within 0.65 max(w, h) of the
+    box centre -- the default ``margin = 0.3`` covers that (the rendered box lies within the analytic one).
     """
     creature = _sample_creature(rng)
     max_turn = np.deg2rad(30.0 + 30.0 * difficulty)
@@ -433,11 +438,17 @@ def render_scene(rng: np.random.Generator, size: int, difficulty: float, margin:
     cap_ra, cap_rb = (scale * c.cap_ra).astype(f32), (scale * c.cap_rb).astype(f32)
     ell_c, ell_f = place(c.ell_centre).astype(f32), (c.ell_forward @ rotation.T).astype(f32)
     ell_af, ell_as = (scale * c.ell_af).astype(f32), (scale * c.ell_as).astype(f32)
-    inside = np.concatenate([_capsules_inside(xx, yy, cap_a, cap_b, cap_ra, cap_rb),
-                             _ellipses_inside(xx, yy, ell_c, ell_f, ell_af, ell_as)])[c.order]
+    # Only the window of the creature's analytic bounds can be covered: test the shapes there.
+    (x0, y0), (x1, y1) = offset + scale * lo, offset + scale * hi
+    c0, r0 = max(int(np.floor(x0)) - 1, 0), max(int(np.floor(y0)) - 1, 0)
+    c1, r1 = min(int(np.ceil(x1)) + 1, size), min(int(np.ceil(y1)) + 1, size)
+    wx, wy = xx[r0:r1, c0:c1], yy[r0:r1, c0:c1]
+    inside = np.concatenate([_capsules_inside(wx, wy, cap_a, cap_b, cap_ra, cap_rb),
+                             _ellipses_inside(wx, wy, ell_c, ell_f, ell_af, ell_as)])[c.order]
     prim_label = np.concatenate([c.cap_label, c.ell_label])
-    covered, top = _topmost(inside)
-    top = c.order[top]  # back to primitive indices
+    covered, top = np.zeros((size, size), bool), np.zeros((size, size), np.int64)
+    covered[r0:r1, c0:c1], window_top = _topmost(inside)
+    top[r0:r1, c0:c1] = c.order[window_top]  # back to primitive indices
     labels = np.where(covered, prim_label[top], 0).astype(np.int64)
 
     rows, cols = np.nonzero(covered)

@@ -55,6 +55,8 @@ __all__ = [
     "init_segmenter",
     "load_segmenter_state",
     "output_size",
+    "read_state_dict",
+    "torchvision_key_map",
 ]
 
 #: The Caffe ImageNet means in B, G, R order (as the reference code spells them).
@@ -69,7 +71,6 @@ MEAN_ORDERS = {
 
 _STAGES = ((64, 3, 1, 1), (128, 4, 2, 1), (256, 6, 1, 2), (512, 3, 1, 4))  # planes, blocks, stride, dilation
 _ASPP_DILATIONS = (6, 12, 18, 24)
-_FEATURE_CHANNELS = 2048
 _BRANCH_CHANNELS = 1024
 _CLASSIFIER_KEY = "layer5.conv2d_list.0.weight"
 
@@ -84,8 +85,11 @@ def caffe_input(images01: torch.Tensor, mean_order: str = "rgb_caffe_bgr_quirk")
         raise UserError(f"unknown mean_order {mean_order!r}; choose one of {sorted(MEAN_ORDERS)}")
     if images01.ndim != 4 or images01.shape[1] != 3:
         raise ValueError(f"caffe_input expects (B, 3, H, W) RGB images, got shape {tuple(images01.shape)}")
-    mean = torch.tensor(MEAN_ORDERS[mean_order], dtype=images01.dtype, device=images01.device)
-    return images01 * 255.0 - mean.view(1, 3, 1, 1)
+    # Per-channel scalar arithmetic: a mean tensor built from Python data would be a host-to-device copy (a
+    # stream synchronisation, illegal under CUDA-graph capture) in every training step.
+    r, g, b = images01.unbind(dim=1)
+    mr, mg, mb = MEAN_ORDERS[mean_order]
+    return torch.stack((r * 255.0 - mr, g * 255.0 - mg, b * 255.0 - mb), dim=1)
 
 
 def output_size(height: int, width: int | None = None) -> tuple[int, int]:
@@ -431,12 +435,15 @@ def _fold_input_normalisation(state: dict[str, torch.Tensor], mean_order: str) -
 
 
 def init_segmenter(model: PartSegmenter, init: str, *, mean_order: str = "rgb_caffe_bgr_quirk",
-                   fold_input_norm: bool = True) -> InitReport:
+                   fold_input_norm: bool = True, caffe_bgr_fix: bool = False) -> InitReport:
     """Initialise ``model``'s backbone for training; returns an :class:`InitReport` (print ``.summary()``).
 
     * ``"caffe:PATH"``: the DeepLab Caffe ResNet-50 (``resnet50-caffe-22edcc82.pth``) or any state dict of
       this network: tensors whose name and shape match are copied (the reference's rule, so ``layer5`` stays
       random); unlike the reference the skipped tensors are reported. No match at all is an error.
+      The Caffe backbone was trained on BGR input minus the BGR means, while the reference feeds RGB (the §1.1
+      quirk). ``caffe_bgr_fix=True`` reverses conv1's input channels, so that, together with
+      ``caffe_input(..., mean_order="rgb")``, the backbone sees exactly what it was trained on.
     * ``"torchvision"`` or ``"torchvision:WEIGHTS"`` (default ``IMAGENET1K_V1``): ImageNet ResNet-50 weights
       from the local torch hub cache, mapped by :func:`torchvision_key_map`; with ``fold_input_norm`` (default)
       the ImageNet input normalisation is folded into conv1/bn1 for the given ``mean_order`` (see
@@ -451,7 +458,19 @@ def init_segmenter(model: PartSegmenter, init: str, *, mean_order: str = "rgb_ca
         return report
     if init.startswith("caffe:"):
         path = init[len("caffe:"):]
-        _copy_matching(model, read_state_dict(path), report)
+        source = read_state_dict(path)
+        # Older DeepLab conversions wrap the ResNet as ``Scale`` (keys ``Scale.conv1.weight``; AdvSemiSeg strips
+        # the first component when loading). The reference copies by exact name only, so such a file would
+        # silently load nothing there; here the wrapper is recognised and reported.
+        if "conv1.weight" not in source and "Scale.conv1.weight" in source:
+            source = {k[len("Scale."):] if k.startswith("Scale.") else k: v for k, v in source.items()}
+            report.notes.append("stripped the 'Scale.' wrapper prefix of an old DeepLab conversion")
+        if caffe_bgr_fix and "conv1.weight" in source:
+            source = dict(source)
+            source["conv1.weight"] = source["conv1.weight"].flip(1)
+            report.notes.append("conv1 input channels reversed (BGR-trained Caffe weights on RGB input); "
+                                "use mean_order='rgb'")
+        _copy_matching(model, source, report)
         if not any(k.startswith(("conv1", "layer1", "layer4")) for k in report.loaded):
             raise UserError(f"{path}: no backbone tensor matches the DeepLab ResNet-50 by name and shape; "
                             f"pass resnet50-caffe-22edcc82.pth or another state dict of this network")

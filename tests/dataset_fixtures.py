@@ -10,3 +10,9 @@ def _synthetic(tmp_path):
 
 
 FIXTURES = {"synthetic": _synthetic}
+
+from test_datasets_cub import build_fixture as _cub  # noqa: E402
+from test_datasets_deepfashion import build_fixture as _deepfashion  # noqa: E402
+from test_datasets_pascal_part import build_fixture as _pascal_part  # noqa: E402
+
+FIXTURES.update({"cub": _cub, "deepfashion": _deepfashion, "pascal-part": _pascal_part})

@@ -18,6 +18,7 @@ from benchmark.methods.ours.augment import (
     apply_jitter,
     color_jitter,
     rgb_to_grayscale,
+    color_target,
     rgb_to_lab,
     sample_jitter,
 )
@@ -113,3 +114,10 @@ def test_rgb_to_lab_matches_skimage():
     smooth = rng.random((2, 8, 8, 3))
     np.testing.assert_allclose(rgb_to_lab(torch.from_numpy(smooth).permute(0, 3, 1, 2).float()).numpy(),
                                np.stack([rgb2lab(i) for i in smooth]).transpose(0, 3, 1, 2), rtol=0, atol=1e-3)
+
+
+def test_color_target():
+    u8 = torch.tensor([[[[0, 128]], [[255, 7]], [[64, 200]]]], dtype=torch.uint8)
+    x = u8.float() / 255.0
+    assert torch.equal(color_target(x, use_lab=False), u8.float() - 128)
+    torch.testing.assert_close(color_target(x), rgb_to_lab(x))

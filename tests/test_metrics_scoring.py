@@ -197,3 +197,22 @@ def test_perfect_and_random_predictors_pixels():
     (s_nmi, s_ari), = _scores(label_pairs(random, batch, role="fg", ground_truth="pixels",
                                           protocol="corrected", background="mask")).values()
     assert s_nmi < 0.01 and abs(s_ari) < 0.01
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    torch.manual_seed(7)
+    n, k, p, h, w = 3, 4, 15, 32, 32
+    maps = PartMaps(torch.randn(n, k, 8, 8), image_size=(h, w))
+    batch = _batch(n, h, w, keypoints=torch.rand(n, p, 2) * 34 - 1, visible=torch.rand(n, p) < 0.8,
+                   masks=(torch.rand(n, h, w) < 0.5).float(), part_labels=torch.randint(0, 5, (n, h, w)))
+    gpu_maps = PartMaps(maps.scores.cuda(), image_size=(h, w))
+    for gt in ("keypoints", "pixels"):
+        for role in ("fg", "full"):
+            cpu = label_pairs(maps, batch, role=role, ground_truth=gt, protocol="legacy", background="mask")
+            gpu = label_pairs(gpu_maps, batch.to("cuda"), role=role, ground_truth=gt, protocol="legacy", background="mask")
+            assert cpu.keys() == gpu.keys()
+            for name in cpu:
+                assert gpu[name][0].is_cuda
+                assert torch.equal(cpu[name][0], gpu[name][0].cpu()) and torch.equal(cpu[name][1], gpu[name][1].cpu())
+                assert nmi(*gpu[name]) == nmi(*cpu[name]) and ari(*gpu[name]) == ari(*cpu[name])

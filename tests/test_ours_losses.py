@@ -13,6 +13,7 @@ from benchmark.methods.ours.losses import (
     contrastive_loss,
     equivariance_loss,
     feature_loss,
+    feature_terms,
     masked_assignment,
     part_prototypes,
     region_variance,
@@ -143,6 +144,7 @@ def test_contrastive_matches_per_anchor_cross_entropy(legacy):
     pos = sample_positive_images(5, 4, legacy_positive=legacy, generator=torch.Generator().manual_seed(7))
     ref = naive_contrastive(protos.double(), 0.19, pos)
     torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=0)
+    torch.testing.assert_close(contrastive_loss(protos, 0.19, positives=pos), got)
 
 
 def test_positive_sampling_distribution_legacy_vs_fixed():
@@ -249,3 +251,45 @@ def test_bf16_autocast_within_1e_2():
         got = all_losses(logits.bfloat16(), feats.bfloat16(), logits_w.bfloat16())
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, ref, rtol=1e-2, atol=0)
+
+
+def test_presampled_randomness_gives_a_graph_break_free_step():
+    """Draw outside, compute inside: the whole augment/warp/loss pipeline traces as one dynamo graph."""
+    from benchmark.methods.ours import augment, warp
+    from benchmark.methods.segmenter import caffe_input
+
+    g = torch.Generator().manual_seed(0)
+    b, size = 4, 16
+    img = torch.rand(b, 3, size, size, generator=g)
+    mask = (torch.rand(b, 1, size, size, generator=g) > 0.3).float()
+    feats = torch.rand(b, 8, size, size, generator=g) * mask
+    logits = torch.randn(b, 4, 3, 3, generator=g, requires_grad=True)
+    logits_w = torch.randn(b, 4, 3, 3, generator=g)
+    jit = augment.sample_jitter(b, generator=g)
+    targets, sources = warp.sample_source_points(b, generator=g, dtype=torch.float64)
+    pos = sample_positive_images(b, 4, generator=g)
+
+    def step(logits, logits_w):
+        grid = warp.tps_grid(targets, sources, size, size)
+        x_in = warp.apply(caffe_input(augment.apply_jitter(img, jit)), grid)
+        a = masked_assignment(logits, mask)
+        up = torch.nn.functional.interpolate(logits, size=(size, size), mode="bilinear", align_corners=True)
+        up_w = torch.nn.functional.interpolate(logits_w, size=(size, size), mode="bilinear", align_corners=True)
+        return (feature_loss(a, feats, mask) + color_loss(a, augment.rgb_to_lab(img), mask)
+                + contrastive_loss(part_prototypes(a, feats), 0.19, positives=pos)
+                + equivariance_loss(up_w, warp.apply(up, grid), warp.apply(mask, grid)) + 1e-3 * x_in.mean())
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(logits, logits_w), step(logits, logits_w))
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_feature_terms_equal_the_separate_functions(center):
+    a, g, m = make_inputs(b=4, c=6, offset=3.0)
+    f = g * m
+    lf, protos = feature_terms(a, f, m, center=center)
+    torch.testing.assert_close(lf, feature_loss(a, f, m), rtol=1e-6, atol=0)
+    torch.testing.assert_close(protos, part_prototypes(a, f), rtol=1e-5, atol=1e-6)
+    lf_mean, _ = feature_terms(a, f, m, reduction="mean")
+    torch.testing.assert_close(lf_mean, feature_loss(a, f, m, reduction="mean"))

@@ -47,3 +47,18 @@ def test_result_rows_round_trip(tmp_path):
     write_rows(path, _rows())
     back = read_rows(path)
     assert back[0]["value"] == 0.40 and back[0]["seed"] == 0 and back[0]["num_parts"] == 4
+
+
+def test_paper_numbers_join_legacy_tables_only():
+    rows = []
+    for protocol in ("legacy", "corrected"):
+        for metric, value in (("fg_nmi", 0.46), ("fg_ari", 0.21)):
+            rows.append({"method": "ours", "dataset": "cub", "split": "test", "protocol": protocol, "masks": "gt",
+                         "num_parts": 4, "seed": 0, "n": 10, "metric": metric, "value": value,
+                         "method_params": "{}"})
+    text = render(pd.DataFrame(rows), "markdown", with_paper=True)
+    sections = {s.split("protocol=")[1].split(",")[0]: s for s in text.split("### ")[1:]}
+    legacy, corrected = sections["legacy"], sections["corrected"]
+    assert "ours (paper, 5 seeds) | 45.30 ± 2.80" in legacy and "ours (paper)          | 46.00" in legacy
+    assert "ours (paper)" not in corrected
+    assert "**42.80" not in legacy  # published numbers never take the bold

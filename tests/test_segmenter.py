@@ -153,14 +153,14 @@ def test_eval_forward_matches_functional_reference(model):
             elif name.endswith("running_var"):
                 buf.uniform_(0.5, 2.0)
     model.eval()
-    x = caffe_input(torch.rand(2, 3, 64, 64))
+    x = caffe_input(torch.rand(1, 3, 40, 40))
     with torch.no_grad():
         got = model(x)
         inst, part, logits, none = model.forward_all(x)
         ref = functional_reference(model.state_dict(), x)
-    assert got.shape == (2, 4, 9, 9) and none is None
-    assert inst.shape == part.shape == (2, 1024, 9, 9)
-    torch.testing.assert_close(part.norm(dim=1), torch.ones(2, 9, 9), rtol=1e-5, atol=1e-5)
+    assert got.shape == (1, 4, 6, 6) and none is None
+    assert inst.shape == part.shape == (1, 1024, 6, 6)
+    torch.testing.assert_close(part.norm(dim=1), torch.ones(1, 6, 6), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
     torch.testing.assert_close(logits, got)
 
@@ -168,7 +168,7 @@ def test_eval_forward_matches_functional_reference(model):
 def test_train_forward_gradients_reach_trainable_params_only():
     torch.manual_seed(2)
     net = PartSegmenter(4).train()
-    x = caffe_input(torch.rand(2, 3, 32, 32))
+    x = caffe_input(torch.rand(2, 3, 24, 24))
     net(x).square().mean().backward()
     assert net.conv1.weight.grad is not None and net.layer5.conv2d_list[3].bias.grad is not None
     assert net.layer2[0].downsample[1].weight.grad is not None
@@ -334,3 +334,27 @@ def test_init_random_is_the_reference_init():
     assert torch.equal(net.layer2[0].bn3.weight, torch.ones(512)) and torch.equal(net.bn1.bias, torch.zeros(64))
     bound = 1 / math.sqrt(1024 * 9)
     assert net.layer5.conv2d_list[0].bias.abs().max() <= bound
+
+
+def test_init_caffe_recognises_the_scale_wrapper(tmp_path):
+    state = {"Scale." + k: v for k, v in random_state(4).items()}
+    torch.save(state, tmp_path / "scale.pth")
+    net = PartSegmenter(4)
+    report = init_segmenter(net, f"caffe:{tmp_path / 'scale.pth'}")
+    assert torch.equal(net.layer2[1].conv2.weight, state["Scale.layer2.1.conv2.weight"])
+    assert not report.not_initialised and any("Scale." in n for n in report.notes)
+
+
+def test_caffe_bgr_fix_feeds_the_backbone_its_training_convention(tmp_path):
+    state = random_state(4)
+    torch.save(state, tmp_path / "caffe.pth")
+    net = PartSegmenter(4)
+    report = init_segmenter(net, f"caffe:{tmp_path / 'caffe.pth'}", caffe_bgr_fix=True)
+    assert any("reversed" in n for n in report.notes)
+    x = torch.rand(1, 3, 12, 12)
+    # what Caffe saw: BGR channels minus the BGR means, through the original conv1
+    bgr = x.flip(1) * 255 - torch.tensor([104.00698793, 116.66876762, 122.67891434]).view(1, 3, 1, 1)
+    expected = F.conv2d(bgr, state["conv1.weight"], stride=2, padding=3)
+    with torch.no_grad():
+        got = net.conv1(caffe_input(x, "rgb"))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-3)

@@ -76,7 +76,19 @@ def test_options_roundtrip_and_identity():
     assert 64 <= demo["num_test"] <= 96 and 128 <= demo["num_train"] <= 192 and 48 <= demo["image_size"] <= 64
 
 
-@pytest.mark.parametrize("bad", [{"difficulty": 1.5}, {"num_test": -1}, {"image_size": 8}, {"ground_truth": "boxes"},
+def test_ground_truth_does_not_depend_on_the_protocol():
+    for view in ("full", "fg"):
+        same(make(view=view)[2], make(view=view, protocol="legacy")[2])
+
+
+def test_options_given_as_strings_are_parsed():
+    ds = make(num_test="12", difficulty="0.3", seed="2")
+    assert (len(ds), ds.difficulty, ds.seed) == (12, 0.3, 2)
+    assert make(seed=2**62 + 1).seed == 2**62 + 1  # derived 63-bit seeds stay exact
+
+
+@pytest.mark.parametrize("bad", [{"difficulty": 1.5}, {"difficulty": "hard"}, {"num_test": -1}, {"num_test": 2.5},
+                                 {"image_size": 8}, {"seed": "x"}, {"ground_truth": "boxes"},
                                  {"masks": "predicted:/nonexistent/dir"}, {"view": "crop"}])
 def test_bad_options_raise_user_error(bad):
     with pytest.raises(UserError):
@@ -184,6 +196,18 @@ def test_fg_crop_contains_the_object_and_maps_keypoints():
         assert torch.allclose(back.float(), a.keypoints, atol=1e-3)
 
 
+def test_jittered_train_crops_stay_inside_the_image():
+    ds = make(view="train")
+    torch.manual_seed(1)
+    for _ in range(5):
+        for i in range(len(ds)):
+            s = ds[i]
+            x0, y0, side = s.meta["crop"]
+            assert 0 <= x0 and 0 <= y0 and x0 + side <= 48 and y0 + side <= 48
+            bx, by, bw, bh = s.bbox.tolist()  # the object stays inside the view
+            assert bx >= 0 and by >= 0 and bx + bw <= 48 and by + bh <= 48
+
+
 def test_all_parts_occur_across_a_split():
     ds = make(view="full")
     seen = set()
@@ -278,6 +302,10 @@ def test_mask_sources(tmp_path):
     assert float(legacy_fg.mask.max()) == pytest.approx(255.0)
     # labels are GT regardless of the mask source
     assert torch.equal(fg.part_labels, make(view="fg")[3].part_labels)
+    torch.manual_seed(3)
+    train = make(view="train", masks=f"predicted:{tmp_path}")[5]
+    train.validate()
+    assert set(train.mask.unique().tolist()) <= {0.0, 1.0}
     (tmp_path / "test" / "000004.png").unlink()
     with pytest.raises(UserError, match="000004.png"):
         pred[4]

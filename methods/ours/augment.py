@@ -21,6 +21,9 @@ always applied, no grayscale; hue read as 0.3 of the circle), ``scops`` (SCOPS's
 ``ColorJitter(0.3, 0.3, 0.2, 0.2)`` always applied, no grayscale).
 
 :func:`rgb_to_lab` is scikit-image's ``rgb2lab`` (sRGB, D65, 2-degree observer) in torch.
+
+For ``torch.compile``: :func:`sample_jitter` (generator calls) outside the compiled region, :func:`apply_jitter`
+inside it; :func:`color_jitter` does both.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = [
     "color_jitter",
     "rgb_to_grayscale",
     "rgb_to_lab",
+    "color_target",
 ]
 
 
@@ -158,11 +162,12 @@ def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     p = ((1.0 - s) * v).clamp(0.0, 1.0)
     q = ((1.0 - s * f) * v).clamp(0.0, 1.0)
     t = ((1.0 - s + s * f) * v).clamp(0.0, 1.0)
-    # sector i -> (r, g, b) as indices into (v, p, q, t)
-    table = torch.tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]], device=x.device)
-    vpqt = torch.stack((v, p, q, t), dim=1)                        # (B, 4, H, W)
-    select = table[:, i].permute(1, 0, 2, 3)                       # (B, 3, H, W)
-    return vpqt.gather(1, select)
+    # sector i -> (r, g, b): 0 (v,t,p) 1 (q,v,p) 2 (p,v,t) 3 (p,q,v) 4 (t,p,v) 5 (v,p,q); selected with
+    # where-chains rather than a lookup table, which would need a host-to-device copy per call.
+    r = torch.where((i == 0) | (i == 5), v, torch.where(i == 1, q, torch.where(i == 4, t, p)))
+    g = torch.where((i == 1) | (i == 2), v, torch.where(i == 0, t, torch.where(i == 3, q, p)))
+    b = torch.where((i == 3) | (i == 4), v, torch.where(i == 2, t, torch.where(i == 5, q, p)))
+    return torch.stack((r, g, b), dim=1)
 
 
 def _adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -229,9 +234,18 @@ def rgb_to_lab(images01: torch.Tensor) -> torch.Tensor:
     """
     x = images01 if images01.dtype == torch.float64 else images01.float()
     linear = torch.where(x > 0.04045, ((x + 0.055) / 1.055).pow(2.4), x / 12.92)
-    m = torch.tensor(_XYZ_FROM_RGB, dtype=x.dtype, device=x.device)
-    white = torch.tensor(_WHITE_D65, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    xyz = torch.einsum("ij,bjhw->bihw", m, linear) / white
+    r, g, b = linear.unbind(dim=1)
+    # scalar arithmetic instead of a matrix tensor: no host-to-device copy per call
+    xyz = torch.stack([(m0 * r + m1 * g + m2 * b) / white for (m0, m1, m2), white in zip(_XYZ_FROM_RGB, _WHITE_D65)],
+                      dim=1)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856).pow(1.0 / 3.0), 7.787 * xyz + 16.0 / 116.0)
     fx, fy, fz = f.unbind(dim=1)
     return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=1)
+
+
+def color_target(images01: torch.Tensor, use_lab: bool = True) -> torch.Tensor:
+    """The target of L_v (§1.1, §1.8): :func:`rgb_to_lab` of the un-jittered image when ``use_lab`` (default),
+    else the reference's ``RGB - 128`` on the 0-255 integer scale."""
+    if use_lab:
+        return rgb_to_lab(images01)
+    return torch.round(images01.float() * 255.0) - 128.0

@@ -17,10 +17,14 @@ network's outputs carry bf16 error.
 The four terms and their reductions (total ``L = 5.7e3 L_e + 5 L_f + 30 L_v + 2.3e3 L_c``):
 
 * L_f = ``feature_loss(assign, f, mask)`` = **sum** over the batch of :func:`region_variance` (the reference
-  quirk; ``reduction="mean"`` is the fix);
+  quirk; ``reduction="mean"`` is the fix); :func:`feature_terms` returns L_f and the prototypes of L_c from a
+  single read of the features;
 * L_v = ``color_loss(assign, lab, mask)`` = batch **mean** of :func:`region_variance` on the Lab image;
 * L_c = :func:`contrastive_loss` on :func:`part_prototypes` of the masked features;
 * L_e = :func:`equivariance_loss`.
+
+Randomness (the positive draw of L_c) can be drawn beforehand with :func:`sample_positive_images` and passed
+in, so that a ``torch.compile(fullgraph=True)`` step contains no generator calls (dynamo cannot trace them).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "part_prototypes",
     "region_variance",
     "feature_loss",
+    "feature_terms",
     "color_loss",
     "sample_positive_images",
     "contrastive_loss",
@@ -94,6 +99,11 @@ def region_variance(assign: torch.Tensor, signal: torch.Tensor, mask: torch.Tens
     ``center=False`` for large-D, zero-centred-enough signals (e.g. VGG features) to save memory.
     Gradients flow through ``assign`` (both directly and through mu) and ``signal``.
     """
+    return _variance_and_part_sums(assign, signal, mask, eps_mean, eps_norm, center)[0]
+
+
+def _variance_and_part_sums(assign, signal, mask, eps_mean, eps_norm, center):
+    """V (B,), plus ``sum_u a g`` (B, K, D) and ``sum_u a`` (B, K, 1) of the un-shifted signal."""
     mask = _mask4(mask)
     with _no_autocast(assign):
         a = _acc(assign).flatten(2)                                  # (B, K, N)
@@ -113,21 +123,35 @@ def region_variance(assign: torch.Tensor, signal: torch.Tensor, mask: torch.Tens
         if center:
             # mu(g) = mu(g - c) + c S/(S + eps)  =>  g - mu(g) = (g - c) - [mu(g - c) - c eps/(S + eps)]
             mu = mu - c.transpose(1, 2) * (eps_mean / (a_sum + eps_mean))
+            sum_ag = sum_ag + a_sum * c.transpose(1, 2)              # back to sums of the raw signal
         w_sum = w.sum(dim=2)                                         # (B, K)
         per_part = sum_wgg - 2.0 * (mu * sum_wg).sum(dim=2) + mu.square().sum(dim=2) * w_sum
-        return per_part.sum(dim=1) / (m.sum(dim=(1, 2)) + eps_norm)
+        variance = per_part.sum(dim=1) / (m.sum(dim=(1, 2)) + eps_norm)
+        return variance, sum_ag, a_sum
+
+
+def _reduce(v: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "sum":
+        return v.sum()
+    if reduction == "mean":
+        return v.mean()
+    raise ValueError(f"reduction must be 'sum' (reference) or 'mean', got {reduction!r}")
+
+
+def feature_terms(assign: torch.Tensor, features: torch.Tensor, mask: torch.Tensor, *, reduction: str = "sum",
+                  center: bool = False, eps_proto: float = 1e-7) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L_f, prototypes)`` from one pass over the masked features: the same values as
+    ``feature_loss(assign, features, mask)`` and ``part_prototypes(assign, features)``, but the (B, C, H, W)
+    features are read once for both (they are the largest tensor of a training step)."""
+    v, sum_ag, a_sum = _variance_and_part_sums(assign, features, mask, 1e-5, 1e-5, center)
+    return _reduce(v, reduction), sum_ag / (a_sum + eps_proto)
 
 
 def feature_loss(assign: torch.Tensor, features: torch.Tensor, mask: torch.Tensor, *,
                  reduction: str = "sum", center: bool = False) -> torch.Tensor:
     """L_f (§1.4): :func:`region_variance` of the masked features f = m * phi, **summed** over the batch as in
     the reference (``reduction="sum"``, the paper preset); ``"mean"`` makes it independent of the batch size."""
-    v = region_variance(assign, features, mask, center=center)
-    if reduction == "sum":
-        return v.sum()
-    if reduction == "mean":
-        return v.mean()
-    raise ValueError(f"reduction must be 'sum' (reference) or 'mean', got {reduction!r}")
+    return _reduce(region_variance(assign, features, mask, center=center), reduction)
 
 
 def color_loss(assign: torch.Tensor, lab: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -162,17 +186,23 @@ def sample_positive_images(batch: int, parts: int, *, legacy_positive: bool = Tr
 
 
 def contrastive_loss(prototypes: torch.Tensor, temperature: float, *, legacy_positive: bool = True,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None,
+                     positives: torch.Tensor | None = None) -> torch.Tensor:
     """L_c (§1.4): InfoNCE over the (B*K) L2-normalised part prototypes, one random positive per anchor.
 
     For anchor (b, k): positive = prototype (b+, k) of another image (see :func:`sample_positive_images`);
     negatives = all B(K-1) prototypes (b', j) with j != k, the anchor's own image included. Loss = mean over
     anchors of ``-log softmax`` of the positive among [positive, negatives], logits = cosine / temperature.
-    ``generator`` (on the prototypes' device) makes the positive draw reproducible.
+    ``generator`` (on the prototypes' device) makes the positive draw reproducible. ``positives`` takes a draw
+    of :func:`sample_positive_images` made beforehand instead (e.g. outside a ``torch.compile``d step: dynamo
+    cannot trace explicit generators); then ``legacy_positive`` and ``generator`` are not used.
     """
     b, k, _ = prototypes.shape
-    pos_image = sample_positive_images(b, k, legacy_positive=legacy_positive, generator=generator,
-                                       device=prototypes.device)
+    if positives is None:
+        pos_image = sample_positive_images(b, k, legacy_positive=legacy_positive, generator=generator,
+                                           device=prototypes.device)
+    else:
+        pos_image = positives
     with _no_autocast(prototypes):
         z = F.normalize(_acc(prototypes), dim=2, eps=1e-12).reshape(b * k, -1)
         logits = (z @ z.t()) / temperature                                # (BK, BK), column index b'*K + j

@@ -12,6 +12,9 @@ U(-sigma, sigma)^2`` with sigma = 0.01. A thin-plate spline f with ``f(c_i) = s_
 Everything is batched on the device and drawn from a ``torch.Generator`` on that device, without host syncs.
 The reference drew the similarity parameters with numpy's global RNG and the jitter with torch's CPU RNG;
 the distributions are the same, the random streams are not (stream parity is not a goal).
+
+For ``torch.compile``: draw with :func:`sample_source_points` outside the compiled region (dynamo cannot trace
+explicit generators) and call :func:`tps_grid` / :func:`apply` inside it; :func:`random_warp_grid` does both.
 """
 
 from __future__ import annotations

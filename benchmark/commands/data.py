@@ -1,0 +1,90 @@
+"""``benchmark data check`` and ``benchmark data download``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import click
+
+from benchmark.core.errors import UserError
+
+
+def _parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise UserError(f"{what} {value!r} must look like NAME=VALUE")
+        pairs[key.strip()] = rest.strip()
+    return pairs
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+@click.group("data")
+def data_group() -> None:
+    """Check and download the real datasets (CUB-200-2011, DeepFashion In-shop, PASCAL-Part)."""
+
+
+@data_group.command("check")
+@click.option("--dataset", "dataset", required=True, help="cub, deepfashion or pascal-part")
+@click.option("--data-root", required=True, type=click.Path(path_type=Path), help="root of the dataset tree")
+@click.option("--split", "splits", multiple=True, help="only these splits (default: all)")
+@click.option("--category", default=None, help="PASCAL-Part category (e.g. car)")
+@click.option("--masks", default="gt", show_default=True, help="gt, none or predicted:DIR (checked too)")
+@click.option("--protocol", default="corrected", show_default=True, type=click.Choice(["corrected", "legacy"]))
+@click.option("-o", "--option", "options", multiple=True, help="dataset option KEY=VALUE (e.g. classes=(1,2,3))")
+@click.option("--quick", is_flag=True, help="only check that files exist and have readable headers (no decoding)")
+@click.option("--max-problems", default=200, show_default=True, help="how many problems to print")
+def check_command(dataset, data_root, splits, category, masks, protocol, options, quick, max_problems) -> None:
+    """Validate a data tree: index files (every malformed line), ids that do not match, expected counts per
+    split, missing or unreadable files, masks of the wrong size. Prints a summary; exit status 2 when
+    something is wrong."""
+    from benchmark.datasets._check import check_dataset
+
+    opts = {k: _literal(v) for k, v in _parse_pairs(options, "--option").items()}
+    if category is not None:
+        opts["category"] = category
+    if masks != "gt":
+        opts["masks"] = masks
+    if protocol != "corrected":
+        opts["protocol"] = protocol
+    report = check_dataset(dataset, data_root, deep=not quick, splits=tuple(splits) or None, progress=True, **opts)
+    click.echo(report.text(max_problems=max_problems))
+    if not report.ok:
+        raise UserError(f"{len(report.problems)} problem(s) in {data_root}; fix them (see the list above) and "
+                        f"run the check again")
+
+
+@data_group.command("download")
+@click.argument("dataset", type=click.Choice(["cub", "pascal-part", "deepfashion"]))
+@click.option("--to", "to", type=click.Path(path_type=Path), help="download and extract into this folder")
+@click.option("--url", "urls", multiple=True, help="override a location: NAME=URL (cub: images, segmentations; "
+                                                     "pascal-part: voc, parts)")
+@click.option("--md5", "md5s", multiple=True, help="override an expected checksum: NAME=HEX")
+@click.option("--no-progress", is_flag=True, help="no progress bar")
+def download_command(dataset, to, urls, md5s, no_progress) -> None:
+    """Download DATASET from its official location (resumable, MD5-checked) and extract it safely.
+    DeepFashion needs a signed agreement: the steps are printed instead."""
+    from benchmark.datasets._download import DATA_ROOT_AFTER, fetch
+
+    if dataset == "deepfashion":
+        from benchmark.datasets.deepfashion import DOWNLOAD_STEPS
+
+        click.echo(DOWNLOAD_STEPS)
+        return
+    if to is None:
+        raise UserError("pass --to DIR: the folder to download and extract into")
+    fetch(dataset, to, urls=_parse_pairs(urls, "--url"), md5s=_parse_pairs(md5s, "--md5"),
+          progress=not no_progress, log=lambda msg: click.echo(msg, err=True))
+    root = (Path(to) / DATA_ROOT_AFTER[dataset]).resolve()
+    click.echo(f"done: use --data-root {root}")
+
+
+commands = [data_group]

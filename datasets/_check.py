@@ -1,0 +1,68 @@
+"""Validation of a whole data tree (``benchmark data check``; ``run`` can call it with ``deep=False``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.core.errors import UserError
+from benchmark.core.registry import DATASETS
+
+from ._io import Problem
+
+
+@dataclass
+class CheckReport:
+    dataset: str
+    root: Path
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def text(self, max_problems: int = 200) -> str:
+        lines = [f"{self.dataset} at {self.root}"]
+        for summary in self.summaries:
+            rest = ", ".join(f"{k}={v}" for k, v in summary.items() if k not in ("dataset", "split", "samples"))
+            lines.append(f"  {summary['split']}: {summary['samples']} samples" + (f" ({rest})" if rest else ""))
+        lines += [f"  warning: {w}" for w in self.warnings]
+        if self.problems:
+            lines.append(f"{len(self.problems)} problem(s):")
+            lines += [f"  {p}" for p in self.problems[:max_problems]]
+            if len(self.problems) > max_problems:
+                lines.append(f"  ... and {len(self.problems) - max_problems} more")
+        else:
+            lines.append("OK")
+        return "\n".join(lines)
+
+
+def check_dataset(name: str, root: str | Path, *, deep: bool = True, splits: tuple[str, ...] | None = None,
+                  progress: bool = False, **options: Any) -> CheckReport:
+    """Validate the index files (every bad line), expected counts per split, and every file the samples
+    need (``deep``: decoded; otherwise existence + header)."""
+    cls = DATASETS.get(name)
+    if not hasattr(cls, "check_tree"):
+        raise UserError(f"dataset {name!r} has no data tree to check")
+    if root is None or not Path(root).is_dir():
+        raise UserError(f"data root {root} does not exist or is not a directory; pass --data-root. {cls.data_hint}")
+    report = CheckReport(name, Path(root))
+    datasets, problems = cls.check_tree(root, **options)
+    report.problems += problems
+    for ds in datasets:
+        if splits is not None and ds.split not in splits:
+            continue
+        summary = ds.summary()
+        report.summaries.append(summary)
+        expected = getattr(ds, "expected_counts", {}).get(ds.split)
+        is_filtered = any(v not in (None, "official") for k, v in ds.options().items() if k in ("classes", "split_source"))
+        if summary["samples"] == 0:
+            report.warnings.append(f"{ds.split}: no samples (check the split files and the options)")
+        elif expected is not None and summary["samples"] != expected and not is_filtered:
+            report.warnings.append(f"{ds.split}: {summary['samples']} samples, the complete official tree has "
+                                   f"{expected} (a partial or modified tree)")
+        report.problems += ds.check_files(deep=deep, progress=progress)
+    return report

@@ -1,0 +1,443 @@
+"""CUB-200-2011 (official tree, optionally the Kanazawa/CMR split) with the evaluation views of
+method-spec.md §3.2 and the training crop of §1.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from benchmark.core.errors import UserError
+from benchmark.core.registry import register_bench, register_dataset
+from benchmark.core.types import Sample
+
+from ._base import Reporter, RealDataset
+from ._io import binarise, first_existing, predicted_mask_dir, read_gray, read_rgb, read_table, scan_table
+from ._views import (CROP_FILL_UINT8, CUB_FLIP_PERMUTATION, crop_fill, cut_borders, cv2_resize, flip_keypoints,
+                     image_tensor, inside, long_side_size, pil_resize, short_side_size, square_box)
+
+PART_NAMES = ("back", "beak", "belly", "breast", "crown", "forehead", "left eye", "left leg", "left wing",
+              "nape", "right eye", "right leg", "right wing", "tail", "throat")
+NUM_PARTS = len(PART_NAMES)
+FIX = "The CUB-200-2011 tree is damaged: re-extract CUB_200_2011.tgz (benchmark data download cub --to DIR)"
+
+#: the index files of the official tree and their column types
+TABLES: dict[str, tuple[type, ...]] = {
+    "images.txt": (int, str),
+    "train_test_split.txt": (int, int),
+    "bounding_boxes.txt": (int, float, float, float, float),
+    "image_class_labels.txt": (int, int),
+    "classes.txt": (int, str),
+    "parts/part_locs.txt": (int, int, float, float, float),
+}
+
+
+@register_dataset("cub")
+class CUB(RealDataset):
+    """CUB-200-2011 birds: 15 keypoints, keypoint-based NMI/ARI (§3.2), landmark regression.
+
+    Views (``view=``):
+
+    * ``fg`` -- §3.2 FG variant: crop to the GT box with integer-truncated ``x, y, w, h``; keypoints shifted
+      by ``(x, y)`` and clamped at >= 0 (as the notebook); short side resized to 256 (torchvision rule: the
+      long side is truncated; PIL bilinear image); keypoints scaled by 256 / short side; centred crop of
+      both sides down to multiples of 16; a visible keypoint outside the final view becomes invisible
+      (inside = ``0 <= x < W`` and ``0 <= y < H``, i.e. its read-out pixel exists).
+    * ``full`` -- §3.2 full variant: the same without the box crop. ``Sample.bbox`` = the GT box in view
+      pixels (the ``cub-bbox`` landmark protocol normalises by it).
+    * ``train`` -- §1.1: inclusive box ``(x, y, x+w-1, y+h-1)`` (Kanazawa: the .mat box minus 1), 5 % pad
+      plus uniform +-``jitter`` (5 %) per side, rounded and grown to a square, cropped with fill 1/255 (the
+      reference's uint8 value 1) for the image and 0 for the mask, resized to 256x256 as cv2 does
+      (bilinear image, nearest mask), flipped with p = 0.5 with the keypoint permutation
+      ``flip_permutation``.
+    * ``crop`` -- the same square crop without jitter and flip (the Kanazawa test crops; the
+      ``kanazawa-crop`` landmark view).
+
+    Masks: ``gt`` = ``segmentations/<class>/<file>.png`` (annotator votes 0..255; Kanazawa split: the
+    ``mask`` of the .mat); ``predicted:DIR`` = ``DIR/<class>/<file>.png`` (e.g. the DeepLab
+    ``supervisedlabels``); ``none``. Protocol ``corrected``: masks binarised (>= half the file's code range)
+    and resized nearest; ``legacy``: raw grey values resized bilinearly like the image (the notebook used
+    the un-thresholded masks, §8.10).
+
+    Splits: ``split_source="official"`` (``train_test_split.txt``: 5994 / 5794) or ``"kanazawa"``
+    (``cachedir/cub/data/{train,test}_cub_cleaned.mat``, or ``kanazawa_dir=``; 1-based coordinates, pixel
+    ``p`` -> continuous ``p - 0.5``; the .mat, masks included, is held in memory, as the reference did);
+    ``classes=(1, 2, 3)`` keeps those class ids (``meta["class_id"]``).
+    Landmarks: official split -> protocol ``cub-bbox`` (fit on train, view ``full``); Kanazawa split ->
+    ``kanazawa-crop`` (view ``crop``; the reference fitted on augmented ``train`` crops, §8.20).
+    """
+
+    ground_truth = "keypoints"
+    views = ("fg", "full", "train", "crop")
+    fg_view = "fg"
+    full_view = "full"
+    landmark_protocol = "cub-bbox"
+    landmark_view = "full"
+    landmark_fit_split = "train"
+    keypoint_names = PART_NAMES
+    flip_permutation = CUB_FLIP_PERMUTATION
+    expected_counts = {"train": 5994, "test": 5794}
+    protocol_description = (
+        "fg: GT-box crop (int-truncated), short side 256 (PIL bilinear, long side truncated), centred crop "
+        "to multiples of 16, keypoints shifted/clamped/scaled, outside -> invisible; full: same without the "
+        "crop; train: 5% padded +-5% jittered square box, fill 1/255, 256x256 (cv2 bilinear), flip with "
+        "keypoint permutation; masks: corrected = binarised + nearest, legacy = raw grey bilinear")
+    data_hint = ("Download: benchmark data download cub --to DIR, then --data-root DIR/CUB_200_2011 "
+                 "(images.txt, parts/, segmentations/).")
+
+    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
+                 split_source: str = "official", classes: Sequence[int] | None = None,
+                 kanazawa_dir: str | Path | None = None, jitter: float = 0.05, _collect: Reporter | None = None):
+        super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
+        if split_source not in ("official", "kanazawa"):
+            raise UserError(f"unknown split_source {split_source!r}; use 'official' or 'kanazawa'")
+        self.split_source = split_source
+        self.classes = tuple(int(c) for c in classes) if classes is not None else None
+        self.jitter = float(jitter)
+        self.kanazawa_dir = Path(kanazawa_dir) if kanazawa_dir else self.root / "cachedir" / "cub" / "data"
+        self._pred_dir = predicted_mask_dir(masks)
+        report = _collect or Reporter(fix=FIX)
+        index = _read_official(self.root, report)
+        self._mat: Any = None
+        rows = None
+        if index is not None and split_source == "kanazawa":
+            self._mat, rows = _read_kanazawa(self.kanazawa_dir, split, index, report)
+        if index is None or (split_source == "kanazawa" and rows is None):  # collected for `data check`
+            self._paths, self._select = np.array([], dtype=object), np.array([], dtype=np.int64)
+            return
+        self._paths = index["paths"]
+        if split_source == "official":
+            keep = index["is_train"] == (1 if split == "train" else 0)
+            self._bbox, self._kp, self._vis = index["bbox"], index["kp"], index["vis"]
+            self._class = index["class_id"]
+        else:
+            self._bbox, self._kp, self._vis = rows["bbox"], rows["kp"], rows["vis"]
+            self._class, self._paths = rows["class_id"], rows["paths"]
+            keep = np.ones(len(self._paths), dtype=bool)
+            self.landmark_protocol = "kanazawa-crop"
+            self.landmark_view = "crop"
+        in_split = int(keep.sum())
+        if self.classes is not None:
+            unknown = sorted(set(self.classes) - set(np.unique(index["class_id"]).tolist()))
+            if unknown:
+                raise UserError(f"classes {unknown} do not occur in {self.root / 'image_class_labels.txt'}; "
+                                f"CUB class ids are 1..200")
+            keep &= np.isin(self._class, self.classes)
+        self._select = np.flatnonzero(keep)
+        self._counts = {"images_in_tree": len(index["paths"]), "in_split": in_split,
+                        "removed_by_class_filter": in_split - len(self._select)}
+
+    # -- contract --------------------------------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"split_source": self.split_source,
+                                "classes": list(self.classes) if self.classes is not None else None,
+                                "jitter": self.jitter}
+        if self.split_source == "kanazawa":
+            opts["kanazawa_dir"] = str(self.kanazawa_dir)
+        return opts
+
+    def __len__(self) -> int:
+        return int(len(self._select))
+
+    def image_size(self, index: int) -> tuple[int, int] | None:
+        i = int(self._select[index])
+        if self.view in ("train", "crop"):
+            return 256, 256
+        if self.view == "fg":
+            h, w = int(self._bbox[i, 3]), int(self._bbox[i, 2])
+        else:
+            h, w = self._header_size(i, self._image_path(i))
+        _, _, nh, nw = cut_borders(*short_side_size(h, w))
+        return nh, nw
+
+    def files(self, index: int) -> Iterator[tuple[Path, str]]:
+        i = int(self._select[index])
+        yield self._image_path(i), "rgb"
+        if self.masks != "none" and not (self.masks == "gt" and self._mat is not None):
+            yield self._mask_path(i), "gray"
+
+    def __getitem__(self, index: int) -> Sample:
+        i = int(self._select[index])
+        image = read_rgb(self._image_path(i))
+        h, w = image.shape[:2]
+        raw_mask = self._raw_mask(i, (h, w))
+        kp = torch.from_numpy(self._kp[i].astype(np.float32))
+        vis = torch.from_numpy(self._vis[i].copy())
+        box = self._bbox[i].astype(np.float64)
+        meta = {"class_id": int(self._class[i]), "path": str(self._paths[i]), "original_size": (h, w)}
+        if self.view in ("train", "crop"):
+            return self._square_crop(i, image, raw_mask, kp, vis, box, meta)
+        if self.view == "fg":
+            x, y, bw, bh = (int(v) for v in box)  # §3.2 step 3: integer truncation
+            image = crop_fill(image, x, y, bw, bh, 0)
+            raw_mask = crop_fill(raw_mask, x, y, bw, bh, 0) if raw_mask is not None else None
+            kp = (kp - torch.tensor([x, y], dtype=torch.float32)).clamp_(min=0)
+            box = np.array([0.0, 0.0, bw, bh])
+            h, w = bh, bw
+        sh, sw = short_side_size(h, w)
+        scale = 256.0 / min(h, w)
+        top, left, nh, nw = cut_borders(sh, sw)
+        image = pil_resize(image, (sh, sw), "bilinear")[top:top + nh, left:left + nw]
+        mask = self._mask_view(raw_mask, (sh, sw))
+        if mask is not None:
+            mask = mask[top:top + nh, left:left + nw].contiguous()
+        kp = kp * scale - torch.tensor([left, top], dtype=torch.float32)
+        vis = vis & inside(kp, nh, nw)
+        bbox = torch.tensor([box[0] * scale - left, box[1] * scale - top, box[2] * scale, box[3] * scale],
+                            dtype=torch.float32)
+        meta.update(scale=scale, offset=(top, left))
+        return Sample(image=image_tensor(image), id=str(self._paths[i]), keypoints=kp, visible=vis, mask=mask,
+                      bbox=bbox, meta=meta)
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _image_path(self, i: int) -> Path:
+        return self.root / "images" / str(self._paths[i])
+
+    def _mask_path(self, i: int) -> Path:
+        rel = Path(str(self._paths[i])).with_suffix(".png")
+        if self._pred_dir is not None:
+            return self._pred_dir / rel
+        return self.root / "segmentations" / rel
+
+    def _raw_mask(self, i: int, hw: tuple[int, int]) -> np.ndarray | None:
+        if self.masks == "none":
+            return None
+        if self.masks == "gt" and self._mat is not None:
+            raw = np.asarray(self._mat[i].mask).astype(np.uint8)
+            where = f"{self.kanazawa_dir} (record {self._paths[i]})"
+        else:
+            path = self._mask_path(i)
+            fix = ("Pass --masks predicted:DIR with a folder mirroring images/ (e.g. supervisedlabels/)"
+                   if self._pred_dir is not None else "Extract segmentations.tgz into the CUB_200_2011 folder")
+            path = first_existing([path], "mask", fix)
+            raw, where = read_gray(path), str(path)
+        if tuple(raw.shape) != hw:
+            raise UserError(f"mask {where} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its image is "
+                            f"{hw[1]}x{hw[0]}; the masks do not belong to these images")
+        return raw
+
+    def _square_crop(self, i, image, raw_mask, kp, vis, box, meta) -> Sample:
+        x0, y0 = box[0], box[1]
+        x1, y1 = box[0] + box[2] - 1, box[1] + box[3] - 1
+        train = self.view == "train"
+        left, top, side = square_box(x0, y0, x1, y1, pad=0.05, jitter=self.jitter if train else 0.0)
+        crop = torch.from_numpy(crop_fill(image, left, top, side, side, CROP_FILL_UINT8)).permute(2, 0, 1)
+        out_hw = long_side_size(side, side)
+        img = cv2_resize(crop.float(), out_hw, "bilinear").div_(255.0)
+        mask = None
+        if raw_mask is not None:
+            cropped = crop_fill(raw_mask, left, top, side, side, 0)
+            if self.protocol == "legacy":
+                mask = cv2_resize(torch.from_numpy(cropped.astype(np.float32)), out_hw, "bilinear")
+            else:
+                mask = cv2_resize(torch.from_numpy(binarise(cropped)), out_hw, "nearest")
+        scale = out_hw[1] / side
+        kp = (kp - torch.tensor([left, top], dtype=torch.float32)) * scale
+        bbox = torch.tensor([(x0 - left) * scale, (y0 - top) * scale, box[2] * scale, box[3] * scale],
+                            dtype=torch.float32)
+        flipped = bool(train and torch.rand(()) < 0.5)
+        if flipped:
+            img, kp_vis = img.flip(-1), flip_keypoints(kp, vis, out_hw[1], CUB_FLIP_PERMUTATION)
+            kp, vis = kp_vis
+            mask = mask.flip(-1) if mask is not None else None
+            bbox[0] = out_hw[1] - bbox[0] - bbox[2]
+        vis = vis & inside(kp, *out_hw)
+        meta.update(crop=(left, top, side), scale=scale, flipped=flipped)
+        return Sample(image=img.contiguous(), id=str(self._paths[i]), keypoints=kp, visible=vis,
+                      mask=mask.contiguous() if mask is not None else None, bbox=bbox, meta=meta)
+
+    # -- data check --------------------------------------------------------------------------------------
+    @classmethod
+    def check_tree(cls, root, **options) -> tuple[list["CUB"], list]:
+        """All problems of the index files (every bad line), then the datasets of both splits."""
+        root = Path(root)
+        problems = []
+        for name, kinds in TABLES.items():
+            problems += scan_table(root / name, kinds)
+        collect = Reporter(collect=True)
+        parts_file_problems(root, collect)
+        problems += collect.problems
+        if problems:
+            return [], problems
+        report = Reporter(collect=True)
+        datasets = []
+        for split in cls.splits:
+            ds = cls(root, split=split, _collect=report, **options)
+            if report.problems:
+                return [], report.problems
+            datasets.append(ds)
+        return datasets, []
+
+
+def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None:
+    """The official index, vectorised (pandas); ids checked for consistency across the files."""
+    ids, paths = read_table(root / "images.txt", TABLES["images.txt"], fix=FIX)
+    order = np.argsort(ids, kind="stable")
+    ids, paths = ids[order], paths[order]
+    dup = ids[1:][ids[1:] == ids[:-1]]
+    if dup.size:
+        report(root / "images.txt", 0, f"image id {int(dup[0])} is listed twice")
+        return None
+    n = len(ids)
+
+    def aligned(name: str) -> list[np.ndarray] | None:
+        cols = read_table(root / name, TABLES[name], fix=FIX)
+        got = cols[0]
+        o = np.argsort(got, kind="stable")
+        if len(got) != n or not np.array_equal(got[o], ids):
+            missing = np.setdiff1d(ids, got)
+            extra = np.setdiff1d(got, ids)
+            if missing.size:
+                line = int(np.searchsorted(ids, missing[0]))
+                report(root / name, 0, f"has no line for image id {int(missing[0])} ({paths[line]}, line "
+                                       f"{int(order[line]) + 1} of images.txt)")
+            elif extra.size:
+                report(root / name, int(np.flatnonzero(got == extra[0])[0]) + 1,
+                       f"image id {int(extra[0])} is not in images.txt")
+            else:
+                report(root / name, 0, "lists some image ids more than once")
+            return None
+        return [c[o] for c in cols] + [o + 1]  # the last column: line numbers in the file
+
+    split = aligned("train_test_split.txt")
+    boxes = aligned("bounding_boxes.txt")
+    labels = aligned("image_class_labels.txt")
+    read_table(root / "classes.txt", TABLES["classes.txt"], fix=FIX)
+    parts_file_problems(root, report)
+    if split is None or boxes is None or labels is None:
+        return None
+    locs = read_table(root / "parts/part_locs.txt", TABLES["parts/part_locs.txt"], fix=FIX)
+    loc_path = root / "parts" / "part_locs.txt"
+    # 15 lines per image, sorted by image then part (§4.1); checked, then reshaped without a Python loop
+    counts = np.bincount(np.searchsorted(ids, locs[0]).clip(0, n - 1), minlength=n) if n else np.zeros(0, int)
+    known = np.isin(locs[0], ids)
+    if not known.all():
+        line = int(np.flatnonzero(~known)[0])
+        report(loc_path, line + 1, f"image id {int(locs[0][line])} is not in images.txt")
+        return None
+    if (counts != NUM_PARTS).any():
+        k = int(np.flatnonzero(counts != NUM_PARTS)[0])
+        what = "no keypoint lines" if counts[k] == 0 else f"{counts[k]} keypoint lines instead of {NUM_PARTS}"
+        report(loc_path, 0, f"image id {int(ids[k])} ({paths[k]}) has {what}")
+        return None
+    o = np.lexsort((locs[1], locs[0]))
+    expected_parts = np.tile(np.arange(1, NUM_PARTS + 1), n)
+    if not np.array_equal(locs[1][o], expected_parts):
+        bad = int(o[np.flatnonzero(locs[1][o] != expected_parts)[0]])
+        report(loc_path, bad + 1, f"part id {int(locs[1][bad])} of image {int(locs[0][bad])} is not one of "
+                                  f"1..{NUM_PARTS} exactly once")
+        return None
+    kp = np.stack([locs[2][o], locs[3][o]], axis=1).reshape(n, NUM_PARTS, 2)
+    vis = (locs[4][o] > 0.5).reshape(n, NUM_PARTS)
+    bbox = np.stack(boxes[1:5], axis=1)
+    bad_box = np.flatnonzero((bbox[:, 2] < 1) | (bbox[:, 3] < 1) | (bbox[:, :2] < 0).any(axis=1))  # FG crops int(w)
+    if bad_box.size:
+        k = int(bad_box[0])
+        report(root / "bounding_boxes.txt", int(boxes[5][k]), f"image id {int(ids[k])} has an invalid box "
+                                                             f"{bbox[k].tolist()} (needs x, y >= 0 and w, h >= 1)")
+        return None
+    return {"ids": ids, "paths": paths, "is_train": split[1], "bbox": bbox, "class_id": labels[1],
+            "kp": kp, "vis": vis}
+
+
+def parts_file_problems(root: Path, report: Reporter) -> None:
+    """``parts/parts.txt``: 15 lines ``<part_id> <name>``, names may hold a space ("7 left eye")."""
+    path = root / "parts" / "parts.txt"
+    if not path.is_file():
+        report(path, 0, "file is missing")
+        return
+    lines = [(n, line.split(None, 1)) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if line.strip()]
+    for number, fields in lines:
+        if len(fields) != 2 or not fields[0].isdigit():
+            report(path, number, "expected '<part_id> <name>'")
+    if len(lines) != NUM_PARTS:
+        report(path, 0, f"lists {len(lines)} parts, expected {NUM_PARTS}")
+
+
+def _read_kanazawa(folder: Path, split: str, index: dict[str, np.ndarray], report: Reporter):
+    """Records of ``<split>_cub_cleaned.mat`` (CMR cachedir, §4.2) matched to the official image paths."""
+    import scipy.io
+
+    path = folder / f"{split}_cub_cleaned.mat"
+    if not path.is_file():
+        raise UserError(f"Kanazawa split file {path} is missing; build or download the CMR cachedir "
+                        f"(cachedir/cub/data/{{train,val,test}}_cub_cleaned.mat) into the CUB_200_2011 folder or "
+                        f"pass kanazawa_dir=..., or use split_source='official'")
+    try:
+        records = scipy.io.loadmat(str(path), struct_as_record=False, squeeze_me=True)["images"]
+    except Exception as exc:  # scipy raises many types for damaged files
+        raise UserError(f"{path} cannot be read as a CMR split file ({exc}); rebuild or re-download it") from None
+    records = np.atleast_1d(records)
+    known = {str(p): k for k, p in enumerate(index["paths"])}
+    n = len(records)
+    bbox, kp = np.zeros((n, 4)), np.zeros((n, NUM_PARTS, 2))
+    vis, cls, paths = np.zeros((n, NUM_PARTS), bool), np.zeros(n, np.int64), np.empty(n, object)
+    for r, rec in enumerate(records):  # a few thousand small records: index-time only
+        rel = str(rec.rel_path).replace("\\", "/")
+        if rel not in known:
+            report(path, 0, f"record {r + 1}: rel_path {rel!r} is not in images.txt")
+            return records, None
+        b = rec.bbox
+        x1, y1, x2, y2 = ((b.x1, b.y1, b.x2, b.y2) if hasattr(b, "x1") else tuple(np.ravel(b)[:4]))
+        bbox[r] = (x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1)  # 1-based inclusive -> left/top edge, size
+        parts = np.asarray(rec.parts, dtype=np.float64).reshape(3, NUM_PARTS)
+        kp[r] = parts[:2].T - 0.5  # 1-based pixel p has its centre at p - 0.5
+        vis[r] = parts[2] > 0
+        cls[r] = int(rec.class_id) if hasattr(rec, "class_id") else int(rel[:3])
+        paths[r] = rel
+    return records, {"bbox": bbox, "kp": kp, "vis": vis, "class_id": cls, "paths": paths}
+
+
+def write_annotation_tree(root: Path, n_images: int = 11788, crlf: bool = False) -> Path:
+    """Write the text files of a CUB tree with ``n_images`` images (no images; for the indexing bench)."""
+    end = "\r\n" if crlf else "\n"
+    (root / "parts").mkdir(parents=True, exist_ok=True)
+    ids = np.arange(1, n_images + 1)
+    cls = 1 + (ids - 1) % 200
+    (root / "images.txt").write_text("".join(f"{i} {c:03d}.C/img_{i}.jpg{end}" for i, c in zip(ids, cls)))
+    (root / "train_test_split.txt").write_text("".join(f"{i} {i % 2}{end}" for i in ids))
+    (root / "bounding_boxes.txt").write_text("".join(f"{i} 10.0 20.0 100.0 120.0{end}" for i in ids))
+    (root / "image_class_labels.txt").write_text("".join(f"{i} {c}{end}" for i, c in zip(ids, cls)))
+    (root / "classes.txt").write_text("".join(f"{c} {c:03d}.C{end}" for c in range(1, 201)))
+    (root / "parts" / "parts.txt").write_text("".join(f"{p + 1} {n}{end}" for p, n in enumerate(PART_NAMES)))
+    (root / "parts" / "part_locs.txt").write_text(
+        "".join(f"{i} {p} {p * 3.0:.1f} {p * 2.0:.1f} {p % 2}{end}" for i in ids for p in range(1, NUM_PARTS + 1)))
+    return root
+
+
+def _python_baseline(root: Path) -> int:
+    """The naive index: every file parsed line by line in Python (what the vectorised reader replaces)."""
+    rows = 0
+    for name, kinds in TABLES.items():
+        for line in (root / name).read_text().splitlines():
+            fields = line.split()
+            [k(v) for k, v in zip(kinds, fields)]
+            rows += 1
+    return rows
+
+
+@register_bench("cub-index")
+def bench_cub_index(images: int = 11788, repeats: int = 3) -> str:
+    """Indexing a full-size CUB annotation tree (vectorised pandas parse + checks) vs a line-by-line
+    Python parse of the same files (baseline, no checks), best of ``repeats``."""
+    import tempfile
+    import time
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_annotation_tree(Path(tmp) / "CUB_200_2011", int(images), crlf=True)
+
+        def best(fn) -> float:
+            times = []
+            for _ in range(int(repeats)):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            return min(times)
+
+        ours = best(lambda: _read_official(root, Reporter(fix=FIX)))
+        base = best(lambda: _python_baseline(root))
+    return (f"cub-index ({images} images, CRLF): vectorised index {ours * 1000:.0f} ms, line-by-line Python "
+            f"parse {base * 1000:.0f} ms, speed-up x{base / ours:.1f}")
