@@ -166,3 +166,9 @@ def test_trainer_constant_lr_group_and_separate_clipping():
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 ** 0.9)
     assert opt.param_groups[1]["lr"] == 0.01
     assert [g["clip_group"] for g in opt.param_groups] == ["model", "basis"]
+
+
+def test_train_step_bench_knows_scops():
+    from benchmark.methods.ours.bench import STEP_BUILDERS
+
+    assert "scops" in STEP_BUILDERS
