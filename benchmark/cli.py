@@ -315,7 +315,14 @@ def _add_area_commands() -> None:
 _add_area_commands()
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning  # users read the message, not our source line
     try:
         cli.main(args=argv, prog_name="benchmark", standalone_mode=True)
     except UserError as exc:  # raised outside a command's invoke (e.g. while parsing)

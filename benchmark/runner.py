@@ -293,15 +293,16 @@ def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool =
                     metric.update(maps, batch, split="eval")
             if examples and kept is None and view_name == first.fg_view:
                 kept = _keep_examples(maps, batch, examples, policy.scoring)
-
-    if landmark:
-        fit_data = view(first.landmark_view, split=first.landmark_fit_split)
-        for batch in fit_data.batches(config.batch_size, device=device,
-                                      progress=progress and f"{config.method} landmark fit"):
-            with torch.inference_mode():
-                maps = method.predict(batch)
-            for metric in landmark:
-                metric.update(maps, batch, split="fit")
+        if view_name == landmark_view:
+            # Right after the evaluation split of this view, while a transductive method still holds the
+            # fit of *this* view: its part indices then mean the same on both landmark splits.
+            fit_data = view(first.landmark_view, split=first.landmark_fit_split)
+            for batch in fit_data.batches(config.batch_size, device=device,
+                                          progress=progress and f"{config.method} landmark fit split"):
+                with torch.inference_mode():
+                    maps = method.predict(batch)
+                for metric in landmark:
+                    metric.update(maps, batch, split="fit")
     return metrics, kept, first
 
 

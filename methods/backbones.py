@@ -193,6 +193,21 @@ def _random_init(features: nn.Sequential, seed: int) -> None:
             module.bias.data.zero_()
 
 
+def weights_identity(arch: str, weights: str, seed: int = 0) -> str:
+    """The ``weights_id`` a :class:`VGGFeatures` built with these arguments will have, without building it
+    (for result rows written before or without a fit). Raises :class:`UserError` for a missing file."""
+    _check_arch(arch)
+    if weights == "random":
+        return f"random:seed{int(seed)}"
+    if weights == "imagenet":
+        return f"imagenet:{arch}"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UserError(f"weights {weights!r} is neither 'imagenet', 'random' nor an existing file; "
+                        f"pass -p weights=PATH to a torchvision-format {arch} state dict")
+    return f"file:{file_digest(path)}"
+
+
 # -- the module -----------------------------------------------------------------------------------------
 class VGGFeatures(nn.Module):
     """A frozen torchvision VGG returning named layer outputs from one cascaded pass (see module docstring).
@@ -235,9 +250,9 @@ class VGGFeatures(nn.Module):
             if isinstance(module, nn.ReLU) and (index - 1) in self._taps:
                 module.inplace = False
 
+        self.weights_id = weights_identity(arch, weights, self.seed)
         if weights == "random":
             _random_init(features, self.seed)
-            self.weights_id = f"random:seed{self.seed}"
             warnings.warn(f"{arch} backbone uses RANDOM weights (seed {self.seed}): features are not ImageNet "
                           f"features; use this only for tests and the synthetic demo", RandomWeightsWarning,
                           stacklevel=2)
@@ -245,15 +260,10 @@ class VGGFeatures(nn.Module):
             if weights == "imagenet":
                 state = _load_imagenet(arch)
                 source = f"ImageNet weights file {imagenet_weights_path(arch)}"
-                self.weights_id = f"imagenet:{arch}"
             else:
                 path = Path(weights).expanduser()
-                if not path.is_file():
-                    raise UserError(f"weights {weights!r} is neither 'imagenet', 'random' nor an existing file; "
-                                    f"pass -p weights=PATH to a torchvision-format {arch} state dict")
                 state = _torch_load(path)
                 source = f"weights file {path}"
-                self.weights_id = f"file:{file_digest(path)}"
             check_state_dict(state, arch, source)
             features.load_state_dict({k[len("features."):]: v for k, v in state.items()
                                       if k.startswith("features.") and int(k.split(".")[1]) < cut})

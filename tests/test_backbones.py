@@ -154,6 +154,14 @@ def test_extractor_cache_roundtrip(tmp_path):
     assert (cached.hits, cached.misses) == (2, 3)
     again = cached(images, ids)  # all three from the cache
     assert (cached.hits, cached.misses) == (5, 3)
+    remembered = FeatureExtractor(backbone, memory_budget_mb=1)
+    first = remembered(images, ids)
+    second = remembered(images, ids)
+    assert remembered.misses == 3 and all(torch.equal(first[k], second[k]) for k in first)
+    small = FeatureExtractor(backbone, memory_budget_mb=0.04)  # room for one image (36 KB) only
+    small(images, ids)
+    small(images, ids)
+    assert small.misses == 5
     for layer in ("relu3_2", "relu5_4"):
         # Features pass through float16 whether cached or not: a warm cache returns exactly what was computed.
         assert torch.equal(again[layer], warm[layer]) and torch.equal(warm[layer][:2], cold[layer])
@@ -182,3 +190,22 @@ def test_extractor_input_size(tmp_path):
     extractor = FeatureExtractor(backbone, input_size=64)
     out = extractor(torch.rand(2, 3, 40, 50))
     assert out["relu5_4"].shape == (2, 512, 4, 4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_reduced_precision_on_gpu_stays_within_tolerance():
+    backbone = random_vgg("vgg19", layers=("relu3_2", "relu5_4")).cuda()
+    images = torch.rand(4, 3, 128, 128, generator=torch.Generator().manual_seed(0)).cuda()
+    results = {}
+    for precision in ("fp32", "tf32", "bf16"):
+        backbone.precision = precision
+        results[precision] = backbone(images)
+    assert backbone.resolved_precision() == "bf16"
+    for precision, tolerance in (("tf32", 2e-2), ("bf16", 6e-2)):
+        for layer in ("relu3_2", "relu5_4"):
+            exact, approx = results["fp32"][layer], results[precision][layer]
+            assert approx.dtype == torch.float32
+            relative = float((approx - exact).norm() / exact.norm())
+            assert relative < tolerance, (precision, layer, relative)
+    backbone.precision = "auto"
+    assert backbone.resolved_precision() == "tf32"

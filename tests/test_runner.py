@@ -74,3 +74,38 @@ def test_mask_policy(tmp_path):
     with pytest.raises(UserError, match="own background channel"):
         run(RunConfig(method="random", dataset="synthetic", masks="method", dataset_options=SYNTHETIC_TINY),
             out_dir=None)
+
+
+def test_transductive_landmark_fit_uses_the_same_fit_as_the_evaluation(tmp_path):
+    import torch
+
+    from benchmark.core.method import Method
+    from benchmark.core.types import PartMaps
+
+    class Permuting(Method):
+        """Oracle-like parts whose channel order changes with every fit."""
+
+        transductive = True
+
+        def __init__(self, num_parts: int = 8):
+            self.num_parts = num_parts
+
+        def fit(self, data, *, seed=0, device="cpu"):
+            self.fits_ = getattr(self, "fits_", 0) + 1
+            self.perm_ = torch.roll(torch.arange(self.num_parts), self.fits_)
+            return self
+
+        def predict(self, batch):
+            onehot = torch.nn.functional.one_hot(batch.part_labels, self.num_parts).permute(0, 3, 1, 2).float()
+            return PartMaps(onehot[:, self.perm_], image_size=batch.size, kind="probs")
+
+    METHODS.register("test-permuting")(Permuting)
+    try:
+        config = RunConfig(method="test-permuting", dataset="synthetic", num_parts=8, dataset_options=SYNTHETIC_TINY,
+                           metrics=("fg_nmi", "nmi", "landmark_error"))
+        with_full = _values(run(config, out_dir=None))["landmark_error"]
+        only_fg = _values(run(RunConfig(**{**config.__dict__, "metrics": ("fg_nmi", "landmark_error")}),
+                              out_dir=None))["landmark_error"]
+        assert with_full == pytest.approx(only_fg)
+    finally:
+        METHODS.unregister("test-permuting")
