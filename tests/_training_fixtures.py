@@ -15,8 +15,9 @@ class TinyDataset(Dataset):
 
     needs_data_root = False
 
-    def __init__(self, n: int = 20, size: int = 8):
+    def __init__(self, n: int = 20, size: int = 8, augment: bool = True):
         super().__init__(None, split="train", view="train")
+        self.augment = augment
         g = torch.Generator().manual_seed(123)
         self.images = torch.rand(n, 3, size, size, generator=g)
         self.masks = (torch.rand(n, size, size, generator=g) > 0.3).float()
@@ -26,7 +27,7 @@ class TinyDataset(Dataset):
 
     def __getitem__(self, i: int) -> Sample:
         image, mask = self.images[i], self.masks[i]
-        if bool(torch.rand(()) < 0.5):
+        if self.augment and bool(torch.rand(()) < 0.5):
             image, mask = image.flip(-1), mask.flip(-1)
         return Sample(image=image, id=f"img{i}", mask=mask)
 
@@ -89,6 +90,6 @@ def ddp_worker(rank: int, world: int, port: int, out_root: str) -> None:
     torch.manual_seed(0)
     model = TinyNet(dropout=0.0, batchnorm=False)
     config = TrainConfig(steps=4, batch_size=4, lr=0.05, checkpoint_every=2, log_flush_every=1)
-    Trainer(model, groups, two_pass_loss, config, out_dir=f"{out_root}/run", seed=3).fit(TinyDataset(12))
+    Trainer(model, groups, two_pass_loss, config, out_dir=f"{out_root}/run", seed=3).fit(TinyDataset(12, augment=False))
     torch.save(model.state_dict(), f"{out_root}/rank{rank}.pt")
     dist.destroy_process_group()

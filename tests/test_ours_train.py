@@ -186,3 +186,22 @@ def test_real_training_steps_on_synthetic_data_and_prediction(tmp_path):
     # the written weights load back through the checkpoint path and predict the same
     loaded = METHODS.get("ours")(checkpoint=str(result.model_path), preset="tiny").fit(None, seed=0)
     torch.testing.assert_close(loaded.predict(batch).scores, maps.scores)
+
+
+def test_bf16_autocast_loss_close_to_float32():
+    """bf16 autocast changes only the network's precision: the statistics of L_f, L_v, L_c are float32.
+    (L_e, a KL between two nearly uniform predictions of a random network, is dominated by the bf16
+    rounding of the logits and is not compared here; see the report.)"""
+    batch = _batch(3, 32)
+    config = resolve_config("paper", batch_size=3, image_size=32)
+    torch.manual_seed(0)
+    model = PartSegmenter(4).train()
+    objective = OursObjective(config, random_vgg(config))
+    results = {}
+    for amp in (False, True):
+        g, s = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            results[amp] = objective(model, batch, StepInfo(0, g, s))
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-2, atol=0)
+    for term in ("feature", "color", "contrastive"):
+        torch.testing.assert_close(results[True][1][term], results[False][1][term], rtol=1e-2, atol=0)

@@ -108,6 +108,8 @@ def test_resume_refuses_changed_configuration(tmp_path):
         train(tmp_path / "run", resume=True, lr=0.1)
     with pytest.raises(UserError, match="no checkpoint"):
         train(tmp_path / "empty", resume=True)
+    with pytest.raises(UserError, match="already holds a training run.*--resume"):
+        train(tmp_path / "run")
 
 
 def test_corrupted_checkpoint_names_file_and_keeps_previous(tmp_path):

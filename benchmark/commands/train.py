@@ -122,8 +122,10 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
           --init caffe:/weights/resnet50-caffe-22edcc82.pth --out runs/ours-cub --resume
       # loss ablation without the contrastive term, bf16 + torch.compile
       benchmark train --dataset cub --data-root /data/CUB_200_2011 --ablate contrastive --amp bf16 --compile
-      # fix a reference quirk: batch-mean feature loss, positives from all other images
-      benchmark train --dataset cub --data-root D -p feature_reduction=mean -p legacy_positive=false
+      # fix the reference quirks: batch-mean L_f, positives from all other images, RGB means,
+      # poly schedule over the steps actually run (max_iter=0) instead of the hard-coded 100000
+      benchmark train --dataset cub --data-root D -p feature_reduction=mean -p legacy_positive=false \\
+          -p mean_order=rgb -p max_iter=0
       # PASCAL-Part (lambda_e = 5.7e4 automatically), one category
       benchmark train --dataset pascal-part --data-root /data/VOCdevkit_2010 --category car
       # tiny CPU run on the built-in synthetic data

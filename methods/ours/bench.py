@@ -107,7 +107,7 @@ def _flops(step) -> int:
 
 @register_bench("train-step")
 def train_step_bench(method: str = "ours", batch_size: int = 6, size: int = 256, amp: str | None = None,
-                     compile: bool = False, steps: int = 20, warmup: int = 3, device: str = "auto",
+                     compile: bool = False, steps: int = 20, warmup: int = 5, device: str = "auto",
                      preset: str = "paper") -> str:
     """ms per ``ours`` training step (median of ``steps`` synchronised steps after ``warmup``), FLOPs per
     step, and the ratio against float32 eager measured in the same run."""

@@ -146,8 +146,10 @@ class Ours(Method):
         from benchmark.methods.ours.train_step import OursObjective, segmenter_param_groups
         from benchmark.methods.training import Trainer, TrainConfig
 
+        from benchmark.methods.training.distributed import local_device
+
         config = self.config_for(getattr(data, "name", None))
-        device = torch.device(device)
+        device = local_device(device)  # cuda:LOCAL_RANK under torchrun
         model = self._fresh_model(config, seed)
         objective = OursObjective(config, self._vgg(config, device) if {"feature", "contrastive"} & set(config.terms) else None)
         train_config = TrainConfig(

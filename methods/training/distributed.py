@@ -25,6 +25,15 @@ class DistEnv:
         return self.world_size > 1
 
 
+def local_device(device: str | torch.device) -> torch.device:
+    """The device this process uses: ``cuda:LOCAL_RANK`` for a CUDA run launched by torchrun, else ``device``
+    (methods place their auxiliary networks, e.g. the frozen VGG, with this before training)."""
+    device = torch.device(device)
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))))
+    return device
+
+
 def init_distributed(device: str | torch.device) -> tuple[DistEnv, torch.device]:
     """Join the process group when launched with ``WORLD_SIZE > 1``; returns the environment and the
     device this rank uses (``cuda:LOCAL_RANK`` for CUDA runs)."""
@@ -35,7 +44,7 @@ def init_distributed(device: str | torch.device) -> tuple[DistEnv, torch.device]
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
+        device = local_device(device)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)

@@ -4,6 +4,8 @@ A method supplies a model, its parameter groups and a loss function
 ``loss_fn(model, batch, info) -> (total, {term: tensor})`` computed on the device without host syncs
 (``info`` is a :class:`~.config.StepInfo` with per-step generators). The trainer does the rest:
 
+* the global RNGs (Python, NumPy, torch) seeded from (seed, rank) at the start of a fresh run, so dropout
+  and dataset-side augmentation follow the run's seed;
 * SGD (momentum, weight decay per group) with the poly schedule recomputed before every step;
 * optional bf16 autocast and ``torch.compile`` of the model;
 * global-norm gradient clipping (``clip_grad_norm_(model.parameters(), c)`` as the references do), per
@@ -22,7 +24,7 @@ Output directory layout::
     OUT/train_info.json          configuration, world size, global and per-rank batch
     OUT/train_log.csv            step, lr, total, every loss term
     OUT/checkpoints/step_XXXXXXX.pt   training checkpoints (see .checkpoint)
-    OUT/model.pt                 final weights {"format", "model_state_dict", "step", "config"}
+    OUT/model.pt                 final weights {"format", "model_state_dict", "iter", "step", "config"}
 """
 
 from __future__ import annotations
@@ -83,6 +85,16 @@ def build_optimizer(groups: list[ParamGroup], config: TrainConfig) -> torch.opti
     if not param_groups:
         raise ValueError("no trainable parameters")
     return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def _seed_global_rngs(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -155,6 +167,16 @@ class Trainer:
         log_path = self.out_dir / "train_log.csv" if (self.out_dir is not None and env.is_main) else None
         logger = StepLogger(log_path, tensorboard_dir=self.out_dir / "tensorboard" if self.out_dir else None)
 
+        if not resume and self.out_dir is not None:
+            existing = ckpt.latest_checkpoint(self.out_dir)
+            if existing is not None:
+                raise UserError(f"{self.out_dir} already holds a training run (latest checkpoint {existing}); "
+                                "pass --resume to continue it, or choose another --out directory")
+            logger.truncate(0)  # a run killed before its first checkpoint simply starts again
+        if not resume:
+            # Global RNGs (dropout, augmentation in the dataset's __getitem__) follow the run's seed, one stream
+            # per rank; a resumed run restores them from the checkpoint instead.
+            _seed_global_rngs(derive_seed(self.seed, "global-rngs", env.rank))
         if resume:
             if self.out_dir is None:
                 raise UserError("--resume needs an --out directory holding the run's checkpoints")
@@ -263,8 +285,9 @@ class Trainer:
 
         model_path = self.out_dir / "model.pt" if self.out_dir is not None else Path()
         if self.out_dir is not None and env.is_main:
+            # "iter" + "model_state_dict": the unsup-parts checkpoint layout, so its own loaders read it too.
             atomic_torch_save({"format": ckpt.MODEL_FORMAT, "model_state_dict": model.state_dict(),
-                               "step": cfg.steps, "config": cfg.to_dict()}, model_path)
+                               "iter": cfg.steps, "step": cfg.steps, "config": cfg.to_dict()}, model_path)
         barrier(env)
         return TrainResult(out_dir=self.out_dir or Path(), model_path=model_path, steps=cfg.steps,
                            resumed_from=start, last_losses=last)
@@ -272,7 +295,7 @@ class Trainer:
     def _save(self, model: nn.Module, optimizer, order: DataOrder, step: int, env: DistEnv) -> None:
         rng = all_gather_objects(ckpt.capture_rng(), env)  # collective: every rank takes part
         if env.is_main:
-            state = {"format": ckpt.TRAIN_FORMAT, "step": step, "model_state_dict": model.state_dict(),
+            state = {"format": ckpt.TRAIN_FORMAT, "step": step, "iter": step, "model_state_dict": model.state_dict(),
                      "optimizer_state_dict": optimizer.state_dict(), "rng": rng,
                      "data_order": order.state_dict(), "config": self.config.to_dict(),
                      "world_size": env.world_size, "seed": self.seed}
