@@ -76,7 +76,11 @@ def test_export_rejects_bad_input(tmp_path, two_views):
     assert result.exit_code == 2
 
 
-@pytest.mark.parametrize("method,params", [("random", {"resolution": 6}), ("random", {})])
+@pytest.mark.parametrize("method,params", [
+    ("random", {"resolution": 6}), ("random", {}),
+    ("kmeans", {"weights": "random", "niter": 5, "nredo": 1, "batch_size": 4}),  # transductive, per view
+    ("dff", {"weights": "random", "max_iter": 20, "batch_size": 4}),
+])
 def test_export_then_run_predictions_reproduces_the_direct_run(tmp_path, method, params):
     """The acceptance test: `export` + `run -m predictions` gives exactly the direct run's numbers (every
     metric, the landmark regression included: its fit split is exported too)."""
@@ -86,8 +90,8 @@ def test_export_then_run_predictions_reproduces_the_direct_run(tmp_path, method,
     direct = run(RunConfig(method=method, dataset="synthetic", seed=2, params=params, dataset_options=options,
                            device="cpu", batch_size=4), out_dir=None)
     out = export_predictions(method, "synthetic", to=tmp_path / "exp", params=params, dataset_options=options,
-                             seed=2, device="cpu", batch_size=3)
-    assert json.loads((out / "predictions.json").read_text())["folders"] == ["test/fg", "test/full", "train/fg"]
+                             seed=2, device="cpu", batch_size=4)  # the run's batch size: see export.py
+    assert json.loads((out / "predictions.json").read_text())["folders"] == ["test/fg", "train/fg", "test/full"]
     again = run(RunConfig(method="predictions", dataset="synthetic", seed=2, params={"dir": str(out)},
                           dataset_options=options, device="cpu", batch_size=4), out_dir=None)
     want = {r["metric"]: r["value"] for r in direct.rows}

@@ -7,6 +7,8 @@ evaluation view (``exported/<split>/<view>/<sample id>.npz``, format in
 the scores are stored bit for bit as predicted (before any resizing), with their kind, background flag and
 upsampling convention, and the method is fitted exactly as :func:`benchmark.runner.evaluate` fits it
 (once for trained/inductive methods, per view for transductive ones, in the same order and seed).
+Use the run's ``--batch-size`` (default 16 for both): a network's float results can differ in the last bits
+with the batch composition, which moves some metrics in their ninth digit.
 """
 
 from __future__ import annotations
@@ -80,11 +82,12 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
         if model.transductive:
             fit_method(model, data, seed=seed, device=device)
         write(data, f"{split}/{view_name}")
-    if view == "all" and first.landmark_protocol is not None:
-        # Landmark regression fits on another split: the runner predicts it with the method as left above.
-        fit_split = first.landmark_fit_split
-        if f"{fit_split}/{first.landmark_view}" not in folders:
-            write(load(first.landmark_view, fit_split), f"{fit_split}/{first.landmark_view}")
+        if view == "all" and first.landmark_protocol is not None and view_name == first.landmark_view:
+            # The landmark regression's fit split, predicted right after its evaluation view (a transductive
+            # method still holding that view's fit), as the runner does.
+            fit_split = first.landmark_fit_split
+            if f"{fit_split}/{view_name}" not in folders:
+                write(load(view_name, fit_split), f"{fit_split}/{view_name}")
 
     write_sidecar(out, {"folders": folders, "num_parts": num_parts, "method": method,
                         "method_params": {k: _jsonable(v) for k, v in model.get_params().items()},
