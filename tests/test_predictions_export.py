@@ -79,7 +79,6 @@ def test_export_rejects_bad_input(tmp_path, two_views):
 @pytest.mark.parametrize("method,params", [
     ("random", {"resolution": 6}), ("random", {}),
     ("kmeans", {"weights": "random", "niter": 5, "nredo": 1, "batch_size": 4}),  # transductive, per view
-    ("dff", {"weights": "random", "max_iter": 20, "batch_size": 4}),
 ])
 def test_export_then_run_predictions_reproduces_the_direct_run(tmp_path, method, params):
     """The acceptance test: `export` + `run -m predictions` gives exactly the direct run's numbers (every

@@ -17,11 +17,11 @@ from benchmark.methods.scops.optim import DuplicatedSGD, scops_optimizer_factory
 from benchmark.methods.segmenter import PartSegmenter
 from benchmark.methods.training import ParamGroup, TrainConfig
 
-TINY = dict(preset="tiny", steps=2, image_size=24, batch_size=2, checkpoint_every=1)
+TINY = dict(preset="tiny", steps=2, image_size=16, batch_size=2, checkpoint_every=1)
 
 
 def test_tiny_training_runs_with_finite_losses_and_reloads(tmp_path):
-    data = datasets.load("synthetic", split="train", view="train", num_train=4, num_test=2, image_size=24)
+    data = datasets.load("synthetic", split="train", view="train", num_train=4, num_test=2, image_size=16)
     method = METHODS.get("scops")(num_parts=3, **TINY)
     method.context = RunContext(cache_dir=tmp_path / "cache")
     method.fit(data, seed=0, device="cpu")  # trains into the cache
@@ -29,7 +29,7 @@ def test_tiny_training_runs_with_finite_losses_and_reloads(tmp_path):
     assert set(losses) == {"total", "con", "eqv", "lmeqv", "sc", "orth"}
     assert all(math.isfinite(v) for v in losses.values())
     assert losses["total"] == pytest.approx(sum(v for k, v in losses.items() if k != "total"), rel=1e-5)
-    batch = Batch(images=torch.rand(1, 3, 24, 24), ids=["x"])
+    batch = Batch(images=torch.rand(1, 3, 16, 16), ids=["x"])
     maps = method.predict(batch)
     assert maps.scores.shape[1] == 4 and maps.has_background
     # the same training again comes from the cache
@@ -71,7 +71,7 @@ def test_duplicate_params_quirk_selects_the_legacy_optimiser():
 
 def test_resume_is_exact_with_the_legacy_optimiser(tmp_path):
     """1 step + resume to 2 == 2 steps straight (momentum buffers of DuplicatedSGD and the basis restored)."""
-    data = datasets.load("synthetic", split="train", view="train", num_train=4, num_test=2, image_size=24)
+    data = datasets.load("synthetic", split="train", view="train", num_train=4, num_test=2, image_size=16)
     from benchmark.core.seeding import seed_everything
 
     params = dict(TINY, steps=2)
