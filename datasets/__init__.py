@@ -16,16 +16,6 @@ def load(name: str, root: Any = None, split: str = "test", **options: Any):
     cls = DATASETS.get(name)
     return cls(root, split=split, **options)
 
+from benchmark.core.plugin import import_submodules  # noqa: E402
 
-def _register_builtins() -> None:
-    """Import every module and subpackage of this package once, so their decorators register them.
-    (Discovery instead of a hand-kept list: a new plug-in file is picked up without editing this file.)"""
-    import importlib
-    import pkgutil
-
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
-
-
-_register_builtins()
+import_submodules(__name__, __path__)

@@ -31,7 +31,6 @@ batches can be formed from equal sizes.
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal
@@ -40,12 +39,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmark.core.errors import UserError
+from benchmark.core.plugin import Plugin
 from benchmark.core.types import Batch, Sample, collate
 
 PROTOCOLS = ("corrected", "legacy")
 
 
-class Dataset(torch.utils.data.Dataset):
+class Dataset(Plugin, torch.utils.data.Dataset):
     """Base class of every dataset (see the module docstring for the contract)."""
 
     name: ClassVar[str] = "?"  # set by @register_dataset
@@ -85,15 +85,6 @@ class Dataset(torch.utils.data.Dataset):
         self.masks = masks
 
     # -- description --------------------------------------------------------------------------------
-    @classmethod
-    def description(cls) -> str:
-        doc = inspect.getdoc(cls) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        return None
-
     @classmethod
     def demo_options(cls) -> dict[str, Any]:
         """Options for ``benchmark demo`` (only the built-in synthetic dataset is used there)."""

@@ -49,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from benchmark.core.plugin import Plugin
+
 if TYPE_CHECKING:
     from benchmark.core.dataset import Dataset
     from benchmark.core.types import Batch, PartMaps
@@ -65,7 +67,7 @@ class RunContext:
     data_root: Path | None = None  # root of the dataset being evaluated (for methods reading side files)
 
 
-class Method:
+class Method(Plugin):
     """Base class of every part-discovery method (see the module docstring for the contract)."""
 
     name: ClassVar[str] = "?"  # set by @register_method
@@ -81,17 +83,6 @@ class Method:
         self.num_parts = num_parts
 
     # -- description --------------------------------------------------------------------------------
-    @classmethod
-    def description(cls) -> str:
-        """One line for ``benchmark list`` (the first line of the class docstring)."""
-        doc = inspect.getdoc(cls) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        """``None`` if the method can run here, else why not and how to fix it."""
-        return None
-
     @classmethod
     def demo_params(cls) -> dict[str, Any] | None:
         """Parameter overrides for ``benchmark demo`` (tiny settings, random weights allowed); ``None``

@@ -15,11 +15,12 @@ dataset's ``landmark_view``, and computes the regression error at the end.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
+from benchmark.core.plugin import Plugin
 
-class Metric:
+
+class Metric(Plugin):
     name: ClassVar[str] = "?"  # set by @register_metric
     kind: ClassVar[str] = "clustering"  # "clustering" (label pairs) or "landmarks" (centres)
     role: ClassVar[str] = "fg"  # which evaluation view it reads: "fg", "full" or "landmarks"
@@ -30,15 +31,6 @@ class Metric:
         self.ground_truth = ground_truth
         self.options = options
         self.reset()
-
-    @classmethod
-    def description(cls) -> str:
-        doc = inspect.getdoc(cls) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        return None
 
     def label_set(self) -> str:
         """For clustering metrics: the name of the label pairs this metric consumes."""
