@@ -93,3 +93,23 @@ def ddp_worker(rank: int, world: int, port: int, out_root: str) -> None:
     Trainer(model, groups, two_pass_loss, config, out_dir=f"{out_root}/run", seed=3).fit(TinyDataset(12, augment=False))
     torch.save(model.state_dict(), f"{out_root}/rank{rank}.pt")
     dist.destroy_process_group()
+
+
+def contrastive_gather_worker(rank: int, world: int, port: int, out_root: str) -> None:
+    """Each rank holds its half of the prototypes; the loss is computed on the gathered global batch."""
+    import os
+
+    import torch.distributed as dist
+
+    from benchmark.methods.ours.losses import contrastive_loss
+    from benchmark.methods.ours.train_step import _gather_prototypes
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    full = torch.randn(6, 4, 16, generator=torch.Generator().manual_seed(0))
+    local = full[rank * 3:(rank + 1) * 3].clone().requires_grad_(True)
+    loss = contrastive_loss(_gather_prototypes(local), 0.19, legacy_positive=True,
+                            generator=torch.Generator().manual_seed(7))  # the shared generator
+    loss.backward()
+    torch.save({"loss": loss.detach(), "grad": local.grad}, f"{out_root}/rank{rank}.pt")
+    dist.destroy_process_group()
