@@ -50,8 +50,9 @@ harness (:class:`~benchmark.core.types.PartMaps`), after which softmax/argmax ar
 **Bad input** (a missing file, a shape that does not match its image, a wrong channel count, NaN or
 infinite values, negative probabilities, a label outside ``0..K``, mixed formats within a batch) raises
 one :class:`~benchmark.core.errors.UserError` naming the file. With ``-p on_missing=skip`` missing files
-are skipped instead: their ids are collected in :attr:`PredictionsMethod.skipped_ids` and their rows of
-the returned scores are NaN; the runner drops them with :func:`drop_skipped` and records the count.
+are skipped instead: their ids are collected (once each) in :attr:`PredictionsMethod.skipped_ids` and their
+rows of the returned scores are NaN; the runner must drop them with :func:`drop_skipped` before scoring
+and records ``len(skipped_ids)`` as ``skipped_images``.
 """
 
 from __future__ import annotations
@@ -370,7 +371,8 @@ class PredictionsMethod(Method):
                                 f"{', '.join(str(p) for p in found)}; keep exactly one")
             if not found:
                 if self.on_missing == "skip":
-                    self.skipped_ids.append(sample_id)
+                    if sample_id not in self.skipped_ids:  # one count per image, whichever views miss it
+                        self.skipped_ids.append(sample_id)
                     entries.append(None)
                     continue
                 expected = map_path(self._root(), sample_id, ".npz")
