@@ -34,8 +34,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: Step builders of other trainable methods (e.g. ``scops``), registered by their own modules:
+#: ``fn(batch_size, size, amp, compile_, device, preset) -> step()`` running one full training step.
+STEP_BUILDERS: dict = {}
+
+
 def _make_step(method, batch_size: int, size: int, amp: str | None, compile_: bool, device: torch.device,
                preset: str):
+    if method in STEP_BUILDERS:
+        return STEP_BUILDERS[method](batch_size, size, amp, compile_, device, preset)
     from benchmark.methods.backbones import RandomWeightsWarning
     from benchmark.methods.ours.method import Ours
     from benchmark.methods.ours.train_step import OursObjective, segmenter_param_groups
@@ -44,7 +51,7 @@ def _make_step(method, batch_size: int, size: int, amp: str | None, compile_: bo
     from benchmark.methods.training.schedule import set_lrs
 
     if method != "ours":
-        raise ValueError(f"train-step benchmarks method 'ours' only, got {method!r}")
+        raise ValueError(f"train-step benchmarks methods {', '.join(['ours', *STEP_BUILDERS])}, got {method!r}")
     ours = Ours(preset=preset, batch_size=batch_size, image_size=size, init="random", vgg_weights="random",
                 amp=amp, compile=compile_)
     config = ours.config_for(None)

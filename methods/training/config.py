@@ -65,6 +65,12 @@ class ParamGroup:
     params: list[torch.nn.Parameter]
     lr_mult: float = 1.0
     weight_decay: float | None = None
+    # A group with ``lr`` set is optimised at that constant learning rate (no poly schedule, no lr_mult),
+    # e.g. SCOPS's part basis at 0.01 while the network follows the poly schedule.
+    lr: float | None = None
+    # Gradient clipping is applied separately per clip group (SCOPS clips the network and its part basis
+    # each to norm 5); groups sharing a name are clipped together.
+    clip_group: str = "model"
 
 
 @dataclass

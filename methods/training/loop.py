@@ -8,7 +8,10 @@ A method supplies a model, its parameter groups and a loss function
   and dataset-side augmentation follow the run's seed;
 * SGD (momentum, weight decay per group) with the poly schedule recomputed before every step;
 * optional bf16 autocast and ``torch.compile`` of the model;
-* global-norm gradient clipping (``clip_grad_norm_(model.parameters(), c)`` as the references do);
+* global-norm gradient clipping (``clip_grad_norm_(model.parameters(), c)`` as the references do), per
+  clip group when groups name one (SCOPS clips its network and its part basis separately);
+* groups at a constant learning rate outside the schedule (``ParamGroup.lr``), and a custom optimiser
+  through ``optimizer_factory`` (SCOPS's legacy duplicated-parameter SGD);
 * DDP when launched by ``torchrun`` (each rank takes ``batch_size / W`` images of every global batch,
   gradients are averaged; only rank 0 writes);
 * atomic checkpoints every ``checkpoint_every`` steps and at the end, and exact resumption from the latest
@@ -49,6 +52,7 @@ from benchmark.methods.training.logger import StepLogger
 from benchmark.methods.training.schedule import set_lrs
 
 LossFn = Callable[[nn.Module, Batch, StepInfo], "tuple[Tensor, dict[str, Tensor]]"]
+OptimizerFactory = Callable[[list[ParamGroup], TrainConfig], torch.optim.Optimizer]
 
 
 @dataclass
@@ -74,7 +78,9 @@ def build_optimizer(groups: list[ParamGroup], config: TrainConfig) -> torch.opti
         if not params:
             continue
         param_groups.append({"params": params, "name": group.name, "lr_mult": float(group.lr_mult),
-                             "lr": config.lr * group.lr_mult,
+                             "lr": config.lr * group.lr_mult if group.lr is None else float(group.lr),
+                             "constant_lr": None if group.lr is None else float(group.lr),
+                             "clip_group": group.clip_group,
                              "weight_decay": config.weight_decay if group.weight_decay is None else group.weight_decay})
     if not param_groups:
         raise ValueError("no trainable parameters")
@@ -117,7 +123,7 @@ class Trainer:
     def __init__(self, model: nn.Module, param_groups: Callable[[nn.Module], list[ParamGroup]], loss_fn: LossFn,
                  config: TrainConfig, *, out_dir: str | Path | None, device: str | torch.device = "cpu",
                  seed: int = 0, progress: bool = False, description: str = "train",
-                 find_unused_parameters: bool = False):
+                 find_unused_parameters: bool = False, optimizer_factory: OptimizerFactory | None = None):
         self.model = model
         self.param_groups = param_groups
         self.loss_fn = loss_fn
@@ -128,6 +134,9 @@ class Trainer:
         self.progress = progress
         self.description = description
         self.find_unused_parameters = find_unused_parameters
+        # Builds the optimiser from the groups (default :func:`build_optimizer`); its param_groups must
+        # carry the keys build_optimizer sets ("lr_mult", "constant_lr", "clip_group").
+        self.optimizer_factory = optimizer_factory or build_optimizer
 
     # -- resume --------------------------------------------------------------------------------------
     def _check_config(self, stored: dict[str, Any], source: Path) -> None:
@@ -152,7 +161,7 @@ class Trainer:
             check_writable_dir(self.out_dir, "training output directory")
         barrier(env)
         model = self.model.to(device)
-        optimizer = build_optimizer(self.param_groups(model), cfg)
+        optimizer = self.optimizer_factory(self.param_groups(model), cfg)
         order = DataOrder(len(dataset), cfg.batch_size, self.seed)
         start = 0
         log_path = self.out_dir / "train_log.csv" if (self.out_dir is not None and env.is_main) else None
@@ -211,7 +220,14 @@ class Trainer:
                 find_unused_parameters=self.find_unused_parameters)
         if cfg.compile:
             step_model = torch.compile(step_model)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
+        clip_groups: dict[str, list[Tensor]] = {}  # unique parameters per clip group
+        seen: set[int] = set()
+        for group in optimizer.param_groups:
+            members = clip_groups.setdefault(group.get("clip_group", "model"), [])
+            for p in group["params"]:
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    members.append(p)
         autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.amp == "bf16"
                     else contextlib.nullcontext())
         bar = None
@@ -243,7 +259,8 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 if cfg.clip_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm, foreach=True)
+                    for clip_params in clip_groups.values():
+                        torch.nn.utils.clip_grad_norm_(clip_params, cfg.clip_grad_norm, foreach=True)
                 optimizer.step()
                 if env.is_main:
                     logger.record(step, lr, {"total": total, **terms})

@@ -16,9 +16,13 @@ def poly_lr(base_lr: float, step: int, max_iter: int, power: float = 0.9) -> flo
 
 
 def set_lrs(optimizer, base_lr: float, step: int, max_iter: int, power: float) -> float:
-    """Set every group's ``lr`` to ``poly_lr(...) * group['lr_mult']``; returns the base LR of the step.
+    """Set every group's ``lr`` to ``poly_lr(...) * group['lr_mult']`` (or its ``constant_lr``); returns
+    the base LR of the step.
     Plain Python floats: no device work, no host sync."""
     lr = poly_lr(base_lr, step, max_iter, power)
     for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_mult", 1.0)
+        if group.get("constant_lr") is not None:  # a group outside the schedule (ParamGroup.lr)
+            group["lr"] = group["constant_lr"]
+        else:
+            group["lr"] = lr * group.get("lr_mult", 1.0)
     return lr

@@ -1,0 +1,166 @@
+"""``benchmark export``: save any registered method's part maps in the ``predictions`` format.
+
+``benchmark export -m kmeans -d cub --data-root ... --to exported/`` writes one ``.npz`` per image and
+evaluation view (``exported/<split>/<view>/<sample id>.npz``, format in
+:mod:`benchmark.methods.predictions`) plus ``exported/predictions.json``. Then
+``benchmark run -m predictions -p dir=exported/ -d cub ...`` reproduces the direct run's numbers exactly:
+the scores are stored bit for bit as predicted (before any resizing), with their kind, background flag and
+upsampling convention, and the method is fitted exactly as :func:`benchmark.runner.evaluate` fits it
+(once for trained/inductive methods, per view for transductive ones, in the same order and seed).
+Use the run's ``--batch-size`` (default 16 for both): a network's float results can differ in the last bits
+with the batch composition, which moves some metrics in their ninth digit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import torch
+
+from benchmark.core.errors import UserError
+
+VIEW_CHOICES = ("fg", "full", "all")
+
+
+def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: int = 4,
+                       params: dict[str, Any] | None = None, dataset_options: dict[str, Any] | None = None,
+                       data_root: str | None = None, split: str = "test", protocol: str = "corrected",
+                       masks: str = "gt", seed: int = 0, view: str = "all", device: str = "auto",
+                       batch_size: int = 16, cache_dir: str | Path | None = None, num_workers: int = 0,
+                       progress: bool = False, echo: Callable[[str], None] = lambda _: None) -> Path:
+    """Fit ``method`` as a run would and write its part maps for the chosen evaluation views."""
+    from benchmark.core.atomic import check_writable_dir
+    from benchmark.core.method import RunContext
+    from benchmark.core.registry import DATASETS
+    from benchmark.methods.predictions import save_part_maps, write_sidecar
+    from benchmark.runner import BackgroundPolicy, build_dataset, build_method, fit_method, resolve_device
+
+    if view not in VIEW_CHOICES:
+        raise UserError(f"--view must be one of {', '.join(VIEW_CHOICES)}, got {view!r}")
+    if method == "predictions":
+        raise UserError("exporting the `predictions` method would only copy its folder; export the method "
+                        "that produced the maps instead")
+    out = check_writable_dir(to, "--to directory")
+    device = resolve_device(device)
+    policy = BackgroundPolicy.parse(masks)
+    model = build_method(method, num_parts=num_parts, params=params)
+    model.context = RunContext(cache_dir=Path(cache_dir) if cache_dir else None, work_dir=out / ".work",
+                               num_workers=num_workers, progress=progress,
+                               data_root=Path(data_root) if data_root else None)
+
+    def load(view_name: str, split_name: str):
+        return build_dataset(dataset, data_root=data_root, split=split_name, view=view_name, protocol=protocol,
+                             masks=policy.dataset_masks, options=dataset_options)
+
+    first = load(DATASETS.get(dataset).fg_view, split)
+    # The same views, in the same order, as the runner evaluates them.
+    wanted = {"fg": [first.fg_view], "full": [first.full_view],
+              "all": [first.fg_view, first.full_view, first.landmark_view]}[view]
+    views = list(dict.fromkeys(wanted))
+    folders: list[str] = []
+
+    if not model.transductive:
+        fit_method(model, first, seed=seed, device=device)
+
+    def write(data, folder: str) -> None:
+        count = 0
+        for batch in data.batches(batch_size, device=device, num_workers=num_workers,
+                                  progress=progress and f"export {folder}"):
+            with torch.inference_mode():
+                maps = model.predict(batch)
+            if len(maps) != len(batch):
+                raise RuntimeError(f"method {method!r} returned {len(maps)} maps for {len(batch)} images")
+            save_part_maps(out / folder, batch, maps)
+            count += len(batch)
+        folders.append(folder)
+        echo(f"{folder}: {count} images")
+
+    for view_name in views:
+        data = first if view_name == first.view else load(view_name, split)
+        if model.transductive:
+            fit_method(model, data, seed=seed, device=device)
+        write(data, f"{split}/{view_name}")
+        if view == "all" and first.landmark_protocol is not None and view_name == first.landmark_view:
+            # The landmark regression's fit split, predicted right after its evaluation view (a transductive
+            # method still holding that view's fit), as the runner does.
+            fit_split = first.landmark_fit_split
+            if f"{fit_split}/{view_name}" not in folders:
+                write(load(view_name, fit_split), f"{fit_split}/{view_name}")
+
+    write_sidecar(out, {"folders": folders, "num_parts": num_parts, "method": method,
+                        "method_params": {k: _jsonable(v) for k, v in model.get_params().items()},
+                        "weights_id": model.weights_id(), "dataset": dataset, "split": split,
+                        "protocol": protocol, "masks": policy.source, "seed": seed})
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+@click.command("export")
+@click.option("--method", "-m", required=True, help="Registered method name (see `benchmark list`).")
+@click.option("--dataset", "-d", required=True, help="Registered dataset name (see `benchmark list`).")
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Root of the dataset tree (not needed for `synthetic`).")
+@click.option("--num-parts", "-k", type=int, default=4, show_default=True, help="Number of parts K.")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Method parameter. Repeatable.")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option. Repeatable.")
+@click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Shortcut for -p checkpoint=PATH.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--split", default="test", show_default=True, help="Evaluation split.")
+@click.option("--protocol", type=click.Choice(["corrected", "legacy"]), default="corrected", show_default=True)
+@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|method|none",
+              help="Mask source the views are loaded with (use the one the evaluation run will use).")
+@click.option("--view", type=click.Choice(VIEW_CHOICES), default="all", show_default=True,
+              help="Which evaluation views to export (all = fg, full and the landmark splits).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--num-workers", type=int, default=0, show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def export_command(method, dataset, to, data_root, num_parts, params, options, category, checkpoint, seed, split,
+                   protocol, masks, view, device, batch_size, cache_dir, num_workers, quiet):
+    """Write a method's part maps in the `predictions` format (one .npz per image and view).
+
+    \b
+    Example:
+      benchmark export -m kmeans -d synthetic --to exported/
+      benchmark run -m predictions -p dir=exported/ -d synthetic     # the same numbers as `run -m kmeans`
+    """
+    from benchmark.runner import parse_param
+
+    def pairs(items, what):
+        out = {}
+        for text in items:
+            key, value = parse_param(text)
+            if key in out:
+                raise UserError(f"{what} {key!r} given twice")
+            out[key] = value
+        return out
+
+    method_params = pairs(params, "parameter")
+    dataset_options = pairs(options, "dataset option")
+    if category is not None:
+        dataset_options["category"] = category
+    if checkpoint is not None:
+        method_params["checkpoint"] = str(Path(checkpoint).resolve())
+    out = export_predictions(method, dataset, to=to, num_parts=num_parts, params=method_params,
+                             dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
+                             masks=masks, seed=seed, view=view, device=device, batch_size=batch_size,
+                             cache_dir=cache_dir, num_workers=num_workers, progress=not quiet, echo=click.echo)
+    click.echo(f"wrote {out}; evaluate with: benchmark run -m predictions -p dir={out} -d {dataset}")
+
+
+commands = [export_command]
