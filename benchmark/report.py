@@ -28,7 +28,6 @@ PAPER_SUFFIXES = ("(paper)", "(paper, 5 seeds)")
 
 def summarise(df) -> "Any":
     """Long table: one row per (setting, method label, metric) with mean, std, seeds and n (x100)."""
-    import pandas as pd
 
     df = df.copy()
     df["label"] = _method_labels(df)

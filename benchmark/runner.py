@@ -106,8 +106,11 @@ class RunConfig:
     batch_size: int = 16
     metrics: tuple[str, ...] | None = None  # None = every registered metric that applies
 
-    def key(self) -> str:
+    def key(self, inputs: Any = None) -> str:
+        """Hash of the definition; ``inputs`` = the method's :meth:`~Method.input_fingerprint` (the content
+        of files its parameters point to), so a changed checkpoint or predictions folder is a new run."""
         description = asdict(self)
+        description["inputs"] = inputs
         description.pop("device")  # the device changes speed, not the definition of the numbers
         description["data_root"] = str(Path(self.data_root).resolve()) if self.data_root else None
         description["harness_version"] = HARNESS_VERSION
@@ -277,10 +280,10 @@ def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool =
         if method.transductive:
             fit_method(method, data, seed=config.seed, device=device)
         for batch in data.batches(config.batch_size, device=device, progress=progress and f"{config.method} {view_name}"):
-            with torch.inference_mode():
-                maps = method.predict(batch)
-            if len(maps) != len(batch):
-                raise RuntimeError(f"method {config.method!r} returned {len(maps)} maps for {len(batch)} images")
+            predicted = _predict(method, batch, config)
+            if predicted is None:
+                continue
+            batch, maps = predicted
             for role in roles:
                 pairs = label_pairs(maps, batch, role=role, ground_truth=ground_truth, protocol=config.protocol,
                                     background=policy.scoring)
@@ -299,11 +302,34 @@ def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool =
             fit_data = view(first.landmark_view, split=first.landmark_fit_split)
             for batch in fit_data.batches(config.batch_size, device=device,
                                           progress=progress and f"{config.method} landmark fit split"):
-                with torch.inference_mode():
-                    maps = method.predict(batch)
+                predicted = _predict(method, batch, config)
+                if predicted is None:
+                    continue
+                batch, maps = predicted
                 for metric in landmark:
                     metric.update(maps, batch, split="fit")
     return metrics, kept, first
+
+
+def without_skipped(batch, maps, skipped_ids) -> tuple[Any, Any] | None:
+    """The batch and maps without the images a method skipped (its ``skipped_ids``, e.g. ``predictions``
+    with ``-p on_missing=skip``); ``None`` when nothing is left. Skipped images are counted in the rows."""
+    if not skipped_ids:
+        return batch, maps
+    skipped = set(skipped_ids)
+    keep = [i for i, sample_id in enumerate(batch.ids) if sample_id not in skipped]
+    if len(keep) == len(batch):
+        return batch, maps
+    return (batch.select(keep), maps.select(keep)) if keep else None
+
+
+def _predict(method: Method, batch, config: RunConfig):
+    """``method.predict`` with the checks every prediction gets, minus skipped images (or ``None``)."""
+    with torch.inference_mode():
+        maps = method.predict(batch)
+    if len(maps) != len(batch):
+        raise RuntimeError(f"method {config.method!r} returned {len(maps)} maps for {len(batch)} images")
+    return without_skipped(batch, maps, getattr(method, "skipped_ids", None))
 
 
 def _keep_examples(maps, batch, count: int, background: str) -> dict[str, Any]:
@@ -321,23 +347,28 @@ def _keep_examples(maps, batch, count: int, background: str) -> dict[str, Any]:
     return out
 
 
-def result_path(out_dir: str | Path, config: RunConfig) -> Path:
-    return Path(out_dir) / config.dataset / config.method / f"seed{config.seed}-{config.key()}.csv"
+def run_key(config: RunConfig, method: Method | None = None) -> str:
+    method = method or build_method(config.method, num_parts=config.num_parts, params=config.params)
+    return config.key(method.input_fingerprint())
+
+
+def result_path(out_dir: str | Path, config: RunConfig, method: Method | None = None) -> Path:
+    return Path(out_dir) / config.dataset / config.method / f"seed{config.seed}-{run_key(config, method)}.csv"
 
 
 def run(config: RunConfig, *, out_dir: str | Path | None = "runs", force: bool = False, progress: bool = False,
         cache_dir: str | Path | None = None, num_workers: int = 0, examples: int = 0) -> RunResult:
     """Run one configuration (see the module docstring); reuse a finished identical run unless ``force``."""
-    path = result_path(out_dir, config) if out_dir is not None else None
+    method = build_method(config.method, num_parts=config.num_parts, params=config.params)
+    key = run_key(config, method)
+    path = result_path(out_dir, config, method) if out_dir is not None else None
     if path is not None and path.exists() and not force and not examples:
         rows = read_rows(path)
         if rows:
             return RunResult(config, rows, path, reused=True)
 
     device = resolve_device(config.device)
-    method = build_method(config.method, num_parts=config.num_parts, params=config.params)
-    work_dir = (Path(out_dir) / config.dataset / config.method / f"seed{config.seed}-{config.key()}.work"
-                if out_dir is not None else None)
+    work_dir = path.with_suffix(".work") if path is not None else None
     method.context = RunContext(cache_dir=Path(cache_dir) if cache_dir else None, work_dir=work_dir,
                                 num_workers=num_workers, progress=progress,
                                 data_root=Path(config.data_root) if config.data_root else None)
@@ -345,20 +376,20 @@ def run(config: RunConfig, *, out_dir: str | Path | None = "runs", force: bool =
     t0 = time.perf_counter()
     metrics, kept, data = evaluate(method, config, device=device, progress=progress, examples=examples)
     wall = time.perf_counter() - t0
-    rows = _rows(config, method, metrics, data, device=device, wall=wall, started=started)
+    rows = _rows(config, method, metrics, data, device=device, wall=wall, started=started, key=key)
     if path is not None:
         write_rows(path, rows)
     return RunResult(config, rows, path, reused=False, examples=kept)
 
 
 def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Dataset, *, device: str,
-          wall: float, started: _dt.datetime) -> list[dict[str, Any]]:
+          wall: float, started: _dt.datetime, key: str) -> list[dict[str, Any]]:
     sha, dirty = git_state()
     versions = package_versions()
     policy = BackgroundPolicy.parse(config.masks)
     skipped = len(getattr(method, "skipped_ids", []) or [])
     common = {
-        "run_key": config.key(),
+        "run_key": key,
         "method": config.method,
         "dataset": config.dataset,
         "split": config.split,

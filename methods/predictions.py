@@ -51,7 +51,7 @@ harness (:class:`~benchmark.core.types.PartMaps`), after which softmax/argmax ar
 infinite values, negative probabilities, a label outside ``0..K``, mixed formats within a batch) raises
 one :class:`~benchmark.core.errors.UserError` naming the file. With ``-p on_missing=skip`` missing files
 are skipped instead: their ids are collected (once each) in :attr:`PredictionsMethod.skipped_ids` and their
-rows of the returned scores are NaN; the runner must drop them with :func:`drop_skipped` before scoring
+rows of the returned scores are NaN; the runner drops every image listed in ``skipped_ids`` before scoring
 and records ``len(skipped_ids)`` as ``skipped_images``.
 """
 
@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -134,27 +134,6 @@ def _safe_relative(sample_id: str) -> str:
     return rel.as_posix()
 
 
-def drop_skipped(batch: Batch, maps: PartMaps, skipped_ids: set[str] | list[str]) -> tuple[Batch, PartMaps] | None:
-    """The batch and maps without the images in ``skipped_ids`` (``None`` if nothing is left): what the
-    runner applies before scoring when ``-p on_missing=skip`` skipped files."""
-    skipped = set(skipped_ids)
-    keep = [i for i, sample_id in enumerate(batch.ids) if sample_id not in skipped]
-    if len(keep) == len(batch.ids):
-        return batch, maps
-    if not keep:
-        return None
-    index = torch.tensor(keep, device=batch.images.device)
-
-    def take(t):
-        return None if t is None else t.index_select(0, index.to(t.device))
-
-    new_batch = replace(batch, images=take(batch.images), ids=[batch.ids[i] for i in keep],
-                        keypoints=take(batch.keypoints), visible=take(batch.visible), masks=take(batch.masks),
-                        part_labels=take(batch.part_labels), bboxes=take(batch.bboxes),
-                        meta=[batch.meta[i] for i in keep] if batch.meta else batch.meta)
-    return new_batch, replace(maps, scores=maps.scores.index_select(0, index.to(maps.scores.device)))
-
-
 @register_method("predictions")
 class PredictionsMethod(Method):
     """Part maps saved by any method (.npz/.npy scores or label PNGs, one file per image) in -p dir=DIR."""
@@ -171,6 +150,18 @@ class PredictionsMethod(Method):
     def weights_id(self) -> str:
         sidecar = self._sidecar() if self.dir else {}
         return str(sidecar.get("weights_id", "external"))
+
+    def input_fingerprint(self) -> Any:
+        """Digest of the folder's listing (path, size, modification time of every file): re-exporting into
+        the same folder makes a new run instead of reusing the old rows."""
+        from benchmark.core.cache import content_key
+
+        if not self.dir or not Path(self.dir).is_dir():
+            return None
+        root = Path(self.dir)
+        listing = sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+                         for p in root.rglob("*") if p.is_file())
+        return {"predictions": content_key(listing), "files": len(listing)}
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _root(self) -> Path:

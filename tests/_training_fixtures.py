@@ -97,7 +97,6 @@ def ddp_worker(rank: int, world: int, port: int, out_root: str) -> None:
 
 def contrastive_gather_worker(rank: int, world: int, out_root: str) -> None:
     """Each rank holds its half of the prototypes; the loss is computed on the gathered global batch."""
-    import os
 
     import torch.distributed as dist
 

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+
+from benchmark.runner import without_skipped
 from PIL import Image
 
 from benchmark.core.errors import UserError
@@ -164,11 +166,11 @@ def test_skip_missing_counts_and_drops(tmp_path):
     got = method.predict(batch)
     assert method.skipped_ids == ["birds/b.jpg"]
     assert torch.isnan(got.scores[1]).all() and not torch.isnan(got.scores[[0, 2]]).any()
-    kept_batch, kept_maps = pred_mod.drop_skipped(batch, got, method.skipped_ids)
+    kept_batch, kept_maps = without_skipped(batch, got, method.skipped_ids)
     assert kept_batch.ids == ["birds/a.jpg", "c.png"]
     assert torch.equal(kept_maps.scores, maps.scores[[0, 2]])
     assert torch.equal(kept_batch.images, batch.images[[0, 2]])
-    assert pred_mod.drop_skipped(batch, got, IDS) is None
+    assert without_skipped(batch, got, IDS) is None
 
 
 def test_per_view_folders_pick_the_maps_of_this_image(tmp_path):

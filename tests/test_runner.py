@@ -109,3 +109,22 @@ def test_transductive_landmark_fit_uses_the_same_fit_as_the_evaluation(tmp_path)
         assert with_full == pytest.approx(only_fg)
     finally:
         METHODS.unregister("test-permuting")
+
+
+def test_changed_files_behind_a_parameter_make_a_new_run(tmp_path):
+    """The run key digests the files a method's parameters point to (here: a predictions folder)."""
+    from click.testing import CliRunner
+
+    from benchmark.cli import cli
+
+    exported = tmp_path / "exported"
+    tiny = [arg for key, value in SYNTHETIC_TINY.items() for arg in ("-o", f"{key}={value}")]
+    export = ["export", "-m", "random", "-d", "synthetic", *tiny, "--to", str(exported)]
+    assert CliRunner().invoke(cli, export).exit_code == 0
+    config = RunConfig(method="predictions", dataset="synthetic", params={"dir": str(exported)},
+                       dataset_options=SYNTHETIC_TINY, metrics=("fg_nmi",))
+    first = run(config, out_dir=tmp_path / "runs")
+    assert run(config, out_dir=tmp_path / "runs").reused
+    assert CliRunner().invoke(cli, [*export, "--seed", "1"]).exit_code == 0
+    again = run(config, out_dir=tmp_path / "runs")
+    assert not again.reused and again.path != first.path

@@ -61,7 +61,6 @@ def build_method(method: str, given: dict[str, Any]):
     """Instantiate a registered method that supports training with the given parameters."""
     # ``ours`` lives in a subpackage whose __init__ belongs to the network code; importing the module
     # registers it even when the package's discovery does not reach it.
-    import benchmark.methods.ours.method  # noqa: F401
     from benchmark.core.registry import METHODS
 
     cls = METHODS.get(method)

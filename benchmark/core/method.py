@@ -39,7 +39,10 @@ Conventions (scikit-learn's estimator rules, checked for every registered method
   the method then stays registered, is listed as unavailable by ``benchmark list`` and skipped by the demo.
 * :meth:`demo_params` gives tiny settings for ``benchmark demo`` (2 CPU cores, a few seconds per method);
   returning ``None`` leaves the method out of the demo (for methods that need user input).
-* :meth:`weights_id` names the pretrained weights the predictions depend on (recorded in every row).
+* :meth:`weights_id` names the pretrained weights the predictions depend on (recorded in every row);
+  :meth:`input_fingerprint` digests the files the parameters point to (part of the run's key).
+* A method may skip images it has no prediction for by listing their ids in ``self.skipped_ids`` (rows
+  of those images in the returned maps are ignored); the count goes into the result rows.
 """
 
 from __future__ import annotations
@@ -104,6 +107,12 @@ class Method(Plugin):
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters, read back from the attributes ``__init__`` stored."""
         return {name: getattr(self, name) for name in self.param_names()}
+
+    def input_fingerprint(self) -> Any:
+        """A JSON-able digest of the *contents* of files the parameters point to (checkpoints, folders of
+        saved predictions), so that a changed file at the same path makes a new run instead of reusing
+        old results. The default is :meth:`weights_id`, which already digests checkpoint files."""
+        return self.weights_id()
 
     def weights_id(self) -> str:
         """Identity of the pretrained weights the predictions depend on (``"none"`` if none)."""

@@ -91,6 +91,17 @@ class Batch:
         return replace(self, images=move(self.images), keypoints=move(self.keypoints), visible=move(self.visible),
                        masks=move(self.masks), part_labels=move(self.part_labels), bboxes=move(self.bboxes))
 
+    def select(self, keep: Sequence[int]) -> "Batch":
+        """The images at positions ``keep`` (in that order)."""
+        index = torch.as_tensor(list(keep), dtype=torch.long, device=self.images.device)
+
+        def take(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.index_select(0, index.to(t.device))
+
+        return replace(self, images=take(self.images), ids=[self.ids[i] for i in keep], keypoints=take(self.keypoints),
+                       visible=take(self.visible), masks=take(self.masks), part_labels=take(self.part_labels),
+                       bboxes=take(self.bboxes), meta=[self.meta[i] for i in keep] if self.meta else self.meta)
+
     def pin_memory(self) -> "Batch":  # used by DataLoader(pin_memory=True)
         def pin(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.pin_memory()
@@ -158,6 +169,11 @@ class PartMaps:
             return self
         scores = F.interpolate(self.scores.float(), size=size, mode="bilinear", align_corners=self.align_corners)
         return replace(self, scores=scores)
+
+    def select(self, keep: Sequence[int]) -> "PartMaps":
+        """The maps at positions ``keep`` (in that order)."""
+        index = torch.as_tensor(list(keep), dtype=torch.long, device=self.scores.device)
+        return replace(self, scores=self.scores.index_select(0, index))
 
     def probabilities(self) -> Tensor:
         """``(N, C, h, w)`` probabilities over all channels (background included when present)."""
