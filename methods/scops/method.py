@@ -392,9 +392,10 @@ class StepLoss:
         """The [0, 1] images the reference trainer rebuilds from its network input (§2.4)."""
         if not self.mean_swap:
             return images01
-        rgb_mean = torch.tensor(CAFFE_MEAN_BGR[::-1], device=images01.device)
-        added = torch.tensor(CAFFE_MEAN_BGR, device=images01.device)
-        return images01 + ((added - rgb_mean) / 255.0).view(1, 3, 1, 1)
+        # Per-channel scalars, not a tensor built from Python data: that would be a host-to-device copy
+        # (a stream synchronisation) in every training step.
+        shift = [(added - subtracted) / 255.0 for added, subtracted in zip(CAFFE_MEAN_BGR, CAFFE_MEAN_BGR[::-1])]
+        return torch.stack([images01[:, c] + shift[c] for c in range(3)], dim=1)
 
     def __call__(self, model: nn.Module, batch: Batch, info) -> tuple[Tensor, dict[str, Tensor]]:
         from benchmark.methods.ours import warp
@@ -418,8 +419,7 @@ class StepLoss:
         # ToPILImage does), then the random warp, zero padding.
         jittered = color_jitter(rebuilt.clamp(0, 1), self.jitter_params, generator=info.generator)
         if self.mean_swap:  # re-subtract the means in tensor order, as the reference does
-            mean = torch.tensor(CAFFE_MEAN_BGR, device=images01.device).view(1, 3, 1, 1)
-            x_cj = jittered * 255.0 - mean
+            x_cj = torch.stack([jittered[:, c] * 255.0 - CAFFE_MEAN_BGR[c] for c in range(3)], dim=1)
         else:
             x_cj = caffe_input(jittered, mean_order="rgb")
         grid = warp.random_warp_grid(len(images01), int(size[0]), int(size[1]), self.warp_params,
