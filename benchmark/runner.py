@@ -287,7 +287,8 @@ def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool =
             batch, maps = predicted
             for role in roles:
                 pairs = label_pairs(maps, batch, role=role, ground_truth=ground_truth, protocol=config.protocol,
-                                    background=policy.scoring)
+                                    background=policy.scoring,
+                                    legacy_rule=data.legacy_background_rules.get(role))
                 for metric in clustering:
                     if metric.role == role:
                         true, pred = pairs[metric.label_set()]

@@ -88,6 +88,9 @@ class DeepFashion(RealDataset):
     views = ("fg", "full", "train")
     #: §3.3: get_fg_nmi_ari upsamples with align_corners=True, get_full_nmi_ari with align_corners=False
     legacy_align_corners = {"fg": True, "full": False}
+    #: §3.3 / §8.17: for SCOPS the notebook's FG argmax kept the background channel, and its full
+    #: prediction used the per-channel max-normalised softmax with the background set to 0.1
+    legacy_background_rules = {"fg": "all_channels", "full": "max_normalised"}
     expected_counts = {"test": 6922}
     protocol_description = (
         "fg: long side 256 (cv2 bilinear/nearest), centred pad to 256x256 (image edge, labels 0); full: short side "

@@ -140,3 +140,48 @@ def test_legacy_deepfashion_fg_upsamples_with_align_corners_true(df_root, coarse
 def test_reference_upsampling_conventions_per_view():
     assert D.DATASETS.get("cub").legacy_align_corners == {"fg": False, "full": False, "crop": True}
     assert D.DATASETS.get("pascal-part").legacy_align_corners == {"fg": True, "full": True}
+
+
+# -- §3.3 / §8.17: how the DeepFashion notebook read SCOPS' own background channel ------------------------
+class _WithBackground(Method):
+    """K+1 fixed logits at the image resolution (channel 0 = background), the same for every image."""
+
+    provides_background = True
+
+    def __init__(self, num_parts: int = 4):
+        self.num_parts = num_parts
+
+    @staticmethod
+    def logits(n: int, size) -> torch.Tensor:
+        g = torch.Generator().manual_seed(5)
+        base = torch.randn(1, 5, *size, generator=g)
+        base[:, 0] += 0.8  # a background channel that wins raw argmaxes often
+        return base.expand(n, -1, -1, -1).contiguous()
+
+    def predict(self, batch):
+        return PartMaps(self.logits(len(batch), batch.size), image_size=batch.size, kind="logits",
+                        has_background=True)
+
+
+def test_legacy_deepfashion_scops_background_rules(df_root):
+    METHODS.register("test-withbg")(_WithBackground)
+    try:
+        rows = run(RunConfig(method="test-withbg", dataset="deepfashion", data_root=str(df_root), protocol="legacy",
+                             masks="method", metrics=("fg_nmi", "nmi")), out_dir=None).rows
+    finally:
+        METHODS.unregister("test-withbg")
+    values = {r["metric"]: r["value"] for r in rows}
+    # FG: argmax over all K+1 channels (background included) on the GT-foreground pixels
+    fg = D.load("deepfashion", root=df_root, split="test", view="fg", protocol="legacy")
+    gts = np.concatenate([fg[i].part_labels.numpy().ravel() for i in range(len(fg))])
+    pred = np.tile(_WithBackground.logits(1, (256, 256)).numpy()[0].argmax(0).ravel(), len(fg))
+    assert values["fg_nmi"] == pytest.approx(normalized_mutual_info_score(gts[gts != 0], pred[gts != 0]), abs=1e-9)
+    # full: softmax, each channel / its spatial max, background := 0.1, argmax (numpy oracle)
+    full = D.load("deepfashion", root=df_root, split="test", view="full", protocol="legacy")
+    gts = np.concatenate([full[i].part_labels.numpy().ravel() for i in range(len(full))])
+    z = _WithBackground.logits(1, full[0].size).numpy()[0].astype(np.float64)
+    p = np.exp(z - z.max(0)) / np.exp(z - z.max(0)).sum(0)
+    p = p / p.max(axis=(1, 2), keepdims=True)
+    p[0] = 0.1
+    pred = np.tile(p.argmax(0).ravel(), len(full))
+    assert values["nmi"] == pytest.approx(normalized_mutual_info_score(gts, pred), abs=1e-9)
