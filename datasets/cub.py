@@ -47,7 +47,8 @@ class CUB(RealDataset):
       both sides down to multiples of 16; a visible keypoint outside the final view becomes invisible
       (inside = ``0 <= x < W`` and ``0 <= y < H``, i.e. its read-out pixel exists).
     * ``full`` -- §3.2 full variant: the same without the box crop. ``Sample.bbox`` = the GT box in view
-      pixels (the ``cub-bbox`` landmark protocol normalises by it).
+      pixels (the ``cub-bbox`` landmark protocol normalises by it; ``legacy``: corner clamped at >= 0 and
+      width/height at most the view's, as the notebook's ``cut_borders``, without moving the far edge).
     * ``train`` -- §1.1: inclusive box ``(x, y, x+w-1, y+h-1)`` (Kanazawa: the .mat box minus 1), 5 % pad
       plus uniform +-``jitter`` (5 %) per side, rounded and grown to a square, cropped with fill 1/255 (the
       reference's uint8 value 1) for the image and 0 for the mask, resized to 256x256 as cv2 does
@@ -195,6 +196,10 @@ class CUB(RealDataset):
         vis = vis & inside(kp, nh, nw)
         bbox = torch.tensor([box[0] * scale - left, box[1] * scale - top, box[2] * scale, box[3] * scale],
                             dtype=torch.float32)
+        if self.protocol == "legacy":  # the notebook's cut_borders clamps the corner at 0 and the size at the view
+            bbox[:2].clamp_(min=0)
+            bbox[2].clamp_(max=nw)
+            bbox[3].clamp_(max=nh)
         meta.update(scale=scale, offset=(top, left))
         return Sample(image=image_tensor(image), id=str(self._paths[i]), keypoints=kp, visible=vis, mask=mask,
                       bbox=bbox, meta=meta)

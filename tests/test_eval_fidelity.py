@@ -185,3 +185,20 @@ def test_legacy_deepfashion_scops_background_rules(df_root):
     p[0] = 0.1
     pred = np.tile(p.argmax(0).ravel(), len(full))
     assert values["nmi"] == pytest.approx(normalized_mutual_info_score(gts, pred), abs=1e-9)
+
+
+# -- §3.5(c): the notebook's cut_borders clamps the box (corner >= 0, size <= view) -----------------------
+def test_cub_legacy_bbox_is_clamped_as_cut_borders(cub_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "CUB_200_2011"
+    shutil.copytree(cub_root, root)
+    lines = (root / "bounding_boxes.txt").read_text().splitlines()
+    lines[0] = "1 0.2 5.2 79.5 40.3"  # image 1 (80x60): box touching the left edge, almost full width
+    (root / "bounding_boxes.txt").write_text("\n".join(lines) + "\n")
+    # full view: short side 60 -> scale 256/60; width int(256 * 80 / 60) = 341 -> 336, offset 2
+    s = 256 / 60
+    legacy = D.load("cub", root=root, split="test", view="full", protocol="legacy")[0].bbox
+    assert torch.allclose(legacy, torch.tensor([0.0, 5.2 * s, 336.0, 40.3 * s]), atol=1e-4)
+    corrected = D.load("cub", root=root, split="test", view="full")[0].bbox
+    assert torch.allclose(corrected, torch.tensor([0.2 * s - 2, 5.2 * s, 79.5 * s, 40.3 * s]), atol=1e-4)
