@@ -18,6 +18,8 @@ What happens, in order:
 3. Each evaluation view (the dataset's ``fg_view`` and ``full_view``, once if they are the same) is
    predicted batch by batch on the device; label pairs are extracted by
    :func:`benchmark.metrics.scoring.label_pairs` and streamed into the metrics' contingency tables.
+   Under ``protocol="legacy"`` the dataset's ``legacy_align_corners`` (the reference's upsampling
+   convention of the view) replaces the method's own, and its ``legacy_background_rules`` are passed on.
 4. Landmark regression (when the dataset defines a protocol) predicts the fitting split and the
    evaluation split in the dataset's ``landmark_view`` and regresses keypoints from part centres.
 5. One tidy row per metric is written atomically to ``<out>/<dataset>/<method>/seed<S>-<key>.csv``; a
