@@ -18,6 +18,8 @@ What happens, in order:
 3. Each evaluation view (the dataset's ``fg_view`` and ``full_view``, once if they are the same) is
    predicted batch by batch on the device; label pairs are extracted by
    :func:`benchmark.metrics.scoring.label_pairs` and streamed into the metrics' contingency tables.
+   Under ``protocol="legacy"`` the dataset's ``legacy_align_corners`` (the reference's upsampling
+   convention of the view) replaces the method's own, and its ``legacy_background_rules`` are passed on.
 4. Landmark regression (when the dataset defines a protocol) predicts the fitting split and the
    evaluation split in the dataset's ``landmark_view`` and regresses keypoints from part centres.
 5. One tidy row per metric is written atomically to ``<out>/<dataset>/<method>/seed<S>-<key>.csv``; a
@@ -27,6 +29,7 @@ What happens, in order:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import datetime as _dt
 import json
 import time
@@ -47,7 +50,7 @@ from benchmark.provenance import device_description, git_state, package_versions
 from benchmark.results import RESULT_COLUMNS, read_rows, write_rows
 
 # Bump when a change of the harness changes numbers, so that stale result files are not reused.
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,13 +283,14 @@ def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool =
         if method.transductive:
             fit_method(method, data, seed=config.seed, device=device)
         for batch in data.batches(config.batch_size, device=device, progress=progress and f"{config.method} {view_name}"):
-            predicted = _predict(method, batch, config)
+            predicted = _predict(method, batch, config, view_name=view_name, data=data)
             if predicted is None:
                 continue
             batch, maps = predicted
             for role in roles:
                 pairs = label_pairs(maps, batch, role=role, ground_truth=ground_truth, protocol=config.protocol,
-                                    background=policy.scoring)
+                                    background=policy.scoring,
+                                    legacy_rule=data.legacy_background_rules.get(role))
                 for metric in clustering:
                     if metric.role == role:
                         true, pred = pairs[metric.label_set()]
@@ -302,7 +306,7 @@ def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool =
             fit_data = view(first.landmark_view, split=first.landmark_fit_split)
             for batch in fit_data.batches(config.batch_size, device=device,
                                           progress=progress and f"{config.method} landmark fit split"):
-                predicted = _predict(method, batch, config)
+                predicted = _predict(method, batch, config, view_name=first.landmark_view, data=fit_data)
                 if predicted is None:
                     continue
                 batch, maps = predicted
@@ -323,12 +327,21 @@ def without_skipped(batch, maps, skipped_ids) -> tuple[Any, Any] | None:
     return (batch.select(keep), maps.select(keep)) if keep else None
 
 
-def _predict(method: Method, batch, config: RunConfig):
-    """``method.predict`` with the checks every prediction gets, minus skipped images (or ``None``)."""
+def _predict(method: Method, batch, config: RunConfig, *, view_name: str | None = None,
+             data: Dataset | None = None):
+    """``method.predict`` with the checks every prediction gets, minus skipped images (or ``None``).
+
+    Under ``protocol="legacy"`` the maps are upsampled with the reference evaluation's convention of this
+    view (``data.legacy_align_corners``, e.g. DeepFashion FG: ``align_corners=True``) rather than the
+    method's own, as the reference scripts upsampled every model's logits the same way."""
     with torch.inference_mode():
         maps = method.predict(batch)
     if len(maps) != len(batch):
         raise RuntimeError(f"method {config.method!r} returned {len(maps)} maps for {len(batch)} images")
+    if config.protocol == "legacy" and data is not None:
+        align = data.legacy_align_corners.get(view_name or data.view)
+        if align is not None and bool(align) != maps.align_corners:
+            maps = dataclasses.replace(maps, align_corners=bool(align))
     return without_skipped(batch, maps, getattr(method, "skipped_ids", None))
 
 

@@ -107,18 +107,23 @@ def crop_fill(array: np.ndarray, left: int, top: int, width: int, height: int, f
     return out
 
 
-def pad_to(tensor: Tensor, size_hw: tuple[int, int], *, mode: str, value: float = 0.0) -> Tensor:
-    """Pad ``(C, H, W)`` / ``(H, W)`` at the bottom and right up to ``size_hw`` (``"edge"`` or ``"constant"``)."""
+def pad_to(tensor: Tensor, size_hw: tuple[int, int], *, mode: str, value: float = 0.0,
+           centre: bool = False) -> Tensor:
+    """Pad ``(C, H, W)`` / ``(H, W)`` up to ``size_hw`` (``"edge"`` or ``"constant"``): at the bottom and
+    right, or with ``centre`` split around the content (``p // 2`` before, the rest after, as the
+    reference's ``pad_if_smaller`` does for the DeepFashion evaluation crops, §3.3)."""
     ph, pw = size_hw[0] - tensor.shape[-2], size_hw[1] - tensor.shape[-1]
     if ph <= 0 and pw <= 0:
         return tensor
     ph, pw = max(ph, 0), max(pw, 0)
+    top, left = (ph // 2, pw // 2) if centre else (0, 0)
+    pads = (left, pw - left, top, ph - top)
     if mode == "constant":
-        return F.pad(tensor, (0, pw, 0, ph), value=value)
+        return F.pad(tensor, pads, value=value)
     squeeze = tensor.ndim == 2
     x = tensor[None, None] if squeeze else tensor[None]
     dtype = x.dtype
-    x = F.pad(x.float(), (0, pw, 0, ph), mode="replicate").to(dtype)
+    x = F.pad(x.float(), pads, mode="replicate").to(dtype)
     return x[0, 0] if squeeze else x[0]
 
 

@@ -41,12 +41,14 @@ class CUB(RealDataset):
     Views (``view=``):
 
     * ``fg`` -- §3.2 FG variant: crop to the GT box with integer-truncated ``x, y, w, h``; keypoints shifted
-      by ``(x, y)`` and clamped at >= 0 (as the notebook); short side resized to 256 (torchvision rule: the
+      by the truncated ``(x, y)`` (``legacy``: by the float box corner, as the notebook's ``cub200.py``)
+      and clamped at >= 0; short side resized to 256 (torchvision rule: the
       long side is truncated; PIL bilinear image); keypoints scaled by 256 / short side; centred crop of
       both sides down to multiples of 16; a visible keypoint outside the final view becomes invisible
       (inside = ``0 <= x < W`` and ``0 <= y < H``, i.e. its read-out pixel exists).
     * ``full`` -- §3.2 full variant: the same without the box crop. ``Sample.bbox`` = the GT box in view
-      pixels (the ``cub-bbox`` landmark protocol normalises by it).
+      pixels (the ``cub-bbox`` landmark protocol normalises by it; ``legacy``: corner clamped at >= 0 and
+      width/height at most the view's, as the notebook's ``cut_borders``, without moving the far edge).
     * ``train`` -- §1.1: inclusive box ``(x, y, x+w-1, y+h-1)`` (Kanazawa: the .mat box minus 1), 5 % pad
       plus uniform +-``jitter`` (5 %) per side, rounded and grown to a square, cropped with fill 1/255 (the
       reference's uint8 value 1) for the image and 0 for the mask, resized to 256x256 as cv2 does
@@ -58,8 +60,10 @@ class CUB(RealDataset):
     Masks: ``gt`` = ``segmentations/<class>/<file>.png`` (annotator votes 0..255; Kanazawa split: the
     ``mask`` of the .mat); ``predicted:DIR`` = ``DIR/<class>/<file>.png`` (e.g. the DeepLab
     ``supervisedlabels``); ``none``. Protocol ``corrected``: masks binarised (>= half the file's code range)
-    and resized nearest; ``legacy``: raw grey values resized bilinearly like the image (the notebook used
-    the un-thresholded masks, §8.10).
+    and resized nearest; ``legacy``: in the ``fg``/``full`` views the values resized bilinearly like the
+    image and never thresholded (the notebook's predicted masks, §8.10), where the official ``gt`` source
+    is first reduced to ``vote == 255`` as the reference's ``mask_type='gt'`` (§4.1); in the square crops
+    (``train``/``crop``) the values resized nearest, as the training code (§1.1).
 
     Splits: ``split_source="official"`` (``train_test_split.txt``: 5994 / 5794) or ``"kanazawa"``
     (``cachedir/cub/data/{train,test}_cub_cleaned.mat``, or ``kanazawa_dir=``; 1-based coordinates, pixel
@@ -71,6 +75,8 @@ class CUB(RealDataset):
 
     ground_truth = "keypoints"
     views = ("fg", "full", "train", "crop")
+    #: §3.2 step 7 (notebook: align_corners=False); §3.5(b) the trainer's `interp` (align_corners=True)
+    legacy_align_corners = {"fg": False, "full": False, "crop": True}
     fg_view = "fg"
     full_view = "full"
     landmark_protocol = "cub-bbox"
@@ -83,7 +89,7 @@ class CUB(RealDataset):
         "fg: GT-box crop (int-truncated), short side 256 (PIL bilinear, long side truncated), centred crop "
         "to multiples of 16, keypoints shifted/clamped/scaled, outside -> invisible; full: same without the "
         "crop; train: 5% padded +-5% jittered square box, fill 1/255, 256x256 (cv2 bilinear), flip with "
-        "keypoint permutation; masks: corrected = binarised + nearest, legacy = raw grey bilinear")
+        "keypoint permutation; masks: corrected = binarised + nearest, legacy = un-thresholded bilinear (gt: vote == 255; crops: nearest)")
     data_hint = ("Download: benchmark data download cub --to DIR, then --data-root DIR/CUB_200_2011 "
                  "(images.txt, parts/, segmentations/).")
 
@@ -173,7 +179,10 @@ class CUB(RealDataset):
             x, y, bw, bh = (int(v) for v in box)  # §3.2 step 3: integer truncation
             image = crop_fill(image, x, y, bw, bh, 0)
             raw_mask = crop_fill(raw_mask, x, y, bw, bh, 0) if raw_mask is not None else None
-            kp = (kp - torch.tensor([x, y], dtype=torch.float32)).clamp_(min=0)
+            # The crop starts at the truncated corner (x, y); the reference notebook shifted the keypoints
+            # by the float corner instead (a sub-pixel inconsistency), which `legacy` replicates.
+            shift = (box[0], box[1]) if self.protocol == "legacy" else (x, y)
+            kp = (kp - torch.tensor(shift, dtype=torch.float32)).clamp_(min=0)
             box = np.array([0.0, 0.0, bw, bh])
             h, w = bh, bw
         sh, sw = short_side_size(h, w)
@@ -187,6 +196,10 @@ class CUB(RealDataset):
         vis = vis & inside(kp, nh, nw)
         bbox = torch.tensor([box[0] * scale - left, box[1] * scale - top, box[2] * scale, box[3] * scale],
                             dtype=torch.float32)
+        if self.protocol == "legacy":  # the notebook's cut_borders clamps the corner at 0 and the size at the view
+            bbox[:2].clamp_(min=0)
+            bbox[2].clamp_(max=nw)
+            bbox[3].clamp_(max=nh)
         meta.update(scale=scale, offset=(top, left))
         return Sample(image=image_tensor(image), id=str(self._paths[i]), keypoints=kp, visible=vis, mask=mask,
                       bbox=bbox, meta=meta)
@@ -213,6 +226,8 @@ class CUB(RealDataset):
                    if self._pred_dir is not None else "Extract segmentations.tgz into the CUB_200_2011 folder")
             path = first_existing([path], "mask", fix)
             raw, where = read_gray(path), str(path)
+            if self.protocol == "legacy" and self._pred_dir is None:
+                raw = (raw == 255).astype(np.uint8)  # §4.1: the reference's mask_type='gt' is vote == 255
         if tuple(raw.shape) != hw:
             raise UserError(f"mask {where} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its image is "
                             f"{hw[1]}x{hw[0]}; the masks do not belong to these images")
@@ -229,8 +244,8 @@ class CUB(RealDataset):
         mask = None
         if raw_mask is not None:
             cropped = crop_fill(raw_mask, left, top, side, side, 0)
-            if self.protocol == "legacy":
-                mask = cv2_resize(torch.from_numpy(cropped.astype(np.float32)), out_hw, "bilinear")
+            if self.protocol == "legacy":  # §1.1: the training-code crops resize masks nearest (cv2)
+                mask = cv2_resize(torch.from_numpy(cropped.astype(np.float32)), out_hw, "nearest")
             else:
                 mask = cv2_resize(torch.from_numpy(binarise(cropped)), out_hw, "nearest")
         scale = out_hw[1] / side

@@ -71,9 +71,8 @@ class DeepFashion(RealDataset):
     Views:
 
     * ``fg`` -- §3.3 FG: long side 256 (cv2 rules: size ``round``, bilinear image, nearest labels), padded
-      to 256x256 (image edge-replicated, labels 0). The spec does not say where the padding goes; it is
-      put at the bottom/right (the FG metrics only read pixels with GT label != 0, so it only affects
-      what the network sees at the border).
+      to 256x256 (image edge-replicated, labels 0), the padding split around the image (``p // 2`` before,
+      the rest after) as the reference's ``pad_if_smaller`` does; the network sees the centred image.
     * ``full`` -- §3.3 full: short side 256 (torchvision rule, PIL bilinear image); labels nearest under
       ``corrected``, PIL *bilinear* under ``legacy`` (the reference resized the label map like an image).
     * ``train`` -- §1.1: RandomResizedCrop (scale [0.5, 1], ratio [3/4, 4/3], torchvision's sampling with
@@ -87,9 +86,14 @@ class DeepFashion(RealDataset):
 
     ground_truth = "pixels"
     views = ("fg", "full", "train")
+    #: §3.3: get_fg_nmi_ari upsamples with align_corners=True, get_full_nmi_ari with align_corners=False
+    legacy_align_corners = {"fg": True, "full": False}
+    #: §3.3 / §8.17: for SCOPS the notebook's FG argmax kept the background channel, and its full
+    #: prediction used the per-channel max-normalised softmax with the background set to 0.1
+    legacy_background_rules = {"fg": "all_channels", "full": "max_normalised"}
     expected_counts = {"test": 6922}
     protocol_description = (
-        "fg: long side 256 (cv2 bilinear/nearest), pad to 256x256 (image edge, labels 0); full: short side "
+        "fg: long side 256 (cv2 bilinear/nearest), centred pad to 256x256 (image edge, labels 0); full: short side "
         "256 (PIL bilinear), labels nearest (corrected) or bilinear (legacy); train: RandomResizedCrop "
         "[0.5,1]x[3/4,4/3] -> 256, flip; palette decoded by RGB sum, unknown colour = error (corrected) / 255")
     data_hint = ("DeepFashion needs a signed agreement: `benchmark data download deepfashion` prints the steps; "
@@ -157,14 +161,15 @@ class DeepFashion(RealDataset):
         size = long_side_size(*image.shape[:2])
         img = cv2_resize(image_tensor(image), size, "bilinear")
         lab = cv2_resize(torch.from_numpy(labels), size, "nearest")
-        img, lab = pad_to(img, (256, 256), mode="edge"), pad_to(lab, (256, 256), mode="constant", value=0)
+        img = pad_to(img, (256, 256), mode="edge", centre=True)
+        lab = pad_to(lab, (256, 256), mode="constant", value=0, centre=True)
         mask = None
         if raw_mask is not None:
             if self.protocol == "legacy":
                 mask = cv2_resize(torch.from_numpy(raw_mask.astype(np.float32)), size, "bilinear")
             else:
                 mask = cv2_resize(torch.from_numpy(binarise(raw_mask)), size, "nearest")
-            mask = pad_to(mask, (256, 256), mode="constant", value=0)
+            mask = pad_to(mask, (256, 256), mode="constant", value=0, centre=True)
         return img.contiguous(), lab.contiguous(), mask
 
     def _train(self, image, labels, raw_mask):

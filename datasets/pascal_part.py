@@ -88,14 +88,16 @@ class PascalPart(RealDataset):
     all pixels, background from the mask) is the *same* crop, so ``full_view = "fg"`` and the harness
     predicts once; ``view="full"`` is accepted and returns identical samples.
     Masks: ``gt`` = union of the part masks (labels != 0); ``predicted:DIR`` = ``DIR/<image id>.png``
-    (full-image mask, cropped like the image; binarised + nearest under ``corrected``, raw bilinear under
-    ``legacy``); ``none``.
+    (full-image mask, cropped like the image; binarised + nearest under ``corrected``, raw codes resized
+    nearest under ``legacy``); ``none``.
     """
 
     ground_truth = "pixels"
     views = ("fg", "full", "train")
     fg_view = "fg"
     full_view = "fg"
+    #: §3.4: the reference's `Trainer.log_ari` upsamples with the trainer's `interp` (align_corners=True)
+    legacy_align_corners = {"fg": True, "full": True}
     protocol_description = (
         "one category; objects with box area > 20% of the image (train: train_area_threshold, reference 10%), "
         "objects without parts skipped and counted; parts painted in reverse order; 5% padded square box "
@@ -174,8 +176,8 @@ class PascalPart(RealDataset):
         img, lab = pad_to(img, (256, 256), mode="edge"), pad_to(lab, (256, 256), mode="edge")
         if raw_mask is not None:
             cropped = crop_fill(raw_mask, left, top, side, side, 0)
-            if self.protocol == "legacy":
-                mask = cv2_resize(torch.from_numpy(cropped.astype(np.float32)), out_hw, "bilinear")
+            if self.protocol == "legacy":  # raw codes, resized nearest as the training-code crops (§1.1)
+                mask = cv2_resize(torch.from_numpy(cropped.astype(np.float32)), out_hw, "nearest")
             else:
                 mask = cv2_resize(torch.from_numpy(binarise(cropped)), out_hw, "nearest")
             mask = pad_to(mask, (256, 256), mode="edge")

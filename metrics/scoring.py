@@ -29,6 +29,14 @@ Background (``background=``, chosen once per run by the mask policy):
 * ``"method"``: the method's own background channel 0 (``maps.has_background``): full prediction = argmax
   over all K+1 raw channels.
 * ``"none"``: no background label: full prediction = argmax + 1 everywhere.
+
+Legacy rules for methods with their own background channel (``legacy_rule=``, set per view by the
+dataset's ``legacy_background_rules``; only under ``protocol="legacy"`` and only for ``maps.has_background``),
+what the DeepFashion notebook did with SCOPS (spec §3.3, §8.17):
+
+* ``"all_channels"`` (FG view): the FG prediction is the argmax over all K+1 channels, background included;
+* ``"max_normalised"`` (full view, ``background="method"``): probabilities divided by their per-image,
+  per-channel spatial maximum, the background channel replaced by 0.1, then argmax over the K+1 channels.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ ROLES = ("fg", "full")
 GROUND_TRUTHS = ("keypoints", "pixels")
 PROTOCOLS = ("corrected", "legacy")
 BACKGROUNDS = ("mask", "method", "none")
+LEGACY_RULES = ("all_channels", "max_normalised")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -107,12 +116,16 @@ def _full_from_scores(scores: Tensor, masks: Tensor | None, maps: PartMaps, back
 
 
 def label_pairs(maps: PartMaps, batch: Batch, *, role: str, ground_truth: str, protocol: str,
-                background: str) -> dict[str, tuple[Tensor, Tensor]]:
+                background: str, legacy_rule: str | None = None) -> dict[str, tuple[Tensor, Tensor]]:
     """Label pairs ``{label_set: (true, pred)}`` of one batch for one evaluation view (module docstring)."""
     _check_choice("role", role, ROLES)
     _check_choice("ground_truth", ground_truth, GROUND_TRUTHS)
     _check_choice("protocol", protocol, PROTOCOLS)
     _check_choice("background", background, BACKGROUNDS)
+    if legacy_rule is not None:
+        _check_choice("legacy_rule", legacy_rule, LEGACY_RULES)
+        if protocol != "legacy" or not maps.has_background:
+            legacy_rule = None
     if len(maps) != len(batch):
         raise ValueError(f"part maps cover {len(maps)} images but the batch has {len(batch)}")
     needs_background = role == "full" or (role == "fg" and protocol == "legacy" and ground_truth == "keypoints")
@@ -123,7 +136,7 @@ def label_pairs(maps: PartMaps, batch: Batch, *, role: str, ground_truth: str, p
     scores = maps.scores.to(batch.device)
     if ground_truth == "keypoints":
         return _keypoint_pairs(scores, masks, maps, batch, role, protocol, background)
-    return _pixel_pairs(scores, masks, maps, batch, role, protocol, background)
+    return _pixel_pairs(scores, masks, maps, batch, role, protocol, background, legacy_rule)
 
 
 def _keypoint_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch: Batch, role: str,
@@ -161,7 +174,7 @@ def _keypoint_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch:
 
 
 def _pixel_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch: Batch, role: str,
-                 protocol: str, background: str) -> dict[str, tuple[Tensor, Tensor]]:
+                 protocol: str, background: str, legacy_rule: str | None = None) -> dict[str, tuple[Tensor, Tensor]]:
     if batch.part_labels is None:
         raise UserError("ground_truth='pixels' needs part label maps in the dataset's samples; this dataset "
                         "has none: evaluate it with keypoint ground truth")
@@ -170,8 +183,15 @@ def _pixel_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch: Ba
     parts = scores[:, off:].argmax(dim=1)  # (N, H, W), 0..K-1
     if role == "fg":
         fg = gt != 0
+        if legacy_rule == "all_channels":  # the DeepFashion notebook kept SCOPS' background channel here
+            parts = scores.argmax(dim=1)
         return {"fg": (gt[fg], parts[fg])}
-    if background == "method":
+    if background == "method" and legacy_rule == "max_normalised":
+        probs = scores.float().softmax(dim=1) if maps.kind == "logits" else scores.float()
+        probs = probs / probs.amax(dim=(2, 3), keepdim=True)
+        probs[:, 0] = 0.1
+        pred = probs.argmax(dim=1)
+    elif background == "method":
         pred = scores.argmax(dim=1)
     elif background == "none":
         pred = parts + 1

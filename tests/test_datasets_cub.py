@@ -138,10 +138,10 @@ def test_masks_corrected_vs_legacy(cub_root):
     corrected = D.load("cub", root=cub_root, split="test", view="full")[0].mask
     legacy = D.load("cub", root=cub_root, split="test", view="full", protocol="legacy")[0].mask
     assert set(corrected.unique().tolist()) == {0.0, 1.0}
-    values = set(legacy.unique().tolist())
-    assert max(values) == 255.0 and len(values) > 3  # raw grey levels, bilinear intermediates
+    # legacy gt = the reference's mask_type='gt' (vote == 255), resized bilinearly (PIL rounds 0/1 codes)
+    assert set(legacy.unique().tolist()) == {0.0, 1.0}
     # corrected = (vote >= 128) resized nearest: the 51/153 rims of the fixture drop / stay
-    assert (legacy[corrected == 1] > 0).float().mean() > 0.95
+    assert (legacy[corrected == 1] > 0).float().mean() > 0.9
 
 
 def test_predicted_masks_and_wrong_size(cub_root, tmp_path):

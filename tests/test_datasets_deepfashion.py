@@ -88,15 +88,16 @@ def test_fg_view_long_side_and_padding(df_root):
     ds = D.load("deepfashion", root=df_root, split="test", view="fg")
     s = ds[0]
     s.validate()
-    # 40x60 -> long side 256: width round(40 * 256 / 60) = round(170.67) = 171, then padded to 256
+    # 40x60 -> long side 256: width round(40 * 256 / 60) = round(170.67) = 171, then padded to 256,
+    # centred as the reference's pad_if_smaller: 42 columns before, 43 after
     assert s.size == (256, 256) == ds.image_size(0)
-    assert (s.part_labels[:, 171:] == 0).all() and (s.part_labels[:, :171] != 0).any()
-    assert torch.equal(s.image[:, :, 171:], s.image[:, :, 170:171].expand(-1, -1, 85))  # edge replication
+    assert (s.part_labels[:, :42] == 0).all() and (s.part_labels[:, 213:] == 0).all()
+    assert torch.equal(s.image[:, :, 213:], s.image[:, :, 212:213].expand(-1, -1, 43))  # edge replication
     # nearest (cv2 rule: src = floor(dst * 60/256)) against a numpy oracle
     labels = label_map(2)
     rows = np.floor(np.arange(256) * (60 / 256)).astype(int)
     cols = np.floor(np.arange(171) * (40 / 171)).astype(int)
-    assert np.array_equal(s.part_labels[:, :171].numpy(), labels[rows][:, cols])
+    assert np.array_equal(s.part_labels[:, 42:213].numpy(), labels[rows][:, cols])
     assert torch.equal(s.mask, (s.part_labels != 0).float())
 
 

@@ -19,6 +19,12 @@ Class attributes describe the evaluation protocol (they go into ``benchmark list
 * ``landmark_protocol``: one of ``benchmark.metrics.landmarks.PROTOCOLS`` or ``None``; landmark regression
   fits on ``landmark_fit_split`` and evaluates on the evaluation split, both in ``landmark_view``.
 * ``protocol_description``: the crop/resize rules in words.
+* ``legacy_align_corners``: ``{view: bool}``, the ``align_corners`` with which the reference evaluation
+  upsampled coarse part maps in that view; under ``protocol="legacy"`` the harness applies it instead of
+  the method's own :attr:`PartMaps.align_corners` (views not listed keep the method's convention).
+* ``legacy_background_rules``: ``{role: rule}`` (role ``"fg"``/``"full"``), how the reference evaluation
+  read a method's own background channel in that role under ``protocol="legacy"`` (see
+  ``benchmark.metrics.scoring``: ``"all_channels"``, ``"max_normalised"``).
 
 Constructor: ``__init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
 **options)``; ``protocol`` is ``"corrected"`` or ``"legacy"`` (how labels and masks are resized and
@@ -58,6 +64,8 @@ class Dataset(Plugin, torch.utils.data.Dataset):
     landmark_protocol: ClassVar[str | None] = None
     landmark_view: ClassVar[str] = "fg"
     landmark_fit_split: ClassVar[str] = "train"
+    legacy_align_corners: ClassVar[dict[str, bool]] = {}
+    legacy_background_rules: ClassVar[dict[str, str]] = {}
     keypoint_names: ClassVar[tuple[str, ...]] = ()
     protocol_description: ClassVar[str] = ""
     data_hint: ClassVar[str] = ""  # how to get the data (shown by `benchmark list` and in errors)
