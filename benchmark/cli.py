@@ -55,15 +55,9 @@ def _default_cache_dir() -> str:
 
 
 def _parse_pairs(pairs: tuple[str, ...], what: str) -> dict:
-    from benchmark.runner import parse_param
+    from benchmark.runner import parse_params
 
-    out = {}
-    for text in pairs:
-        key, value = parse_param(text)
-        if key in out:
-            raise UserError(f"{what} {key!r} given twice")
-        out[key] = value
-    return out
+    return parse_params(pairs, what)
 
 
 @cli.command("run")

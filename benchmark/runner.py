@@ -129,19 +129,40 @@ class RunResult:
     examples: dict[str, Any] | None = None  # a few predictions for figures (see run(examples=...))
 
 
+def parse_value(text: str) -> Any:
+    """A ``-p``/``-o`` value: a Python literal (number, tuple, list, True/False/None), the words
+    true/false/none in any case, else the string itself."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def parse_param(text: str) -> tuple[str, Any]:
-    """``key=value`` -> (key, value); the value is a Python literal when it parses as one, else a string."""
+    """``key=value`` -> (key, value) with :func:`parse_value`; hyphens in keys mean underscores."""
     if "=" not in text:
         raise UserError(f"malformed parameter {text!r}; write -p key=value (e.g. -p niter=20)")
     key, raw = text.split("=", 1)
-    key = key.strip()
+    key = key.strip().replace("-", "_")
     if not key.isidentifier():
         raise UserError(f"malformed parameter name {key!r} in {text!r}; write -p key=value")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return key, value
+    return key, parse_value(raw)
+
+
+def parse_params(items: Iterable[str], what: str = "parameter") -> dict[str, Any]:
+    """Several ``key=value`` texts (``-p``/``-o`` options) -> dict; a key given twice is an error."""
+    out: dict[str, Any] = {}
+    for text in items:
+        key, value = parse_param(text)
+        if key in out:
+            raise UserError(f"{what} {key!r} given twice")
+        out[key] = value
+    return out
 
 
 def resolve_device(device: str) -> str:

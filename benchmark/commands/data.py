@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ast
+from typing import Any
 from pathlib import Path
 
 import click
@@ -10,7 +10,15 @@ import click
 from benchmark.core.errors import UserError
 
 
-def _parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+def _parse_pairs(values: tuple[str, ...], what: str) -> dict[str, Any]:
+    """Dataset options: ``key=value`` with literal values, as everywhere in the CLI."""
+    from benchmark.runner import parse_params
+
+    return parse_params(values, what)
+
+
+def _raw_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    """``NAME=TEXT`` kept verbatim (URLs and checksums are never literals: ``1234e5`` is not a float)."""
     pairs = {}
     for value in values:
         key, sep, rest = value.partition("=")
@@ -18,13 +26,6 @@ def _parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
             raise UserError(f"{what} {value!r} must look like NAME=VALUE")
         pairs[key.strip()] = rest.strip()
     return pairs
-
-
-def _literal(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 @click.group("data")
@@ -48,7 +49,7 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
     something is wrong."""
     from benchmark.datasets._check import check_dataset
 
-    opts = {k: _literal(v) for k, v in _parse_pairs(options, "--option").items()}
+    opts = _parse_pairs(options, "--option")
     if category is not None:
         opts["category"] = category
     if masks != "gt":
@@ -81,7 +82,7 @@ def download_command(dataset, to, urls, md5s, no_progress) -> None:
         return
     if to is None:
         raise UserError("pass --to DIR: the folder to download and extract into")
-    fetch(dataset, to, urls=_parse_pairs(urls, "--url"), md5s=_parse_pairs(md5s, "--md5"),
+    fetch(dataset, to, urls=_raw_pairs(urls, "--url"), md5s=_raw_pairs(md5s, "--md5"),
           progress=not no_progress, log=lambda msg: click.echo(msg, err=True))
     root = (Path(to) / DATA_ROOT_AFTER[dataset]).resolve()
     click.echo(f"done: use --data-root {root}")

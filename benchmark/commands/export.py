@@ -139,19 +139,10 @@ def export_command(method, dataset, to, data_root, num_parts, params, options, c
       benchmark export -m kmeans -d synthetic --to exported/
       benchmark run -m predictions -p dir=exported/ -d synthetic     # the same numbers as `run -m kmeans`
     """
-    from benchmark.runner import parse_param
+    from benchmark.runner import parse_params
 
-    def pairs(items, what):
-        out = {}
-        for text in items:
-            key, value = parse_param(text)
-            if key in out:
-                raise UserError(f"{what} {key!r} given twice")
-            out[key] = value
-        return out
-
-    method_params = pairs(params, "parameter")
-    dataset_options = pairs(options, "dataset option")
+    method_params = parse_params(params, "parameter")
+    dataset_options = parse_params(options, "dataset option")
     if category is not None:
         dataset_options["category"] = category
     if checkpoint is not None:

@@ -10,7 +10,6 @@ the processes; rank 0 writes).
 
 from __future__ import annotations
 
-import ast
 import os
 from pathlib import Path
 from typing import Any
@@ -23,28 +22,10 @@ import benchmark.methods.ours.method  # noqa: F401,E402 -- registers `ours` (and
 ABLATABLE = ("feature", "contrastive", "color", "equivariance")
 
 
-def parse_value(text: str) -> Any:
-    """``-p key=value`` values: Python literals (numbers, True/False/None, tuples, lists), then the words
-    true/false/none, else the string itself."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"{option} expects key=value, got {pair!r}")
-        out[key.strip().replace("-", "_")] = parse_value(value)
-    return out
+    from benchmark.runner import parse_params
+
+    return parse_params(pairs, option)
 
 
 def _device(name: str) -> str:
