@@ -193,22 +193,13 @@ class Ours(Method):
             self.config_ = self.config_for(None)
             self.model_ = self._load_checkpoint(self.checkpoint).to(device).eval()
             return self
-        from benchmark.methods.training.checkpoint import latest_checkpoint
+        from benchmark.methods.training.cache import train_or_reuse
 
-        cache_dir = self.context.cache_dir
-        if cache_dir is None:
-            self.train(data, out_dir=None, seed=seed, device=device)  # nothing written, nothing reused
-            return self
-        out_dir = Path(cache_dir) / "ours" / self.cache_key(data, seed)
-        model_file = out_dir / "model.pt"
-        if model_file.is_file():
+        def load(model_file: Path) -> None:
             self.config_ = self.config_for(getattr(data, "name", None))
             self.model_ = self._load_checkpoint(model_file).to(device).eval()
-            self.trained_from_cache_ = str(model_file)
-            return self
-        # Only the latest checkpoint is kept in the cache (enough to resume an interrupted training).
-        self.train(data, out_dir=out_dir, resume=latest_checkpoint(out_dir) is not None, seed=seed, device=device,
-                   keep_checkpoints=1)
+
+        train_or_reuse(self, data, name="ours", seed=seed, device=device, load=load)
         return self
 
     @torch.no_grad()

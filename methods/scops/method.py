@@ -278,20 +278,12 @@ class SCOPS(Method):
         if self.checkpoint:
             self.segmenter_ = self._load_checkpoint(self.checkpoint, device)
             return self
-        cache_dir = self.context.cache_dir
-        if cache_dir is None:
-            self.train(data, out_dir=None, seed=seed, device=device)  # nothing written, nothing reused
-            return self
-        from benchmark.methods.training.checkpoint import latest_checkpoint
+        from benchmark.methods.training.cache import train_or_reuse
 
-        out_dir = Path(cache_dir) / "scops" / self.cache_key(data, seed)
-        model_file = out_dir / "model.pt"
-        if model_file.is_file():
+        def load(model_file: Path) -> None:
             self.segmenter_ = self._load_checkpoint(model_file, device)
-            self.trained_from_cache_ = str(model_file)
-            return self
-        self.train(data, out_dir=out_dir, resume=latest_checkpoint(out_dir) is not None, seed=seed,
-                   device=device, keep_checkpoints=1)
+
+        train_or_reuse(self, data, name="scops", seed=seed, device=device, load=load)
         return self
 
     def train(self, data, *, out_dir: str | Path | None, resume: bool = False, seed: int = 0,
