@@ -20,6 +20,7 @@ from ._views import (CROP_FILL_UINT8, CUB_FLIP_PERMUTATION, crop_fill, cut_borde
 
 PART_NAMES = ("back", "beak", "belly", "breast", "crown", "forehead", "left eye", "left leg", "left wing",
               "nape", "right eye", "right leg", "right wing", "tail", "throat")
+KANAZAWA_SPLITS = ("train", "val", "test", "testval")  # <split>_cub_cleaned.mat of the CMR cachedir
 NUM_PARTS = len(PART_NAMES)
 FIX = "The CUB-200-2011 tree is damaged: re-extract CUB_200_2011.tgz (benchmark data download cub --to DIR)"
 
@@ -66,7 +67,7 @@ class CUB(RealDataset):
     (``train``/``crop``) the values resized nearest, as the training code (§1.1).
 
     Splits: ``split_source="official"`` (``train_test_split.txt``: 5994 / 5794) or ``"kanazawa"``
-    (``cachedir/cub/data/{train,test}_cub_cleaned.mat``, or ``kanazawa_dir=``; 1-based coordinates, pixel
+    (``cachedir/cub/data/{train,val,test,testval}_cub_cleaned.mat``, or ``kanazawa_dir=``; 1-based coordinates, pixel
     ``p`` -> continuous ``p - 0.5``; the .mat, masks included, is held in memory, as the reference did);
     ``classes=(1, 2, 3)`` keeps those class ids (``meta["class_id"]``).
     Landmarks: official split -> protocol ``cub-bbox`` (fit on train, view ``full``); Kanazawa split ->
@@ -84,7 +85,7 @@ class CUB(RealDataset):
     landmark_fit_split = "train"
     keypoint_names = PART_NAMES
     flip_permutation = CUB_FLIP_PERMUTATION
-    expected_counts = {"train": 5994, "test": 5794}
+    expected_counts = {"train": 5994, "test": 5794}  # official split
     protocol_description = (
         "fg: GT-box crop (int-truncated), short side 256 (PIL bilinear, long side truncated), centred crop "
         "to multiples of 16, keypoints shifted/clamped/scaled, outside -> invisible; full: same without the "
@@ -96,6 +97,8 @@ class CUB(RealDataset):
     def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
                  split_source: str = "official", classes: Sequence[int] | None = None,
                  kanazawa_dir: str | Path | None = None, jitter: float = 0.05, _collect: Reporter | None = None):
+        if split_source == "kanazawa":  # CMR's cachedir also has val (and testval = test + val) files
+            self.splits = KANAZAWA_SPLITS
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
         if split_source not in ("official", "kanazawa"):
             raise UserError(f"unknown split_source {split_source!r}; use 'official' or 'kanazawa'")

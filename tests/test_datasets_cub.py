@@ -251,7 +251,7 @@ def test_kanazawa_split(tmp_path):
     folder = root / "cachedir" / "cub" / "data"
     folder.mkdir(parents=True)
     fields = ["id", "rel_path", "train", "test", "bbox", "width", "height", "parts", "mask", "class_id"]
-    for split, ids in (("train", (2, 4)), ("test", (1, 3))):
+    for split, ids in (("train", (2, 4)), ("test", (1, 3)), ("val", (3,))):
         records = np.zeros((1, len(ids)), dtype=[(f, "O") for f in fields])
         for k, i in enumerate(ids):
             for f, v in _kanazawa_record(i, IMAGES[i][0]).items():
@@ -265,6 +265,11 @@ def test_kanazawa_split(tmp_path):
     crop = ds.with_view(view="crop", masks="gt")[0]
     assert crop.mask is not None and set(crop.mask.unique().tolist()) == {0.0, 1.0}
     assert len(D.load("cub", root=root, split="test", split_source="kanazawa", classes=(2,))) == 1
+    assert len(D.load("cub", root=root, split="val", split_source="kanazawa", masks="none")) == 1
+    with pytest.raises(UserError, match="testval_cub_cleaned.mat is missing"):
+        D.load("cub", root=root, split="testval", split_source="kanazawa")
+    with pytest.raises(UserError, match="has no split 'val'"):
+        D.load("cub", root=root, split="val")  # the official split has no val
 
 
 def test_data_check_cli(tmp_path):
