@@ -1,7 +1,8 @@
 """Tables from result rows: mean +- std over seeds, method x metric, one table per setting, x100.
 
 A *setting* is everything but the method and the seed that changes the numbers: dataset, split, protocol,
-mask source and number of parts. Within a setting, one row per method (and parameter set, when a method
+mask source, number of parts and the dataset options that differ between runs (e.g. the PASCAL-Part
+category, so that runs on cars and on horses are never averaged together). Within a setting, one row per method (and parameter set, when a method
 was run with several), one column per metric; cells show ``mean`` (one seed) or ``mean ± std`` (sample
 standard deviation, ddof=1, over seeds) of the value x100; the best mean of each column is bold (highest,
 or lowest for errors). The CSV format is the long form with every statistic.
@@ -21,7 +22,7 @@ METRIC_ORDER = ("fg_nmi", "fg_ari", "nmi", "ari", "landmark_error")
 METRIC_TITLES = {"fg_nmi": "FG-NMI", "fg_ari": "FG-ARI", "nmi": "NMI", "ari": "ARI",
                  "landmark_error": "Landmark error"}
 LOWER_IS_BETTER = {"landmark_error"}
-SETTING_COLUMNS = ("dataset", "split", "protocol", "masks", "num_parts")
+SETTING_COLUMNS = ("dataset", "split", "protocol", "masks", "num_parts", "options")
 FORMATS = {"csv": "csv", "markdown": "md", "latex": "tex"}
 PAPER_SUFFIXES = ("(paper)", "(paper, 5 seeds)")
 
@@ -30,6 +31,7 @@ def summarise(df) -> "Any":
     """Long table: one row per (setting, method label, metric) with mean, std, seeds and n (x100)."""
 
     df = df.copy()
+    df["options"] = _dataset_variants(df)
     df["label"] = _method_labels(df)
     keys = list(SETTING_COLUMNS) + ["label", "metric"]
     for key in keys:
@@ -48,6 +50,32 @@ def _sort_key(metric: str) -> Any:
     return (METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER), metric)
 
 
+def _differing(values) -> dict[str, str]:
+    """JSON parameter texts -> for each, ``k=v, ...`` over the keys whose values differ among them."""
+    parsed = {v: json.loads(v) if isinstance(v, str) and v else {} for v in values}
+    differing = sorted({k for p in parsed.values() for k in p
+                        if len({json.dumps(q.get(k), sort_keys=True) for q in parsed.values()}) > 1})
+    return {v: ", ".join(f"{k}={parsed[v].get(k)}" for k in differing) for v in values}
+
+
+def _dataset_variants(df) -> "Any":
+    """Per row, the dataset options that differ between the runs of one dataset/split/protocol/masks/K
+    (empty when they all agree), so that such runs land in separate tables."""
+    import pandas as pd
+
+    out = pd.Series("", index=df.index, dtype=object)
+    if "dataset_options" not in df.columns:
+        return out
+    base = [c for c in SETTING_COLUMNS if c != "options" and c in df.columns]
+    options = df["dataset_options"].fillna("").astype(str)
+    for _, group in options.groupby([df[c] for c in base], dropna=False):
+        variants = group.unique()
+        if len(variants) > 1:
+            texts = _differing(variants)
+            out.loc[group.index] = group.map(texts)
+    return out
+
+
 def _method_labels(df) -> "Any":
     """The method name, plus the parameters that differ between runs of the same method in a setting."""
     labels = df["method"].astype(str).copy()
@@ -58,11 +86,9 @@ def _method_labels(df) -> "Any":
         variants = group["method_params"].unique()
         if len(variants) < 2:
             continue
-        parsed = {v: json.loads(v) if v else {} for v in variants}
-        differing = sorted({k for p in parsed.values() for k in p
-                            if len({json.dumps(q.get(k), sort_keys=True) for q in parsed.values()}) > 1})
+        texts = _differing(variants)
         for variant in variants:
-            text = ", ".join(f"{k}={parsed[variant].get(k)}" for k in differing)
+            text = texts[variant]
             labels.loc[group.index[group["method_params"] == variant]] = f"{group['method'].iloc[0]} ({text})"
     return labels
 
@@ -132,7 +158,7 @@ def _add_paper_rows(summary):
 
 def _title(setting: dict[str, Any]) -> str:
     return (f"{setting['dataset']} ({setting['split']}), K={setting['num_parts']}, protocol={setting['protocol']}, "
-            f"masks={setting['masks']}")
+            f"masks={setting['masks']}" + (f", {setting['options']}" if setting.get("options") else ""))
 
 
 def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = False) -> str:

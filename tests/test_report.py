@@ -62,3 +62,16 @@ def test_paper_numbers_join_legacy_tables_only():
     assert "ours (paper, 5 seeds) | 45.30 ± 2.80" in legacy and "ours (paper)          | 46.00" in legacy
     assert "ours (paper)" not in corrected
     assert "**42.80" not in legacy  # published numbers never take the bold
+
+
+def test_runs_with_different_dataset_options_are_separate_tables():
+    # Two PASCAL-Part categories must never be averaged as if they were seeds of one setting.
+    rows = []
+    for category, value in (("car", 0.40), ("horse", 0.20)):
+        rows.append({"method": "dff", "dataset": "pascal-part", "split": "test", "protocol": "corrected",
+                     "masks": "gt", "num_parts": 8, "seed": 0, "n": 10, "metric": "fg_nmi", "value": value,
+                     "method_params": "{}", "dataset_options": f'{{"category": "{category}", "size": 64}}'})
+    summary = summarise(pd.DataFrame(rows))
+    assert sorted(summary["mean"].round(6)) == [20.0, 40.0] and set(summary["seeds"]) == {1}
+    text = render(pd.DataFrame(rows), "markdown")
+    assert "category=car" in text and "category=horse" in text and "size=" not in text
