@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import datetime as _dt
 import json
 import time
@@ -186,6 +187,23 @@ def method_class(name: str) -> type[Method]:
     return cls
 
 
+def _check_value_types(what: str, defaults: dict[str, Any], given: dict[str, Any]) -> None:
+    """A value whose default is a number or a flag must be one too: ``-p niter=abc`` is one clear error
+    here, not a traceback from deep inside the method."""
+    for key, value in given.items():
+        default = defaults.get(key, inspect.Parameter.empty)
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        else:
+            continue
+        if not ok:
+            raise UserError(f"{what} {key!r} must be {kind} (default {default!r}), got {value!r}")
+
+
 def build_method(name: str, *, num_parts: int = 4, params: dict[str, Any] | None = None) -> Method:
     """Instantiate registered method ``name``; unknown parameters are an error listing the valid ones."""
     cls = method_class(name)
@@ -195,6 +213,7 @@ def build_method(name: str, *, num_parts: int = 4, params: dict[str, Any] | None
     if unknown:
         raise UserError(f"method {name!r} has no parameter {', '.join(map(repr, unknown))}; "
                         f"its parameters are: {', '.join(valid)}")
+    _check_value_types(f"method {name!r}: parameter", cls.param_defaults(), params)
     if "num_parts" in params and params["num_parts"] != num_parts:
         raise UserError("give the number of parts once, with --num-parts, not also as -p num_parts")
     if "num_parts" in valid:
@@ -215,8 +234,18 @@ def build_dataset(name: str, *, data_root: str | Path | None = None, split: str 
     reason = cls.unavailable_reason()
     if reason:
         raise UnavailableError(f"dataset {name!r} is unavailable here: {reason}")
+    options = dict(options or {})
+    signature = inspect.signature(cls.__init__).parameters.values()
+    defaults = {p.name: p.default for p in signature
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_")
+                and p.name not in ("self", "root", "split", "view", "protocol", "masks")}
+    unknown = sorted(set(options) - set(defaults))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature):
+        raise UserError(f"dataset {name!r} has no option {', '.join(map(repr, unknown))}; "
+                        f"its options are: {', '.join(defaults) or 'none'}")
+    _check_value_types(f"dataset {name!r}: option", defaults, options)
     try:
-        return cls(data_root, split=split, view=view, protocol=protocol, masks=masks, **dict(options or {}))
+        return cls(data_root, split=split, view=view, protocol=protocol, masks=masks, **options)
     except TypeError as exc:
         raise UserError(f"dataset {name!r}: bad options {options}: {exc}") from None
 
