@@ -250,36 +250,48 @@ def demo_command(out_dir, methods, seed, device, quiet):
 @click.option("--dataset", "-d", "datasets", multiple=True, required=True, help="Dataset; repeatable.")
 @click.option("--num-parts", "-k", "num_parts", type=int, multiple=True, help="K; repeatable (default 4).")
 @click.option("--seeds", default="0", show_default=True, help="Seeds: a range 0-4 or a list 0,1,2.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None)
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Root of the dataset tree (not needed for `synthetic`).")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Method parameter (all methods).")
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option.")
+@click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
+@click.option("--split", default="test", show_default=True, help="Evaluation split.")
 @click.option("--protocol", type=click.Choice(["corrected", "legacy"]), default="corrected", show_default=True)
-@click.option("--masks", default="gt", show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|method|none",
+              help="Source of foreground masks, which decides the background of every metric.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Evaluation batch size.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs", show_default=True,
+              help="Where result CSVs go (one per run).")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
               help="local: this machine; slurm: one array job via submitit.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Local parallel processes.")
 @click.option("--slurm", "slurm_options", multiple=True, metavar="KEY=VALUE",
               help="submitit parameter, e.g. --slurm slurm_partition=gpu --slurm gpus_per_node=1 --slurm timeout_min=240.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
-def sweep_command(methods, datasets, num_parts, seeds, data_root, params, options, protocol, masks, device, out_dir,
-                  executor, workers, slurm_options, cache_dir):
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Feature/checkpoint cache (default $PARTBENCH_CACHE or ~/.cache/partbench).")
+def sweep_command(methods, datasets, num_parts, seeds, data_root, params, options, category, split, protocol, masks,
+                  device, batch_size, out_dir, executor, workers, slurm_options, cache_dir):
     """Run methods x datasets x K x seeds; finished runs are skipped, so rerunning resumes a sweep.
 
     \b
     Examples:
       benchmark sweep -m kmeans -m dff -m random -d synthetic --seeds 0-4
-      benchmark sweep -m ours -d cub --data-root /data/CUB_200_2011 -k 4 -k 8 --seeds 0-4 \
+      benchmark sweep -m ours -d cub --data-root /data/CUB_200_2011 -k 4 -k 8 --seeds 0-4 \\
           --executor slurm --slurm slurm_partition=gpu --slurm gpus_per_node=1 --slurm timeout_min=600
     """
     from benchmark.runner import RunConfig
     from benchmark.sweep import expand, launch
 
     seed_list = _parse_seeds(seeds)
+    if data_root is not None and not Path(data_root).is_dir():
+        raise UserError(f"--data-root {data_root} does not exist or is not a directory")
+    dataset_options = _parse_pairs(options, "dataset option")
+    if category is not None:
+        dataset_options["category"] = category
     base = RunConfig(method=methods[0], dataset=datasets[0], params=_parse_pairs(params, "parameter"),
-                     dataset_options=_parse_pairs(options, "dataset option"), data_root=data_root,
-                     protocol=protocol, masks=masks, device=device)
+                     dataset_options=dataset_options, data_root=data_root, split=split,
+                     protocol=protocol, masks=masks, device=device, batch_size=batch_size)
     configs = expand(base, methods=methods, datasets=datasets, num_parts=num_parts or (4,), seeds=seed_list)
     launch(configs, out_dir=out_dir, executor=executor, workers=workers, cache_dir=cache_dir or _default_cache_dir(),
            slurm=_parse_pairs(slurm_options, "slurm option"), echo=click.echo)
@@ -289,6 +301,8 @@ def _parse_seeds(text: str) -> list[int]:
     try:
         if "-" in text.strip("-"):
             lo, hi = text.split("-", 1)
+            if int(hi) < int(lo):
+                raise UserError(f"empty --seeds range {text!r}; write the lower seed first, e.g. 0-4")
             return list(range(int(lo), int(hi) + 1))
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:

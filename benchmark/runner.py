@@ -187,21 +187,40 @@ def method_class(name: str) -> type[Method]:
     return cls
 
 
-def _check_value_types(what: str, defaults: dict[str, Any], given: dict[str, Any]) -> None:
-    """A value whose default is a number or a flag must be one too: ``-p niter=abc`` is one clear error
-    here, not a traceback from deep inside the method."""
+_KINDS = {"bool": (bool,), "int": (int,), "float": (int, float)}
+_KIND_TEXT = {"bool": "true or false", "int": "an integer", "float": "a number"}
+
+
+def _expected_kind(param: inspect.Parameter) -> tuple[str | None, bool]:
+    """(``bool``/``int``/``float`` or None when anything goes, whether None is allowed) from the default, or
+    from a plain annotation such as ``float | None`` when the default is None."""
+    default = param.default
+    for kind in ("bool", "int", "float"):  # bool first: True is an int too
+        if type(default).__name__ == kind:
+            return kind, False
+    annotation = param.annotation
+    if default is None and isinstance(annotation, str):
+        names = {part.strip() for part in annotation.split("|")}
+        names.discard("None")
+        if len(names) == 1 and next(iter(names)) in _KINDS:
+            return next(iter(names)), True
+    return None, True
+
+
+def _check_value_types(what: str, parameters: Iterable[inspect.Parameter], given: dict[str, Any]) -> None:
+    """A value whose default (or annotation) is a number or a flag must be one too: ``-p niter=abc`` is one
+    clear error here, not a traceback from deep inside the method."""
+    by_name = {p.name: p for p in parameters}
     for key, value in given.items():
-        default = defaults.get(key, inspect.Parameter.empty)
-        if isinstance(default, bool):
-            ok, kind = isinstance(value, bool), "true or false"
-        elif isinstance(default, int):
-            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
-        elif isinstance(default, float):
-            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-        else:
+        if key not in by_name:
             continue
-        if not ok:
-            raise UserError(f"{what} {key!r} must be {kind} (default {default!r}), got {value!r}")
+        kind, none_ok = _expected_kind(by_name[key])
+        if kind is None or (value is None and none_ok):
+            continue
+        if isinstance(value, _KINDS[kind]) and (kind == "bool" or not isinstance(value, bool)):
+            continue
+        default = by_name[key].default
+        raise UserError(f"{what} {key!r} must be {_KIND_TEXT[kind]} (default {default!r}), got {value!r}")
 
 
 def build_method(name: str, *, num_parts: int = 4, params: dict[str, Any] | None = None) -> Method:
@@ -213,7 +232,7 @@ def build_method(name: str, *, num_parts: int = 4, params: dict[str, Any] | None
     if unknown:
         raise UserError(f"method {name!r} has no parameter {', '.join(map(repr, unknown))}; "
                         f"its parameters are: {', '.join(valid)}")
-    _check_value_types(f"method {name!r}: parameter", cls.param_defaults(), params)
+    _check_value_types(f"method {name!r}: parameter", inspect.signature(cls.__init__).parameters.values(), params)
     if "num_parts" in params and params["num_parts"] != num_parts:
         raise UserError("give the number of parts once, with --num-parts, not also as -p num_parts")
     if "num_parts" in valid:
@@ -226,6 +245,22 @@ def build_method(name: str, *, num_parts: int = 4, params: dict[str, Any] | None
         raise UserError(f"method {name!r}: bad parameters {params}: {exc}") from None
 
 
+def check_dataset_options(name: str, options: dict[str, Any]) -> None:
+    """Unknown ``-o`` options of dataset ``name``, or values of the wrong type: one error listing the valid
+    options (the split, view, protocol and masks have options of their own and are not checked here)."""
+    cls = DATASETS.get(name)
+    signature = inspect.signature(cls.__init__).parameters.values()
+    fixed = ("self", "root", "split", "view", "protocol", "masks")
+    defaults = {p.name: p.default for p in signature
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_")
+                and p.name not in fixed}
+    unknown = sorted(set(options) - set(defaults) - {"split", "protocol", "masks"})
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature):
+        raise UserError(f"dataset {name!r} has no option {', '.join(map(repr, unknown))}; "
+                        f"its options are: {', '.join(defaults) or 'none'}")
+    _check_value_types(f"dataset {name!r}: option", signature, options)
+
+
 def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str = "fg",
                   protocol: str = "corrected", masks: str = "gt",
                   options: dict[str, Any] | None = None) -> Dataset:
@@ -235,15 +270,10 @@ def build_dataset(name: str, *, data_root: str | Path | None = None, split: str 
     if reason:
         raise UnavailableError(f"dataset {name!r} is unavailable here: {reason}")
     options = dict(options or {})
-    signature = inspect.signature(cls.__init__).parameters.values()
-    defaults = {p.name: p.default for p in signature
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_")
-                and p.name not in ("self", "root", "split", "view", "protocol", "masks")}
-    unknown = sorted(set(options) - set(defaults))
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature):
-        raise UserError(f"dataset {name!r} has no option {', '.join(map(repr, unknown))}; "
-                        f"its options are: {', '.join(defaults) or 'none'}")
-    _check_value_types(f"dataset {name!r}: option", defaults, options)
+    for key in ("split", "protocol", "masks"):
+        if key in options:
+            raise UserError(f"give the {key} with --{key}, not as the dataset option -o {key}=...")
+    check_dataset_options(name, options)
     try:
         return cls(data_root, split=split, view=view, protocol=protocol, masks=masks, **options)
     except TypeError as exc:

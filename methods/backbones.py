@@ -155,7 +155,10 @@ def _torch_load(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"cannot read weights file {path} ({type(exc).__name__}: {exc}); pass a torchvision-format "
+        from benchmark.methods.segmenter import torch_load_cause
+
+        raise UserError(f"cannot read weights file {path} ({type(exc).__name__}: {torch_load_cause(exc)}); "
+                        f"pass a torchvision-format "
                         f"VGG state dict saved with torch.save(model.state_dict(), PATH)") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise UserError(f"weights file {path} does not hold a state dict (a mapping of names to tensors); save it "

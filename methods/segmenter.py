@@ -274,6 +274,15 @@ def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def torch_load_cause(exc: BaseException) -> str:
+    """The cause inside torch.load's multi-line refusal (e.g. ``Unsupported operand 103``), without its
+    boilerplate (which suggests weights_only=False: never for a user's file)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if not any(word in line for word in
+                                                  ("weights_only", "Please file an issue", "documentation"))]
+    return (causes or lines or [type(exc).__name__])[0][:300]
+
+
 def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Read a model state dict from either official format, ``module.`` prefixes stripped.
 
@@ -285,8 +294,9 @@ def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        reason = torch_load_cause(exc)
         raise UserError(
-            f"{path} is not a plain tensor checkpoint: torch.load(weights_only=True) refused it ({exc}); "
+            f"{path} is not a plain tensor checkpoint: torch.load(weights_only=True) refused it ({reason}); "
             f"only files holding tensors, numbers and dicts are accepted -- re-save the state dict with "
             f"torch.save(model.state_dict(), path)"
         ) from None

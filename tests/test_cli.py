@@ -35,7 +35,14 @@ def test_run_then_report(tmp_path):
     (("run", "-m", "random", "-d", "synthetic", "-p", "oops"), "malformed parameter 'oops'"),
     (("run", "-m", "random", "-d", "synthetic", "-p", "zzz=1"), "has no parameter 'zzz'"),
     (("run", "-m", "random", "-d", "synthetic", "--data-root", "/no/such/dir"), "does not exist"),
+    (("run", "-m", "random", "-d", "synthetic", "-p", "resolution=abc"),
+     "parameter 'resolution' must be an integer (default 0), got 'abc'"),
+    (("run", "-m", "random", "-d", "synthetic", "-o", "foo=1"), "has no option 'foo'; its options are: num_train"),
+    (("run", "-m", "random", "-d", "synthetic", "-o", "num_test=abc"), "option 'num_test' must be an integer"),
+    (("run", "-m", "random", "-d", "synthetic", "-o", "masks=none"), "give the masks with --masks"),
     (("report", "/no/such/runs"), "does not exist"),
+    (("sweep", "-m", "random", "-d", "synthetic", "--seeds", "4-1"), "empty --seeds range '4-1'"),
+    (("sweep", "-m", "random", "-d", "synthetic", "--data-root", "/no/such/dir"), "does not exist"),
     (("bench", "nope"), "unknown benchmark 'nope'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -81,3 +88,54 @@ def test_sweep_runs_the_grid_and_resumes(tmp_path):
     assert len(list(tmp_path.rglob("*.csv"))) == 4
     again = invoke(*args)
     assert "4 already finished, 0 to do" in again.output
+
+
+def test_sweep_help_example_and_run_options(tmp_path):
+    text = invoke("sweep", "--help").output
+    assert "--seeds 0-4 \\\n" in text  # the continuation backslash of the slurm example survives
+    for option in ("--category", "--split", "--batch-size", "gt|predicted:DIR|method|none"):
+        assert option in text
+    result = invoke("sweep", "-m", "random", "-d", "synthetic", *TINY, "--split", "train", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(next(tmp_path.rglob("*.csv")))))
+    assert {r["split"] for r in rows} == {"train"}
+
+
+def test_export_hint_is_a_command_that_runs(tmp_path, monkeypatch):
+    # The printed `evaluate with:` command must carry the dataset options, else it looks for images never exported.
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    result = invoke("export", "-m", "random", "-d", "synthetic", *TINY, "-k", "3", "--to", "exp", "-q")
+    assert result.exit_code == 0, result.output
+    hint = result.output.split("evaluate with: ")[1].strip()
+    args = shlex.split(hint)
+    assert args[0] == "benchmark" and "num_test=8" in hint and "-k 3" in hint
+    again = invoke(*args[1:], "-q")
+    assert again.exit_code == 0, again.output
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("-o", "foo=1"), "dataset 'synthetic' has no option 'foo'"),
+    (("-p", "lambda_equivariance=abc"), "parameter 'lambda_equivariance' must be a number"),
+    (("--data-root", "/no/such/dir"), "--data-root /no/such/dir does not exist"),
+])
+def test_train_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
+    result = CliRunner().invoke(cli, ["train", "-d", "synthetic", "--preset", "tiny", "--init", "random",
+                                      "-p", "vgg_weights=random", "--steps", "1", "--out", str(tmp_path / "ck"),
+                                      *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("args", [("-m", "ours", "--checkpoint", "{bad}"), ("-m", "kmeans", "-p", "weights={bad}")])
+def test_unreadable_weights_file_is_one_short_line(tmp_path, args):
+    # torch.load's refusal is a paragraph advising weights_only=False; the user gets only its cause.
+    bad = tmp_path / "bad.pth"
+    bad.write_text("not a checkpoint\n")
+    result = CliRunner().invoke(cli, ["run", "-d", "synthetic", *TINY, "--out", str(tmp_path / "runs"),
+                                      *(a.format(bad=bad) for a in args)])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and str(bad) in result.output
+    assert "Unsupported operand" in result.output and "weights_only=False" not in result.output

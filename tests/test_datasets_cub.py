@@ -358,3 +358,18 @@ def test_invalid_box_names_its_line(tmp_path):
     (root / "bounding_boxes.txt").write_text("\n".join(reversed(lines)) + "\n")  # file order != id order
     with pytest.raises(UserError, match=r"bounding_boxes.txt, line 3: image id 2 has an invalid box"):
         D.load("cub", root=root, split="test")
+
+
+def test_data_check_takes_the_readme_short_options_and_rejects_bad_options(tmp_path):
+    # The README and `run`'s hint say `benchmark data check -d cub ...`; a typo in -o is one line, no traceback.
+    from benchmark.cli import cli
+
+    root = write_tree(tmp_path / "CUB_200_2011")
+    result = CliRunner().invoke(cli, ["data", "check", "-d", "cub", "--data-root", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "data check -d cub" in CliRunner().invoke(cli, ["data", "check", "--help"]).output
+    for option, message in (("foo=1", "dataset 'cub' has no option 'foo'; its options are: split_source"),
+                            ("jitter=abc", "option 'jitter' must be a number")):
+        result = CliRunner().invoke(cli, ["data", "check", "-d", "cub", "--data-root", str(root), "-o", option])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output

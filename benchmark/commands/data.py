@@ -34,20 +34,29 @@ def data_group() -> None:
 
 
 @data_group.command("check")
-@click.option("--dataset", "dataset", required=True, help="cub, deepfashion or pascal-part")
+@click.option("--dataset", "-d", "dataset", required=True, help="cub, deepfashion or pascal-part")
 @click.option("--data-root", required=True, type=click.Path(path_type=Path), help="root of the dataset tree")
 @click.option("--split", "splits", multiple=True, help="only these splits (default: all)")
 @click.option("--category", default=None, help="PASCAL-Part category (e.g. car)")
 @click.option("--masks", default="gt", show_default=True, help="gt, none or predicted:DIR (checked too)")
 @click.option("--protocol", default="corrected", show_default=True, type=click.Choice(["corrected", "legacy"]))
-@click.option("-o", "--option", "options", multiple=True, help="dataset option KEY=VALUE (e.g. classes=(1,2,3))")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="dataset option KEY=VALUE (e.g. classes=(1,2,3))")
 @click.option("--quick", is_flag=True, help="only check that files exist and have readable headers (no decoding)")
 @click.option("--max-problems", default=200, show_default=True, help="how many problems to print")
 def check_command(dataset, data_root, splits, category, masks, protocol, options, quick, max_problems) -> None:
     """Validate a data tree: index files (every malformed line), ids that do not match, expected counts per
     split, missing or unreadable files, masks of the wrong size. Prints a summary; exit status 2 when
-    something is wrong."""
+    something is wrong.
+
+    \b
+    Examples:
+      benchmark data check -d cub --data-root /data/CUB_200_2011
+      benchmark data check -d pascal-part --data-root /data/VOCdevkit_2010 --category car --quick
+      benchmark data check -d cub --data-root /data/CUB_200_2011 --masks predicted:/data/CUB_200_2011/supervisedlabels
+    """
     from benchmark.datasets._check import check_dataset
+    from benchmark.runner import check_dataset_options
 
     opts = _parse_pairs(options, "--option")
     if category is not None:
@@ -56,6 +65,7 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
         opts["masks"] = masks
     if protocol != "corrected":
         opts["protocol"] = protocol
+    check_dataset_options(dataset, opts)
     report = check_dataset(dataset, data_root, deep=not quick, splits=tuple(splits) or None, progress=True, **opts)
     click.echo(report.text(max_problems=max_problems))
     if not report.ok:

@@ -13,6 +13,7 @@ with the batch composition, which moves some metrics in their ninth digit.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any, Callable
 
@@ -151,7 +152,15 @@ def export_command(method, dataset, to, data_root, num_parts, params, options, c
                              dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
                              masks=masks, seed=seed, view=view, device=device, batch_size=batch_size,
                              cache_dir=cache_dir, num_workers=num_workers, progress=not quiet, echo=click.echo)
-    click.echo(f"wrote {out}; evaluate with: benchmark run -m predictions -p dir={out} -d {dataset}")
+    # The hint repeats every setting that changes which images are evaluated, so that it can be pasted.
+    extra = [f"--data-root {shlex.quote(str(data_root))}"] if data_root is not None else []
+    extra += [f"-o {shlex.quote(f'{key}={value}')}" for key, value in dataset_options.items()]
+    extra += [f"-k {num_parts}"] if num_parts != 4 else []
+    extra += [f"--split {split}"] if split != "test" else []
+    extra += [f"--protocol {protocol}"] if protocol != "corrected" else []
+    extra += [f"--masks {shlex.quote(masks)}"] if masks != "gt" else []
+    click.echo(f"wrote {out}; evaluate with: benchmark run -m predictions -p dir={shlex.quote(str(out))} "
+               f"-d {dataset}" + "".join(f" {e}" for e in extra))
 
 
 commands = [export_command]

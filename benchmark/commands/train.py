@@ -11,6 +11,7 @@ the processes; rank 0 writes).
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ def build_method(method: str, given: dict[str, Any]):
     if unknown:
         raise UserError(f"method {method!r} has no parameter(s) {', '.join(unknown)}; its parameters: "
                         f"{', '.join(sorted(known))}")
+    import inspect
+
+    from benchmark.runner import _check_value_types
+
+    _check_value_types(f"method {method!r}: parameter", inspect.signature(cls.__init__).parameters.values(), given)
     return cls(**given)
 
 
@@ -116,7 +122,7 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
     Then evaluate the result:  benchmark run --method ours --checkpoint OUT/model.pt --dataset cub ...
     """
     from benchmark.core.method import RunContext
-    from benchmark.core.registry import DATASETS
+    from benchmark.runner import build_dataset
 
     given = parse_pairs(params, "-p")
     for key, value in (("num_parts", num_parts), ("preset", preset), ("steps", steps), ("batch_size", batch_size),
@@ -128,14 +134,14 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
     if compile_:
         given["compile"] = True
     method = build_method(method_name, given)
-    dataset_cls = DATASETS.get(dataset_name)
-    reason = dataset_cls.unavailable_reason()
-    if reason:
-        raise UserError(f"dataset {dataset_name!r} is unavailable here: {reason}")
     options = parse_pairs(dataset_options, "-o")
     if category is not None:
         options["category"] = category
-    data = dataset_cls(data_root, split="train", view="train", masks="gt", **options)
+    if data_root is not None and not Path(data_root).is_dir():
+        raise UserError(f"--data-root {data_root} does not exist or is not a directory")
+    # build_dataset names an unknown option or a value of the wrong type in one line (as `run` does).
+    data = build_dataset(dataset_name, data_root=data_root, split="train", view="train", masks="gt",
+                         options=options)
     out_dir = out_dir or Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
     rank = int(os.environ.get("RANK", "0"))
     method.context = RunContext(cache_dir=None, work_dir=out_dir, num_workers=num_workers,
@@ -148,7 +154,9 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
             click.echo("last losses: " + ", ".join(f"{k}={v:.5g}" for k, v in result.last_losses.items()))
         click.echo(f"weights: {result.model_path}\nlog: {out_dir / 'train_log.csv'}\n"
                    f"evaluate: benchmark run --method {method_name} --checkpoint {result.model_path} "
-                   f"--dataset {dataset_name}" + (f" --data-root {data_root}" if data_root else ""))
+                   f"--dataset {dataset_name}" + (f" --data-root {data_root}" if data_root else "")
+                   + "".join(f" -o {shlex.quote(f'{k}={v}')}" for k, v in options.items())
+                   + (f" -k {num_parts}" if num_parts is not None else ""))
 
 
 commands = [train_command]
