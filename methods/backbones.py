@@ -133,7 +133,8 @@ def _missing_imagenet_message(arch: str, path: Path) -> str:
             f"weights='IMAGENET1K_V1')\"` (or download {url}) and copy the file to {path}, or point "
             f"TORCH_HOME at the folder holding hub/checkpoints/{path.name}; "
             f"(2) set {ALLOW_DOWNLOAD_ENV}=1 to let partbench download it now; "
-            f"(3) pass `-p weights=PATH` with a torchvision-format {arch} state dict.")
+            f"(3) pass a torchvision-format {arch} state dict with `-p weights=PATH` (kmeans, dff) or "
+            f"`-p vgg_weights=PATH` (ours, scops).")
 
 
 def _load_imagenet(arch: str) -> dict[str, Tensor]:

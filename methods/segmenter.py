@@ -407,8 +407,8 @@ def _torchvision_state(weights_name: str) -> tuple[dict[str, torch.Tensor], Path
         raise UserError(
             f"torchvision ResNet-50 weights {weights_name} are not in the local torch hub cache ({path}); on a "
             f"machine with internet run `python -c \"import torchvision; torchvision.models.resnet50("
-            f"weights='{weights_name}')\"` and copy {filename} to {path.parent} (or set TORCH_HOME), or use "
-            f"--init caffe:PATH"
+            f"weights='{weights_name}')\"` and copy {filename} to {path.parent} (or set TORCH_HOME), or start "
+            f"from the Caffe weights: --init caffe:PATH (benchmark train) or -p init=caffe:PATH (benchmark run)"
         )
     return read_state_dict(path), path
 
