@@ -174,7 +174,12 @@ def report_command(runs, fmt, out_dir, name, decimals, with_paper):
 
 @cli.command("list")
 def list_command():
-    """Every registered method, dataset, metric and speed benchmark, and whether it is usable here."""
+    """Every registered method, dataset, metric and speed benchmark, and whether it is usable here.
+
+    \b
+    Example:
+      benchmark list            # then e.g. benchmark run -m kmeans -d synthetic
+    """
     from benchmark.core.registry import BENCHES, DATASETS, METHODS, METRICS
     import benchmark.benches  # noqa: F401  (registers the speed benchmarks)
 
@@ -228,6 +233,9 @@ def bench_command(name, params):
     unknown = sorted(set(options) - valid)
     if unknown:
         raise UserError(f"benchmark {name!r} has no option {', '.join(unknown)}; its options: {', '.join(sorted(valid))}")
+    from benchmark.runner import _check_value_types
+
+    _check_value_types(f"benchmark {name!r}: option", inspect.signature(fn).parameters.values(), options)
     click.echo(fn(**options))
 
 
@@ -239,7 +247,13 @@ def bench_command(name, params):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def demo_command(out_dir, methods, seed, device, quiet):
     """Every registered method on the built-in synthetic dataset with tiny settings: prints the comparison
-    table and writes CSV, Markdown, LaTeX and a PNG of part overlays to OUT (default results/demo)."""
+    table and writes CSV, Markdown, LaTeX and a PNG of part overlays to OUT (default results/demo).
+
+    \b
+    Examples:
+      benchmark demo
+      benchmark demo --method kmeans --method random --out /tmp/demo -q
+    """
     from benchmark.demo import run_demo
 
     run_demo(out_dir, methods=methods or None, seed=seed, device=device, progress=not quiet, echo=click.echo)

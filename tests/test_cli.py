@@ -44,6 +44,7 @@ def test_run_then_report(tmp_path):
     (("sweep", "-m", "random", "-d", "synthetic", "--seeds", "4-1"), "empty --seeds range '4-1'"),
     (("sweep", "-m", "random", "-d", "synthetic", "--data-root", "/no/such/dir"), "does not exist"),
     (("bench", "nope"), "unknown benchmark 'nope'"),
+    (("bench", "metrics", "-p", "n=abc"), "benchmark 'metrics': option 'n' must be an integer"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = CliRunner().invoke(cli, list(args))
@@ -68,9 +69,11 @@ def test_list_shows_everything():
 
 
 def test_help_explains_with_examples():
-    for command in ("run", "report", "demo", "bench", "list"):
-        result = invoke(command, "--help")
+    for command in ("run", "report", "demo", "bench", "list", "sweep", "export", "train", "data check",
+                    "data download"):
+        result = invoke(*command.split(), "--help")
         assert result.exit_code == 0 and "Usage" in result.output
+        assert "Example" in result.output and f"benchmark {command} " in result.output, command
 
 
 def test_demo_subset_writes_tables_and_figure(tmp_path):
@@ -139,3 +142,17 @@ def test_unreadable_weights_file_is_one_short_line(tmp_path, args):
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and str(bad) in result.output
     assert "Unsupported operand" in result.output and "weights_only=False" not in result.output
+
+
+@pytest.mark.parametrize("method, hint", [("scops", "-p vgg_weights=PATH"), ("ours", "-p init=caffe:PATH")])
+def test_missing_imagenet_weights_hint_names_an_option_of_run(tmp_path, monkeypatch, method, hint):
+    # The fix printed when ImageNet weights are missing must be a -p option this method really has.
+    from benchmark.core.registry import METHODS
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
+    result = CliRunner().invoke(cli, ["run", "-m", method, "-d", "synthetic", *TINY, "--no-cache",
+                                      "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert hint in result.output and "Traceback" not in result.output
+    assert hint.split()[1].split("=")[0] in METHODS.get(method).param_names()

@@ -82,7 +82,13 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 def download_command(dataset, to, urls, md5s, no_progress) -> None:
     """Download DATASET from its official location (resumable, MD5-checked) and extract it safely.
-    DeepFashion needs a signed agreement: the steps are printed instead."""
+    DeepFashion needs a signed agreement: the steps are printed instead.
+
+    \b
+    Examples:
+      benchmark data download cub --to /data          # then --data-root /data/CUB_200_2011
+      benchmark data download pascal-part --to /data --url voc=https://mirror.example/VOCtrainval_03-May-2010.tar
+    """
     from benchmark.datasets._download import DATA_ROOT_AFTER, fetch
 
     if dataset == "deepfashion":
