@@ -105,9 +105,11 @@ class OursConfig:
                 f"batch size {self.batch_size} is too small for the reference's positive sampling: it draws "
                 "the positive of each prototype from positions 1..B-2 of the other B-1 images "
                 "(randint(1, B-1)), an empty range for B < 3 (the reference crashes there). Use "
-                "--batch-size 3 or more, or -p legacy_positive=false to draw from all other images")
+                "a training batch of 3 or more (--batch-size with `benchmark train`, -p batch_size=N with "
+                "`benchmark run`), or -p legacy_positive=false to draw from all other images")
         if not self.legacy_positive and "contrastive" not in self.ablate and self.batch_size < 2:
-            raise UserError("the contrastive loss needs at least 2 images per batch; use --batch-size 2 or more")
+            raise UserError("the contrastive loss needs at least 2 images per batch; use a training batch of 2 or "
+                            "more (--batch-size with `benchmark train`, -p batch_size=N with `benchmark run`)")
         return self
 
     def to_dict(self) -> dict[str, Any]:

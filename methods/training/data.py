@@ -28,7 +28,8 @@ class DataOrder:
     def __init__(self, num_samples: int, batch_size: int, seed: int, *, shuffle: bool = True):
         if num_samples < batch_size:
             raise UserError(f"the training data has {num_samples} samples, fewer than one batch of "
-                            f"{batch_size} (incomplete batches are dropped); use a smaller --batch-size")
+                            f"{batch_size} (incomplete batches are dropped); use a smaller training batch "
+                            f"(--batch-size with `benchmark train`, -p batch_size=N with `benchmark run`)")
         self.num_samples = int(num_samples)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
