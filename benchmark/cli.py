@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import shlex
 import sys
 from pathlib import Path
 
@@ -136,13 +137,18 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -
     if not hasattr(DATASETS.get(dataset), "check_tree"):
         return
     from benchmark.datasets._check import check_dataset
+    from benchmark.runner import check_dataset_options
 
+    check_dataset_options(dataset, options)
     report = check_dataset(dataset, data_root, deep=False, **options)
     if report.problems:
         shown = "; ".join(str(p) for p in report.problems[:3])
         more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
+        # The suggested command checks the same tree with the same options (e.g. the PASCAL-Part category).
+        same = "".join(f" -o {shlex.quote(f'{k}={v}')}" for k, v in options.items())
         raise UserError(f"the {dataset} tree at {data_root} has problems: {shown}{more}. "
-                        f"Run `benchmark data check -d {dataset} --data-root {data_root}` for the full list")
+                        f"Run `benchmark data check -d {dataset} --data-root {shlex.quote(str(data_root))}{same}` "
+                        f"for the full list")
 
 
 @cli.command("report")
@@ -266,7 +272,7 @@ def demo_command(out_dir, methods, seed, device, quiet):
 @click.option("--seeds", default="0", show_default=True, help="Seeds: a range 0-4 or a list 0,1,2.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Root of the dataset tree (not needed for `synthetic`).")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Method parameter (all methods).")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Method parameter, given to each method that has it. Repeatable.")
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option.")
 @click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
 @click.option("--split", default="test", show_default=True, help="Evaluation split.")
@@ -307,6 +313,19 @@ def sweep_command(methods, datasets, num_parts, seeds, data_root, params, option
                      dataset_options=dataset_options, data_root=data_root, split=split,
                      protocol=protocol, masks=masks, device=device, batch_size=batch_size)
     configs = expand(base, methods=methods, datasets=datasets, num_parts=num_parts or (4,), seeds=seed_list)
+    # Each -p goes to the methods that have it (-p weights=random for kmeans and dff alongside random);
+    # one that no method has is a typo.
+    from dataclasses import replace
+
+    from benchmark.core.registry import METHODS
+
+    accepted = {m: set(METHODS.get(m).param_names()) for m in dict.fromkeys(methods)}
+    for key in base.params:
+        if not any(key in names for names in accepted.values()):
+            known = ", ".join(sorted(set().union(*accepted.values())))
+            raise UserError(f"no method of the sweep ({', '.join(accepted)}) has a parameter {key!r}; "
+                            f"their parameters are: {known}")
+    configs = [replace(c, params={k: v for k, v in c.params.items() if k in accepted[c.method]}) for c in configs]
     launch(configs, out_dir=out_dir, executor=executor, workers=workers, cache_dir=cache_dir or _default_cache_dir(),
            slurm=_parse_pairs(slurm_options, "slurm option"), echo=click.echo)
 

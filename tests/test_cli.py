@@ -156,3 +156,27 @@ def test_missing_imagenet_weights_hint_names_an_option_of_run(tmp_path, monkeypa
     assert result.exit_code == 2, result.output
     assert hint in result.output and "Traceback" not in result.output
     assert hint.split()[1].split("=")[0] in METHODS.get(method).param_names()
+
+
+def test_too_small_training_set_names_the_run_option(tmp_path):
+    # In `run`, --batch-size is the evaluation batch: the fix for the training batch is -p batch_size=N.
+    result = CliRunner().invoke(cli, ["run", "-m", "ours", "-p", "preset=tiny", "-p", "init=random",
+                                      "-p", "vgg_weights=random", "-p", "steps=1", "-d", "synthetic",
+                                      "-o", "num_train=2", "-o", "num_test=2", "-o", "image_size=32",
+                                      "--no-cache", "--device", "cpu", "--out", str(tmp_path), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "fewer than one batch" in result.output and "-p batch_size=N with `benchmark run`" in result.output
+
+
+def test_sweep_gives_each_parameter_to_the_methods_that_have_it(tmp_path):
+    # -p resolution=3 belongs to `random` only; `predictions` lacks it and must still run without it.
+    exported = tmp_path / "exp"
+    assert invoke("export", "-m", "random", "-d", "synthetic", *TINY, "--to", str(exported), "-q").exit_code == 0
+    result = invoke("sweep", "-m", "random", "-m", "predictions", "-d", "synthetic", *TINY, "-p", "resolution=3",
+                    "-p", f"dir={exported}", "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    rows = {r["method"]: r for f in (tmp_path / "runs").rglob("*.csv") for r in csv.DictReader(open(f))}
+    assert '"resolution": 3' in rows["random"]["method_params"] and "resolution" not in rows["predictions"]["method_params"]
+    typo = CliRunner().invoke(cli, ["sweep", "-m", "random", "-m", "predictions", "-d", "synthetic", "-p", "resolutoin=3",
+                                    "--out", str(tmp_path / "runs")])
+    assert typo.exit_code == 2 and "has a parameter 'resolutoin'; their parameters are:" in typo.output

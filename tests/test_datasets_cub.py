@@ -373,3 +373,13 @@ def test_data_check_takes_the_readme_short_options_and_rejects_bad_options(tmp_p
         result = CliRunner().invoke(cli, ["data", "check", "-d", "cub", "--data-root", str(root), "-o", option])
         assert result.exit_code == 2 and message in result.output, result.output
         assert "Traceback" not in result.output
+
+
+def test_run_with_a_misspelt_option_on_a_real_tree_is_one_line(tmp_path):
+    from benchmark.cli import cli
+
+    root = write_tree(tmp_path / "CUB_200_2011")
+    result = CliRunner().invoke(cli, ["run", "-m", "random", "-d", "cub", "--data-root", str(root),
+                                      "-o", "split_sorce=kanazawa", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert "dataset 'cub' has no option 'split_sorce'" in result.output and "Traceback" not in result.output

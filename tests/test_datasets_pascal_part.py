@@ -207,3 +207,14 @@ def test_perfect_predictor_scores_one(pp_root):
 def build_fixture(tmp_path):
     """Miniature tree for the shared contract tests (tests/dataset_fixtures.py): ``(root, options)``."""
     return write_tree(tmp_path / "pascal"), {"category": "car"}
+
+
+def test_run_on_a_damaged_tree_suggests_the_check_of_the_same_category(tmp_path):
+    # The tree has only car lists: the suggested `data check` must check dog too, not the default car.
+    from benchmark.cli import cli
+
+    root = write_tree(tmp_path / "pascal")
+    result = CliRunner().invoke(cli, ["run", "-m", "random", "-d", "pascal-part", "--data-root", str(root),
+                                      "--category", "dog", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert "dog_train.txt" in result.output and "-o category=dog` for the full list" in result.output
