@@ -113,6 +113,10 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
         method_params["checkpoint"] = str(Path(checkpoint).resolve())
     if data_root is not None and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} does not exist or is not a directory")
+    if data_root is not None and not _needs_data_root(dataset):
+        # Ignored by the dataset; dropping it keeps the run key, so an identical finished run is reused.
+        click.echo(f"warning: dataset {dataset!r} is built in and ignores --data-root {data_root}", err=True)
+        data_root = None
     check_writable_dir(out_dir, "--out directory")
     cache = None if no_cache else (cache_dir or _default_cache_dir())
     if data_root is not None:
@@ -128,6 +132,12 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
         values = "  ".join(f"{r['metric']}={100 * float(r['value']):.2f}" for r in result.rows)
         click.echo(f"{method} on {dataset} seed {seed} [{status}]: {values}")
         click.echo(f"  -> {result.path}")
+
+
+def _needs_data_root(dataset: str) -> bool:
+    from benchmark.core.registry import DATASETS
+
+    return bool(getattr(DATASETS.get(dataset), "needs_data_root", True))
 
 
 def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -> None:
@@ -325,7 +335,8 @@ def sweep_command(methods, datasets, num_parts, seeds, data_root, params, option
             known = ", ".join(sorted(set().union(*accepted.values())))
             raise UserError(f"no method of the sweep ({', '.join(accepted)}) has a parameter {key!r}; "
                             f"their parameters are: {known}")
-    configs = [replace(c, params={k: v for k, v in c.params.items() if k in accepted[c.method]}) for c in configs]
+    configs = [replace(c, params={k: v for k, v in c.params.items() if k in accepted[c.method]},
+                       data_root=c.data_root if _needs_data_root(c.dataset) else None) for c in configs]
     launch(configs, out_dir=out_dir, executor=executor, workers=workers, cache_dir=cache_dir or _default_cache_dir(),
            slurm=_parse_pairs(slurm_options, "slurm option"), echo=click.echo)
 

@@ -180,3 +180,13 @@ def test_sweep_gives_each_parameter_to_the_methods_that_have_it(tmp_path):
     typo = CliRunner().invoke(cli, ["sweep", "-m", "random", "-m", "predictions", "-d", "synthetic", "-p", "resolutoin=3",
                                     "--out", str(tmp_path / "runs")])
     assert typo.exit_code == 2 and "has a parameter 'resolutoin'; their parameters are:" in typo.output
+
+
+def test_data_root_given_to_the_built_in_dataset_is_ignored_and_the_run_reused(tmp_path):
+    out = str(tmp_path / "runs")
+    first = invoke("run", "-m", "random", "-d", "synthetic", *TINY, "--out", out, "-q")
+    again = CliRunner().invoke(cli, ["run", "-m", "random", "-d", "synthetic", *TINY, "--out", out, "-q",
+                                     "--data-root", str(tmp_path)])
+    assert first.exit_code == 0 and again.exit_code == 0, again.output
+    assert "ignores --data-root" in again.output and "[reused]" in again.output
+    assert len(list((tmp_path / "runs").rglob("*.csv"))) == 1
