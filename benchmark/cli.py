@@ -103,14 +103,9 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
       benchmark run -m predictions -p dir=exported/ -d cub --data-root /data/CUB_200_2011
     """
     from benchmark.core.atomic import check_writable_dir
-    from benchmark.runner import RunConfig, run
+    from benchmark.runner import RunConfig, command_line_inputs, run
 
-    method_params = _parse_pairs(params, "parameter")
-    dataset_options = _parse_pairs(options, "dataset option")
-    if category is not None:
-        dataset_options["category"] = category
-    if checkpoint is not None:
-        method_params["checkpoint"] = str(Path(checkpoint).resolve())
+    method_params, dataset_options = command_line_inputs(params, options, category=category, checkpoint=checkpoint)
     if data_root is not None and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} does not exist or is not a directory")
     if data_root is not None and not _needs_data_root(dataset):

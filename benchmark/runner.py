@@ -166,6 +166,19 @@ def parse_params(items: Iterable[str], what: str = "parameter") -> dict[str, Any
     return out
 
 
+def command_line_inputs(params: Iterable[str], options: Iterable[str], *, category: str | None = None,
+                        checkpoint: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(method parameters, dataset options) from the ``-p``/``-o`` texts and the ``--category`` and
+    ``--checkpoint`` shortcuts that ``run`` and ``export`` share."""
+    method_params = parse_params(params, "parameter")
+    dataset_options = parse_params(options, "dataset option")
+    if category is not None:
+        dataset_options["category"] = category
+    if checkpoint is not None:
+        method_params["checkpoint"] = str(Path(checkpoint).resolve())
+    return method_params, dataset_options
+
+
 def resolve_device(device: str) -> str:
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -16,3 +16,13 @@ torch.set_num_threads(2)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's ~/.cache/partbench from tests."""
     monkeypatch.setenv("PARTBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of training tests: on a shared 2-core machine, two OpenMP threads
+    fighting other processes made these steps about 10x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

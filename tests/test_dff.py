@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import normalized_mutual_info_score
 
 from benchmark.core.errors import UserError
 from benchmark.core.registry import DATASETS, METHODS
 from benchmark.core.seeding import derive_seed
 from benchmark.methods.nmf import nmf
+from helpers import sklearn_fg_nmi as fg_nmi
 
 pytestmark = pytest.mark.filterwarnings("ignore::benchmark.methods.backbones.RandomWeightsWarning")
 
 
 def synthetic(num_test=6, image_size=32, view="fg", **options):
     return DATASETS.get("synthetic")(split="test", view=view, num_test=num_test, image_size=image_size, **options)
-
-
-def fg_nmi(method, data) -> float:
-    truth, predicted = [], []
-    for batch in data.batches(4):
-        labels = method.predict(batch).resized().part_labels()
-        fg = batch.part_labels > 0
-        truth.append(batch.part_labels[fg].numpy())
-        predicted.append(labels[fg].numpy())
-    return normalized_mutual_info_score(np.concatenate(truth), np.concatenate(predicted))
 
 
 def tiny_dff(**params):

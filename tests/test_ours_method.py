@@ -19,12 +19,7 @@ TINY = ["--dataset", "synthetic", "-o", "num_train=6", "-o", "num_test=4", "-o",
         "-p", "vgg_weights=random", "--quiet", "--num-workers", "0"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def invoke(*args):

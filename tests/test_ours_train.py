@@ -23,13 +23,7 @@ from benchmark.methods.training.loop import build_optimizer
 from benchmark.methods.training.schedule import set_lrs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The test machine is shared: OpenMP threads spinning against other processes cost ~10x.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synthetic(n=6, size=32, split="train", view="train"):

@@ -140,14 +140,9 @@ def export_command(method, dataset, to, data_root, num_parts, params, options, c
       benchmark export -m kmeans -d synthetic --to exported/
       benchmark run -m predictions -p dir=exported/ -d synthetic     # the same numbers as `run -m kmeans`
     """
-    from benchmark.runner import parse_params
+    from benchmark.runner import command_line_inputs
 
-    method_params = parse_params(params, "parameter")
-    dataset_options = parse_params(options, "dataset option")
-    if category is not None:
-        dataset_options["category"] = category
-    if checkpoint is not None:
-        method_params["checkpoint"] = str(Path(checkpoint).resolve())
+    method_params, dataset_options = command_line_inputs(params, options, category=category, checkpoint=checkpoint)
     out = export_predictions(method, dataset, to=to, num_parts=num_parts, params=method_params,
                              dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
                              masks=masks, seed=seed, view=view, device=device, batch_size=batch_size,
