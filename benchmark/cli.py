@@ -78,7 +78,7 @@ def _parse_pairs(pairs: tuple[str, ...], what: str) -> dict:
 @click.option("--split", default="test", show_default=True, help="Evaluation split.")
 @click.option("--protocol", type=click.Choice(["corrected", "legacy"]), default="corrected", show_default=True,
               help="corrected: known defects of the reference evaluation fixed; legacy: the released notebooks exactly.")
-@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|method|none",
+@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|model:CKPT|unsupervised:NAME|method|none",
               help="Source of foreground masks, which decides the background of every metric.")
 @click.option("--metric", "metric_names", multiple=True, help="Only these metrics (default: all that apply).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
@@ -204,6 +204,14 @@ def list_command():
         click.echo(f"  {name:<12} {status(cls):<4}  {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
     for name, why in sorted(METHODS.broken.items()):
         click.echo(f"  {name:<12} BROKEN: {why}")
+    from benchmark.core.registry import MASK_MODELS
+    from benchmark.methods.saliency import UNSUPERVISED
+
+    click.echo("Foreground mask models (not part methods; benchmark train -m NAME, --masks model:CKPT):")
+    for name, cls in MASK_MODELS.items():
+        click.echo(f"  {name:<12} {status(cls):<4}  {cls.description()}")
+    for name, (_, text) in sorted(UNSUPERVISED.items()):
+        click.echo(f"  unsupervised:{name:<15} training-free (--masks unsupervised:{name}): {text}")
     click.echo("Datasets:")
     for name, cls in DATASETS.items():
         needs = "needs --data-root" if cls.needs_data_root else "built in"
@@ -282,7 +290,7 @@ def demo_command(out_dir, methods, seed, device, quiet):
 @click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
 @click.option("--split", default="test", show_default=True, help="Evaluation split.")
 @click.option("--protocol", type=click.Choice(["corrected", "legacy"]), default="corrected", show_default=True)
-@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|method|none",
+@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|model:CKPT|unsupervised:NAME|method|none",
               help="Source of foreground masks, which decides the background of every metric.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Evaluation batch size.")

@@ -79,7 +79,13 @@ class BackgroundPolicy:
                 raise UserError(f"--masks {text}: {directory} is not a directory; pass a folder of mask PNGs "
                                 "mirroring the dataset's image tree")
             return cls(f"predicted:{directory.resolve()}")
-        raise UserError(f"unknown --masks {text!r}; use gt, predicted:DIR, method or none")
+        if text.startswith(("model:", "unsupervised:")):
+            # Generated masks (benchmark.maskgen): predicted into a cache folder, then read as predicted:DIR.
+            from benchmark.maskgen import normalise_source
+
+            return cls(normalise_source(text))
+        raise UserError(f"unknown --masks {text!r}; use gt, predicted:DIR, model:CKPT, unsupervised:NAME, method "
+                        f"or none")
 
     @property
     def dataset_masks(self) -> str:
@@ -346,9 +352,14 @@ def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool =
         raise UserError(f"--masks method needs a method with its own background channel; "
                         f"{config.method!r} has none. Use --masks gt or predicted:DIR")
 
+    dataset_masks = policy.dataset_masks
+    if policy.source.startswith(("model:", "unsupervised:")):
+        dataset_masks = generated_masks(policy.source, config, device=device, progress=progress,
+                                        cache_dir=method.context.cache_dir)
+
     def view(view_name: str, split: str | None = None) -> Dataset:
         return build_dataset(config.dataset, data_root=config.data_root, split=split or config.split,
-                             view=view_name, protocol=config.protocol, masks=policy.dataset_masks,
+                             view=view_name, protocol=config.protocol, masks=dataset_masks,
                              options=config.dataset_options)
 
     first = view(DATASETS.get(config.dataset).fg_view)
@@ -408,6 +419,23 @@ def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool =
     return metrics, kept, first
 
 
+def generated_masks(source: str, config: RunConfig, *, device: str, progress: bool = False,
+                    cache_dir: str | Path | None = None) -> str:
+    """``predicted:DIR`` for ``--masks model:CKPT`` / ``unsupervised:NAME``: the masks of the evaluation split
+    and, when the dataset has a landmark protocol, of its fitting split (see :mod:`benchmark.maskgen`)."""
+    from benchmark.maskgen import materialise
+
+    cls = DATASETS.get(config.dataset)
+    splits = [config.split]
+    if cls.landmark_protocol is not None and cls.landmark_fit_split not in splits:
+        splits.append(cls.landmark_fit_split)
+    views = [build_dataset(config.dataset, data_root=config.data_root, split=split, view=cls.fg_view,
+                           protocol=config.protocol, masks="none", options=config.dataset_options)
+             for split in splits]
+    return materialise(source, views, device=device, cache_dir=cache_dir, batch_size=config.batch_size,
+                       progress=progress)
+
+
 def without_skipped(batch, maps, skipped_ids) -> tuple[Any, Any] | None:
     """The batch and maps without the images a method skipped (its ``skipped_ids``, e.g. ``predictions``
     with ``-p on_missing=skip``); ``None`` when nothing is left. Skipped images are counted in the rows."""
@@ -455,7 +483,12 @@ def _keep_examples(maps, batch, count: int, background: str) -> dict[str, Any]:
 
 def run_key(config: RunConfig, method: Method | None = None) -> str:
     method = method or build_method(config.method, num_parts=config.num_parts, params=config.params)
-    return config.key(method.input_fingerprint())
+    inputs = method.input_fingerprint()
+    if config.masks.startswith(("model:", "unsupervised:")):  # the masks depend on the model's content
+        from benchmark.maskgen import normalise_source, source_fingerprint
+
+        inputs = {"method": inputs, "masks": source_fingerprint(normalise_source(config.masks))}
+    return config.key(inputs)
 
 
 def result_path(out_dir: str | Path, config: RunConfig, method: Method | None = None) -> Path:

@@ -170,3 +170,37 @@ def first_existing(candidates: Sequence[Path], what: str, fix: str) -> Path:
         if path.is_file():
             return path
     raise UserError(f"{what} {candidates[0]} is missing. {fix}".strip())
+
+
+def read_predicted_mask(path: Path, hw: tuple[int, int], *, protocol: str = "corrected") -> np.ndarray:
+    """A predicted mask file of ``masks="predicted:DIR"``, checked: it must exist, be a greyscale PNG (mode
+    ``L`` or ``1``) of the image's size ``hw`` (H, W), and -- under the corrected protocol -- hold a binary
+    mask (values within {0, 255} or {0, 1}); the legacy protocol reads the raw codes of any greyscale file.
+    One :class:`UserError` naming the file and what was expected."""
+    from PIL import Image
+
+    if not path.is_file():
+        raise UserError(f"predicted mask {path} is missing; expected one greyscale PNG per image in the folder "
+                        f"given with --masks predicted:DIR (write them with `benchmark masks predict`)")
+    try:
+        with Image.open(path) as im:
+            mode, size = im.mode, im.size
+            if mode not in ("L", "1"):
+                raise UserError(f"predicted mask {path} has PIL mode {mode}; expected an 8-bit greyscale PNG "
+                                f"(mode L, 0 = background, 255 = foreground)")
+            im.load()
+            values = np.asarray(im.convert("L") if mode == "1" else im)
+    except UserError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"predicted mask {path} is unreadable ({exc}); expected a greyscale PNG") from None
+    if tuple(values.shape) != tuple(hw):
+        raise UserError(f"predicted mask {path} is {values.shape[1]}x{values.shape[0]} (WxH) but its image is "
+                        f"{hw[1]}x{hw[0]}; expected a mask at the image's original resolution")
+    if protocol != "legacy":
+        present = np.unique(values)
+        if not (set(present.tolist()) <= {0, 255} or set(present.tolist()) <= {0, 1}):
+            shown = ", ".join(str(v) for v in present[:8]) + (" ..." if present.size > 8 else "")
+            raise UserError(f"predicted mask {path} has values {{{shown}}}; expected a binary mask of 0 and 255 "
+                            f"(or 0 and 1)")
+    return values

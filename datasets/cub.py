@@ -14,7 +14,7 @@ from benchmark.core.registry import register_bench, register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
-from ._io import binarise, first_existing, predicted_mask_dir, read_gray, read_rgb, read_table, scan_table
+from ._io import binarise, first_existing, predicted_mask_dir, read_gray, read_predicted_mask, read_rgb, read_table, scan_table
 from ._views import (CROP_FILL_UINT8, CUB_FLIP_PERMUTATION, crop_fill, cut_borders, cv2_resize, flip_keypoints,
                      image_tensor, inside, long_side_size, pil_resize, short_side_size, square_box)
 
@@ -207,6 +207,12 @@ class CUB(RealDataset):
         return Sample(image=image_tensor(image), id=str(self._paths[i]), keypoints=kp, visible=vis, mask=mask,
                       bbox=bbox, meta=meta)
 
+    def mask_file(self, index: int) -> str:
+        return Path(str(self._paths[int(self._select[index])])).with_suffix(".png").as_posix()
+
+    def source_image(self, index: int) -> torch.Tensor:
+        return image_tensor(read_rgb(self._image_path(int(self._select[index]))))
+
     # -- internals -------------------------------------------------------------------------------------
     def _image_path(self, i: int) -> Path:
         return self.root / "images" / str(self._paths[i])
@@ -225,8 +231,10 @@ class CUB(RealDataset):
             where = f"{self.kanazawa_dir} (record {self._paths[i]})"
         else:
             path = self._mask_path(i)
-            fix = ("Pass --masks predicted:DIR with a folder mirroring images/ (e.g. supervisedlabels/)"
-                   if self._pred_dir is not None else "Extract segmentations.tgz into the CUB_200_2011 folder")
+            if self._pred_dir is not None:
+                return read_predicted_mask(path, hw, protocol=self.protocol)
+            fix = ("Extract segmentations.tgz into the CUB_200_2011 folder, or evaluate without GT masks "
+                   "(--masks none, predicted:DIR or model:CKPT)")
             path = first_existing([path], "mask", fix)
             raw, where = read_gray(path), str(path)
             if self.protocol == "legacy" and self._pred_dir is None:

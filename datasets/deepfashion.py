@@ -206,6 +206,14 @@ class DeepFashion(RealDataset):
                 return alternative
         return primary
 
+    def mask_file(self, index: int) -> str:
+        return self._files[index] + ".png"  # the reference's `<file_name>.png`
+
+    def source_image(self, index: int) -> torch.Tensor:
+        from ._views import image_tensor
+
+        return image_tensor(read_rgb(self._image_path(index)))
+
     def _label_path(self, index: int) -> Path:
         rel = self._files[index]
         return self.seg_root / (rel[:-4] + "_segment.png" if rel.lower().endswith(".jpg") else rel + "_segment.png")
@@ -219,12 +227,9 @@ class DeepFashion(RealDataset):
     def _raw_mask(self, index: int, hw) -> np.ndarray | None:
         if self._pred_dir is None:
             return None
-        path = self._pred_path(index)
-        raw = read_gray(path, what="predicted mask")
-        if tuple(raw.shape) != tuple(hw):
-            raise UserError(f"predicted mask {path} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its image is "
-                            f"{hw[1]}x{hw[0]}; the mask folder does not belong to these images")
-        return raw
+        from ._io import read_predicted_mask
+
+        return read_predicted_mask(self._pred_path(index), tuple(hw), protocol=self.protocol)
 
     @classmethod
     def check_tree(cls, root, **options):

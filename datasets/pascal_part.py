@@ -150,6 +150,12 @@ class PascalPart(RealDataset):
         if self._pred_dir is not None:
             yield self._pred_dir / f"{image_id}.png", "gray"
 
+    def mask_file(self, index: int) -> str:
+        return f"{self._objects[index][0]}.png"
+
+    def source_image(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(read_rgb(self._image_path(self._objects[index][0]))).permute(2, 0, 1).float() / 255.0
+
     def __getitem__(self, index: int) -> Sample:
         image_id, k, box = self._objects[index]
         image = read_rgb(self._image_path(image_id))
@@ -162,10 +168,9 @@ class PascalPart(RealDataset):
         raw_mask = None
         if self._pred_dir is not None:
             path = self._pred_dir / f"{image_id}.png"
-            raw_mask = read_gray(path, what="predicted mask")
-            if tuple(raw_mask.shape) != image.shape[:2]:
-                raise UserError(f"predicted mask {path} is {raw_mask.shape[1]}x{raw_mask.shape[0]} (WxH) but its "
-                                f"image is {image.shape[1]}x{image.shape[0]}; the folder does not belong to VOC2010")
+            from ._io import read_predicted_mask
+
+            raw_mask = read_predicted_mask(path, image.shape[:2], protocol=self.protocol)
         train = self.view == "train"
         left, top, side = square_box(*box, pad=0.05, jitter=self.jitter if train else 0.0)
         out_hw = long_side_size(side, side)

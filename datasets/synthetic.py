@@ -201,6 +201,12 @@ class SyntheticCreatures(Dataset):
                       visible=visible, mask=mask, part_labels=labels, bbox=bbox, meta=meta)
 
     # -- masks --------------------------------------------------------------------------------------
+    def mask_file(self, index: int) -> str:
+        return f"{self.sample_id(index)}.png"
+
+    def source_image(self, index: int) -> Tensor:
+        return torch.from_numpy(self.scene(int(index)).image).permute(2, 0, 1).float()
+
     def _predicted_mask(self, index: int) -> Tensor:
         """The predicted mask file of sample ``index`` as float (binarised under the corrected protocol)."""
         from PIL import Image
@@ -211,9 +217,9 @@ class SyntheticCreatures(Dataset):
                             f"hold one greyscale PNG per sample, named <sample id>.png")
         try:
             with Image.open(path) as im:
-                if im.mode not in ("1", "L", "I", "I;16", "P"):
-                    raise UserError(f"predicted mask {path} has mode {im.mode}; save it as a greyscale PNG "
-                                    f"(0/255 or 0/1)")
+                if im.mode not in ("1", "L", "I", "I;16"):
+                    raise UserError(f"predicted mask {path} has PIL mode {im.mode}; expected an 8-bit greyscale "
+                                    f"PNG (mode L, 0 = background, 255 = foreground)")
                 binary = im.mode == "1"
                 values = np.asarray(im.convert("L") if im.mode in ("1", "P") else im, dtype=np.float32)
         except UserError:
@@ -225,6 +231,12 @@ class SyntheticCreatures(Dataset):
                             f"images are {self.size_px}x{self.size_px}; masks must cover the full image")
         if binary:
             values = (values > 0).astype(np.float32)
+        if self.protocol == "corrected":
+            present = set(np.unique(values).tolist())
+            if not (present <= {0.0, 255.0} or present <= {0.0, 1.0}):
+                shown = ", ".join(str(int(v)) for v in sorted(present)[:8])
+                raise UserError(f"predicted mask {path} has values {{{shown}}}; expected a binary mask of 0 and "
+                                f"255 (or 0 and 1)")
         mask = torch.from_numpy(values)
         if self.protocol == "corrected":
             peak = float(mask.max())

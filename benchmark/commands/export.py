@@ -51,9 +51,18 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
                                num_workers=num_workers, progress=progress,
                                data_root=Path(data_root) if data_root else None)
 
+    dataset_masks = policy.dataset_masks
+    if policy.source.startswith(("model:", "unsupervised:")):  # generated masks, as `run` makes them
+        from benchmark.runner import RunConfig, generated_masks
+
+        dataset_masks = generated_masks(policy.source, RunConfig(
+            method=method, dataset=dataset, data_root=data_root, split=split, protocol=protocol,
+            masks=policy.source, dataset_options=dict(dataset_options or {}), batch_size=batch_size),
+            device=device, progress=progress, cache_dir=cache_dir)
+
     def load(view_name: str, split_name: str):
         return build_dataset(dataset, data_root=data_root, split=split_name, view=view_name, protocol=protocol,
-                             masks=policy.dataset_masks, options=dataset_options)
+                             masks=dataset_masks, options=dataset_options)
 
     first = load(DATASETS.get(dataset).fg_view, split)
     # The same views, in the same order, as the runner evaluates them.
@@ -122,7 +131,7 @@ def _jsonable(value: Any) -> Any:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--split", default="test", show_default=True, help="Evaluation split.")
 @click.option("--protocol", type=click.Choice(["corrected", "legacy"]), default="corrected", show_default=True)
-@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|method|none",
+@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|model:CKPT|unsupervised:NAME|method|none",
               help="Mask source the views are loaded with (use the one the evaluation run will use).")
 @click.option("--view", type=click.Choice(VIEW_CHOICES), default="all", show_default=True,
               help="Which evaluation views to export (all = fg, full and the landmark splits).")

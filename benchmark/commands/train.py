@@ -43,9 +43,9 @@ def build_method(method: str, given: dict[str, Any]):
     """Instantiate a registered method that supports training with the given parameters."""
     # ``ours`` lives in a subpackage whose __init__ belongs to the network code; importing the module
     # registers it even when the package's discovery does not reach it.
-    from benchmark.core.registry import METHODS
+    from benchmark.core.registry import MASK_MODELS, METHODS
 
-    cls = METHODS.get(method)
+    cls = MASK_MODELS.get(method) if method in MASK_MODELS else METHODS.get(method)
     if not callable(getattr(cls, "train", None)):
         trainable = [n for n, c in METHODS.items() if callable(getattr(c, "train", None))]
         raise UserError(f"method {method!r} cannot be trained with `benchmark train`; trainable methods: "
@@ -68,7 +68,7 @@ def build_method(method: str, given: dict[str, Any]):
 
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--method", "-m", "method_name", default="ours", show_default=True,
-              help="A method that trains (ours, scops).")
+              help="A method that trains (ours, scops) or the fg/bg mask model fgbg.")
 @click.option("--dataset", "-d", "dataset_name", required=True,
               help="Dataset name (cub, deepfashion, pascal-part, synthetic).")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Root of the dataset tree.")
@@ -85,6 +85,8 @@ def build_method(method: str, given: dict[str, Any]):
               help="Drop a loss term (repeatable): the paper's loss ablation.")
 @click.option("--amp", type=click.Choice(["bf16"]), default=None, help="bf16 autocast (default float32).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network.")
+@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|model:CKPT|unsupervised:NAME",
+              help="Foreground masks of the training images (the paper trains with GT masks).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output directory [train_runs/METHOD-DATASET-seedS].")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out (exactly).")
@@ -95,7 +97,7 @@ def build_method(method: str, given: dict[str, Any]):
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Any other method parameter, e.g. -p legacy_positive=false -p lambda_equivariance=5.7e4.")
 def train_command(method_name, dataset_name, data_root, dataset_options, category, num_parts, preset, steps, batch_size,
-                  image_size, init, ablate, amp, compile_, out_dir, resume, seed, device, num_workers, quiet, params):
+                  image_size, init, ablate, amp, compile_, masks, out_dir, resume, seed, device, num_workers, quiet, params):
     """Train a part-discovery method and write its checkpoints and loss log.
 
     \b
@@ -114,6 +116,8 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
           -p mean_order=rgb -p max_iter=0
       # PASCAL-Part (lambda_e = 5.7e4 automatically), one category
       benchmark train --dataset pascal-part --data-root /data/VOCdevkit_2010 --category car
+      # the fg/bg mask model for the paper's predicted test masks (then `benchmark masks predict`)
+      benchmark train --method fgbg --dataset cub --data-root /data/CUB_200_2011 --out runs/fgbg-cub
       # tiny CPU run on the built-in synthetic data
       benchmark train --dataset synthetic --preset tiny --init random -p vgg_weights=random
       # 4 GPUs with DDP (global batch 6 must divide by the processes: use --batch-size 8)
@@ -140,7 +144,21 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
     if data_root is not None and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} does not exist or is not a directory")
     # build_dataset names an unknown option or a value of the wrong type in one line (as `run` does).
-    data = build_dataset(dataset_name, data_root=data_root, split="train", view="train", masks="gt",
+    from benchmark.runner import BackgroundPolicy, RunConfig, generated_masks
+
+    policy = BackgroundPolicy.parse(masks)
+    if policy.source in ("method", "none"):
+        raise UserError(f"--masks {masks}: training needs foreground masks; use gt, predicted:DIR, model:CKPT or "
+                        f"unsupervised:NAME")
+    dataset_masks = policy.source
+    if policy.source.startswith(("model:", "unsupervised:")):
+        dataset_masks = generated_masks(policy.source, RunConfig(
+            method=method_name, dataset=dataset_name, data_root=str(data_root) if data_root else None,
+            split="train", masks=policy.source, dataset_options=options), device=_device(device),
+            progress=not quiet)
+    # Mask models train on whole images (the images they predict on); part methods on the augmented crops.
+    view = getattr(type(method), "train_view", "train")
+    data = build_dataset(dataset_name, data_root=data_root, split="train", view=view, masks=dataset_masks,
                          options=options)
     out_dir = out_dir or Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
     rank = int(os.environ.get("RANK", "0"))
@@ -153,10 +171,19 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
         if result.last_losses:
             click.echo("last losses: " + ", ".join(f"{k}={v:.5g}" for k, v in result.last_losses.items()))
         click.echo(f"weights: {result.model_path}\nlog: {out_dir / 'train_log.csv'}\n"
+                   + (f"predict masks: benchmark masks predict --checkpoint {result.model_path} -d {dataset_name}"
+                      + (f" --data-root {data_root}" if data_root else "") + " --split test --out MASK_DIR"
+                      if method_name in _mask_models() else
                    f"evaluate: benchmark run --method {method_name} --checkpoint {result.model_path} "
                    f"--dataset {dataset_name}" + (f" --data-root {data_root}" if data_root else "")
                    + "".join(f" -o {shlex.quote(f'{k}={v}')}" for k, v in options.items())
-                   + (f" -k {num_parts}" if num_parts is not None else ""))
+                   + (f" -k {num_parts}" if num_parts is not None else "")))
+
+
+def _mask_models() -> list[str]:
+    from benchmark.core.registry import MASK_MODELS
+
+    return MASK_MODELS.names()
 
 
 commands = [train_command]

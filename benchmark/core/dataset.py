@@ -128,6 +128,17 @@ class Dataset(Plugin, torch.utils.data.Dataset):
         """The (H, W) of sample ``index`` in this view, cheaply; ``None`` if unknown without decoding."""
         return None
 
+    # -- foreground mask files (``benchmark masks predict``, ``--masks model:CKPT``) ---------------------
+    def mask_file(self, index: int) -> str:
+        """Where ``masks="predicted:DIR"`` reads the mask of sample ``index``: a path relative to ``DIR``
+        (``/``-separated, mirroring the image tree). Samples of one image share its file."""
+        raise NotImplementedError(f"dataset {self.name!r} does not read predicted mask folders")
+
+    def source_image(self, index: int) -> torch.Tensor:
+        """The whole original image of sample ``index``, (3, H, W) float in [0, 1], at the resolution the
+        file of :meth:`mask_file` must have."""
+        raise NotImplementedError(f"dataset {self.name!r} does not read predicted mask folders")
+
     def batches(self, batch_size: int = 16, *, device: str | torch.device = "cpu", shuffle: bool = False,
                 generator: torch.Generator | None = None, num_workers: int = 0,
                 progress: bool | str = False, drop_last: bool = False) -> Iterator[Batch]:

@@ -145,3 +145,8 @@ register_method = METHODS.register
 register_dataset = DATASETS.register
 register_metric = METRICS.register
 register_bench = BENCHES.register
+# Foreground/background mask models (``benchmark train -m fgbg``, ``--masks model:CKPT``): trainable
+# segmenters that are *not* part-discovery methods, so they live apart from METHODS (run/demo/contract
+# tests never see them).
+MASK_MODELS: Registry = Registry("mask model", "benchmark.methods.fgbg", "partbench.mask_models")
+register_mask_model = MASK_MODELS.register
