@@ -115,7 +115,7 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
     check_writable_dir(out_dir, "--out directory")
     cache = None if no_cache else (cache_dir or _default_cache_dir())
     if data_root is not None:
-        _quick_data_check(dataset, data_root, split, dataset_options)
+        _quick_data_check(dataset, data_root, split, dataset_options, masks)
     for seed in seeds or (0,):
         config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=method_params,
                            dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
@@ -135,8 +135,10 @@ def _needs_data_root(dataset: str) -> bool:
     return bool(getattr(DATASETS.get(dataset), "needs_data_root", True))
 
 
-def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -> None:
-    """Before a run: the index files parse and every needed file exists (headers only, no decoding)."""
+def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, masks: str = "gt") -> None:
+    """Before a run: the index files parse and every needed file exists (headers only, no decoding). Mask
+    files are checked only for the run's mask source (``none``/``method``/generated masks read no mask file
+    of the tree, so a CUB tree without ``segmentations/`` works for them)."""
     from benchmark.core.registry import DATASETS
 
     if not hasattr(DATASETS.get(dataset), "check_tree"):
@@ -145,14 +147,25 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -
     from benchmark.runner import check_dataset_options
 
     check_dataset_options(dataset, options)
-    report = check_dataset(dataset, data_root, deep=False, **options)
+    source = (masks or "gt").strip()
+    if source.startswith("predicted:") and not source.startswith("predicted:/"):
+        source = f"predicted:{Path(source.split(':', 1)[1]).expanduser().resolve()}"
+    if source in ("method", "none") or source.startswith(("model:", "unsupervised:")):
+        source = "none"
+    if source not in ("gt", "none") and not source.startswith("predicted:"):
+        source = "gt"  # an unknown source: the run itself names it
+    report = check_dataset(dataset, data_root, deep=False, **options, **({} if source == "gt" else {"masks": source}))
     if report.problems:
         shown = "; ".join(str(p) for p in report.problems[:3])
         more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
         # The suggested command checks the same tree with the same options (e.g. the PASCAL-Part category).
         same = "".join(f" -o {shlex.quote(f'{k}={v}')}" for k, v in options.items())
+        if source != "gt":
+            same += f" --masks {shlex.quote(source)}"
+        blocks = " ".join(report.blocked_uses()[:1])
         raise UserError(f"the {dataset} tree at {data_root} has problems: {shown}{more}. "
-                        f"Run `benchmark data check -d {dataset} --data-root {shlex.quote(str(data_root))}{same}` "
+                        + (f"{blocks}. " if blocks else "")
+                        + f"Run `benchmark data check -d {dataset} --data-root {shlex.quote(str(data_root))}{same}` "
                         f"for the full list")
 
 

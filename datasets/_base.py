@@ -84,13 +84,14 @@ class RealDataset(Dataset):
                         w, h = image_size(path)
                         hw = (h, w)
                 except UserError as exc:
-                    problems.append(Problem(path, 0, str(exc).replace(f"{path} ", "").strip()))
+                    problems.append(Problem(path, 0, str(exc).replace(f"{path} ", "").strip(),
+                                            kind="mask" if kind == "gray" else ""))
                     continue
                 if kind == "rgb":
                     image_hw = hw
                 elif image_hw is not None and hw != image_hw:
                     problems.append(Problem(path, 0, f"mask is {hw[1]}x{hw[0]} (WxH) but its image is "
-                                                     f"{image_hw[1]}x{image_hw[0]}"))
+                                                     f"{image_hw[1]}x{image_hw[0]}", kind="mask" if kind == "gray" else ""))
         return problems
 
     def _check_labels(self, path: Path) -> np.ndarray:

@@ -19,6 +19,27 @@ class CheckReport:
     summaries: list[dict[str, Any]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    masks: str = "gt"  # the mask source checked
+
+    def blocked_uses(self) -> list[str]:
+        """Which uses the problems block, in words (``data check`` prints it under the list)."""
+        mask_problems = [p for p in self.problems if p.kind == "mask"]
+        other = len(self.problems) - len(mask_problems)
+        lines = []
+        if mask_problems:
+            if self.masks == "gt":
+                lines.append(
+                    f"{len(mask_problems)} problem(s) concern ground-truth mask files: they block --masks gt "
+                    "(evaluation with GT masks, training with GT masks, `benchmark masks score`); evaluation with "
+                    "--masks none, predicted:DIR, model:CKPT or unsupervised:NAME does not read them (e.g. "
+                    "keypoint NMI/ARI and landmark regression on CUB): check that with --masks none")
+            else:
+                lines.append(f"{len(mask_problems)} problem(s) concern the mask files of --masks {self.masks}: they "
+                             f"block evaluation and training with that folder")
+        if other:
+            lines.append(f"{other} problem(s) concern images or annotations: they block every use of the "
+                         f"affected split(s)")
+        return lines
 
     @property
     def ok(self) -> bool:
@@ -35,6 +56,7 @@ class CheckReport:
             lines += [f"  {p}" for p in self.problems[:max_problems]]
             if len(self.problems) > max_problems:
                 lines.append(f"  ... and {len(self.problems) - max_problems} more")
+            lines += [f"what this blocks: {line}" for line in self.blocked_uses()]
         else:
             lines.append("OK")
         return "\n".join(lines)
@@ -49,7 +71,7 @@ def check_dataset(name: str, root: str | Path, *, deep: bool = True, splits: tup
         raise UserError(f"dataset {name!r} has no data tree to check")
     if root is None or not Path(root).is_dir():
         raise UserError(f"data root {root} does not exist or is not a directory; pass --data-root. {cls.data_hint}")
-    report = CheckReport(name, Path(root))
+    report = CheckReport(name, Path(root), masks=str(options.get("masks", "gt")))
     datasets, problems = cls.check_tree(root, **options)
     report.problems += problems
     for ds in datasets:

@@ -27,6 +27,7 @@ class Problem:
     path: Path
     line: int
     message: str
+    kind: str = ""  # "mask": a foreground mask file (what it blocks depends on the mask source)
 
     def __str__(self) -> str:
         where = f"{self.path}, line {self.line}" if self.line else f"{self.path}"

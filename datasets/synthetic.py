@@ -209,34 +209,10 @@ class SyntheticCreatures(Dataset):
 
     def _predicted_mask(self, index: int) -> Tensor:
         """The predicted mask file of sample ``index`` as float (binarised under the corrected protocol)."""
-        from PIL import Image
+        from ._io import read_predicted_mask
 
         path = self._mask_dir / f"{self.sample_id(index)}.png"
-        if not path.is_file():
-            raise UserError(f"predicted mask {path} is missing; the folder given with --masks predicted:DIR must "
-                            f"hold one greyscale PNG per sample, named <sample id>.png")
-        try:
-            with Image.open(path) as im:
-                if im.mode not in ("1", "L", "I", "I;16"):
-                    raise UserError(f"predicted mask {path} has PIL mode {im.mode}; expected an 8-bit greyscale "
-                                    f"PNG (mode L, 0 = background, 255 = foreground)")
-                binary = im.mode == "1"
-                values = np.asarray(im.convert("L") if im.mode in ("1", "P") else im, dtype=np.float32)
-        except UserError:
-            raise
-        except Exception as exc:
-            raise UserError(f"cannot read predicted mask {path} ({exc}); save it as a greyscale PNG") from None
-        if values.shape != (self.size_px, self.size_px):
-            raise UserError(f"predicted mask {path} is {values.shape[1]}x{values.shape[0]} but the synthetic "
-                            f"images are {self.size_px}x{self.size_px}; masks must cover the full image")
-        if binary:
-            values = (values > 0).astype(np.float32)
-        if self.protocol == "corrected":
-            present = set(np.unique(values).tolist())
-            if not (present <= {0.0, 255.0} or present <= {0.0, 1.0}):
-                shown = ", ".join(str(int(v)) for v in sorted(present)[:8])
-                raise UserError(f"predicted mask {path} has values {{{shown}}}; expected a binary mask of 0 and "
-                                f"255 (or 0 and 1)")
+        values = read_predicted_mask(path, (self.size_px, self.size_px), protocol=self.protocol).astype(np.float32)
         mask = torch.from_numpy(values)
         if self.protocol == "corrected":
             peak = float(mask.max())

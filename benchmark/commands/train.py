@@ -160,6 +160,7 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
     view = getattr(type(method), "train_view", "train")
     data = build_dataset(dataset_name, data_root=data_root, split="train", view=view, masks=dataset_masks,
                          options=options)
+    data.mask_source = policy.source  # what the masks are (generated ones are read from a cache folder)
     out_dir = out_dir or Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
     rank = int(os.environ.get("RANK", "0"))
     method.context = RunContext(cache_dir=None, work_dir=out_dir, num_workers=num_workers,
