@@ -6,5 +6,6 @@ them. It returns its report as text and always compares against a baseline measu
 """
 
 import benchmark.datasets  # noqa: F401
+import benchmark.maskgen  # noqa: F401  (masks-predict)
 import benchmark.methods  # noqa: F401
 import benchmark.metrics  # noqa: F401

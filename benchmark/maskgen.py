@@ -303,3 +303,51 @@ def score_masks(dataset_name: str, source: str, *, data_root=None, split: str = 
             raise UserError(f"dataset {dataset_name!r} has no ground-truth masks in its {view} view to score against")
         score.update(pred_batch.masks, gt_batch.masks)
     return score, truth
+
+
+# --------------------------------------------------------------------------------------------------
+# speed
+# --------------------------------------------------------------------------------------------------
+def _register_bench() -> None:
+    from benchmark.core.registry import register_bench
+
+    @register_bench("masks-predict")
+    def bench_masks_predict(n: int = 32, image_size: int = 64, batch_size: int = 16, device: str = "auto") -> str:
+        """Writing a mask folder: batched device prediction vs image-by-image prediction (same model, same run)."""
+        import tempfile
+        import time
+
+        from benchmark.methods.fgbg import FgBgConfig, MaskPredictor
+        from benchmark.methods.segmenter import PartSegmenter
+        from benchmark.runner import build_dataset, resolve_device
+
+        device = resolve_device(device)
+        data = build_dataset("synthetic", split="test", view="full", masks="none",
+                             options={"num_test": n, "num_train": 0, "image_size": image_size})
+        torch.manual_seed(0)
+        predictor = MaskPredictor(PartSegmenter(2), FgBgConfig(image_size=image_size), identity="bench").to(device)
+        for i in range(n):  # render (and cache) the scenes outside the timings
+            data.source_image(i)
+
+        def timed(batched: bool) -> float:
+            with tempfile.TemporaryDirectory() as folder:
+                predict_masks(predictor, data, Path(folder) / "warm", batch_size=batch_size, device=device,
+                              batched=batched)  # warm-up (allocator, kernels)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                predict_masks(predictor, data, Path(folder) / "out", batch_size=batch_size, device=device,
+                              batched=batched)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                return time.perf_counter() - start
+
+        single = timed(False)
+        batched = timed(True)
+        return (f"masks-predict: {n} images of {image_size}x{image_size}, DeepLab ResNet-50 fg/bg, device {device}\n"
+                f"  image by image : {single:8.3f} s  ({n / single:7.1f} images/s)\n"
+                f"  batched ({batch_size:>3})  : {batched:8.3f} s  ({n / batched:7.1f} images/s)\n"
+                f"  speed-up       : {single / batched:.2f}x")
+
+
+_register_bench()
