@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import binarise
 from benchmark.core.registry import register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
-from ._io import binarise, predicted_mask_dir, read_gray, read_palette_png, read_rgb
+from ._io import read_gray, read_palette_png, read_rgb
 from ._views import cv2_resize, image_tensor, long_side_size, pad_to, pil_resize, short_side_size
 
 #: §4.3 palette, label id = index; decoded through R+G+B (the sums are unique)
@@ -99,10 +100,10 @@ class DeepFashion(RealDataset):
     data_hint = ("DeepFashion needs a signed agreement: `benchmark data download deepfashion` prints the steps; "
                  "--data-root is the 'In-shop Clothes Retrieval Benchmark' folder.")
 
-    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
+    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None,
                  _collect: Reporter | None = None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
-        self._pred_dir = predicted_mask_dir(masks)
+        self._pred_dir = self.mask_folder
         report = _collect or Reporter(fix="Re-extract Anno/segmentation from the DeepFashion archive")
         self._files: list[str] = []
         for part in JSON_NAMES[split]:
@@ -128,7 +129,7 @@ class DeepFashion(RealDataset):
             yield self._pred_path(index), "gray"
 
     def _check_labels(self, path: Path) -> np.ndarray:
-        return decode_palette(read_palette_png(path), path, legacy=self.protocol == "legacy")
+        return decode_palette(read_palette_png(path), path, legacy=not self.protocol.rules.reject_unknown_labels)
 
     def __getitem__(self, index: int) -> Sample:
         name = self._files[index]
@@ -138,7 +139,7 @@ class DeepFashion(RealDataset):
         if rgb.shape[:2] != image.shape[:2]:
             raise UserError(f"label map {label_path} is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but its image is "
                             f"{image.shape[1]}x{image.shape[0]}; re-extract Anno/segmentation")
-        labels = decode_palette(rgb, label_path, legacy=self.protocol == "legacy")
+        labels = decode_palette(rgb, label_path, legacy=not self.protocol.rules.reject_unknown_labels)
         raw_mask = self._raw_mask(index, image.shape[:2])
         h, w = image.shape[:2]
         meta: dict[str, Any] = {"file_name": name, "original_size": (h, w)}
@@ -147,12 +148,12 @@ class DeepFashion(RealDataset):
         elif self.view == "full":
             size = short_side_size(h, w)
             img_t = image_tensor(pil_resize(image, size, "bilinear"))
-            mode = "bilinear" if self.protocol == "legacy" else "nearest"
-            lab_t = torch.from_numpy(pil_resize(labels.astype(np.uint8), size, mode).astype(np.int64))
+            lab_t = torch.from_numpy(pil_resize(labels.astype(np.uint8), size,
+                                                self.protocol.rules.label_resize).astype(np.int64))
             mask = self._mask_view(raw_mask, size) if raw_mask is not None else None
         else:
             img_t, lab_t, mask, meta["crop"], meta["flipped"] = self._train(image, labels, raw_mask)
-        if mask is None and self.masks == "gt":
+        if mask is None and self.masks.dataset_reads == "annotations":
             mask = (lab_t != 0).float()
         return Sample(image=img_t, id=name, part_labels=lab_t, mask=mask, meta=meta)
 
@@ -165,10 +166,10 @@ class DeepFashion(RealDataset):
         lab = pad_to(lab, (256, 256), mode="constant", value=0, centre=True)
         mask = None
         if raw_mask is not None:
-            if self.protocol == "legacy":
-                mask = cv2_resize(torch.from_numpy(raw_mask.astype(np.float32)), size, "bilinear")
-            else:
+            if self.protocol.rules.binarise_masks:
                 mask = cv2_resize(torch.from_numpy(binarise(raw_mask)), size, "nearest")
+            else:
+                mask = cv2_resize(torch.from_numpy(raw_mask.astype(np.float32)), size, self.protocol.rules.mask_resize)
             mask = pad_to(mask, (256, 256), mode="constant", value=0, centre=True)
         return img.contiguous(), lab.contiguous(), mask
 
@@ -183,12 +184,12 @@ class DeepFashion(RealDataset):
         lab = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((256, 256), Image.NEAREST, box=box))
         mask = None
         if raw_mask is not None:
-            if self.protocol == "legacy":
-                m = Image.fromarray(raw_mask.astype(np.uint8)).resize((256, 256), Image.BILINEAR, box=box)
-                mask = torch.from_numpy(np.asarray(m).astype(np.float32))
-            else:
+            if self.protocol.rules.binarise_masks:
                 m = Image.fromarray((binarise(raw_mask) * 255).astype(np.uint8))
                 mask = torch.from_numpy((np.asarray(m.resize((256, 256), Image.NEAREST, box=box)) > 0).astype(np.float32))
+            else:
+                m = Image.fromarray(raw_mask.astype(np.uint8)).resize((256, 256), Image.BILINEAR, box=box)
+                mask = torch.from_numpy(np.asarray(m).astype(np.float32))
         img_t, lab_t = image_tensor(img), torch.from_numpy(lab.astype(np.int64))
         flipped = bool(torch.rand(()) < 0.5)
         if flipped:

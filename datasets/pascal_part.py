@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import binarise
 from benchmark.core.registry import register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
-from ._io import binarise, predicted_mask_dir, read_gray, read_rgb, read_table
+from ._io import read_gray, read_rgb, read_table
 from ._views import CROP_FILL_UINT8, crop_fill, cv2_resize, long_side_size, pad_to, square_box
 
 _ANIMAL_Q = ["head", "lblleg", "lbuleg", "lear", "leye", "lflleg", "lfuleg", "lhorn", "muzzle", "neck", "rblleg",
@@ -106,7 +107,7 @@ class PascalPart(RealDataset):
     data_hint = ("Download: benchmark data download pascal-part --to DIR, then --data-root DIR "
                  "(Annotations_Part/ and VOC2010/ or VOCdevkit/VOC2010/).")
 
-    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
+    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None,
                  category: str = "car", area_threshold: float = 0.2, train_area_threshold: float | None = None,
                  jitter: float = 0.05, _collect: Reporter | None = None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
@@ -119,7 +120,7 @@ class PascalPart(RealDataset):
         self.train_area_threshold = None if train_area_threshold is None else float(train_area_threshold)
         threshold = self.train_area_threshold if (split == "train" and self.train_area_threshold is not None) \
             else self.area_threshold
-        self._pred_dir = predicted_mask_dir(masks)
+        self._pred_dir = self.mask_folder
         self.voc = self._find_voc()
         report = _collect or Reporter(fix=FIX)
         self._objects: list[tuple[str, int, tuple[int, int, int, int]]] = []
@@ -176,12 +177,11 @@ class PascalPart(RealDataset):
         img, lab = pad_to(img, (256, 256), mode="edge"), pad_to(lab, (256, 256), mode="edge")
         if raw_mask is not None:
             cropped = crop_fill(raw_mask, left, top, side, side, 0)
-            if self.protocol == "legacy":  # raw codes, resized nearest as the training-code crops (§1.1)
-                mask = cv2_resize(torch.from_numpy(cropped.astype(np.float32)), out_hw, "nearest")
-            else:
-                mask = cv2_resize(torch.from_numpy(binarise(cropped)), out_hw, "nearest")
+            # nearest under both protocols, as the training code's crops; raw codes unless binarised
+            values = binarise(cropped) if self.protocol.rules.binarise_masks else cropped.astype(np.float32)
+            mask = cv2_resize(torch.from_numpy(values), out_hw, "nearest")
             mask = pad_to(mask, (256, 256), mode="edge")
-        elif self.masks == "gt":
+        elif self.masks.dataset_reads == "annotations":
             mask = (lab != 0).float()
         else:
             mask = None
