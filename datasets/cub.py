@@ -317,6 +317,26 @@ class CUB(RealDataset):
 
 def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None:
     """The official index, vectorised (pandas); ids checked for consistency across the files."""
+    images = _read_images(root, report)
+    if images is None:
+        return None
+    split = _aligned_table(root, "train_test_split.txt", images, report)
+    boxes = _aligned_table(root, "bounding_boxes.txt", images, report)
+    labels = _aligned_table(root, "image_class_labels.txt", images, report)
+    read_table(root / "classes.txt", TABLES["classes.txt"], fix=FIX)
+    parts_file_problems(root, report)
+    if split is None or boxes is None or labels is None:
+        return None
+    keypoints = _read_keypoints(root, images, report)
+    bbox = _checked_boxes(root, boxes, images, report)
+    if keypoints is None or bbox is None:
+        return None
+    return {"ids": images["ids"], "paths": images["paths"], "is_train": split[1], "bbox": bbox,
+            "class_id": labels[1], "kp": keypoints[0], "vis": keypoints[1]}
+
+
+def _read_images(root: Path, report: Reporter) -> dict[str, np.ndarray] | None:
+    """``images.txt`` sorted by id: ids, relative paths and each id's line number (``order``)."""
     ids, paths = read_table(root / "images.txt", TABLES["images.txt"], fix=FIX)
     order = np.argsort(ids, kind="stable")
     ids, paths = ids[order], paths[order]
@@ -324,43 +344,43 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
     if dup.size:
         report(root / "images.txt", 0, f"image id {int(dup[0])} is listed twice")
         return None
+    return {"ids": ids, "paths": paths, "order": order}
+
+
+def _aligned_table(root: Path, name: str, images: dict[str, np.ndarray], report: Reporter) -> list[np.ndarray] | None:
+    """The columns of ``name`` sorted by image id, with one line per image of ``images.txt``; the last
+    column holds the line numbers in the file."""
+    ids, paths, order = images["ids"], images["paths"], images["order"]
+    cols = read_table(root / name, TABLES[name], fix=FIX)
+    got = cols[0]
+    o = np.argsort(got, kind="stable")
+    if len(got) == len(ids) and np.array_equal(got[o], ids):
+        return [c[o] for c in cols] + [o + 1]
+    missing, extra = np.setdiff1d(ids, got), np.setdiff1d(got, ids)
+    if missing.size:
+        line = int(np.searchsorted(ids, missing[0]))
+        report(root / name, 0, f"has no line for image id {int(missing[0])} ({paths[line]}, line "
+                               f"{int(order[line]) + 1} of images.txt)")
+    elif extra.size:
+        report(root / name, int(np.flatnonzero(got == extra[0])[0]) + 1, f"image id {int(extra[0])} is not in images.txt")
+    else:
+        report(root / name, 0, "lists some image ids more than once")
+    return None
+
+
+def _read_keypoints(root: Path, images: dict[str, np.ndarray], report: Reporter) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(N, 15, 2)`` keypoints and ``(N, 15)`` visibility from ``parts/part_locs.txt``: 15 lines per image,
+    sorted by image then part; checked, then reshaped without a Python loop."""
+    ids, paths = images["ids"], images["paths"]
     n = len(ids)
-
-    def aligned(name: str) -> list[np.ndarray] | None:
-        cols = read_table(root / name, TABLES[name], fix=FIX)
-        got = cols[0]
-        o = np.argsort(got, kind="stable")
-        if len(got) != n or not np.array_equal(got[o], ids):
-            missing = np.setdiff1d(ids, got)
-            extra = np.setdiff1d(got, ids)
-            if missing.size:
-                line = int(np.searchsorted(ids, missing[0]))
-                report(root / name, 0, f"has no line for image id {int(missing[0])} ({paths[line]}, line "
-                                       f"{int(order[line]) + 1} of images.txt)")
-            elif extra.size:
-                report(root / name, int(np.flatnonzero(got == extra[0])[0]) + 1,
-                       f"image id {int(extra[0])} is not in images.txt")
-            else:
-                report(root / name, 0, "lists some image ids more than once")
-            return None
-        return [c[o] for c in cols] + [o + 1]  # the last column: line numbers in the file
-
-    split = aligned("train_test_split.txt")
-    boxes = aligned("bounding_boxes.txt")
-    labels = aligned("image_class_labels.txt")
-    read_table(root / "classes.txt", TABLES["classes.txt"], fix=FIX)
-    parts_file_problems(root, report)
-    if split is None or boxes is None or labels is None:
-        return None
     locs = read_table(root / "parts/part_locs.txt", TABLES["parts/part_locs.txt"], fix=FIX)
     loc_path = root / "parts" / "part_locs.txt"
-    # 15 lines per image, sorted by image then part; checked, then reshaped without a Python loop
-    counts = np.bincount(np.searchsorted(ids, locs[0]).clip(0, n - 1), minlength=n) if n else np.zeros(0, int)
     known = np.isin(locs[0], ids)
     if not known.all():
         line = int(np.flatnonzero(~known)[0])
         report(loc_path, line + 1, f"image id {int(locs[0][line])} is not in images.txt")
         return None
+    counts = np.bincount(np.searchsorted(ids, locs[0]).clip(0, n - 1), minlength=n) if n else np.zeros(0, int)
     if (counts != NUM_PARTS).any():
         k = int(np.flatnonzero(counts != NUM_PARTS)[0])
         what = "no keypoint lines" if counts[k] == 0 else f"{counts[k]} keypoint lines instead of {NUM_PARTS}"
@@ -374,16 +394,20 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
                                   f"1..{NUM_PARTS} exactly once")
         return None
     kp = np.stack([locs[2][o], locs[3][o]], axis=1).reshape(n, NUM_PARTS, 2)
-    vis = (locs[4][o] > 0.5).reshape(n, NUM_PARTS)
+    return kp, (locs[4][o] > 0.5).reshape(n, NUM_PARTS)
+
+
+def _checked_boxes(root: Path, boxes: list[np.ndarray], images: dict[str, np.ndarray],
+                   report: Reporter) -> np.ndarray | None:
+    """``(N, 4)`` boxes ``x, y, w, h``; a box the FG crop cannot use (``x, y < 0`` or ``w, h < 1``) is named."""
     bbox = np.stack(boxes[1:5], axis=1)
-    bad_box = np.flatnonzero((bbox[:, 2] < 1) | (bbox[:, 3] < 1) | (bbox[:, :2] < 0).any(axis=1))  # FG crops int(w)
+    bad_box = np.flatnonzero((bbox[:, 2] < 1) | (bbox[:, 3] < 1) | (bbox[:, :2] < 0).any(axis=1))
     if bad_box.size:
         k = int(bad_box[0])
-        report(root / "bounding_boxes.txt", int(boxes[5][k]), f"image id {int(ids[k])} has an invalid box "
+        report(root / "bounding_boxes.txt", int(boxes[5][k]), f"image id {int(images['ids'][k])} has an invalid box "
                                                              f"{bbox[k].tolist()} (needs x, y >= 0 and w, h >= 1)")
         return None
-    return {"ids": ids, "paths": paths, "is_train": split[1], "bbox": bbox, "class_id": labels[1],
-            "kp": kp, "vis": vis}
+    return bbox
 
 
 def parts_file_problems(root: Path, report: Reporter) -> None:
