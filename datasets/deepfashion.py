@@ -1,4 +1,4 @@
-"""DeepFashion In-shop Clothes Retrieval, segmentation subset (method-spec.md §3.3, §4.3)."""
+"""DeepFashion In-shop Clothes Retrieval, segmentation subset (views and rules: ``docs/protocol.md``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ._base import Reporter, RealDataset
 from ._io import read_gray, read_palette_png, read_rgb
 from ._views import cv2_resize, image_tensor, long_side_size, pad_to, pil_resize, short_side_size
 
-#: §4.3 palette, label id = index; decoded through R+G+B (the sums are unique)
+#: the release's palette, label id = index; decoded through R+G+B (the sums are unique)
 PALETTE = np.array([
     (0, 0, 0), (0, 100, 0), (16, 78, 139), (50, 205, 50), (70, 130, 180), (127, 255, 212), (144, 238, 144),
     (211, 211, 211), (220, 220, 220), (245, 222, 179), (250, 235, 215), (255, 0, 0), (255, 140, 0),
@@ -60,23 +60,23 @@ def decode_palette(rgb: np.ndarray, path: Path, *, legacy: bool) -> np.ndarray:
 
 @register_dataset("deepfashion")
 class DeepFashion(RealDataset):
-    """DeepFashion In-shop segmentation: 15 clothing/body labels, pixel-based NMI/ARI (§3.3).
+    """DeepFashion In-shop segmentation: 15 clothing/body labels, pixel-based NMI/ARI (``docs/protocol.md``).
 
     Tree (``--data-root`` = the ``In-shop Clothes Retrieval Benchmark`` folder):
     ``Anno/segmentation/DeepFashion_segmentation_{train,query,gallery}.json`` (only
     ``images[i].file_name`` is read), images ``Anno/segmentation/<file_name>``, label maps the same path with
-    ``.jpg`` -> ``_segment.png`` (RGB palette of §4.3, decoded by R+G+B); images found only under
+    ``.jpg`` -> ``_segment.png`` (RGB palette :data:`PALETTE`, decoded by R+G+B); images found only under
     ``Img/<file_name>`` (the release's own layout) are used from there. Split ``train`` = train JSON,
     ``test`` = query + gallery (in that order, 6922 images).
 
     Views:
 
-    * ``fg`` -- §3.3 FG: long side 256 (cv2 rules: size ``round``, bilinear image, nearest labels), padded
+    * ``fg`` -- the notebook's FG evaluation: long side 256 (cv2 rules: size ``round``, bilinear image, nearest labels), padded
       to 256x256 (image edge-replicated, labels 0), the padding split around the image (``p // 2`` before,
       the rest after) as the reference's ``pad_if_smaller`` does; the network sees the centred image.
-    * ``full`` -- §3.3 full: short side 256 (torchvision rule, PIL bilinear image); labels nearest under
+    * ``full`` -- the notebook's full evaluation: short side 256 (torchvision rule, PIL bilinear image); labels nearest under
       ``corrected``, PIL *bilinear* under ``legacy`` (the reference resized the label map like an image).
-    * ``train`` -- §1.1: RandomResizedCrop (scale [0.5, 1], ratio [3/4, 4/3], torchvision's sampling with
+    * ``train`` -- the training code's augmentation: RandomResizedCrop (scale [0.5, 1], ratio [3/4, 4/3], torchvision's sampling with
       torch's RNG) to 256x256 (PIL bilinear image, nearest labels), horizontal flip p = 0.5.
 
     Masks: ``gt`` = label != 0 of the view; ``predicted:DIR`` = ``DIR/<file_name>.png`` (e.g.
@@ -87,9 +87,9 @@ class DeepFashion(RealDataset):
 
     ground_truth = "pixels"
     views = ("fg", "full", "train")
-    #: §3.3: get_fg_nmi_ari upsamples with align_corners=True, get_full_nmi_ari with align_corners=False
+    #: the notebook's get_fg_nmi_ari upsamples with align_corners=True, get_full_nmi_ari with align_corners=False
     legacy_align_corners = {"fg": True, "full": False}
-    #: §3.3 / §8.17: for SCOPS the notebook's FG argmax kept the background channel, and its full
+    #: for SCOPS the notebook's FG argmax kept the background channel, and its full
     #: prediction used the per-channel max-normalised softmax with the background set to 0.1
     legacy_background_rules = {"fg": "all_channels", "full": "max_normalised"}
     expected_counts = {"test": 6922}
@@ -199,7 +199,7 @@ class DeepFashion(RealDataset):
 
     # -- paths ------------------------------------------------------------------------------------------
     def _image_path(self, index: int) -> Path:
-        """``Anno/segmentation/<file_name>`` (§4.3); the release's ``Img/<file_name>`` is accepted too."""
+        """``Anno/segmentation/<file_name>``; the release's ``Img/<file_name>`` is accepted too."""
         primary = self.seg_root / self._files[index]
         if not primary.is_file():
             alternative = self.root / "Img" / self._files[index]

@@ -37,7 +37,7 @@ from benchmark.datasets._synthetic_render import (
     render_scene,
 )
 
-PAD = 0.05  # bbox padding per side, as a fraction of the bbox width/height (spec section 1.1)
+PAD = 0.05  # bbox padding per side, as a fraction of the bbox width/height (as the real datasets' crops)
 JITTER = 0.05  # train view: uniform jitter of every side, as a fraction of the bbox width/height
 _GROUND_TRUTHS = ("pixels", "keypoints")
 # Rendered scenes are kept in memory when the whole split fits in this budget (training revisits the same
@@ -273,7 +273,7 @@ def tight_bbox(mask: Tensor) -> Tensor:
 
 
 def square_crop(bbox: Tensor, jitter: Tensor | None = None, pad: float = PAD) -> tuple[float, float, float]:
-    """The square crop (x0, y0, side) of spec section 1.1: pad every side of ``bbox`` by ``pad`` of its
+    """The square crop (x0, y0, side) of the real datasets' training crops: pad every side of ``bbox`` by ``pad`` of its
     width/height, move the sides (left, top, right, bottom) by ``jitter`` times the width/height, grow the
     short side about the centre."""
     x, y, w, h = (float(v) for v in bbox)
