@@ -136,6 +136,6 @@ def flip_keypoints(keypoints: Tensor, visible: Tensor, width: int, permutation) 
 
 
 def inside(keypoints: Tensor, h: int, w: int) -> Tensor:
-    """Keypoints whose read-out pixel ``round(x - 0.5)`` lies in the view (``0 <= x < w``, ``0 <= y < h``)."""
+    """Keypoints whose containing pixel ``floor(x), floor(y)`` lies in the view (``0 <= x < w``, ``0 <= y < h``)."""
     x, y = keypoints[:, 0], keypoints[:, 1]
     return (x >= 0) & (x < w) & (y >= 0) & (y < h)

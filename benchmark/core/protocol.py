@@ -48,6 +48,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
+from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
 
 PROTOCOL_NAMES = ("corrected", "legacy")
@@ -186,7 +187,6 @@ class FolderMasks(MaskSource):
             raise UserError(f"--masks predicted:{argument}: {directory} does not exist or is not a directory; pass a "
                             "folder of mask PNGs mirroring the dataset's image tree (e.g. supervisedlabels/)")
         super().__init__(str(directory.resolve()))
-        self._digest: tuple[Any, str] | None = None
 
     @property
     def folder(self) -> Path:
@@ -194,25 +194,14 @@ class FolderMasks(MaskSource):
 
     def fingerprint(self) -> Any:
         """The resolved folder and a digest of the bytes of every file in it: the same folder spelt
-        relative or absolute is one key, another folder or a changed file is another (memoised on the
-        listing's sizes and modification times)."""
+        relative or absolute is one key, another folder or a changed file is another (each file's digest
+        is memoised on its size and modification time, so asking again only lists the folder)."""
         root = self.folder
+        digest = hashlib.sha256()
         files = sorted(p for p in root.rglob("*") if p.is_file())
-        stats = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-        if self._digest is None or self._digest[0] != stats:
-            digest = hashlib.sha256()
-            for path, (rel, *_) in zip(files, stats):
-                digest.update(rel.encode() + b"\0" + _file_sha256(path).encode() + b"\n")
-            self._digest = (stats, digest.hexdigest()[:16])
-        return {"kind": self.kind, "folder": str(root), "files": len(files), "content": self._digest[1]}
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        for path in files:
+            digest.update(f"{path.relative_to(root).as_posix()}\0{file_digest(path, length=64)}\n".encode())
+        return {"kind": self.kind, "folder": str(root), "files": len(files), "content": digest.hexdigest()[:16]}
 
 
 @register_mask_kind("method")
