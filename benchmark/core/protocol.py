@@ -153,7 +153,12 @@ class MaskSource:
         return self.spec
 
     def batch_masks(self, batch: Any) -> Any:
-        """``(N, H, W)`` masks computed for ``batch`` at evaluation time, or ``None`` to keep ``batch.masks``."""
+        """``(N, H, W)`` masks computed for ``batch`` at evaluation time, or ``None`` to keep ``batch.masks``.
+
+        The harness applies it to every batch it predicts (``benchmark.runner.traverse``, shared by ``run``
+        and ``export``). A method that fits on a dataset itself (e.g. K-means on foreground pixels) sees
+        only what the dataset loads, so a kind whose masks matter at fit time should rather write them to
+        a folder and read like ``predicted:DIR`` (``dataset_reads = "folder"``)."""
         return None
 
     def __eq__(self, other: object) -> bool:
