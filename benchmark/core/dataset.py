@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader
 
 from benchmark.core.errors import UserError
 from benchmark.core.plugin import Plugin
-from benchmark.core.protocol import PROTOCOL_NAMES as PROTOCOLS, EvaluationProtocol, MaskSource
+from benchmark.core.protocol import EvaluationProtocol, MaskSource
 from benchmark.core.types import Batch, Sample, collate
 
 
