@@ -120,27 +120,33 @@ class CUB(RealDataset):
         if index is None or (split_source == "kanazawa" and rows is None):  # collected for `data check`
             self._paths, self._select = np.array([], dtype=object), np.array([], dtype=np.int64)
             return
-        self._paths = index["paths"]
-        if split_source == "official":
-            keep = index["is_train"] == (1 if split == "train" else 0)
-            self._bbox, self._kp, self._vis = index["bbox"], index["kp"], index["vis"]
-            self._class = index["class_id"]
-        else:
-            self._bbox, self._kp, self._vis = rows["bbox"], rows["kp"], rows["vis"]
-            self._class, self._paths = rows["class_id"], rows["paths"]
-            keep = np.ones(len(self._paths), dtype=bool)
-            self.landmark_protocol = "kanazawa-crop"
-            self.landmark_view = "crop"
+        keep = self._take_index(index, rows)
         in_split = int(keep.sum())
-        if self.classes is not None:
-            unknown = sorted(set(self.classes) - set(np.unique(index["class_id"]).tolist()))
-            if unknown:
-                raise UserError(f"classes {unknown} do not occur in {self.root / 'image_class_labels.txt'}; "
-                                f"CUB class ids are 1..200")
-            keep &= np.isin(self._class, self.classes)
-        self._select = np.flatnonzero(keep)
+        self._select = np.flatnonzero(keep & self._class_filter(index))
         self._counts = {"images_in_tree": len(index["paths"]), "in_split": in_split,
                         "removed_by_class_filter": in_split - len(self._select)}
+
+    def _take_index(self, index: dict[str, np.ndarray], rows: dict[str, np.ndarray] | None) -> np.ndarray:
+        """Hold the annotations of the split source; the images of this split (bool per index row)."""
+        if self.split_source == "official":
+            self._paths, self._bbox, self._kp, self._vis = index["paths"], index["bbox"], index["kp"], index["vis"]
+            self._class = index["class_id"]
+            return index["is_train"] == (1 if self.split == "train" else 0)
+        self._bbox, self._kp, self._vis = rows["bbox"], rows["kp"], rows["vis"]
+        self._class, self._paths = rows["class_id"], rows["paths"]
+        self.landmark_protocol = "kanazawa-crop"
+        self.landmark_view = "crop"
+        return np.ones(len(self._paths), dtype=bool)
+
+    def _class_filter(self, index: dict[str, np.ndarray]) -> np.ndarray | bool:
+        """The images of the ``classes`` option (all when it is not given); unknown class ids are an error."""
+        if self.classes is None:
+            return True
+        unknown = sorted(set(self.classes) - set(np.unique(index["class_id"]).tolist()))
+        if unknown:
+            raise UserError(f"classes {unknown} do not occur in {self.root / 'image_class_labels.txt'}; "
+                            f"CUB class ids are 1..200")
+        return np.isin(self._class, self.classes)
 
     # -- contract --------------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
