@@ -154,16 +154,17 @@ def keypoint_pixels(batch: Batch, readout: str) -> tuple[Tensor, Tensor, Tensor,
     img, kp_index = batch.visible.nonzero(as_tuple=True)
     points = batch.keypoints[img, kp_index]
     if readout == "grid_sample":
-        # The notebook's exact steps: float32 normalisation, then grid_sample picks the pixel. Sampling a
-        # map of pixel numbers (1-based, exact in float32 below 2**24 pixels; 0 = zero padding outside)
+        # The notebook's exact steps: float32 normalisation, then grid_sample picks the pixel. Sampling maps
+        # of 1-based row and column numbers (exact in float32; 0 = the zero padding outside the image)
         # returns grid_sample's own choice, whatever the dtype of the scores.
-        grid = (points.float() / torch.tensor([w, h], dtype=torch.float32, device=points.device)) * 2 - 1
-        numbers = torch.arange(1, h * w + 1, dtype=torch.float32, device=points.device).view(1, 1, h, w)
-        picked = F.grid_sample(numbers, grid.view(1, 1, -1, 2), mode="nearest", padding_mode="zeros",
-                               align_corners=False).view(-1).long()
-        inside = picked > 0
-        flat = (picked - 1).clamp(min=0)
-        return img, kp_index, flat // w, flat % w, inside
+        device = points.device
+        grid = (points.float() / torch.tensor([w, h], dtype=torch.float32, device=device)) * 2 - 1
+        rows = torch.arange(1, h + 1, dtype=torch.float32, device=device).view(h, 1).expand(h, w)
+        cols = torch.arange(1, w + 1, dtype=torch.float32, device=device).view(1, w).expand(h, w)
+        picked = F.grid_sample(torch.stack([rows, cols])[None], grid.view(1, 1, -1, 2), mode="nearest",
+                               padding_mode="zeros", align_corners=False)[0, :, 0].long()  # (2, M)
+        inside = picked[0] > 0
+        return img, kp_index, (picked[0] - 1).clamp(min=0), (picked[1] - 1).clamp(min=0), inside
     if readout != "containing_pixel":
         raise ValueError(f"unknown keypoint readout {readout!r}")
     col = torch.floor(points[:, 0].double())
