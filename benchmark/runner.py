@@ -1,7 +1,7 @@
 """The evaluation harness: dataset -> method -> part maps -> metrics -> result rows.
 
 This is the only module (with the CLI) that brings methods, datasets and metrics together. One run =
-one method with one parameter set on one dataset for one seed under one protocol and mask policy:
+one method with one parameter set on one dataset for one seed under one protocol and mask source:
 
     from benchmark.runner import RunConfig, run
     result = run(RunConfig(method="kmeans", dataset="synthetic", seed=0), out_dir="runs")
