@@ -305,9 +305,22 @@ def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: st
 # --------------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------------
-def resolve_protocol(config: RunConfig) -> EvaluationProtocol:
-    """The run's one :class:`EvaluationProtocol` (name, mask source, the dataset's per-view conventions)."""
-    return EvaluationProtocol.resolve(config.protocol, config.masks, dataset=DATASETS.get(config.dataset))
+def resolve_protocol(config: RunConfig, *, device: str = "cpu", progress: bool = False,
+                     cache_dir: str | Path | None = None) -> EvaluationProtocol:
+    """The run's one :class:`EvaluationProtocol` (name, mask source, the dataset's per-view conventions),
+    its mask source prepared (:meth:`~benchmark.core.protocol.MaskSource.prepare`) when the kind needs it."""
+    cls = DATASETS.get(config.dataset)
+    protocol = EvaluationProtocol.resolve(config.protocol, config.masks, dataset=cls)
+    if not protocol.masks.needs_preparation:
+        return protocol
+    landmarks = cls.landmark_protocol is not None and any(
+        METRICS.get(name).kind == "landmarks" for name in (config.metrics or METRICS.names()))
+    splits = list(dict.fromkeys([config.split] + ([cls.landmark_fit_split] if landmarks else [])))
+    views = [build_dataset(config.dataset, data_root=config.data_root, split=split, view=cls.fg_view,
+                           protocol=protocol, masks="none", options=config.dataset_options) for split in splits]
+    masks = protocol.masks.prepare(views, device=device, cache_dir=cache_dir, batch_size=config.batch_size,
+                                   progress=progress)
+    return dataclasses.replace(protocol, masks=masks)
 
 
 def first_view(config: RunConfig, protocol: EvaluationProtocol) -> Dataset:
@@ -387,7 +400,7 @@ def evaluation_views(first: Dataset, metrics: Sequence[Metric]) -> dict[str, lis
 def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool = False, examples: int = 0,
              num_workers: int = 0) -> tuple[list[Metric], dict[str, Any] | None, Dataset]:
     """Predict every evaluation view (:func:`traverse`) and stream label pairs into fresh metrics."""
-    protocol = resolve_protocol(config)
+    protocol = resolve_protocol(config, device=device, progress=progress, cache_dir=method.context.cache_dir)
     if protocol.masks.background == "method" and not method.provides_background:
         raise UserError(f"--masks method needs a method with its own background channel; "
                         f"{config.method!r} has none. Use --masks gt or predicted:DIR")

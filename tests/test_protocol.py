@@ -100,6 +100,41 @@ def test_a_new_mask_kind_is_a_small_class(tmp_path):
         MASK_KINDS.pop("test-everything")
 
 
+def test_a_mask_kind_can_write_its_masks_once_per_run(tmp_path):
+    """A kind with ``needs_preparation`` (as a model writing masks into a cache): ``prepare`` gets the FG view
+    of every split the run evaluates and returns the source the datasets read; rows keep the kind's spec."""
+    from benchmark.core.protocol import FolderMasks
+
+    calls = []
+
+    class Written(FolderMasks):
+        @property
+        def spec(self):
+            return "test-written"
+
+    @register_mask_kind("test-written")
+    class WriteEverything(MaskSource):
+        needs_preparation = True
+
+        def prepare(self, views, **kwargs):
+            calls.append(sorted(v.split for v in views))
+            for view in views:
+                for i in range(len(view)):
+                    path = tmp_path / f"{view.sample_id(i)}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(path)
+            return Written(str(tmp_path))
+
+    try:
+        common = dict(method="random", dataset="synthetic", dataset_options=SYNTHETIC_TINY, metrics=("nmi",))
+        written = run(RunConfig(masks="test-written", **common), out_dir=None).rows[0]
+        nothing = run(RunConfig(masks="none", **common), out_dir=None).rows[0]
+        assert calls == [["test"]] and written["masks"] == "test-written"
+        assert written["value"] == pytest.approx(nothing["value"], abs=1e-12)
+    finally:
+        MASK_KINDS.pop("test-written")
+
+
 def test_the_protocol_is_resolved_with_the_datasets_conventions():
     cls = D.DATASETS.get("deepfashion")
     legacy = EvaluationProtocol.resolve("legacy", "none", dataset=cls)

@@ -47,8 +47,8 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
     config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=dict(params or {}),
                        dataset_options=dict(dataset_options or {}), data_root=data_root, split=split,
                        protocol=protocol, masks=masks, batch_size=batch_size)
-    evaluation = resolve_protocol(config)
     model = _build_model(config, out, cache_dir=cache_dir, num_workers=num_workers, progress=progress)
+    evaluation = resolve_protocol(config, device=device, progress=progress, cache_dir=model.context.cache_dir)
     first = first_view(config, evaluation)
     views = exported_views(first, view)
     landmark_fit = view == "all" and first.landmark_protocol is not None

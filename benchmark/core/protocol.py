@@ -32,8 +32,11 @@ Mask sources (``--masks``): a :class:`MaskSource` subclass per *kind*, registere
   background channel) or ``"none"`` (no background label);
 * :meth:`~MaskSource.fingerprint`: what enters the run key (a folder: its resolved path and the digest
   of every file in it, so a changed mask file is a new run);
-* :meth:`~MaskSource.batch_masks`: masks computed for a batch of images at evaluation time (e.g. by a
-  model), or ``None`` to keep what the dataset loaded.
+* :meth:`~MaskSource.prepare` (with ``needs_preparation = True``): computes the masks once per run
+  before any view is loaded (e.g. a model predicting into a cache folder) and returns the source the
+  datasets read;
+* :meth:`~MaskSource.batch_masks`: masks computed for a batch of images at evaluation time, or ``None``
+  to keep what the dataset loaded.
 
 Built-in kinds: ``gt``, ``predicted:DIR``, ``method``, ``none``.
 """
@@ -44,7 +47,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -119,6 +122,7 @@ class MaskSource:
     needs_gt_masks: ClassVar[bool] = False
     dataset_reads: ClassVar[str | None] = None
     background: ClassVar[str] = "mask"
+    needs_preparation: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def __init__(self, argument: str | None = None):
@@ -151,6 +155,14 @@ class MaskSource:
     def fingerprint(self) -> Any:
         """What identifies these masks in the run key and in caches derived from a view."""
         return self.spec
+
+    def prepare(self, views: Sequence[Any], *, device: str, cache_dir: Any = None, batch_size: int = 16,
+                progress: bool = False) -> "MaskSource":
+        """The source the datasets read in this run, for a kind with ``needs_preparation``: e.g. write the
+        masks of ``views`` (the dataset's FG view of every split the run evaluates, loaded with
+        ``masks="none"``) to a folder and return a source reading that folder, whose :attr:`spec` and
+        :meth:`fingerprint` stay this kind's. Called once per run by ``run`` and ``export`` alike."""
+        return self
 
     def batch_masks(self, batch: Any) -> Any:
         """``(N, H, W)`` masks computed for ``batch`` at evaluation time, or ``None`` to keep ``batch.masks``.
