@@ -45,13 +45,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
 
 PROTOCOL_NAMES = ("corrected", "legacy")
@@ -213,12 +213,41 @@ class FolderMasks(MaskSource):
         """The resolved folder and a digest of the bytes of every file in it: the same folder spelt
         relative or absolute is one key, another folder or a changed file is another (each file's digest
         is memoised on its size and modification time, so asking again only lists the folder)."""
-        root = self.folder
         digest = hashlib.sha256()
-        files = sorted(p for p in root.rglob("*") if p.is_file())
-        for path in files:
-            digest.update(f"{path.relative_to(root).as_posix()}\0{file_digest(path, length=64)}\n".encode())
-        return {"kind": self.kind, "folder": str(root), "files": len(files), "content": digest.hexdigest()[:16]}
+        listing = _listing(self.folder)
+        for relative, path, size, mtime in listing:
+            digest.update(f"{relative}\0{_content_digest(path, size, mtime)}\n".encode())
+        return {"kind": self.kind, "folder": self.value, "files": len(listing), "content": digest.hexdigest()[:16]}
+
+
+def _listing(root: Path) -> list[tuple[str, str, int, int]]:
+    """``(relative posix path, path, size, mtime_ns)`` of every file under ``root``, sorted (``os.scandir``:
+    a few times faster than ``Path.rglob`` plus ``stat`` on folders of thousands of masks)."""
+    files, folders = [], [str(root)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    folders.append(entry.path)
+                elif entry.is_file():
+                    stat = entry.stat()
+                    relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
+                    files.append((relative, entry.path, stat.st_size, stat.st_mtime_ns))
+    return sorted(files)
+
+
+_CONTENT_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    key = (path, size, mtime_ns)
+    if key not in _CONTENT_DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _CONTENT_DIGESTS[key] = digest.hexdigest()
+    return _CONTENT_DIGESTS[key]
 
 
 @register_mask_kind("method")
