@@ -123,7 +123,6 @@ class MaskSource:
     dataset_reads: ClassVar[str | None] = None
     background: ClassVar[str] = "mask"
     needs_preparation: ClassVar[bool] = False
-    description: ClassVar[str] = ""
 
     def __init__(self, argument: str | None = None):
         self.value = argument
