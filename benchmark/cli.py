@@ -147,13 +147,17 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, m
     from benchmark.runner import check_dataset_options
 
     check_dataset_options(dataset, options)
-    source = (masks or "gt").strip()
-    if source.startswith("predicted:") and not source.startswith("predicted:/"):
-        source = f"predicted:{Path(source.split(':', 1)[1]).expanduser().resolve()}"
-    if source in ("method", "none") or source.startswith(("model:", "unsupervised:")):
+    from benchmark.core.protocol import MaskSource
+
+    parsed = MaskSource.parse(masks)  # an unknown source is named here, in one line
+    # The mask files of the tree the run reads: GT masks, a given folder, or none (computed masks are
+    # written to a cache folder by the run itself; none/method read no mask file).
+    if parsed.needs_gt_masks:
+        source = "gt"
+    elif parsed.dataset_reads == "folder" and not parsed.needs_preparation:
+        source = f"predicted:{parsed.folder}"
+    else:
         source = "none"
-    if source not in ("gt", "none") and not source.startswith("predicted:"):
-        source = "gt"  # an unknown source: the run itself names it
     report = check_dataset(dataset, data_root, deep=False, **options, **({} if source == "gt" else {"masks": source}))
     if report.problems:
         shown = "; ".join(str(p) for p in report.problems[:3])

@@ -1,5 +1,5 @@
-"""Foreground mask folders: predict them with a mask model, materialise ``--masks model:CKPT`` /
-``unsupervised:NAME`` into a cache, score them against ground-truth masks.
+"""Foreground mask folders: predict them with a mask model, the ``model:CKPT`` / ``unsupervised:NAME`` mask
+kinds of the evaluation protocol, and scoring against ground-truth masks.
 
 A mask folder mirrors the dataset's image tree exactly as ``--masks predicted:DIR`` reads it
 (:meth:`benchmark.core.dataset.Dataset.mask_file`): one greyscale PNG per image, 0 (background) / 255
@@ -8,9 +8,12 @@ A mask folder mirrors the dataset's image tree exactly as ``--masks predicted:DI
 * :func:`predict_masks` writes such a folder: images are decoded in DataLoader workers, resized to the
   model's input side, predicted in batches on the device; each mask is upsampled to its image's size on the
   device and written atomically, so a killed run leaves only complete files and a rerun skips them.
-* :func:`materialise` turns ``model:CKPT`` and ``unsupervised:NAME`` into ``predicted:DIR`` for a run: the
-  folder lives under ``<cache>/masks/<key>``, where the key digests the checkpoint's content (or the
-  unsupervised source's name and settings), the dataset, its root and options, and the prediction code.
+* :class:`ModelMasks` (``--masks model:CKPT``) and :class:`UnsupervisedMasks` (``--masks unsupervised:NAME``)
+  are :class:`~benchmark.core.protocol.MaskSource` kinds (registered here; the protocol's parser loads this
+  module by name). Their :meth:`~GeneratedMasks.prepare` writes the masks of the run's views once per run
+  into ``<cache>/masks/<key>`` (the key digests the checkpoint's content or the unsupervised source's name
+  and settings, the dataset, its root and options, and the prediction code) and returns a
+  :class:`PreparedMasks` source that reads the folder like ``predicted:DIR``.
 * :func:`score_masks` compares a mask source with the ground-truth masks in the dataset's full view.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +31,9 @@ from torch.utils.data import DataLoader
 from benchmark.core.atomic import atomic_write_bytes
 from benchmark.core.cache import content_key
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import FolderMasks, MaskSource, register_mask_kind
 
 PREDICT_VERSION = "masks-predict-v1"  # bump when a change alters the written masks (invalidates caches)
-GENERATED_KINDS = ("model:", "unsupervised:")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -51,19 +54,6 @@ class Predictor:
     @staticmethod
     def upsample(coarse: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)[:, 0] > 0
-
-
-def predictor_for(source: str, *, device: str = "cpu"):
-    """The predictor of a ``model:CKPT`` or ``unsupervised:NAME`` mask source."""
-    if source.startswith("model:"):
-        from benchmark.methods.fgbg import load_mask_model
-
-        return load_mask_model(Path(source[len("model:"):]).expanduser()).to(device)
-    if source.startswith("unsupervised:"):
-        from benchmark.methods.saliency import unsupervised_source
-
-        return unsupervised_source(source[len("unsupervised:"):]).to(device)
-    raise UserError(f"{source!r} is not a generated mask source (model:CKPT or unsupervised:NAME)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,77 +160,141 @@ def predict_masks(predictor, dataset, out_dir: str | Path, *, batch_size: int = 
 
 
 # --------------------------------------------------------------------------------------------------
-# model:CKPT and unsupervised:NAME for runs
+# model:CKPT and unsupervised:NAME: mask kinds of the evaluation protocol
 # --------------------------------------------------------------------------------------------------
-def is_generated(source: str | None) -> bool:
-    return bool(source) and source.startswith(GENERATED_KINDS)
+class GeneratedMasks(MaskSource):
+    """A mask kind whose masks are predicted (by a trained model or a training-free source) into a cache
+    folder once per run (:meth:`prepare`), then read exactly like ``predicted:DIR``.
+
+    The folder is ``<cache>/masks/<key>``; the key digests :meth:`fingerprint` (the checkpoint's content or
+    the source's name and settings, and the prediction code), the dataset, its root and options -- not the
+    split or view: the folder mirrors the whole image tree and every split adds its own files."""
+
+    dataset_reads = "folder"
+    needs_preparation = True
+
+    def predictor(self, device: str = "cpu") -> Predictor:
+        raise NotImplementedError
+
+    def identity(self) -> Any:
+        raise NotImplementedError
+
+    def fingerprint(self) -> Any:
+        return {"kind": self.kind, "source": self.identity(), "code": PREDICT_VERSION}
+
+    @property
+    def folder(self) -> Path:
+        raise UserError(f"--masks {self.spec}: the masks are predicted when a run starts; load the dataset "
+                        f"through `benchmark run`/`export`/`train` (or `benchmark masks predict` them first and "
+                        f"pass --masks predicted:DIR)")
+
+    def cache_folder(self, dataset, cache_dir: str | Path | None) -> Path:
+        if cache_dir is None:
+            import os
+
+            cache_dir = os.environ.get("PARTBENCH_CACHE", str(Path.home() / ".cache" / "partbench"))
+        key = content_key({"source": self.fingerprint(), "dataset": dataset.name,
+                           "root": str(Path(dataset.root).resolve()) if dataset.root else None,
+                           "options": dataset.options()})
+        return Path(cache_dir) / "masks" / key
+
+    def prepare(self, views: Sequence[Any], *, device: str, cache_dir: Any = None, batch_size: int = 16,
+                progress: bool = False, num_workers: int = 0) -> MaskSource:
+        """Predict the masks of every image of ``views`` not yet in the cache folder; the source that reads
+        it (its :attr:`spec` and :meth:`fingerprint` stay this kind's, so rows and run keys name the model)."""
+        views = list(views)
+        if not views:
+            raise ValueError("prepare needs at least one view")
+        folder = self.cache_folder(views[0], cache_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        return PreparedMasks(self, folder).prepare(views, device=device, batch_size=batch_size, progress=progress,
+                                                   num_workers=num_workers)
 
 
-def normalise_source(text: str) -> str:
-    """``model:CKPT`` with an absolute, existing path; ``unsupervised:NAME`` with a known name."""
-    kind, _, value = text.partition(":")
-    if not value:
-        raise UserError(f"--masks {text}: give the {'checkpoint' if kind == 'model' else 'source name'} after "
-                        f"the colon, e.g. --masks model:train_runs/fgbg-cub/model.pt")
-    if kind == "model":
-        path = Path(value).expanduser()
+class PreparedMasks(FolderMasks):
+    """The cache folder of a :class:`GeneratedMasks` source, read like ``predicted:DIR`` but named (row,
+    run key) by the source that wrote it. Preparing it again for more views (e.g. the training split of a
+    method that trains within the run) adds their masks to the same folder."""
+
+    needs_preparation = True
+
+    def __init__(self, origin: GeneratedMasks, folder: Path):
+        super().__init__(str(folder))
+        self.origin = origin
+
+    def prepare(self, views: Sequence[Any], *, device: str = "cpu", cache_dir: Any = None, batch_size: int = 16,
+                progress: bool = False, num_workers: int = 0) -> MaskSource:
+        predictor = None
+        for data in views:
+            if not pending_files(data, self.folder)[0]:
+                continue
+            predictor = predictor or self.origin.predictor(device)
+            predict_masks(predictor, data, self.folder, batch_size=batch_size, device=device,
+                          num_workers=num_workers, progress=progress)
+        return self
+
+    @property
+    def spec(self) -> str:
+        return self.origin.spec
+
+    def fingerprint(self) -> Any:
+        return self.origin.fingerprint()
+
+
+@register_mask_kind("model")
+class ModelMasks(GeneratedMasks):
+    """Masks predicted by a trained fg/bg model (``model.pt`` of ``benchmark train -m fgbg``)."""
+
+    argument = "CKPT"
+
+    def __init__(self, argument: str | None = None):
+        path = Path(str(argument)).expanduser()
         if not path.is_file():
-            raise UserError(f"--masks {text}: {path} is not a file; pass the model.pt written by "
+            raise UserError(f"--masks model:{argument}: {path} is not a file; pass the model.pt written by "
                             f"`benchmark train -m fgbg`")
-        return f"model:{path.resolve()}"
-    from benchmark.methods.saliency import UNSUPERVISED
+        super().__init__(str(path.resolve()))
 
-    if value not in UNSUPERVISED:
-        raise UserError(f"--masks {text}: unknown unsupervised mask source {value!r}; known: "
-                        f"{', '.join(sorted(UNSUPERVISED))}")
-    return f"unsupervised:{value}"
-
-
-def source_fingerprint(source: str) -> Any:
-    """What a generated mask source's masks depend on (part of run keys and cache keys)."""
-    if source.startswith("model:"):
+    def identity(self) -> Any:
         from benchmark.core.cache import file_digest
 
-        return {"model": file_digest(source[len("model:"):]), "code": PREDICT_VERSION}
-    if source.startswith("unsupervised:"):
+        return file_digest(self.value)
+
+    def predictor(self, device: str = "cpu") -> Predictor:
+        from benchmark.methods.fgbg import load_mask_model
+
+        return load_mask_model(Path(self.value)).to(device)
+
+
+@register_mask_kind("unsupervised")
+class UnsupervisedMasks(GeneratedMasks):
+    """Masks of a training-free source (:data:`benchmark.methods.saliency.UNSUPERVISED`)."""
+
+    argument = "NAME"
+
+    def __init__(self, argument: str | None = None):
+        from benchmark.methods.saliency import UNSUPERVISED
+
+        name = str(argument)
+        if name not in UNSUPERVISED:
+            raise UserError(f"--masks unsupervised:{name}: unknown unsupervised mask source {name!r}; known: "
+                            f"{', '.join(sorted(UNSUPERVISED))}")
+        super().__init__(name)
+
+    def identity(self) -> Any:
         from benchmark.methods.saliency import unsupervised_source
 
-        return {"unsupervised": unsupervised_source(source[len("unsupervised:"):]).identity,
-                "code": PREDICT_VERSION}
-    return None
+        return unsupervised_source(self.value).identity
+
+    def predictor(self, device: str = "cpu") -> Predictor:
+        from benchmark.methods.saliency import unsupervised_source
+
+        return unsupervised_source(self.value).to(device)
 
 
-def mask_cache_dir(source: str, dataset, cache_dir: str | Path) -> Path:
-    """``<cache>/masks/<key>``: the key digests the source and the dataset's root and options (not the split
-    or view: the folder mirrors the whole image tree, every split adds its own files)."""
-    key = content_key({"source": source_fingerprint(source), "dataset": dataset.name,
-                       "root": str(dataset.root.resolve()) if dataset.root else None,
-                       "options": dataset.options()})
-    return Path(cache_dir) / "masks" / key
-
-
-def materialise(source: str, datasets: Iterable, *, device: str = "cpu", cache_dir: str | Path | None = None,
-                batch_size: int = 16, num_workers: int = 0, progress: bool = False) -> str:
-    """``predicted:DIR`` holding the masks of ``source`` for every image of ``datasets`` (views of one dataset,
-    e.g. the evaluation and the landmark-fit split); other sources are returned unchanged."""
-    if not is_generated(source):
-        return source
-    source = normalise_source(source)
-    datasets = list(datasets)
-    if cache_dir is None:
-        import os
-
-        cache_dir = os.environ.get("PARTBENCH_CACHE", str(Path.home() / ".cache" / "partbench"))
-    folder = mask_cache_dir(source, datasets[0], cache_dir)
-    predictor = None
-    for data in datasets:
-        if not pending_files(data, folder)[0]:
-            continue
-        predictor = predictor or predictor_for(source, device=device)
-        predict_masks(predictor, data, folder, batch_size=batch_size, device=device, num_workers=num_workers,
-                      progress=progress)
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"predicted:{folder}"
+def prepared(source: "str | MaskSource", views: Sequence[Any], **kwargs: Any) -> MaskSource:
+    """``source`` parsed, and prepared for ``views`` when its kind computes its masks (else as parsed)."""
+    source = MaskSource.parse(source)
+    return source.prepare(views, **kwargs) if source.needs_preparation else source
 
 
 # --------------------------------------------------------------------------------------------------

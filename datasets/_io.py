@@ -6,14 +6,13 @@
   :func:`scan_table` directly to list *every* bad line.
 * :func:`read_rgb` / :func:`read_gray` decode an image fully (a truncated JPEG is an error, never a
   silently grey bottom half) and :func:`image_size` reads only the header.
-* :func:`binarise` is the corrected protocol's mask rule of decisions.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -139,33 +138,6 @@ def read_palette_png(path: Path, what: str = "label map") -> np.ndarray:
     return _decode(path, "RGB", what)
 
 
-def binarise(values: np.ndarray) -> np.ndarray:
-    """decisions.md: foreground = value >= half of the file's maximum code (>= 128 for 8-bit 0/255 files,
-    >= 0.5 for 0/1 files). A file whose values are all within {0, 1} is a 0/1 file."""
-    values = np.asarray(values)
-    if values.dtype == bool:
-        return values.astype(np.float32)
-    top = float(values.max()) if values.size else 0.0
-    if top <= 1:
-        code_max = 1.0
-    elif np.issubdtype(values.dtype, np.integer):
-        code_max = float(np.iinfo(values.dtype).max) if values.dtype.itemsize <= 2 else top
-    else:
-        code_max = top
-    return (values >= code_max / 2).astype(np.float32)
-
-
-def predicted_mask_dir(masks: str) -> Path | None:
-    """The folder of ``masks="predicted:DIR"`` (checked to exist), or ``None`` for other sources."""
-    if not masks.startswith("predicted:"):
-        return None
-    folder = Path(masks.split(":", 1)[1]).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"predicted mask folder {folder} does not exist; pass --masks predicted:DIR with the "
-                        f"folder of mask PNGs mirroring the image tree (e.g. supervisedlabels/)")
-    return folder
-
-
 def first_existing(candidates: Sequence[Path], what: str, fix: str) -> Path:
     for path in candidates:
         if path.is_file():
@@ -173,35 +145,47 @@ def first_existing(candidates: Sequence[Path], what: str, fix: str) -> Path:
     raise UserError(f"{what} {candidates[0]} is missing. {fix}".strip())
 
 
-def read_predicted_mask(path: Path, hw: tuple[int, int], *, protocol: str = "corrected") -> np.ndarray:
-    """A predicted mask file of ``masks="predicted:DIR"``, checked: it must exist, be a greyscale PNG (mode
-    ``L`` or ``1``) of the image's size ``hw`` (H, W), and -- under the corrected protocol -- hold a binary
-    mask (values within {0, 255} or {0, 1}); the legacy protocol reads the raw codes of any greyscale file.
-    One :class:`UserError` naming the file and what was expected."""
+def read_predicted_mask(path: Path, hw: tuple[int, int] | None, protocol: Any) -> np.ndarray:
+    """A predicted mask file of a mask folder (``--masks predicted:DIR``, or the cache folder of
+    ``model:CKPT`` / ``unsupervised:NAME``), checked. The file must
+
+    * exist and be a greyscale PNG (PIL mode ``1``, ``L``, ``I;16`` or ``I``; no palette, no colour);
+    * have the image's size ``hw`` (H, W) (``None``: not checked here);
+    * under a protocol that binarises masks (``corrected``): hold a *binary* mask, i.e. only 0 and the
+      format's maximum code (:func:`benchmark.core.protocol.mask_code_max`: 1 in a 0/1 file, 255 in an 8-bit
+      file, 65535 in a 16-bit file). A prediction is a decision, not a soft map, so a file with any other
+      value (e.g. {0, 100}, or a probability map) is refused rather than thresholded. Under ``legacy`` the
+      raw codes of any greyscale file are returned, as the released notebooks read them.
+
+    Returns the file's own codes (the dataset then applies the protocol's mask rule). Anything else: one
+    :class:`UserError` naming the file and what was expected."""
     from PIL import Image
 
+    from benchmark.core.protocol import mask_code_max
+
     if not path.is_file():
-        raise UserError(f"predicted mask {path} is missing; expected one greyscale PNG per image in the folder "
-                        f"given with --masks predicted:DIR (write them with `benchmark masks predict`)")
+        raise UserError(f"predicted mask {path} is missing; expected one greyscale PNG per image in the mask "
+                        f"folder, mirroring the image tree (write them with `benchmark masks predict`)")
     try:
         with Image.open(path) as im:
-            mode, size = im.mode, im.size
-            if mode not in ("L", "1"):
-                raise UserError(f"predicted mask {path} has PIL mode {mode}; expected an 8-bit greyscale PNG "
-                                f"(mode L, 0 = background, 255 = foreground)")
+            mode = im.mode
+            if mode not in ("1", "L", "I;16", "I"):
+                raise UserError(f"predicted mask {path} has PIL mode {mode}; expected a greyscale PNG (mode L: "
+                                f"0 = background, 255 = foreground)")
             im.load()
             values = np.asarray(im.convert("L") if mode == "1" else im)
     except UserError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"predicted mask {path} is unreadable ({exc}); expected a greyscale PNG") from None
-    if tuple(values.shape) != tuple(hw):
+    if hw is not None and tuple(values.shape) != tuple(hw):
         raise UserError(f"predicted mask {path} is {values.shape[1]}x{values.shape[0]} (WxH) but its image is "
                         f"{hw[1]}x{hw[0]}; expected a mask at the image's original resolution")
-    if protocol != "legacy":
+    if protocol.rules.binarise_masks:
+        top = mask_code_max(values)
         present = np.unique(values)
-        if not (set(present.tolist()) <= {0, 255} or set(present.tolist()) <= {0, 1}):
+        if not np.isin(present, (0, top)).all():
             shown = ", ".join(str(v) for v in present[:8]) + (" ..." if present.size > 8 else "")
-            raise UserError(f"predicted mask {path} has values {{{shown}}}; expected a binary mask of 0 and 255 "
-                            f"(or 0 and 1)")
+            raise UserError(f"predicted mask {path} has values {{{shown}}}; expected a binary mask holding only 0 "
+                            f"and {int(top)} (0/255 for 8-bit files, or 0/1), as `benchmark masks predict` writes")
     return values

@@ -202,7 +202,7 @@ class FgBg(Plugin):
             keep_checkpoints=keep_checkpoints, amp=self.amp, compile=bool(self.compile),
             num_workers=self.context.num_workers, image_size=config.image_size,
             extra={"method": "fgbg", "format": FORMAT, "fgbg": asdict(config), "init": self.init_identity(),
-                   "masks": getattr(data, "mask_source", getattr(data, "masks", "gt")), "dataset": getattr(data, "name", "?")})
+                   "masks": data.masks.spec, "dataset": getattr(data, "name", "?")})
 
         def groups(m):
             return [ParamGroup("backbone", list(m.backbone_parameters()), lr_mult=1.0),

@@ -138,8 +138,8 @@ def _synthetic_masks(folder: Path, split: str = "test", n: int = 6, size: int = 
 
 @pytest.mark.parametrize("damage, expected", [
     ("size", r"000002.png is 16x16 \(WxH\) but its image is 32x32; expected a mask at the image's original"),
-    ("mode", r"000002.png has PIL mode RGB; expected an 8-bit greyscale PNG"),
-    ("values", r"000002.png has values \{0, 7, 255\}; expected a binary mask of 0 and 255"),
+    ("mode", r"000002.png has PIL mode RGB; expected a greyscale PNG"),
+    ("values", r"000002.png has values \{0, 7, 255\}; expected a binary mask holding only 0 and 255"),
     ("missing", r"000002.png is missing"),
 ])
 def test_bad_predicted_mask_files_are_named(tmp_path, damage, expected):

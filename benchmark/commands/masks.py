@@ -84,19 +84,20 @@ def predict_command(checkpoint, source, out_dir, dataset, data_root, split, opti
       benchmark masks predict --source unsupervised:spectral -d synthetic --out masks/spectral
     """
     from benchmark.core.atomic import check_writable_dir
-    from benchmark.maskgen import normalise_source, predict_masks, predictor_for
+    from benchmark.core.protocol import MaskSource
+    from benchmark.maskgen import UnsupervisedMasks, predict_masks
     from benchmark.runner import build_dataset, resolve_device
 
     if (checkpoint is None) == (source is None):
         raise UserError("give exactly one of --checkpoint CKPT (a trained fg/bg model) or --source unsupervised:NAME")
-    if source is not None and not source.startswith("unsupervised:"):
+    generated = MaskSource.parse(f"model:{checkpoint}" if checkpoint is not None else source)
+    if source is not None and not isinstance(generated, UnsupervisedMasks):
         raise UserError(f"--source {source!r}: only unsupervised:NAME sources; pass a trained model with --checkpoint")
-    text = normalise_source(f"model:{checkpoint}" if checkpoint is not None else source)
     opts = _inputs(dataset, data_root, options, category)
     device = resolve_device(device)
     data = build_dataset(dataset, data_root=data_root, split=split, view=_full_view(dataset), masks="none", options=opts)
     out = check_writable_dir(out_dir, "--out directory")
-    predictor = predictor_for(text, device=device)
+    predictor = generated.predictor(device)
     t0 = time.perf_counter()
     summary = predict_masks(predictor, data, out, batch_size=_batch_size(batch_size), device=device,
                             num_workers=num_workers, progress=not quiet)
@@ -135,13 +136,14 @@ def score_command(source, protocol, out_dir, cache_dir, dataset, data_root, spli
     """
     from benchmark.core.atomic import check_writable_dir
     from benchmark.core.cache import content_key
-    from benchmark.maskgen import is_generated, materialise, score_masks, source_fingerprint, normalise_source
+    from benchmark.core.protocol import MaskSource
+    from benchmark.maskgen import prepared, score_masks
     from benchmark.provenance import device_description, git_state, package_versions
     from benchmark.results import RESULT_COLUMNS, write_rows
-    from benchmark.runner import BackgroundPolicy, build_dataset, resolve_device
+    from benchmark.runner import build_dataset, resolve_device
 
-    policy = BackgroundPolicy.parse(source)
-    if not (policy.source.startswith("predicted:") or is_generated(policy.source)):
+    masks = MaskSource.parse(source)
+    if masks.dataset_reads != "folder":
         raise UserError(f"--masks {source}: score a mask folder (predicted:DIR), a model (model:CKPT) or an "
                         f"unsupervised source (unsupervised:NAME)")
     opts = _inputs(dataset, data_root, options, category)
@@ -149,12 +151,12 @@ def score_command(source, protocol, out_dir, cache_dir, dataset, data_root, spli
     check_writable_dir(out_dir, "--out directory")
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
-    folder = policy.source
-    if is_generated(policy.source):
-        view = build_dataset(dataset, data_root=data_root, split=split, view=_full_view(dataset), masks="none", options=opts)
-        folder = materialise(policy.source, [view], device=device, cache_dir=cache_dir,
-                             batch_size=_batch_size(batch_size), num_workers=num_workers, progress=not quiet)
-    score, data = score_masks(dataset, folder, data_root=data_root, split=split, options=opts, protocol=protocol,
+    if masks.needs_preparation:
+        view = build_dataset(dataset, data_root=data_root, split=split, view=_full_view(dataset), masks="none",
+                             options=opts)
+        masks = prepared(masks, [view], device=device, cache_dir=cache_dir, batch_size=_batch_size(batch_size),
+                         num_workers=num_workers, progress=not quiet)
+    score, data = score_masks(dataset, masks, data_root=data_root, split=split, options=opts, protocol=protocol,
                               batch_size=_batch_size(batch_size), device=device, progress=not quiet,
                               num_workers=num_workers)
     values, undefined = score.compute()
@@ -163,17 +165,14 @@ def score_command(source, protocol, out_dir, cache_dir, dataset, data_root, spli
     if not values:
         raise UserError("no mask metric is defined: neither the predicted nor the ground-truth masks have a "
                         "foreground pixel")
-    if is_generated(policy.source):
-        inputs = source_fingerprint(normalise_source(policy.source))
-    else:
-        inputs = _folder_fingerprint(Path(folder.split(":", 1)[1]))
+    inputs = masks.fingerprint()
     key = content_key({"dataset": dataset, "root": str(Path(data_root).resolve()) if data_root else None,
                        "split": split, "options": data.options(), "protocol": protocol, "masks": inputs,
                        "what": "masks-score-v1"}, length=16)
     sha, dirty = git_state()
     common = {"method": "masks", "dataset": dataset, "split": split, "view": data.view, "protocol": protocol,
-              "masks": policy.source, "ground_truth": "masks", "num_parts": "", "seed": 0,
-              "method_params": json.dumps({"source": policy.source}), "dataset_options": json.dumps(data.options(),
+              "masks": masks.spec, "ground_truth": "masks", "num_parts": "", "seed": 0,
+              "method_params": json.dumps({"source": masks.spec}), "dataset_options": json.dumps(data.options(),
                                                                                                   sort_keys=True, default=str),
               "transductive": False, "weights": json.dumps(inputs, sort_keys=True, default=str),
               "skipped_images": 0, "git_sha": sha, "git_dirty": dirty,
@@ -183,18 +182,9 @@ def score_command(source, protocol, out_dir, cache_dir, dataset, data_root, spli
     rows = [{**common, "metric": name, "value": value, "n": score.pixels} for name, value in values.items()]
     path = Path(out_dir) / dataset / "masks" / f"{split}-{key}.csv"
     write_rows(path, [{c: r.get(c, "") for c in RESULT_COLUMNS} for r in rows])
-    click.echo(f"{policy.source} on {dataset}/{split} ({score.images} images, {data.view} view): "
+    click.echo(f"{masks.spec} on {dataset}/{split} ({score.images} images, {data.view} view): "
                + "  ".join(f"{k}={100 * v:.2f}" for k, v in values.items()))
     click.echo(f"  -> {path}")
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    """Digest of the names, sizes and modification times of the folder's PNGs (a changed folder is a new row)."""
-    from benchmark.core.cache import content_key
-
-    entries = sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                     for p in folder.rglob("*.png"))
-    return "folder:" + content_key(entries, length=16)
 
 
 commands = [masks_group]

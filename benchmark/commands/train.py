@@ -144,23 +144,22 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
     if data_root is not None and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} does not exist or is not a directory")
     # build_dataset names an unknown option or a value of the wrong type in one line (as `run` does).
-    from benchmark.runner import BackgroundPolicy, RunConfig, generated_masks
+    from benchmark.core.protocol import MaskSource
+    from benchmark.core.registry import DATASETS
+    from benchmark.maskgen import prepared
 
-    policy = BackgroundPolicy.parse(masks)
-    if policy.source in ("method", "none"):
+    source = MaskSource.parse(masks)
+    if source.dataset_reads is None:
         raise UserError(f"--masks {masks}: training needs foreground masks; use gt, predicted:DIR, model:CKPT or "
                         f"unsupervised:NAME")
-    dataset_masks = policy.source
-    if policy.source.startswith(("model:", "unsupervised:")):
-        dataset_masks = generated_masks(policy.source, RunConfig(
-            method=method_name, dataset=dataset_name, data_root=str(data_root) if data_root else None,
-            split="train", masks=policy.source, dataset_options=options), device=_device(device),
-            progress=not quiet)
+    if source.needs_preparation:  # model:/unsupervised: predict the training split's masks into their cache
+        images = build_dataset(dataset_name, data_root=data_root, split="train",
+                               view=DATASETS.get(dataset_name).full_view, masks="none", options=options)
+        source = prepared(source, [images], device=_device(device), progress=not quiet)
     # Mask models train on whole images (the images they predict on); part methods on the augmented crops.
     view = getattr(type(method), "train_view", "train")
-    data = build_dataset(dataset_name, data_root=data_root, split="train", view=view, masks=dataset_masks,
+    data = build_dataset(dataset_name, data_root=data_root, split="train", view=view, masks=source,
                          options=options)
-    data.mask_source = policy.source  # what the masks are (generated ones are read from a cache folder)
     out_dir = out_dir or Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
     rank = int(os.environ.get("RANK", "0"))
     method.context = RunContext(cache_dir=None, work_dir=out_dir, num_workers=num_workers,
