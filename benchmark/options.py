@@ -176,14 +176,14 @@ def synthetic_weights(method: str, dataset: str, params: dict) -> dict:
     if needs_data_root(dataset) or method not in METHODS.names():
         return params
     cls = METHODS.get(method)
-    fallback = getattr(cls, "random_weights_params", lambda: {})()
+    fills = {k: v for k, v in getattr(cls, "random_weights_params", dict)().items() if k not in params}
     missing = getattr(cls, "missing_weights", lambda params=None: None)(params)
-    if not fallback or not missing or any(key in params for key in fallback) or "checkpoint" in params:
-        return params
-    given = " ".join(f"-p {k}={v}" for k, v in fallback.items())
+    if not fills or not missing or params.get("checkpoint"):
+        return params  # nothing missing, or the user chose every weight explicitly: the run names the fix
+    given = " ".join(f"-p {k}={v}" for k, v in fills.items())
     click.echo(f"warning: {missing}; on the synthetic dataset {method!r} runs with RANDOM weights ({given}), "
                "recorded in every row. Numbers with random weights say nothing about the method.", err=True)
-    return {**params, **fallback}
+    return {**params, **fills}
 
 
 # --------------------------------------------------------------------------------------------------

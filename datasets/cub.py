@@ -292,7 +292,7 @@ class CUB(RealDataset):
         datasets = []
         for split in cls.splits:
             ds = cls(root, split=split, _collect=report, **options)
-            if report.problems:
+            if report.problems and len(ds._paths) == 0:  # the index itself is unusable
                 return [], report.problems
             datasets.append(ds)
         # Every visible keypoint outside its image (sizes from the image headers; missing images are
@@ -379,8 +379,7 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
     kp = np.stack([locs[2][o], locs[3][o]], axis=1).reshape(n, NUM_PARTS, 2)
     vis = (locs[4][o] > 0.5).reshape(n, NUM_PARTS)
     kp_line = (o + 1).reshape(n, NUM_PARTS)  # line of each keypoint in part_locs.txt, for error messages
-    if keypoint_value_problems(loc_path, locs, report):
-        return None
+    keypoint_value_problems(loc_path, locs, report)  # loading: raises at the first; data check: lists all
     bbox = np.stack(boxes[1:5], axis=1)
     bad_box = np.flatnonzero((bbox[:, 2] < 1) | (bbox[:, 3] < 1) | (bbox[:, :2] < 0).any(axis=1))  # FG crops int(w)
     if bad_box.size:

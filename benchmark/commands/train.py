@@ -163,6 +163,7 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
         given["ablate"] = tuple(ablate)
     if compile_:
         given["compile"] = True
+    given = opt.synthetic_weights(method_name, dataset_name, given)  # missing weights on synthetic: random, loudly
     method = build_method(method_name, given)
     randoms = [f"{key}=random" for key in ("init", "vgg_weights") if getattr(method, key, None) == "random"]
     if randoms:
@@ -177,7 +178,7 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
     # build_dataset names an unknown option or a value of the wrong type in one line (as `run` does).
     data = build_dataset(dataset_name, data_root=data_root, split="train", view="train", masks="gt",
                          options=options)
-    out_dir = out_dir or Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
+    out_dir = Path(out_dir) if out_dir is not None else Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
     rank = int(os.environ.get("RANK", "0"))
     method.context = RunContext(cache_dir=None, work_dir=out_dir, num_workers=num_workers,
                                 progress=not quiet and rank == 0, data_root=data_root)
