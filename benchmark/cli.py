@@ -45,6 +45,10 @@ def _usage_line(exc: click.UsageError) -> str:
     """click's usage error as one line: the message, then where the help is."""
     message = " ".join(exc.format_message().split()).rstrip(".")
     message = re.sub(r" / '--[a-z-]+'", "", message)  # old spellings (hidden aliases) are not named
+    command = exc.ctx.command if exc.ctx is not None else None
+    for param in getattr(command, "params", []):
+        for alias in getattr(param, "hidden_aliases", ()):
+            message = message.replace(f", '{alias}'", "").replace(f"'{alias}', ", "")
     path = exc.ctx.command_path.split()[1:] if exc.ctx is not None else []
     return f"{message}; see `{' '.join(['benchmark', *path, '--help'])}`"
 
@@ -339,7 +343,7 @@ def demo_command(out_dir, methods, seed, device, quiet):
 @opt.out_option("runs", "Where result CSVs go (one per run).")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
               help="local: this machine; slurm: one array job via submitit.")
-@opt.num_workers_option(1, "Local parallel processes.")
+@opt.num_workers_option(1, "Local parallel processes.", minimum=1)
 @click.option("--slurm", "slurm_options", multiple=True, metavar="KEY=VALUE",
               help="submitit parameter, e.g. --slurm slurm_partition=gpu --slurm gpus_per_node=1 --slurm timeout_min=240.")
 @opt.cache_dir_option()

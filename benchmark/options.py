@@ -207,6 +207,8 @@ class AliasedOption(click.Option):
 
 def _option(*names: str, aliases: tuple[str, ...] = (), **kwargs: Any) -> Callable:
     """``click.option`` with old spellings ``aliases`` accepted but hidden from the help."""
+    if "default" in kwargs and kwargs["default"] is None:
+        del kwargs["default"]  # click >= 8.3 counts an explicit None as a value, so `required` would never fire
     decls = [n for n in names if n.startswith("-")]
     dest = [n for n in names if not n.startswith("-")]
     return click.option(*decls, *aliases, *dest, cls=AliasedOption, hidden_aliases=aliases, **kwargs)
@@ -310,8 +312,8 @@ def cache_dir_option() -> Callable:
                         help="Feature/checkpoint cache (default $PARTBENCH_CACHE or ~/.cache/partbench).")
 
 
-def num_workers_option(default: int = 0, help: str = "DataLoader worker processes.") -> Callable:
-    return _option("--num-workers", "num_workers", aliases=("--workers",), type=click.IntRange(min=0),
+def num_workers_option(default: int = 0, help: str = "DataLoader worker processes.", minimum: int = 0) -> Callable:
+    return _option("--num-workers", "num_workers", aliases=("--workers",), type=click.IntRange(min=minimum),
                    default=default, show_default=True, help=help)
 
 

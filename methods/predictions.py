@@ -148,6 +148,12 @@ class PredictionsMethod(Method):
     def demo_params(cls) -> dict[str, Any] | None:
         return None  # needs a folder of saved maps: not part of the demo
 
+    def fit(self, data, *, seed: int = 0, device: str = "cpu") -> "PredictionsMethod":
+        """Nothing to learn; the folder and its description are checked now, before any image is read."""
+        self._root()
+        self._sidecar()
+        return self
+
     def weights_id(self) -> str:
         sidecar = self._sidecar() if self.dir else {}
         return str(sidecar.get("weights_id", "external"))

@@ -57,10 +57,10 @@ CATALOGUE = [
     ("run -m random -d synthetic --device tpu", "unknown --device 'tpu'"),
     ("run -m random -d synthetic --metric nope", "unknown metric 'nope'"),
     ("run -m random -d synthetic --checkpoint /no/such.pt", "--checkpoint"),
-    ("run -m random -d synthetic -o num_test=0", "no "),
+    ("run -m random -d synthetic -o num_test=0 -o num_train=8 -o image_size=32 -q", "no full pixels to score"),
     ("run -m predictions -d synthetic", "-p dir=DIR"),
     ("run -m predictions -d synthetic -p dir=/no/such", "does not exist"),
-    ("run -m random -d synthetic --nope", "no such option"),
+    ("run -m random -d synthetic --nope", "No such option '--nope'"),
     # report
     ("report /no/such/runs", "does not exist"),
     ("report RUNS --decimals -3", "--decimals"),
