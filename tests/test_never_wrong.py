@@ -314,3 +314,66 @@ def test_latex_right_aligns_numbers(tmp_path):
     _one_run(tmp_path)
     result = invoke("report", tmp_path / "runs", "--format", "latex", "--out", tmp_path / "t")
     assert "\\begin{tabular}{lrrrrrr}" in result.output and "\\toprule" in result.output
+
+
+# -- the README tour as a new user meets it -------------------------------------------------------------
+def test_list_marks_missing_weights_and_keeps_descriptions_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
+    result = invoke("list")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    kmeans = lines.index(next(line for line in lines if line.strip().startswith("kmeans")))
+    assert "needs weights" in lines[kmeans + 1] and "-p weights=" in lines[kmeans + 1]
+    random_line = lines.index(next(line for line in lines if line.strip().startswith("random ")))
+    assert lines[random_line + 1].strip() == "-> ok"
+    for line in lines:
+        if line.startswith("  ") and not line.strip().startswith("->") and "[" in line:
+            description = line.split("  [")[0].strip()
+            assert description.endswith((".", ")", ":")) or "BROKEN" in description, line
+
+
+def test_run_on_synthetic_without_weights_uses_random_weights_loudly(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
+    result = invoke("run", "-m", "kmeans", "-d", "synthetic", *TINY, "--out", tmp_path / "runs", "-q")
+    assert result.exit_code == 0, result.output
+    assert "RANDOM weights" in result.output
+    rows = list(csv.DictReader(open(next((tmp_path / "runs").rglob("*.csv")))))
+    assert all("random" in r["weights"] for r in rows)
+
+
+def test_train_help_shows_the_real_preset_values():
+    from benchmark.methods.ours.presets import PRESETS
+
+    text = invoke("train", "--help").output
+    tiny = PRESETS["tiny"]
+    assert f"ours tiny" in text and f"{tiny.steps:,} steps, batch {tiny.batch_size}, {tiny.image_size} px" in text
+    assert f"checkpoint every {tiny.checkpoint_every:,} steps" in text
+    assert tiny.checkpoint_every < tiny.steps  # a killed tiny run has something to resume from
+
+
+def test_train_with_random_weights_warns_like_run(tmp_path, one_torch_thread):
+    result = invoke("train", "-d", "synthetic", *TINY, "--preset", "tiny", "--init", "random", "-p",
+                    "vgg_weights=random", "--steps", "1", "--image-size", "32", "--train-batch-size", "3",
+                    "--num-workers", "0", "--out", tmp_path / "t", "-q")
+    assert result.exit_code == 0, result.output
+    assert "warning: training with RANDOM weights (init=random, vgg_weights=random)" in result.output
+
+
+def test_export_view_fg_prints_a_command_that_runs(tmp_path):
+    import shlex
+
+    result = invoke("export", "-m", "random", "-d", "synthetic", *TINY, "--view", "fg", "--out", tmp_path / "E",
+                    "-q")
+    assert result.exit_code == 0, result.output
+    hint = result.output.split("evaluate with: ", 1)[1].strip()
+    args = shlex.split(hint)[1:] + ["--out", str(tmp_path / "runs"), "-q"]
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+
+
+def test_bench_metrics_prints_its_phases():
+    result = invoke("bench", "metrics", "-p", "n=1000")
+    assert result.exit_code == 0, result.output
+    assert "ContingencyTable: update + nmi + ari" in result.output and "speed-up" in result.output

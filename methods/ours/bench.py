@@ -18,7 +18,7 @@ import torch
 from benchmark.core.registry import register_bench
 
 
-def _synthetic_batch(batch_size: int, size: int, device: torch.device):
+def synthetic_batch(batch_size: int, size: int, device: torch.device):
     from benchmark.core.types import Batch
 
     g = torch.Generator().manual_seed(0)
@@ -47,7 +47,7 @@ def _make_step(method, batch_size: int, size: int, amp: str | None, compile_: bo
     from benchmark.methods.ours.method import Ours
     from benchmark.methods.ours.train_step import OursObjective, segmenter_param_groups
     from benchmark.methods.training import StepInfo, TrainConfig
-    from benchmark.methods.training.loop import _step_generator, build_optimizer
+    from benchmark.methods.training.loop import step_generator, build_optimizer
     from benchmark.methods.training.schedule import set_lrs
 
     if method != "ours":
@@ -65,14 +65,14 @@ def _make_step(method, batch_size: int, size: int, amp: str | None, compile_: bo
     optimizer = build_optimizer(segmenter_param_groups(model, config), train_config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     step_model = torch.compile(model) if compile_ else model
-    batch = _synthetic_batch(batch_size, size, device)
+    batch = synthetic_batch(batch_size, size, device)
     counter = [0]
 
     def step() -> None:
         i = counter[0]
         counter[0] += 1
         set_lrs(optimizer, config.lr, i, train_config.schedule_horizon, config.poly_power)
-        info = StepInfo(i, _step_generator(device, 0, i, 0), _step_generator(device, 0, i, "shared"))
+        info = StepInfo(i, step_generator(device, 0, i, 0), step_generator(device, 0, i, "shared"))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
             total, _ = objective(step_model, batch, info)
         optimizer.zero_grad(set_to_none=True)
