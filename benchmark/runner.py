@@ -23,7 +23,10 @@ What happens, in order:
 4. Landmark regression (when the dataset defines a protocol) predicts the fitting split and the
    evaluation split in the dataset's ``landmark_view`` and regresses keypoints from part centres.
 5. One tidy row per metric is written atomically to ``<out>/<dataset>/<method>/seed<S>-<key>.csv``; a
-   finished run with the same key is not recomputed unless ``force``.
+   finished run with the same key is not recomputed unless ``force`` (a damaged file is recomputed). While
+   a run computes, it holds ``<file>.lock`` (host and PID): an identical run started meanwhile waits and then
+   reuses the result; a lock whose process is gone is taken over. A metric over no items (or fewer than
+   the labels it must tell apart) is one error naming the view, never a value.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ PART_NAMES = ("back", "beak", "belly", "breast", "crown", "forehead", "left eye"
               "nape", "right eye", "right leg", "right wing", "tail", "throat")
 KANAZAWA_SPLITS = ("train", "val", "test", "testval")  # <split>_cub_cleaned.mat of the CMR cachedir
 NUM_PARTS = len(PART_NAMES)
-FIX = "The CUB-200-2011 tree is damaged: re-extract CUB_200_2011.tgz (benchmark data download cub --to DIR)"
+FIX = "The CUB-200-2011 tree is damaged: re-extract CUB_200_2011.tgz (benchmark data download cub --out DIR)"
 
 #: the index files of the official tree and their column types
 TABLES: dict[str, tuple[type, ...]] = {
@@ -93,7 +93,7 @@ class CUB(RealDataset):
         "to multiples of 16, keypoints shifted/clamped/scaled, outside -> invisible; full: same without the "
         "crop; train: 5% padded +-5% jittered square box, fill 1/255, 256x256 (cv2 bilinear), flip with "
         "keypoint permutation; masks: corrected = binarised + nearest, legacy = un-thresholded bilinear (gt: vote == 255; crops: nearest)")
-    data_hint = ("Download: benchmark data download cub --to DIR, then --data-root DIR/CUB_200_2011 "
+    data_hint = ("Download: benchmark data download cub --out DIR, then --data-root DIR/CUB_200_2011 "
                  "(images.txt, parts/, segmentations/).")
 
     def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
