@@ -120,7 +120,7 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
         click.echo(f"warning: dataset {dataset!r} is built in and ignores --data-root {data_root}", err=True)
         data_root = None
     method_params = opt.synthetic_weights(method, dataset, method_params)
-    _refuse_cpu_training(method, method_params, device, train_if_missing)
+    _refuse_cpu_training(method, num_parts, method_params, device, train_if_missing)
     created = not Path(out_dir).exists()
     check_writable_dir(out_dir, "--out directory")
     cache = None if no_cache else (cache_dir or _default_cache_dir())
@@ -144,7 +144,7 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
         raise
 
 
-def _refuse_cpu_training(method: str, params: dict, device: str, allowed: bool) -> None:
+def _refuse_cpu_training(method: str, num_parts: int, params: dict, device: str, allowed: bool) -> None:
     """A method that trains, asked to run without a checkpoint, would start its training: on a CPU that can
     take days, so it needs --train-if-missing there, and the estimate is printed either way."""
     from benchmark.core.registry import METHODS
@@ -154,8 +154,9 @@ def _refuse_cpu_training(method: str, params: dict, device: str, allowed: bool) 
     cls = METHODS.get(method)
     if not getattr(cls, "requires_training", False) or params.get("checkpoint"):
         return
-    from benchmark.runner import resolve_device
+    from benchmark.runner import build_method, resolve_device
 
+    build_method(method, num_parts=num_parts, params=params)  # bad parameters: one clear error first
     where = resolve_device(device)
     estimate = getattr(cls, "training_estimate", None)
     text = estimate(params, where) if estimate is not None else "its full training, duration unknown"
@@ -237,7 +238,7 @@ def list_command():
             return f"UNAVAILABLE: {reason}"
         missing = getattr(cls, "missing_weights", lambda: None)()
         if missing:
-            return (f"needs weights ({missing}; on the synthetic dataset it runs with random weights)")
+            return f"needs weights: {missing} (on the synthetic dataset: random weights, with a warning)"
         return "ok"
 
     click.echo("Methods:")
@@ -265,11 +266,7 @@ def _first_sentence(doc: str) -> str:
     """The first sentence of a docstring's first paragraph, whole (never cut at a line break)."""
     import inspect as _inspect
 
-    paragraph = " ".join(_inspect.cleandoc(doc).split("\n\n")[0].split())
-    for end in (". ", ": "):
-        if end in paragraph:
-            return paragraph.split(end, 1)[0] + end.strip()
-    return paragraph
+    return " ".join(_inspect.cleandoc(doc).split("\n\n")[0].split())
 
 
 @cli.command("bench")

@@ -421,7 +421,8 @@ def run(config: RunConfig, *, out_dir: str | Path | None = "runs", force: bool =
             return _compute(config, method, key, path, progress=progress, cache_dir=cache_dir,
                             num_workers=num_workers, examples=examples)
     except BaseException:
-        remove_empty_dirs(path.parent, Path(out_dir))  # a failed run leaves no empty folders
+        # A failed run leaves no empty folders below --out (--out itself is the caller's).
+        remove_empty_dirs(path.parent, Path(out_dir), include_stop=False)
         raise
 
 

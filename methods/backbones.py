@@ -134,8 +134,8 @@ def missing_imagenet_weights(arch: str, weights: str = "imagenet", param: str = 
     path = imagenet_weights_path(arch)
     if path.is_file():
         return None
-    return (f"ImageNet {arch} weights are not in the torch cache ({path}); copy them there, set "
-            f"{ALLOW_DOWNLOAD_ENV}=1 to download them, or pass -p {param}=PATH (-p {param}=random: random weights)")
+    return (f"ImageNet {arch} weights missing: copy them to {path} or set {ALLOW_DOWNLOAD_ENV}=1, or pass "
+            f"-p {param}=PATH|random")
 
 
 def resnet50_missing(init: str) -> str | None:
@@ -151,8 +151,8 @@ def resnet50_missing(init: str) -> str | None:
 
         url = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
         path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-        return None if path.is_file() else (f"ImageNet ResNet-50 weights are not in the torch cache ({path}); "
-                                            "copy them there or pass -p init=caffe:PATH")
+        return None if path.is_file() else (f"ImageNet ResNet-50 weights missing: copy them to {path}, or pass "
+                                            "-p init=caffe:PATH|random")
     return None
 
 

@@ -183,14 +183,14 @@ def _age_s(path: Path) -> float:
         return 0.0
 
 
-def remove_empty_dirs(start: str | os.PathLike, stop: str | os.PathLike) -> None:
-    """Remove ``start`` and its parents while they are empty, up to and including ``stop`` (a failed
-    command leaves no empty output folders behind)."""
+def remove_empty_dirs(start: str | os.PathLike, stop: str | os.PathLike, *, include_stop: bool = True) -> None:
+    """Remove ``start`` and its parents while they are empty, up to ``stop`` (removed too when
+    ``include_stop``): a failed command leaves no empty output folders behind."""
     start, stop = Path(start).absolute(), Path(stop).absolute()
     if start != stop and stop not in start.parents:
         return
     current = start
-    while True:
+    while current != stop or include_stop:
         try:
             current.rmdir()
         except OSError:
