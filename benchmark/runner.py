@@ -395,7 +395,7 @@ def run(config: RunConfig, *, out_dir: str | Path | None = "runs", force: bool =
         try:
             rows = read_rows(path)
         except UserError as exc:  # a damaged file is never reused: recompute and replace it
-            warnings.warn(f"{exc}; computing the run again")
+            warnings.warn(f"{str(exc).split('; delete it')[0]}; computing the run again and replacing it")
             rows = []
         if rows:
             return RunResult(config, rows, path, reused=True)
