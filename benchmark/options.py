@@ -32,8 +32,7 @@ from typing import Any, Callable, Iterable
 import click
 
 from benchmark.core.errors import UserError
-
-PROTOCOLS = ("corrected", "legacy")
+from benchmark.core.protocol import PROTOCOL_NAMES as PROTOCOLS
 
 
 # --------------------------------------------------------------------------------------------------
