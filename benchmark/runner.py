@@ -209,6 +209,15 @@ def training_view(eval_data: Dataset, *, device: str = "cpu") -> Dataset:
     return eval_data.with_view(split="train", view="train", masks=masks)
 
 
+def trained_with_masks(method: Method, eval_data: Dataset) -> str:
+    """The ``train_masks`` of a row: the :func:`training_masks` spec when ``method`` trains within the run (no
+    ``checkpoint``; a model cached from an identical earlier training counts, its cache key holds the
+    masks), else ``""``."""
+    if not method.requires_training or getattr(method, "checkpoint", None):
+        return ""
+    return training_masks(eval_data.masks).spec
+
+
 def fit_method(method: Method, eval_data: Dataset, *, seed: int, device: str) -> Method:
     """Fit ``method`` for evaluation on ``eval_data`` following its tags (see the module docstring)."""
     seed_everything(seed)
@@ -500,6 +509,7 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
         "split": config.split,
         "protocol": config.protocol,
         "masks": data.masks.spec,
+        "train_masks": trained_with_masks(method, data),
         "ground_truth": data.ground_truth,
         "num_parts": config.num_parts,
         "seed": config.seed,

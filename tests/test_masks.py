@@ -263,3 +263,53 @@ def test_unsupervised_source_predicts_scores_and_trains(tmp_path):
                     "--masks", "unsupervised:spectral-random", "--out", tmp_path / "t", "-q")
     assert result.exit_code == 0, result.output
     assert "unsupervised:spectral-random" in (tmp_path / "t" / "train_info.json").read_text()
+
+
+@pytest.mark.parametrize("masks, expected", [("unsupervised:spectral-random", "unsupervised:spectral-random"),
+                                             ("gt", "gt"), ("none", "gt")])
+def test_a_method_trained_within_a_run_trains_on_the_runs_masks(tmp_path, masks, expected):
+    """`run -m ours --masks unsupervised:NAME` trains with the masks it evaluates with (the paper's unsupervised
+    setting; model:CKPT and predicted:DIR likewise); none/method give no masks, so GT masks train. The row
+    records what trained in `train_masks`; nothing trained in the run (a checkpoint) leaves it empty."""
+    from benchmark.core.method import Method
+    from benchmark.core.registry import METHODS, register_method
+    from benchmark.runner import RunConfig, run
+
+    seen = []
+
+    @register_method("test-trains")
+    class Trains(Method):
+        """Records the training view it is fitted on; random maps."""
+
+        requires_training = True
+
+        def __init__(self, num_parts: int = 4, checkpoint: str | None = None):
+            self.num_parts, self.checkpoint = num_parts, checkpoint
+            self.inner = METHODS.get("random")(num_parts=num_parts)
+
+        def fit(self, data, *, seed=0, device="cpu"):
+            if not self.checkpoint:
+                seen.append((data.split, data.view, data.masks.spec, data.masks.folder))
+            self.inner.fit(data, seed=seed)
+            return self
+
+        def predict(self, batch):
+            return self.inner.predict(batch)
+
+    try:
+        common = dict(method="test-trains", dataset="synthetic", dataset_options=SYN_OPTIONS, metrics=("nmi",),
+                      masks=masks)
+        row = run(RunConfig(**common), out_dir=None, cache_dir=tmp_path / "cache").rows[0]
+        assert row["masks"] == masks and row["train_masks"] == expected
+        split, view, spec, folder = seen[-1]
+        assert (split, view, spec) == ("train", "train", expected)
+        if expected != "gt":  # the training split's masks were predicted into the run's cache folder
+            assert folder.parent == (tmp_path / "cache" / "masks").resolve()
+            assert len(list(folder.glob("train/*.png"))) == SYN_OPTIONS["num_train"]
+        checkpoint = tmp_path / "weights.pt"
+        checkpoint.write_bytes(b"x")
+        row = run(RunConfig(params={"checkpoint": str(checkpoint)}, **common), out_dir=None,
+                  cache_dir=tmp_path / "cache").rows[0]
+        assert row["train_masks"] == ""
+    finally:
+        METHODS.unregister("test-trains")
