@@ -12,6 +12,8 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -34,21 +36,68 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-#: Step builders of other trainable methods (e.g. ``scops``), registered by their own modules:
-#: ``fn(batch_size, size, amp, compile_, device, preset) -> step()`` running one full training step.
+@dataclass
+class TrainStep:
+    """One full training step of a method on a fixed synthetic batch: what ``train-step`` times and what
+    the CUDA tests check (no host syncs; bf16 losses close to float32). Calling it runs the step the trainer
+    runs: learning-rate schedule, forward under autocast, backward, per-group gradient clipping, SGD."""
+
+    model: torch.nn.Module  # the module the loss calls (compiled when compile=True)
+    loss_fn: Callable  # (model, batch, StepInfo) -> (total, terms)
+    optimizer: torch.optim.Optimizer
+    clip_groups: list  # lists of parameters clipped together
+    clip_norm: float | None
+    lr: float
+    horizon: int
+    poly_power: float
+    batch: object
+    device: torch.device
+    amp: str | None = None
+    index: int = 0
+
+    def info(self, step: int):
+        from benchmark.methods.training import StepInfo
+        from benchmark.methods.training.loop import _step_generator
+
+        return StepInfo(step, _step_generator(self.device, 0, step, 0), _step_generator(self.device, 0, step, "shared"))
+
+    def losses(self, step: int = 0):
+        """``(total, terms)`` of the forward pass of step ``step`` (no update)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16"):
+            return self.loss_fn(self.model, self.batch, self.info(step))
+
+    def __call__(self) -> None:
+        from benchmark.methods.training.schedule import set_lrs
+
+        step = self.index
+        self.index += 1
+        set_lrs(self.optimizer, self.lr, step, self.horizon, self.poly_power)
+        total, _ = self.losses(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.clip_norm is not None:
+            for params in self.clip_groups:
+                torch.nn.utils.clip_grad_norm_(params, self.clip_norm, foreach=True)
+        self.optimizer.step()
+
+
+#: Step builders of other trainable methods (e.g. ``scops``), registered by their own bench modules:
+#: ``fn(batch_size, size, amp, compile_, device, preset) -> TrainStep``.
 STEP_BUILDERS: dict = {}
 
 
-def _make_step(method, batch_size: int, size: int, amp: str | None, compile_: bool, device: torch.device,
-               preset: str):
+def build_train_step(method: str, batch_size: int, size: int, amp: str | None, compile_: bool,
+                     device: torch.device, preset: str = "paper") -> TrainStep:
+    """The :class:`TrainStep` of ``method`` (``ours`` or a method in :data:`STEP_BUILDERS`) with random
+    weights on a synthetic batch of ``batch_size`` images of ``size`` px."""
+    device = torch.device(device)
     if method in STEP_BUILDERS:
         return STEP_BUILDERS[method](batch_size, size, amp, compile_, device, preset)
     from benchmark.methods.backbones import RandomWeightsWarning
     from benchmark.methods.ours.method import Ours
     from benchmark.methods.ours.train_step import OursObjective, segmenter_param_groups
-    from benchmark.methods.training import StepInfo, TrainConfig
-    from benchmark.methods.training.loop import _step_generator, build_optimizer
-    from benchmark.methods.training.schedule import set_lrs
+    from benchmark.methods.training import TrainConfig
+    from benchmark.methods.training.loop import build_optimizer
 
     if method != "ours":
         raise ValueError(f"train-step benchmarks methods {', '.join(['ours', *STEP_BUILDERS])}, got {method!r}")
@@ -64,24 +113,10 @@ def _make_step(method, batch_size: int, size: int, amp: str | None, compile_: bo
                                clip_grad_norm=config.clip_grad_norm, amp=amp)
     optimizer = build_optimizer(segmenter_param_groups(model, config), train_config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    step_model = torch.compile(model) if compile_ else model
-    batch = _synthetic_batch(batch_size, size, device)
-    counter = [0]
-
-    def step() -> None:
-        i = counter[0]
-        counter[0] += 1
-        set_lrs(optimizer, config.lr, i, train_config.schedule_horizon, config.poly_power)
-        info = StepInfo(i, _step_generator(device, 0, i, 0), _step_generator(device, 0, i, "shared"))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-            total, _ = objective(step_model, batch, info)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if config.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm, foreach=True)
-        optimizer.step()
-
-    return step
+    return TrainStep(model=torch.compile(model) if compile_ else model, loss_fn=objective, optimizer=optimizer,
+                     clip_groups=[params], clip_norm=config.clip_grad_norm, lr=config.lr,
+                     horizon=train_config.schedule_horizon, poly_power=config.poly_power,
+                     batch=_synthetic_batch(batch_size, size, device), device=device, amp=amp)
 
 
 def _measure(step, device: torch.device, warmup: int, steps: int) -> float:
@@ -123,7 +158,7 @@ def train_step_bench(method: str = "ours", batch_size: int = 6, size: int = 256,
              f"median of {steps} synchronised steps after {warmup} warm-up steps; random weights, synthetic batches"]
     baseline = None
     for label, amp_i, compile_i in configs:
-        step = _make_step(method, batch_size, size, amp_i, compile_i, dev, preset)
+        step = build_train_step(method, batch_size, size, amp_i, compile_i, dev, preset)
         flops = _flops(step) if not compile_i else None
         ms = _measure(step, dev, warmup, steps)
         if baseline is None:
