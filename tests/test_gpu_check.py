@@ -46,7 +46,7 @@ def test_quick_dry_run_runs_every_step_and_writes_the_json(tmp_path):
     assert len(benches) == len(driver.ROWS)
     for row, step in zip(driver.ROWS, benches):
         assert step["step"] == f"bench {row.bench}"
-        if row.quick is None:  # the torch.compile rows: GPU only, and said so
+        if row.quick is None:  # torch.compile and lever rows: GPU only, and said so
             assert step["status"] == "skipped" and "not in --quick" in step["headline"]
         else:
             assert step["status"] == "ok", step

@@ -50,6 +50,7 @@ class BenchRow:
 
 
 COMPILE_ON_CPU = "torch.compile of the whole step takes minutes on a CPU; it is measured on the GPU only"
+LEVER_ON_CPU = "bf16 steps are slow on a CPU; the lever's numbers are tested in tests/test_training_levers.py"
 ROWS: tuple[BenchRow, ...] = (
     BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 eager",
              dict(method="ours", amp="bf16", device="cuda", **PAPER), 90,
@@ -76,6 +77,11 @@ ROWS: tuple[BenchRow, ...] = (
              dict(method="ours", amp="bf16", compile=True, device="cuda", **PAPER), 150, None, COMPILE_ON_CPU),
     BenchRow("train-step", "scops, batch 6 x 256 px: float32 eager vs bf16 + torch.compile",
              dict(method="scops", amp="bf16", compile=True, device="cuda", **PAPER), 150, None, COMPILE_ON_CPU),
+    # Levers of methods/training/levers.py (equal numbers, tested on the CPU): last, as the least essential.
+    BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 + channels-last",
+             dict(method="ours", amp="bf16", channels_last=True, device="cuda", **PAPER), 60, None, LEVER_ON_CPU),
+    BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 + fused SGD",
+             dict(method="ours", amp="bf16", sgd="fused", device="cuda", **PAPER), 60, None, LEVER_ON_CPU),
 )
 
 

@@ -87,10 +87,23 @@ STEP_BUILDERS: dict = {}
 
 
 def build_train_step(method: str, batch_size: int, size: int, amp: str | None, compile_: bool,
-                     device: torch.device, preset: str = "paper") -> TrainStep:
+                     device: torch.device, preset: str = "paper", *, sgd: str = "default",
+                     channels_last: bool = False) -> TrainStep:
     """The :class:`TrainStep` of ``method`` (``ours`` or a method in :data:`STEP_BUILDERS`) with random
-    weights on a synthetic batch of ``batch_size`` images of ``size`` px."""
+    weights on a synthetic batch of ``batch_size`` images of ``size`` px; ``sgd`` and ``channels_last``
+    are the levers of :mod:`benchmark.methods.training.levers`."""
+    from benchmark.methods.training.levers import to_channels_last, with_sgd_implementation
+
     device = torch.device(device)
+    step = _build_step(method, batch_size, size, amp, compile_, device, preset)
+    step.optimizer = with_sgd_implementation(step.optimizer, sgd)
+    if channels_last:
+        to_channels_last(step.model)
+    return step
+
+
+def _build_step(method: str, batch_size: int, size: int, amp: str | None, compile_: bool, device: torch.device,
+                preset: str) -> TrainStep:
     if method in STEP_BUILDERS:
         return STEP_BUILDERS[method](batch_size, size, amp, compile_, device, preset)
     from benchmark.methods.backbones import RandomWeightsWarning
@@ -143,29 +156,38 @@ def _flops(step) -> int:
 @register_bench("train-step")
 def train_step_bench(method: str = "ours", batch_size: int = 6, size: int = 256, amp: str | None = None,
                      compile: bool = False, steps: int = 20, warmup: int = 5, device: str = "auto",
-                     preset: str = "paper") -> str:
+                     preset: str = "paper", sgd: str = "default", channels_last: bool = False) -> str:
     """ms per ``ours`` training step (median of ``steps`` synchronised steps after ``warmup``), FLOPs per
-    step, and the ratio against float32 eager measured in the same run."""
+    step, and the ratio against float32 eager measured in the same run.
+
+    Options: ``amp=bf16``, ``compile=true`` and the levers ``sgd=for-loop|foreach|fused`` and
+    ``channels_last=true`` (:mod:`benchmark.methods.training.levers`) select the configuration compared
+    with float32 eager (default SGD, contiguous format)."""
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     amp = None if amp in (None, "", "none", "fp32", "float32") else amp
     compile_ = str(compile).lower() in ("1", "true", "yes")
+    channels_last = str(channels_last).lower() in ("1", "true", "yes")
     batch_size, size, steps, warmup = int(batch_size), int(size), int(steps), int(warmup)
-    configs = [("float32 eager", None, False)]
-    if amp is not None or compile_:
-        configs.append((f"{amp or 'float32'}{' compiled' if compile_ else ' eager'}", amp, compile_))
+    configs = [("float32 eager", None, False, "default", False)]
+    if amp is not None or compile_ or sgd != "default" or channels_last:
+        label = (f"{amp or 'float32'}{' compiled' if compile_ else ' eager'}"
+                 + (" + channels-last" if channels_last else "") + (f" + {sgd} SGD" if sgd != "default" else ""))
+        configs.append((label, amp, compile_, sgd, channels_last))
     lines = [f"train-step: method {method}, preset {preset}, batch {batch_size} x {size}x{size}, device {dev}"
              + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else f" ({torch.get_num_threads()} threads)"),
              f"median of {steps} synchronised steps after {warmup} warm-up steps; random weights, synthetic batches"]
     baseline = None
-    for label, amp_i, compile_i in configs:
-        step = build_train_step(method, batch_size, size, amp_i, compile_i, dev, preset)
+    width = max(18, *(len(c[0]) for c in configs))
+    for label, amp_i, compile_i, sgd_i, channels_last_i in configs:
+        step = build_train_step(method, batch_size, size, amp_i, compile_i, dev, preset, sgd=sgd_i,
+                                channels_last=channels_last_i)
         flops = _flops(step) if not compile_i else None
         ms = _measure(step, dev, warmup, steps)
         if baseline is None:
             baseline = (ms, flops)
         flops = flops if flops is not None else baseline[1]
         tflops = flops / (ms / 1000.0) / 1e12
-        lines.append(f"  {label:<18} {ms:9.2f} ms/step   {flops / 1e9:9.2f} GFLOP/step   {tflops:7.3f} TFLOP/s   "
+        lines.append(f"  {label:<{width}} {ms:9.2f} ms/step   {flops / 1e9:9.2f} GFLOP/step   {tflops:7.3f} TFLOP/s   "
                      f"x{baseline[0] / ms:.2f} vs float32 eager")
     per_100k = baseline[0] / 1000.0 * 100_000 / 3600.0
     lines.append(f"  100k-step schedule at the float32 eager speed: {per_100k:.2f} h")
