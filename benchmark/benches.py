@@ -4,13 +4,11 @@ Convention (one predictable place per package):
 
 * The speed benchmarks of a package live in its ``bench.py`` module and nowhere else:
 
-  ==============================  ==========================================================
-  ``benchmark.methods.bench``      ``features``, ``kmeans``, ``dff`` (the methods' building blocks)
-  ``benchmark.methods.ours.bench``  ``train-step`` (one training step; ``-p method=ours|scops``)
-  ``benchmark.methods.scops.bench`` the SCOPS step that ``train-step -p method=scops`` times
-  ``benchmark.metrics.bench``      ``metrics`` (streaming contingency table vs scikit-learn)
-  ``benchmark.datasets.bench``     ``synthetic``, ``cub-index``
-  ==============================  ==========================================================
+  - ``benchmark.methods.bench``: ``features``, ``kmeans``, ``dff`` (the methods' building blocks);
+  - ``benchmark.methods.ours.bench``: ``train-step`` (one training step, ``-p method=ours|scops``);
+  - ``benchmark.methods.scops.bench``: the SCOPS step that ``train-step -p method=scops`` times;
+  - ``benchmark.metrics.bench``: ``metrics`` (the streaming contingency table vs scikit-learn);
+  - ``benchmark.datasets.bench``: ``synthetic``, ``cub-index``.
 
 * A benchmark is a function ``fn(**options) -> str`` decorated with
   ``@benchmark.core.registry.register_bench("name")``. Its options are keyword arguments with defaults (the
@@ -25,7 +23,8 @@ Convention (one predictable place per package):
   ``benchmark.metrics``, ``benchmark.datasets`` and of each of their sub-packages the first time the
   registry is queried. A third-party package registers its benchmarks through the ``partbench.benches``
   entry-point group (``name = "my_package.bench:my_bench"``).
-* ``tools/gpu-check.sh`` runs every benchmark at paper sizes on a GPU (see ``docs/performance.md``).
+* ``tools/gpu-check.sh`` runs every benchmark at paper sizes on a GPU (see ``docs/performance.md``); a new
+  benchmark gets a row there (``tools/gpu_check.py``; a test checks that none is missing).
 """
 
 from __future__ import annotations

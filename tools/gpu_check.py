@@ -354,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for row in ROWS if not args.only or row.bench in args.only]
     for i, row in enumerate(rows, 1):
         params = row.quick if args.quick else row.params
-        what = row.label if not args.quick else f"{row.label} [quick: CPU, tiny sizes]"
+        what = row.label if not args.quick else (
+            "quick, CPU: " + " ".join(f"{k}={v}" for k, v in params.items() if k != "device") if params else row.label)
         if params is None:
             results.append(Result(f"bench {row.bench}", row.label, "skipped", headline=f"not in --quick: {row.why_not_quick}"))
             continue
