@@ -1,4 +1,5 @@
-"""The speed-benchmark convention (benchmark/benches.py): one ``bench.py`` module per package."""
+"""The speed-benchmark convention (benchmark/benches.py): one ``bench.py`` module per package. Every
+benchmark runs at tiny sizes in tests/test_gpu_check.py (the --quick dry run)."""
 
 from __future__ import annotations
 
@@ -50,14 +51,3 @@ def test_kmeans_bench_without_faiss_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError
     with pytest.raises(UserError, match="kmeans benchmark needs faiss"):
         BENCHES.get("kmeans")(images=2)
-
-
-@pytest.mark.parametrize("name, options, expect", [
-    ("features", dict(images=2, size=32, batch_size=2, layers="relu1_2"), "speed-up"),
-    ("kmeans", dict(images=2, map_size=4, feature_size=8, channels=8, niter=2, nredo=1, max_points_per_centroid=8),
-     "speed-up"),
-    ("dff", dict(images=2, map_size=4, channels=8, iterations=3), "speed-up"),
-    ("synthetic", dict(n=4, image_size=32), "cached"),
-])
-def test_bench_code_paths_at_tiny_sizes(name, options, expect):
-    assert expect in BENCHES.get(name)(**options)
