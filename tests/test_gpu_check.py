@@ -101,3 +101,14 @@ def test_figures_are_read_from_the_train_step_report():
     assert figures == {"float32 eager": {"ms_per_step": 40.0, "speed_up_vs_float32_eager": 1.0},
                        "bf16 compiled": {"ms_per_step": 10.0, "speed_up_vs_float32_eager": 4.0}}
     assert text == "float32 eager 40.00 ms; bf16 compiled 10.00 ms (x4.00)"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU answer of the pytest-less path")
+def test_without_pytest_the_cuda_checks_are_called_directly(monkeypatch):
+    driver = _driver()
+    real = driver.importlib.util.find_spec
+    monkeypatch.setattr(driver.importlib.util, "find_spec", lambda name, *a: None if name == "pytest" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "pytest", None)  # tests/test_cuda.py must load without pytest
+    result = driver.run_cuda_tests(quick=True, timeout_s=60)
+    assert result.status == "skipped" and "pytest is not installed" in result.what
+    assert result.headline == "no CUDA device (7 checks not run)"
