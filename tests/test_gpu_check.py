@@ -112,3 +112,11 @@ def test_without_pytest_the_cuda_checks_are_called_directly(monkeypatch):
     result = driver.run_cuda_tests(quick=True, timeout_s=60)
     assert result.status == "skipped" and "pytest is not installed" in result.what
     assert result.headline == "no CUDA device (7 checks not run)"
+
+
+def test_a_benchmark_in_its_own_process_as_on_the_gpu():
+    driver = _driver()
+    row = next(row for row in driver.ROWS if row.bench == "metrics")
+    result = driver.run_bench(row, dict(row.quick), timeout_s=120, in_process=False)
+    assert result.status == "ok", result.output
+    assert result.figures["speed_up"] > 0 and result.command == "python -m benchmark bench metrics -p n=10000"
