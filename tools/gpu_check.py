@@ -52,6 +52,8 @@ class BenchRow:
 COMPILE_ON_CPU = "torch.compile of the whole step takes minutes on a CPU; it is measured on the GPU only"
 LEVER_ON_CPU = "bf16 steps are slow on a CPU; the lever's numbers are tested in tests/test_training_levers.py"
 ROWS: tuple[BenchRow, ...] = (
+    # GPU rows first (eager steps, features, K-means, NMF, then torch.compile), then the CPU-only
+    # benchmarks and the levers of methods/training/levers.py: what may not fit the budget comes last.
     BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 eager",
              dict(method="ours", amp="bf16", device="cuda", **PAPER), 90,
              dict(method="ours", amp="none", **TINY_STEP)),
@@ -68,20 +70,19 @@ ROWS: tuple[BenchRow, ...] = (
     BenchRow("dff", "NMF of 256 images x 16x16 positions x 512 channels, 50 updates",
              dict(images=256, device="cuda"), 60,
              dict(images=2, map_size=4, channels=8, iterations=3)),
-    BenchRow("metrics", "contingency table vs scikit-learn on 1e8 labels", dict(n=100_000_000), 90,
-             dict(n=10_000)),
-    BenchRow("synthetic", "synthetic dataset, 300 samples at 64 px", dict(n=300), 45, dict(n=4, image_size=32)),
-    BenchRow("cub-index", "indexing an 11,788-image CUB annotation tree", dict(images=11788), 45,
-             dict(images=300, repeats=1)),
     BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 + torch.compile",
              dict(method="ours", amp="bf16", compile=True, device="cuda", **PAPER), 150, None, COMPILE_ON_CPU),
     BenchRow("train-step", "scops, batch 6 x 256 px: float32 eager vs bf16 + torch.compile",
              dict(method="scops", amp="bf16", compile=True, device="cuda", **PAPER), 150, None, COMPILE_ON_CPU),
-    # Levers of methods/training/levers.py (equal numbers, tested on the CPU): last, as the least essential.
+    BenchRow("metrics", "contingency table vs scikit-learn on 1e8 labels", dict(n=100_000_000), 90,
+             dict(n=10_000)),
     BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 + channels-last",
              dict(method="ours", amp="bf16", channels_last=True, device="cuda", **PAPER), 60, None, LEVER_ON_CPU),
     BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 + fused SGD",
              dict(method="ours", amp="bf16", sgd="fused", device="cuda", **PAPER), 60, None, LEVER_ON_CPU),
+    BenchRow("synthetic", "synthetic dataset, 300 samples at 64 px", dict(n=300), 45, dict(n=4, image_size=32)),
+    BenchRow("cub-index", "indexing an 11,788-image CUB annotation tree", dict(images=11788), 45,
+             dict(images=300, repeats=1)),
 )
 
 
