@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from benchmark.core.errors import UserError
 from benchmark.core.registry import register_bench
 
 
@@ -167,6 +168,10 @@ def train_step_bench(method: str = "ours", batch_size: int = 6, size: int = 256,
     amp = None if amp in (None, "", "none", "fp32", "float32") else amp
     compile_ = str(compile).lower() in ("1", "true", "yes")
     channels_last = str(channels_last).lower() in ("1", "true", "yes")
+    from benchmark.methods.training.levers import SGD_IMPLEMENTATIONS
+
+    if sgd not in SGD_IMPLEMENTATIONS:  # before minutes of model building
+        raise UserError(f"unknown SGD implementation {sgd!r}; choose from {', '.join(SGD_IMPLEMENTATIONS)}")
     batch_size, size, steps, warmup = int(batch_size), int(size), int(steps), int(warmup)
     configs = [("float32 eager", None, False, "default", False)]
     if amp is not None or compile_ or sgd != "default" or channels_last:
