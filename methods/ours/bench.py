@@ -21,7 +21,7 @@ from benchmark.core.errors import UserError
 from benchmark.core.registry import register_bench
 
 
-def _synthetic_batch(batch_size: int, size: int, device: torch.device):
+def synthetic_batch(batch_size: int, size: int, device: torch.device):
     from benchmark.core.types import Batch
 
     g = torch.Generator().manual_seed(0)
@@ -58,9 +58,9 @@ class TrainStep:
 
     def info(self, step: int):
         from benchmark.methods.training import StepInfo
-        from benchmark.methods.training.loop import _step_generator
+        from benchmark.methods.training.loop import step_generator
 
-        return StepInfo(step, _step_generator(self.device, 0, step, 0), _step_generator(self.device, 0, step, "shared"))
+        return StepInfo(step, step_generator(self.device, 0, step, 0), step_generator(self.device, 0, step, "shared"))
 
     def losses(self, step: int = 0):
         """``(total, terms)`` of the forward pass of step ``step`` (no update)."""
@@ -105,6 +105,8 @@ def build_train_step(method: str, batch_size: int, size: int, amp: str | None, c
 
 def _build_step(method: str, batch_size: int, size: int, amp: str | None, compile_: bool, device: torch.device,
                 preset: str) -> TrainStep:
+    if method != "ours" and method not in STEP_BUILDERS:
+        import benchmark.benches  # noqa: F401  (imports the other methods' bench modules, which register their builders)
     if method in STEP_BUILDERS:
         return STEP_BUILDERS[method](batch_size, size, amp, compile_, device, preset)
     from benchmark.methods.backbones import RandomWeightsWarning
@@ -130,7 +132,7 @@ def _build_step(method: str, batch_size: int, size: int, amp: str | None, compil
     return TrainStep(model=torch.compile(model) if compile_ else model, loss_fn=objective, optimizer=optimizer,
                      clip_groups=[params], clip_norm=config.clip_grad_norm, lr=config.lr,
                      horizon=train_config.schedule_horizon, poly_power=config.poly_power,
-                     batch=_synthetic_batch(batch_size, size, device), device=device, amp=amp)
+                     batch=synthetic_batch(batch_size, size, device), device=device, amp=amp)
 
 
 def _measure(step, device: torch.device, warmup: int, steps: int) -> float:
@@ -152,6 +154,25 @@ def _flops(step) -> int:
     with FlopCounterMode(display=False) as counter:
         step()
     return int(counter.get_total_flops())
+
+
+def measure_step_ms(method: str, batch_size: int, size: int, *, device: str = "cpu", preset: str = "paper",
+                    steps: int = 1, warmup: int = 1) -> float:
+    """Median milliseconds of ``steps`` training steps after ``warmup`` (random weights, synthetic batch):
+    the basis of the training-time estimate ``run`` prints before it trains a method."""
+    return _measure(build_train_step(method, batch_size, size, None, False, torch.device(device), preset),
+                    torch.device(device), warmup, steps)
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.4 h`` or ``2.1 days``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 @register_bench("train-step")

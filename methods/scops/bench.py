@@ -8,7 +8,7 @@ import warnings
 
 import torch
 
-from benchmark.methods.ours.bench import STEP_BUILDERS, TrainStep, _synthetic_batch
+from benchmark.methods.ours.bench import STEP_BUILDERS, TrainStep, synthetic_batch
 
 
 def make_step(batch_size: int, size: int, amp: str | None, compile_: bool, device: torch.device,
@@ -30,7 +30,7 @@ def make_step(batch_size: int, size: int, amp: str | None, compile_: bool, devic
     return TrainStep(model=torch.compile(net) if compile_ else net, loss_fn=trainer.loss_fn, optimizer=optimizer,
                      clip_groups=list(clip_groups.values()), clip_norm=config.clip_grad_norm, lr=config.lr,
                      horizon=config.schedule_horizon, poly_power=config.poly_power,
-                     batch=_synthetic_batch(batch_size, size, device), device=device, amp=amp)
+                     batch=synthetic_batch(batch_size, size, device), device=device, amp=amp)
 
 
 STEP_BUILDERS["scops"] = make_step
