@@ -200,7 +200,13 @@ def _last_line(text: str) -> str:
 
 def run_install(timeout_s: float) -> Result:
     argv = [sys.executable, *INSTALL]
+    build = ROOT / "build"
+    existed = build.exists()
     status, _, output, seconds = run_process(argv, timeout_s)
+    if not existed and build.is_dir():  # setuptools' scratch folder from this install: leave the tree as found
+        import shutil
+
+        shutil.rmtree(build, ignore_errors=True)
     headline = "installed (editable, no dependencies)" if status == "ok" else _last_line(output)
     return Result("install", "pip install --no-deps --no-build-isolation -e .", status, seconds,
                   _command_text(argv), headline, output=output)
