@@ -12,4 +12,4 @@ Building blocks, each a pure and separately tested module (method-spec.md §1, d
 The registered method, the training loop and the CLI live in sibling modules that build on these.
 """
 
-from benchmark.methods.ours import method  # noqa: E402,F401  (registers "ours" and its train-step benchmark)
+from benchmark.methods.ours import method  # noqa: E402,F401  (registers "ours")

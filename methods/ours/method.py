@@ -240,4 +240,3 @@ class Ours(Method):
         model = model.to(batch.device).eval()
         logits = model(caffe_input(batch.images.float(), self.config_.mean_order))
         return PartMaps(logits.float(), image_size=batch.size, kind="logits", align_corners=False)
-from benchmark.methods.ours import bench as _bench  # noqa: E402,F401 -- registers `benchmark bench train-step`
