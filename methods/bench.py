@@ -239,6 +239,8 @@ def bench_masks_predict(n: int = 32, image_size: int = 64, batch_size: int = 16,
 
     from benchmark.methods.fgbg import FgBgConfig, MaskPredictor
     from benchmark.methods.segmenter import PartSegmenter
+    from pathlib import Path
+
     from benchmark.maskgen import predict_masks
     from benchmark.runner import build_dataset, resolve_device
 
