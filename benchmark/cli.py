@@ -158,8 +158,8 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -
 
 @cli.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["csv", "markdown", "latex"]), default="markdown",
-              show_default=True, help="What to print.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "markdown", "latex", "html"]), default="markdown",
+              show_default=True, help="What to print; html writes one self-contained page instead.")
 @click.option("--to", "out_dir", type=click.Path(file_okay=False), default="results/tables", show_default=True,
               help="Directory the tables are written to (all three formats).")
 @click.option("--name", default="results", show_default=True, help="Base name of the written files.")
@@ -173,7 +173,14 @@ def report_command(runs, fmt, out_dir, name, decimals, with_paper):
     Examples:
       benchmark report runs/ --format markdown
       benchmark report runs/cub runs/deepfashion --format latex --name paper_table --with-paper
+      benchmark report results/synthetic --format html --to results/synthetic --name report
     """
+    if fmt == "html":
+        from benchmark.html_report import write_html_report
+
+        path = write_html_report(runs, Path(out_dir) / f"{name}.html", title=f"partbench results: {name}")
+        click.echo(f"written: {path}")
+        return
     from benchmark.report import render, write_report
     from benchmark.results import load_results
 

@@ -63,7 +63,8 @@ def find_result_files(paths: Iterable[str | Path]) -> list[Path]:
     for entry in paths:
         entry = Path(entry)
         if entry.is_dir():
-            files.extend(sorted(p for p in entry.rglob("*.csv") if not p.name.startswith(".")))
+            # A folder may also hold tables (e.g. `benchmark reproduce` output): only result files count.
+            files.extend(sorted(p for p in entry.rglob("*.csv") if not p.name.startswith(".") and _is_result_file(p)))
         elif entry.is_file():
             files.append(entry)
         else:
@@ -71,6 +72,15 @@ def find_result_files(paths: Iterable[str | Path]) -> list[Path]:
     if not files:
         raise UserError("no result files found; run `benchmark run ...` first or pass the --out directory it used")
     return files
+
+
+def _is_result_file(path: Path) -> bool:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return True  # let read_rows name the problem
+    return {"method", "dataset", "metric", "value", "run_key"} <= set(header)
 
 
 def load_results(paths: Iterable[str | Path]):
