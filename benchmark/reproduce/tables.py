@@ -109,10 +109,12 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
     return tables, long_rows
 
 
-def render_markdown(tables: list[dict[str, Any]]) -> str:
+def render_markdown(tables: list[dict[str, Any]], missing: list[str] = ()) -> str:
     from tabulate import tabulate
 
     parts = []
+    if missing:  # blocked evaluations (run with --skip-blocked): say which cells are absent and why
+        parts.append(f"Not computed ({len(missing)} blocked evaluations):\n\n" + "\n".join(f"- {m}" for m in missing))
     for table in tables:
         note = "Values x100; mean ± std over seeds."
         if table["has_paper"]:
@@ -156,9 +158,10 @@ def write_experiment_tables(step: Step, settings: Settings) -> list[Path]:
     tables, long_rows = experiment_tables(step, settings)
     folder = Path(settings.out_dir) / "tables"
     name = step.spec["experiment"]
-    files = {folder / f"{name}.md": render_markdown(tables), folder / f"{name}.tex": render_latex(tables),
+    missing = step.spec.get("missing", [])
+    files = {folder / f"{name}.md": render_markdown(tables, missing), folder / f"{name}.tex": render_latex(tables),
              folder / f"{name}.csv": render_csv(long_rows),
-             folder / f"{name}.json": json.dumps({"tables": tables}, indent=1, ensure_ascii=False)}
+             folder / f"{name}.json": json.dumps({"tables": tables, "missing": missing}, indent=1, ensure_ascii=False)}
     for path, text in files.items():
         atomic_write_text(path, text)
     return list(files)
