@@ -54,7 +54,7 @@ def print_graph(plan, steps, settings, echo) -> None:
             example = next(s for s in steps if s.state == "blocked" and s.note == reason)
             command = provide_command(example, settings)
             echo(f"  [{number}] ({by_reason[reason]} steps) {reason}"
-                 + (f"\n      provides it once the input is there: {command}" if command and
+                 + (f"\n      the step by hand, once the input is there: {command}" if command and
                     not reason.startswith("needs ") else ""))
 
 

@@ -146,15 +146,27 @@ def run_submitit(steps: list[Step], settings: Settings, *, plan_resources: dict[
         raise UserError("--executor slurm: sbatch is not available here; run on a Slurm login node, or add "
                         "--slurm cluster=local to run the same jobs through submitit's local executor")
     folder = Path(settings.out_dir) / "submitit"
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     plan = submission_plan(steps, plan_resources, options)
     if not plan:
         echo("nothing to submit: every step is done")
         return
+    executors: dict[str, Any] = {}
+
+    def executor_for(step: Step, params: dict[str, Any]):
+        # One executor per step kind: submitit keeps parameters between calls, and a CPU step must not
+        # inherit the GPU request of a training step submitted before it.
+        if step.kind not in executors:
+            executors[step.kind] = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+            wanted = {k: v for k, v in params.items() if not (k == "gpus_per_node" and not v)}
+            if cluster != "slurm":
+                wanted = {k: v for k, v in wanted.items() if not k.startswith("slurm_")}
+            executors[step.kind].update_parameters(**wanted)
+        return executors[step.kind]
+
     if cluster == "slurm":
         jobs: dict[str, Any] = {}
         for step, params, waits in plan:
-            executor.update_parameters(**params)
+            executor = executor_for(step, params)
             dependency = ":".join(jobs[w].job_id for w in waits)
             executor.update_parameters(slurm_dependency=f"afterok:{dependency}" if dependency else None)
             jobs[step.id] = executor.submit(execute, step, settings)
@@ -163,10 +175,10 @@ def run_submitit(steps: list[Step], settings: Settings, *, plan_resources: dict[
         echo(f"{len(jobs)} jobs submitted; logs in {folder}. `benchmark reproduce ... --dry-run` shows progress; "
              "rerunning the command resubmits only what is not done.")
         return
-    _run_in_waves(executor, plan, settings, echo, folder)
+    _run_in_waves(executor_for, plan, settings, echo, folder)
 
 
-def _run_in_waves(executor, plan, settings: Settings, echo: Echo, folder: Path) -> None:
+def _run_in_waves(executor_for, plan, settings: Settings, echo: Echo, folder: Path) -> None:
     finished: set[str] = set()
     failed: dict[str, str] = {}
     remaining = list(plan)
@@ -179,8 +191,7 @@ def _run_in_waves(executor, plan, settings: Settings, echo: Echo, folder: Path) 
             break
         jobs = []
         for step, params, _ in wave:
-            executor.update_parameters(**{k: v for k, v in params.items() if not k.startswith("slurm_")})
-            jobs.append((step, executor.submit(execute, step, settings)))
+            jobs.append((step, executor_for(step, params).submit(execute, step, settings)))
             echo(f"submitted {step.id} as job {jobs[-1][1].job_id}")
         for step, job in jobs:
             try:
