@@ -153,7 +153,7 @@ def test_html_report_is_self_contained_with_every_table_and_image(tiny, tmp_path
     assert len(figures) == 1 and len(steps) >= 10
     # `benchmark report --format html` on any folder of results (here: plain `benchmark run` output).
     runs = tmp_path / "runs"
-    result = CliRunner().invoke(cli, ["run", "-m", "random", "-d", "synthetic", "-o", "num_test=8", "-o",
+    result = CliRunner().invoke(cli, ["run", "-m", "random", "-d", "synthetic", "-o", "num_test=8", "-o", "num_train=8", "-o",
                                       "image_size=32", "--seed", "0", "--seed", "1", "--out", str(runs), "-q"])
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(cli, ["report", str(runs), "--format", "html", "--to", str(tmp_path), "--name", "page"])
