@@ -19,6 +19,8 @@ with the missing input and the command that provides it.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import itertools
 import json
 import os
 import re
@@ -47,6 +49,22 @@ class Settings:
     batch_size: int = 16
     quiet: bool = False
     plan_name: str = "plan"
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One (experiment, method label, dataset variant, K, seed) of a plan."""
+
+    experiment: Experiment
+    label: str
+    dataset: str
+    options: dict
+    shown: str  # the dataset as named in step ids and tables
+    root: str | None
+    missing_root: str | None
+    num_parts: int
+    seed: int
+    splits: tuple[str, ...]  # splits an evaluation reads masks of
 
 
 @dataclass
@@ -260,8 +278,8 @@ class _Builder:
         return step, str(model), key
 
     def experiment(self, experiment: Experiment) -> list[Step]:
-        from benchmark.core.registry import DATASETS, METHODS
-        from benchmark.runner import HARNESS_VERSION, RunConfig
+        """The evaluation steps of one experiment (and the training and mask steps they need)."""
+        from benchmark.core.registry import DATASETS
 
         evaluations: list[Step] = []
         for dataset in experiment.datasets:
@@ -269,67 +287,63 @@ class _Builder:
             landmarks = DATASETS.get(dataset).landmark_protocol is not None and (
                 experiment.metrics is None or "landmark_error" in experiment.metrics)
             variants = experiment.variants(dataset)
-            for options in variants:
-                shown = dataset_label(dataset, options) if len(variants) > 1 else dataset
-                splits = ("test",) + (("train",) if landmarks else ())
-                for label in experiment.methods:
-                    spec = self.plan.method_spec(label)
-                    method_cls = METHODS.get(spec.method)
-                    for num_parts in experiment.num_parts:
-                        for seed in experiment.seeds:
-                            train, checkpoint, weights_key = self.train_step(
-                                experiment, label, dataset, options, root, missing_root, num_parts, seed, shown)
-                            params = dict(spec.params)
-                            if checkpoint:
-                                params["checkpoint"] = checkpoint
-                            for protocol in experiment.protocols:
-                                for source in experiment.masks:
-                                    deps = [train.id] if train else []
-                                    blocked = missing_root or _unavailable(spec.method, spec.params, num_parts)
-                                    masks, masks_key = source, source
-                                    if source == "fgbg":
-                                        masks_step = self.fgbg_steps(experiment, dataset, options, root,
-                                                                     missing_root, splits)
-                                        deps.append(masks_step.id)
-                                        masks, masks_key = f"predicted:{masks_step.spec['out']}", masks_step.key
-                                    elif source.startswith("predicted:"):
-                                        folder = source.split(":", 1)[1].replace("{root}", root or "{root}")
-                                        masks = masks_key = f"predicted:{folder}"
-                                        if "{root}" in folder:
-                                            blocked = blocked or missing_root
-                                        elif not Path(folder).is_dir():
-                                            blocked = blocked or (f"mask folder {folder} does not exist; download or "
-                                                                  f"write the predicted masks there (or use masks "
-                                                                  f"\"fgbg\" to predict them)")
-                                        else:
-                                            masks_key = f"predicted:{_folder_digest(folder)}"
-                                    elif source.startswith("unsupervised:") and not fgbg_available():
-                                        blocked = blocked or f"mask source {source}: " + FGBG_MISSING
-                                    elif source == "method" and not method_cls.provides_background:
-                                        continue  # no background channel: the cell does not exist
-                                    config = RunConfig(method=spec.method, dataset=dataset, seed=seed,
-                                                       num_parts=num_parts, params=params, dataset_options=options,
-                                                       data_root=root, split="test", protocol=protocol, masks=masks,
-                                                       device=self.settings.device,
-                                                       batch_size=self.settings.batch_size,
-                                                       metrics=experiment.metrics)
-                                    description = asdict(config)
-                                    for transient in ("device", "masks"):
-                                        description.pop(transient)
-                                    description["params"] = spec.params
-                                    examples = EXAMPLES  # cheap (first batch), and one evaluation serves every experiment
-                                    key = content_key({"kind": "evaluate", "config": description,
-                                                       "weights": weights_key, "masks": masks_key,
-                                                       "examples": examples, "harness": HARNESS_VERSION,
-                                                       "v": GRAPH_VERSION})
-                                    step_id = (f"evaluate/{label}/{shown}/K{num_parts}/"
-                                               f"seed{seed}/{protocol}/{_mask_label(source)}")
-                                    step = self.add(Step(step_id, "evaluate", key, tuple(deps), {
-                                        "config": _config_dict(config), "label": label, "experiment": experiment.name,
-                                        "mask_source": source, "examples": examples,
-                                        "dataset_label": shown}, blocked=blocked))
-                                    evaluations.append(step)
+            for options, label, num_parts, seed in itertools.product(variants, experiment.methods,
+                                                                     experiment.num_parts, experiment.seeds):
+                cell = _Cell(experiment, label, dataset, options,
+                             dataset_label(dataset, options) if len(variants) > 1 else dataset, root, missing_root,
+                             num_parts, seed, ("test",) + (("train",) if landmarks else ()))
+                training = self.train_step(experiment, label, dataset, options, root, missing_root, num_parts,
+                                           seed, cell.shown)
+                for protocol, source in itertools.product(experiment.protocols, experiment.masks):
+                    step = self.evaluation(cell, training, protocol, source)
+                    if step is not None:
+                        evaluations.append(step)
         return evaluations
+
+    def mask_input(self, cell: "_Cell", source: str) -> tuple[str, str, list[str], str | None]:
+        """(``--masks`` value, its content key, steps it needs, why it is blocked) of a plan's mask source."""
+        if source == "fgbg":
+            step = self.fgbg_steps(cell.experiment, cell.dataset, cell.options, cell.root, cell.missing_root,
+                                   cell.splits)
+            return f"predicted:{step.spec['out']}", step.key, [step.id], None
+        if source.startswith("predicted:"):
+            folder = source.split(":", 1)[1].replace("{root}", cell.root or "{root}")
+            if "{root}" in folder:
+                return f"predicted:{folder}", source, [], cell.missing_root
+            if not Path(folder).is_dir():
+                return f"predicted:{folder}", source, [], (f"mask folder {folder} does not exist; download or write "
+                                                           "the predicted masks there (or use masks \"fgbg\" to "
+                                                           "predict them)")
+            return f"predicted:{folder}", f"predicted:{_folder_digest(folder)}", [], None
+        if source.startswith("unsupervised:") and not fgbg_available():
+            return source, source, [], f"mask source {source}: " + FGBG_MISSING
+        return source, source, [], None
+
+    def evaluation(self, cell: "_Cell", training: tuple, protocol: str, source: str) -> Step | None:
+        from benchmark.core.registry import METHODS
+        from benchmark.runner import HARNESS_VERSION, RunConfig
+
+        train, checkpoint, weights_key = training
+        spec = self.plan.method_spec(cell.label)
+        if source == "method" and not METHODS.get(spec.method).provides_background:
+            return None  # no background channel of its own: the cell does not exist
+        masks, masks_key, mask_deps, mask_blocked = self.mask_input(cell, source)
+        blocked = cell.missing_root or _unavailable(spec.method, spec.params, cell.num_parts) or mask_blocked
+        params = {**spec.params, **({"checkpoint": checkpoint} if checkpoint else {})}
+        config = RunConfig(method=spec.method, dataset=cell.dataset, seed=cell.seed, num_parts=cell.num_parts,
+                           params=params, dataset_options=cell.options, data_root=cell.root, split="test",
+                           protocol=protocol, masks=masks, device=self.settings.device,
+                           batch_size=self.settings.batch_size, metrics=cell.experiment.metrics)
+        description = asdict(config)
+        for transient in ("device", "masks"):  # the device changes speed only; masks enter through masks_key
+            description.pop(transient)
+        description["params"] = spec.params  # the trained weights enter through weights_key
+        key = content_key({"kind": "evaluate", "config": description, "weights": weights_key, "masks": masks_key,
+                           "examples": EXAMPLES, "harness": HARNESS_VERSION, "v": GRAPH_VERSION})
+        step_id = f"evaluate/{cell.label}/{cell.shown}/K{cell.num_parts}/seed{cell.seed}/{protocol}/{_mask_label(source)}"
+        return self.add(Step(step_id, "evaluate", key, tuple(([train.id] if train else []) + mask_deps), {
+            "config": _config_dict(config), "label": cell.label, "experiment": cell.experiment.name,
+            "mask_source": source, "examples": EXAMPLES, "dataset_label": cell.shown}, blocked=blocked))
 
     def blocked(self, step: Step) -> str | None:
         """Why ``step`` cannot run now (its own reason or a dependency's), else None."""
@@ -421,6 +435,12 @@ def _folder_digest(folder: str) -> str:
 
 def _unavailable(method: str, params: dict, num_parts: int) -> str | None:
     """Why a method cannot run here with these parameters (unavailable plug-in, missing ImageNet weights)."""
+    return _unavailable_memo(method, json.dumps(params, sort_keys=True, default=str), num_parts)
+
+
+@functools.lru_cache(maxsize=None)
+def _unavailable_memo(method: str, params_json: str, num_parts: int) -> str | None:
+    params = json.loads(params_json)
     from benchmark.core.registry import METHODS
     from benchmark.runner import build_method
 
@@ -470,6 +490,7 @@ def _weights_needed(method) -> list[tuple[str, str, str | None]]:
 
 def build_graph(plan: Plan, settings: Settings) -> list[Step]:
     """Expand ``plan`` into steps (dependencies first) and set each step's state."""
+    _unavailable_memo.cache_clear()  # weights may have appeared since the last graph of this process
     steps = _Builder(plan, settings).build()
     mark_states(steps, settings)
     return steps

@@ -428,8 +428,6 @@ def _check_method_params(check: _Checker, where: tuple, method: str, params: dic
 
 def _experiment(check: _Checker, entry: Any, defaults: dict, where: tuple, methods: dict[str, MethodSpec],
                 plan_name: str) -> Experiment:
-    from benchmark.core.registry import DATASETS, METHODS, METRICS
-
     check.typed(entry, where, "table")
     check.keys(entry, where, EXPERIMENT_KEYS, required=("name",))
     merged = {**defaults, **entry}
@@ -443,31 +441,7 @@ def _experiment(check: _Checker, entry: Any, defaults: dict, where: tuple, metho
     for key in ("methods", "datasets"):
         if key not in merged:
             raise check.fail(where, f"experiment {entry['name']!r} needs {key!r} ({EXPERIMENT_KEYS[key]})")
-    for label in merged["methods"]:
-        if label not in methods and label not in METHODS.names():
-            raise check.fail(origin("methods"), f"unknown method {label!r}; define it under [methods.{label}] or "
-                                                f"use a registered method: {', '.join(METHODS.names())}")
-    for name in merged["datasets"]:
-        if name not in DATASETS.names():
-            raise check.fail(origin("datasets"), f"unknown dataset {name!r}; registered datasets: "
-                                                 f"{', '.join(DATASETS.names())}")
-    for protocol in merged.get("protocols", PROTOCOLS):
-        if protocol not in PROTOCOLS:
-            raise check.fail(origin("protocols"), f"unknown protocol {protocol!r}; use legacy and/or corrected")
-    for source in merged.get("masks", ["gt"]):
-        if source not in MASK_WORDS and not (source.startswith(MASK_PREFIXES) and ":" in source
-                                             and source.split(":", 1)[1]):
-            raise check.fail(origin("masks"), f"unknown mask source {source!r}; use gt, none, method, fgbg, "
-                                              f"predicted:DIR or unsupervised:NAME")
-    for metric in merged.get("metrics", []):
-        if metric not in METRICS.names():
-            raise check.fail(origin("metrics"), f"unknown metric {metric!r}; registered metrics: "
-                                                f"{', '.join(METRICS.names())}")
-    for key in ("train_protocol",):
-        if key in merged and merged[key] not in PROTOCOLS:
-            raise check.fail(origin(key), f"{key} must be legacy or corrected, got {merged[key]!r}")
-    if "train_masks" in merged and not (merged["train_masks"] == "gt" or merged["train_masks"].startswith("unsupervised:")):
-        raise check.fail(origin("train_masks"), f"train_masks must be gt or unsupervised:NAME, got {merged['train_masks']!r}")
+    _check_names(check, merged, origin, methods)
     if "published" in merged:
         from benchmark.reproduce.published import PUBLISHED_TABLES
 
@@ -515,6 +489,37 @@ def _experiment(check: _Checker, entry: Any, defaults: dict, where: tuple, metho
         figures=bool(merged.get("figures", True)), dataset_options=options,
         train_protocol=merged.get("train_protocol", "corrected"), train_masks=merged.get("train_masks", "gt"),
         fgbg_params=dict(merged.get("fgbg_params", {})), train_options=train_options)
+
+
+def _check_names(check: _Checker, merged: dict, origin, methods: dict[str, MethodSpec]) -> None:
+    """Every method, dataset, protocol, mask source and metric an experiment names exists."""
+    from benchmark.core.registry import DATASETS, METHODS, METRICS
+
+    for label in merged["methods"]:
+        if label not in methods and label not in METHODS.names():
+            raise check.fail(origin("methods"), f"unknown method {label!r}; define it under [methods.{label}] or "
+                                                f"use a registered method: {', '.join(METHODS.names())}")
+    for name in merged["datasets"]:
+        if name not in DATASETS.names():
+            raise check.fail(origin("datasets"), f"unknown dataset {name!r}; registered datasets: "
+                                                 f"{', '.join(DATASETS.names())}")
+    for protocol in merged.get("protocols", PROTOCOLS):
+        if protocol not in PROTOCOLS:
+            raise check.fail(origin("protocols"), f"unknown protocol {protocol!r}; use legacy and/or corrected")
+    for source in merged.get("masks", ["gt"]):
+        if source not in MASK_WORDS and not (source.startswith(MASK_PREFIXES) and ":" in source
+                                             and source.split(":", 1)[1]):
+            raise check.fail(origin("masks"), f"unknown mask source {source!r}; use gt, none, method, fgbg, "
+                                              f"predicted:DIR or unsupervised:NAME")
+    for metric in merged.get("metrics", []):
+        if metric not in METRICS.names():
+            raise check.fail(origin("metrics"), f"unknown metric {metric!r}; registered metrics: "
+                                                f"{', '.join(METRICS.names())}")
+    for key in ("train_protocol",):
+        if key in merged and merged[key] not in PROTOCOLS:
+            raise check.fail(origin(key), f"{key} must be legacy or corrected, got {merged[key]!r}")
+    if "train_masks" in merged and not (merged["train_masks"] == "gt" or merged["train_masks"].startswith("unsupervised:")):
+        raise check.fail(origin("train_masks"), f"train_masks must be gt or unsupervised:NAME, got {merged['train_masks']!r}")
 
 
 def _check_dataset_options(check: _Checker, where: tuple, dataset: str, options: dict) -> None:
