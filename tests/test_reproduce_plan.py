@@ -202,3 +202,18 @@ def test_checkpoint_replaces_training_and_only_keeps_what_a_step_needs(tmp_path)
     assert result.exit_code == 2 and "is not a file" in result.output
     result = invoke("synthetic", "--dry-run", "--checkpoint", "ours-synthetic")
     assert result.exit_code == 2 and "METHOD:DATASET" in result.output
+
+
+def test_published_numbers_sit_only_beside_cells_with_their_kind_of_masks(tmp_path):
+    from benchmark.reproduce.published import published_numbers
+
+    sweep = published_numbers("k-sweep")
+    assert sweep[("ours", "cub", 4, "fg_nmi")].mean == 46.0 and sweep[("ours", "deepfashion", 8, "ari")].mean == 90.6
+    seeds = published_numbers("five-seeds")[("ours", "cub", 4, "fg_nmi")]
+    assert (seeds.mean, seeds.std) == (45.3, 2.8)
+    # The paper evaluated with predicted fg/bg masks: never compared with ground-truth-mask cells.
+    assert seeds.matches("fgbg") and seeds.matches("predicted:/data/masks") and not seeds.matches("gt")
+    path = _write(tmp_path, GOOD + '[[published]]\nmethod = "rnd"\ndataset = "synthetic"\nnum_parts = 4\n'
+                              'metric = "nmi"\nmean = 1.0\nmasks = "gt"\n')
+    number = published_numbers(None, load_plan(str(path)).published)[("rnd", "synthetic", 4, "nmi")]
+    assert number.matches("gt") and not number.matches("fgbg")

@@ -110,6 +110,7 @@ class PublishedNumber:
     mean: float
     std: float | None = None
     source: str = ""
+    masks: str | None = None
 
 
 @dataclass
@@ -270,7 +271,8 @@ EXPERIMENT_KEYS = {
 }
 DEFAULT_KEYS = {k: v for k, v in EXPERIMENT_KEYS.items() if k not in ("name", "title")}
 PUBLISHED_KEYS = {"method": "a method label", "dataset": "a dataset name", "num_parts": "K", "metric": "a metric",
-                  "mean": "x100", "std": "x100 (optional)", "source": "where the number comes from (optional)"}
+                  "mean": "x100", "std": "x100 (optional)", "source": "where the number comes from (optional)",
+                  "masks": "the mask source it was computed with: gt, none, method or predicted (optional: any)"}
 _LIST_KINDS = {"methods": "list[str]", "datasets": "list[str]", "num_parts": "list[int]", "protocols": "list[str]",
                "masks": "list[str]", "metrics": "list[str]"}
 _SCALAR_KINDS = {"name": "str", "title": "str", "published": "str", "figures": "bool", "train_protocol": "str",
@@ -538,12 +540,14 @@ def _check_dataset_options(check: _Checker, where: tuple, dataset: str, options:
 def _published(check: _Checker, entry: dict, where: tuple) -> PublishedNumber:
     check.keys(entry, where, PUBLISHED_KEYS, required=("method", "dataset", "num_parts", "metric", "mean"))
     for key, kind in (("method", "str"), ("dataset", "str"), ("num_parts", "int"), ("metric", "str"),
-                      ("mean", "number"), ("std", "number"), ("source", "str")):
+                      ("mean", "number"), ("std", "number"), ("source", "str"), ("masks", "str")):
         if key in entry:
             check.typed(entry[key], where + (key,), kind)
+    if entry.get("masks", "gt") not in ("gt", "none", "method", "predicted"):
+        raise check.fail(where + ("masks",), f"masks must be gt, none, method or predicted, got {entry['masks']!r}")
     return PublishedNumber(entry["method"], entry["dataset"], entry["num_parts"], entry["metric"],
                            float(entry["mean"]), float(entry["std"]) if "std" in entry else None,
-                           entry.get("source", ""))
+                           entry.get("source", ""), entry.get("masks"))
 
 
 def _merge(plan: Plan, other: Plan, check: _Checker) -> None:

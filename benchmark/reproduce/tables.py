@@ -3,7 +3,8 @@ difference, legacy and corrected side by side.
 
 One table per (dataset variant, mask source); one row per (method label, K); per metric the columns
 ``legacy``, ``paper`` and ``Δ`` (reproduced legacy mean minus the published mean; only where the table has
-published numbers, which come from the reference notebooks and so compare with legacy) and ``corrected``.
+published numbers, which come from the reference notebooks and so compare with legacy, computed with the
+table's kind of masks) and ``corrected``.
 Cells are x100, ``mean ± std`` (sample std over seeds) when the experiment has several seeds.
 Written to ``<out>/tables/<experiment>.{csv,md,tex,json}`` (the JSON feeds the HTML report).
 """
@@ -39,6 +40,12 @@ def _records(step: Step, settings: Settings) -> list[dict[str, Any]]:
     return out
 
 
+def _matches(masks: str | None, source: str) -> bool:
+    from benchmark.reproduce.published import Published
+
+    return Published(0.0, None, "", masks).matches(source)
+
+
 def _cell(values: list[float], decimals: int = 2) -> tuple[str, float | None, float | None]:
     if not values:
         return MISSING, None, None
@@ -63,7 +70,9 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
                 continue
             dataset = group[0]["dataset"]
             metrics = sorted({r["metric"] for r in group}, key=_metric_order)
-            has_paper = any((label, dataset, str(k), m) in published for label in spec["methods"]
+            # Published numbers sit only beside cells computed with their kind of masks.
+            usable = {k: v for k, v in published.items() if _matches(v.get("masks"), source)}
+            has_paper = any((label, dataset, str(k), m) in usable for label in spec["methods"]
                             for k in spec["num_parts"] for m in metrics)
             header = ["Method"]
             for metric in metrics:
@@ -86,7 +95,7 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
                             values = [float(r["value"]) for r in mine if r["metric"] == metric and r["protocol"] == protocol]
                             text, mean, std = _cell(values)
                             cells.append(text)
-                            paper = published.get((label, dataset, str(k), metric))
+                            paper = usable.get((label, dataset, str(k), metric))
                             if protocol == "legacy" and has_paper:
                                 if paper:
                                     cells.append(f"{paper['mean']:.1f}" + (f" ± {paper['std']:.1f}" if paper["std"] is not None else ""))
