@@ -1,8 +1,8 @@
 """``benchmark report --format html``: one self-contained HTML page for any folder of results.
 
 The page holds, in order: the tables (a ``benchmark reproduce`` folder's reproduction tables, else the
-mean ± std tables of :mod:`benchmark.report`), the qualitative figures found in the folder (every PNG,
-embedded), mask quality (result rows of mask metrics, e.g. from ``benchmark masks score``), and provenance
+mean ± std tables of :mod:`benchmark.report`), the qualitative figures found in the folder (PNGs at its top
+and in ``figures/`` folders, embedded), mask quality (result rows of mask metrics, e.g. from ``benchmark masks score``), and provenance
 (per step of a reproduction, else per run: git commit, weights, protocol, mask source, device, wall time and
 GPU-hours). CSS is inline and images are base64 ``data:`` URIs: the page loads nothing from anywhere else,
 so it can be mailed or archived as one file.
@@ -85,6 +85,11 @@ def _step_records(folder: Path) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r.get("started_at", ""), r.get("id", "")))
 
 
+def _setting_title(setting: dict[str, Any]) -> str:
+    return (f"{setting['dataset']} ({setting['split']}), K={setting['num_parts']}, protocol={setting['protocol']}, "
+            f"masks={setting['masks']}" + (f", {setting['options']}" if setting.get("options") else ""))
+
+
 def _gpu_hours(device: str, wall: float) -> float:
     return wall / 3600 if str(device).startswith("cuda") else 0.0
 
@@ -124,15 +129,15 @@ def build_html(paths: Iterable[str | Path], title: str = "partbench results") ->
                            "Δ = legacy − paper.</p>")
             out.append(_table(table["header"], table["rows"]))
     else:
-        from benchmark.report import _title
-
         for setting, header, body, bold in summary_tables(part_rows):
-            out.append(f"<h3>{_e(_title(setting))}</h3>")
+            out.append(f"<h3>{_e(_setting_title(setting))}</h3>")
             out.append(_table(header, body, bold))
 
     out.append("<h2 id=\"figures\">Qualitative figures</h2>")
-    pngs = sorted(p for folder in folders if folder.is_dir() for p in folder.rglob("*.png")
-                  if "submitit" not in p.parts)
+    # Figures sit at the top of a results folder (demo's overlays.png) or in figures/ folders; other PNGs
+    # (e.g. a folder of predicted masks) are data, not figures.
+    pngs = sorted({p for folder in folders if folder.is_dir()
+                   for p in [*folder.glob("*.png"), *folder.rglob("figures/*.png")]})
     if pngs:
         out.append("<p class=\"note\">Columns: the test image, its ground truth, then each method's parts. Parts "
                    "are renumbered to the ground-truth part they overlap most, so one colour means one part.</p>")

@@ -7,12 +7,18 @@ the input is one clear error at that point.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
 import click
 
 from benchmark.core.errors import UserError
+
+
+def default_cache_dir() -> str:
+    """The cache ``benchmark run`` uses, so that both find the same trained models."""
+    return os.environ.get("PARTBENCH_CACHE", str(Path.home() / ".cache" / "partbench"))
 
 
 def _duration(seconds: float) -> str:
@@ -103,7 +109,8 @@ def _check_trees(plan, roots: dict[str, str]) -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Trained models and features (default $PARTBENCH_CACHE or ~/.cache/partbench, shared with run).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Evaluation batch size.")
+@click.option("--eval-batch-size", "batch_size", type=int, default=16, show_default=True,
+              help="Evaluation batch size.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def reproduce_command(plan_name, dry_run, data_roots, checkpoints, only, executor, num_workers, slurm_options,
                       skip_blocked, out_dir, cache_dir, device, batch_size, quiet):
@@ -127,15 +134,13 @@ def reproduce_command(plan_name, dry_run, data_roots, checkpoints, only, executo
     from benchmark.reproduce.plan import load_plan
     from benchmark.runner import parse_params, resolve_device
 
-    from benchmark.cli import _default_cache_dir
-
     plan = load_plan(plan_name)
     roots = parse_data_roots(data_roots)
     given = parse_checkpoints(checkpoints)
     if num_workers < 1:
         raise UserError(f"--num-workers must be at least 1, got {num_workers}")
     if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UserError(f"--eval-batch-size must be at least 1, got {batch_size}")
     slurm = parse_params(slurm_options, "--slurm option")
     if slurm and executor != "slurm":
         raise UserError("--slurm options are for --executor slurm")
@@ -146,7 +151,7 @@ def reproduce_command(plan_name, dry_run, data_roots, checkpoints, only, executo
                         f"{', '.join(sorted({d for e in plan.experiments for d in e.datasets}))})")
     out = Path(out_dir) if out_dir else Path("results") / plan.name
     _check_trees(plan, roots)
-    settings = Settings(out_dir=str(out.resolve()), cache_dir=str(Path(cache_dir or _default_cache_dir()).resolve()),
+    settings = Settings(out_dir=str(out.resolve()), cache_dir=str(Path(cache_dir or default_cache_dir()).resolve()),
                         data_roots=roots, checkpoints=given, device=device, batch_size=batch_size, quiet=quiet,
                         plan_name=plan.name)
     steps = select(build_graph(plan, settings), only)

@@ -408,22 +408,18 @@ def _methods(check: _Checker, table: Any) -> dict[str, MethodSpec]:
 
 
 def _check_method_params(check: _Checker, where: tuple, method: str, params: dict) -> None:
-    import inspect
-
     from benchmark.core.registry import METHODS
-    from benchmark.runner import _check_value_types
+    from benchmark.runner import build_method
 
-    cls = METHODS.get(method)
-    valid = cls.param_names()
+    valid = METHODS.get(method).param_names()
     for key in params:
         if key not in valid:
             raise check.fail(where + (key,), f"method {method!r} has no parameter {key!r}; its parameters are: "
                                              f"{', '.join(valid)}")
         if key == "num_parts":
             raise check.fail(where + (key,), "give K with num_parts = [...] in the experiment, not as a parameter")
-    try:
-        _check_value_types(f"method {method!r}: parameter", inspect.signature(cls.__init__).parameters.values(),
-                           params)
+    try:  # the method's own checks of names and value types (its constructor does no work)
+        build_method(method, params=params)
     except UserError as exc:
         raise check.fail(where, str(exc)) from None
 
