@@ -28,6 +28,7 @@ from benchmark.reproduce.steps import execute
 RESOURCES: dict[str, dict[str, Any]] = {
     "fgbg-train": {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32, "timeout_min": 24 * 60},
     "masks-predict": {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32, "timeout_min": 4 * 60},
+    "masks-score": {"gpus_per_node": 0, "cpus_per_task": 4, "mem_gb": 16, "timeout_min": 60},
     "train": {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32, "timeout_min": 72 * 60},
     "evaluate": {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32, "timeout_min": 6 * 60},
     "tables": {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 4, "timeout_min": 30},

@@ -181,6 +181,7 @@ class _Builder:
         self.steps: dict[str, Step] = {}
         self.by_key: dict[tuple[str, str], str] = {}
         self._datasets: dict[str, Any] = {}
+        self.scores: list[str] = []  # masks-score steps: mask quality for the report
 
     # -- helpers -------------------------------------------------------------------------------------
     def add(self, step: Step) -> Step:
@@ -234,8 +235,14 @@ class _Builder:
         key = content_key({"kind": "masks-predict", "model": model_key, **{k: v for k, v in spec.items()
                                                                             if k != "checkpoint"}})
         spec["out"] = str(Path(self.settings.cache_dir) / "reproduce" / "masks" / key)
-        return self.add(Step(f"masks-predict/{label}", "masks-predict", key,
-                             (model_step.id,) if model_step else (), spec, blocked=blocked))
+        predict = self.add(Step(f"masks-predict/{label}", "masks-predict", key,
+                                (model_step.id,) if model_step else (), spec, blocked=blocked))
+        # Mask quality (IoU, precision, recall against the annotated masks) for the report.
+        score = {k: spec[k] for k in ("dataset", "root", "options", "out")}
+        self.scores.append(self.add(Step(f"masks-score/{label}", "masks-score",
+                                         content_key({"kind": "masks-score", "masks": key, "v": GRAPH_VERSION}),
+                                         (predict.id,), score, blocked=blocked)).id)
+        return predict
 
     def train_step(self, experiment: Experiment, label: str, dataset: str, options: dict, root: str | None,
                    missing_root: str | None, num_parts: int, seed: int, shown: str) -> tuple[Step | None, str | None, str]:
@@ -265,9 +272,13 @@ class _Builder:
         description = {"method": spec.method, "params": spec.params, "dataset": dataset, "root": root,
                        "options": options, "num_parts": num_parts, "seed": seed,
                        "protocol": experiment.train_protocol, "masks": train_masks}
-        if blocked:
+        if blocked or train_masks != "gt":
+            # Generated training masks (unsupervised:NAME) are only made when the step runs, so the key is the
+            # description's (its masks are a pure function of the source name, the dataset and the code).
             key = content_key({"kind": "train", **description, "v": GRAPH_VERSION})
-            return self.add(Step(step_id, "train", key, (), description, blocked=blocked)), None, key
+            model = Path(self.settings.cache_dir) / "reproduce" / "train" / key / "model.pt"
+            step = self.add(Step(step_id, "train", key, (), {**description, "model": str(model)}, blocked=blocked))
+            return step, str(model), key
         method = build_method(spec.method, num_parts=num_parts, params=spec.params)
         method.context = RunContext(cache_dir=Path(self.settings.cache_dir))
         data = self.dataset(dataset, root, options, split="train", view="train", protocol=experiment.train_protocol,
@@ -386,6 +397,7 @@ class _Builder:
             report_deps.append(tables.id)
             if experiment.figures:
                 report_deps.extend(s.id for s in self.figure_steps(experiment, evaluations))
+        report_deps.extend(i for i in dict.fromkeys(self.scores) if not self.blocked(self.steps[i]))
         report = Step("report", "report", content_key({"kind": "report", "deps": sorted(
             self.steps[i].key for i in report_deps), "v": GRAPH_VERSION}), tuple(report_deps), {"plan": self.plan.name},
             blocked=None if report_deps else "every table is blocked")

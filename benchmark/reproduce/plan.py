@@ -57,7 +57,7 @@ PROTOCOLS = ("legacy", "corrected")
 #: predicted masks; ``predicted:DIR`` (``{root}`` = the dataset's --data-root); ``unsupervised:NAME``.
 MASK_WORDS = ("gt", "none", "method", "fgbg")
 MASK_PREFIXES = ("predicted:", "unsupervised:")
-STEP_KINDS = ("fgbg-train", "masks-predict", "train", "evaluate", "tables", "figures", "report")
+STEP_KINDS = ("fgbg-train", "masks-predict", "masks-score", "train", "evaluate", "tables", "figures", "report")
 
 
 class PlanError(UserError):

@@ -28,7 +28,7 @@ def execute(step: Step, settings: Settings) -> dict[str, Any]:
     t0 = time.perf_counter()
     outputs, extra = _KINDS[step.kind](step, settings, device)
     wall = time.perf_counter() - t0
-    uses_gpu = step.kind in ("fgbg-train", "masks-predict", "train", "evaluate") and device.startswith("cuda")
+    uses_gpu = step.kind in ("fgbg-train", "masks-predict", "masks-score", "train", "evaluate") and device.startswith("cuda")
     sha, dirty = git_state()
     record = {"id": step.id, "kind": step.kind, "key": step.key, "estimate_class": estimate_class(step),
               "outputs": outputs, "started_at": started.isoformat(timespec="seconds"), "wall_s": round(wall, 3),
@@ -42,22 +42,32 @@ def execute(step: Step, settings: Settings) -> dict[str, Any]:
 # kinds
 # --------------------------------------------------------------------------------------------------
 def _train(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
-    """Train a part method into the cache ``benchmark run`` reads (an interrupted training resumes)."""
+    """Train a part method into the cache ``benchmark run`` reads (an interrupted training resumes); with
+    generated training masks (``unsupervised:NAME``) into the plan's own training folder."""
     from benchmark.core.method import RunContext
     from benchmark.methods.training.cache import train_or_reuse
+    from benchmark.methods.training.checkpoint import latest_checkpoint
     from benchmark.runner import build_dataset, build_method
 
     spec = step.spec
     method = build_method(spec["method"], num_parts=spec["num_parts"], params=spec["params"])
     method.context = RunContext(cache_dir=Path(settings.cache_dir), num_workers=0, progress=not settings.quiet,
                                 data_root=Path(spec["root"]) if spec["root"] else None)
-    data = build_dataset(spec["dataset"], data_root=spec["root"], split="train", view="train",
-                         protocol=spec["protocol"], masks=spec["masks"], options=spec["options"])
-    key = method.cache_key(data, spec["seed"])
-    if key != step.key:  # the data or weights changed since the graph was built
-        raise UserError(f"{step.id}: its inputs changed while the plan ran (key {key} != {step.key}); rerun")
-    train_or_reuse(method, data, name=spec["method"], seed=spec["seed"], device=device, load=lambda _: None)
     model = Path(spec["model"])
+    if spec["masks"] != "gt":
+        data = build_dataset(spec["dataset"], data_root=spec["root"], split="train", view="train",
+                             protocol=spec["protocol"], masks=_generated_masks(spec, settings, device),
+                             options=spec["options"])
+        data.mask_source = spec["masks"]
+        method.train(data, out_dir=model.parent, resume=latest_checkpoint(model.parent) is not None,
+                     seed=spec["seed"], device=device, keep_checkpoints=1)
+    else:
+        data = build_dataset(spec["dataset"], data_root=spec["root"], split="train", view="train",
+                             protocol=spec["protocol"], masks=spec["masks"], options=spec["options"])
+        key = method.cache_key(data, spec["seed"])
+        if key != step.key:  # the data or weights changed since the graph was built
+            raise UserError(f"{step.id}: its inputs changed while the plan ran (key {key} != {step.key}); rerun")
+        train_or_reuse(method, data, name=spec["method"], seed=spec["seed"], device=device, load=lambda _: None)
     if not model.is_file():
         raise RuntimeError(f"{step.id}: training finished without writing {model}")
     return {"model": str(model)}, {"weights": method.weights_id(), "method": spec["method"],
@@ -89,6 +99,18 @@ def _evaluate(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
                      "protocol": config["protocol"], "masks": first.get("masks", config["masks"]),
                      "method": config["method"], "dataset": config["dataset"], "num_parts": config["num_parts"],
                      "seed": config["seed"], "run_wall_s": first.get("wall_time_s")}
+
+
+def _generated_masks(spec: dict, settings: Settings, device: str) -> str:
+    """``predicted:DIR`` of the training split's masks from a generated source (the fg/bg area's cache)."""
+    from benchmark import runner
+
+    generate = getattr(runner, "generated_masks", None)
+    if generate is None:
+        raise UserError(f"training masks {spec['masks']}: this partbench has no generated mask sources")
+    config = runner.RunConfig(method=spec["method"], dataset=spec["dataset"], data_root=spec["root"], split="train",
+                              protocol=spec["protocol"], masks=spec["masks"], dataset_options=spec["options"])
+    return generate(spec["masks"], config, device=device, progress=not settings.quiet, cache_dir=settings.cache_dir)
 
 
 def _cli(args: list[str]) -> None:
@@ -129,6 +151,14 @@ def _masks_predict(step: Step, settings: Settings, device: str) -> tuple[Any, di
     return {"masks": spec["out"]}, {"dataset": spec["dataset"], "weights": spec["checkpoint"]}
 
 
+def _masks_score(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
+    """IoU, precision and recall of the predicted masks: result rows the report shows as mask quality."""
+    spec = step.spec
+    _cli(["masks", "score", "--masks", f"predicted:{spec['out']}", *_option_args(spec), "--split", "test",
+          "--out", str(Path(settings.out_dir) / "runs"), "--device", device, "--cache-dir", settings.cache_dir])
+    return {}, {"dataset": spec["dataset"], "masks": spec["out"]}
+
+
 def _tables(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
     from benchmark.reproduce.tables import write_experiment_tables
 
@@ -152,4 +182,4 @@ def _report(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
 
 
 _KINDS = {"train": _train, "evaluate": _evaluate, "fgbg-train": _fgbg_train, "masks-predict": _masks_predict,
-          "tables": _tables, "figures": _figures, "report": _report}
+          "masks-score": _masks_score, "tables": _tables, "figures": _figures, "report": _report}
