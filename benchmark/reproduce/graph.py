@@ -218,8 +218,7 @@ class _Builder:
 
     # -- steps -----------------------------------------------------------------------------------------
     def fgbg_steps(self, experiment: Experiment, dataset: str, options: dict, root: str | None,
-                   missing_root: str | None, splits: tuple[str, ...]) -> Step:
-        label = dataset_label(dataset, options)
+                   missing_root: str | None, splits: tuple[str, ...], label: str) -> Step:
         given = _given_checkpoint(self.settings, "fgbg", "fgbg", dataset, options, None, None)
         blocked = missing_root or (None if fgbg_available() else FGBG_MISSING)
         if given:
@@ -315,7 +314,7 @@ class _Builder:
         """(``--masks`` value, its content key, steps it needs, why it is blocked) of a plan's mask source."""
         if source == "fgbg":
             step = self.fgbg_steps(cell.experiment, cell.dataset, cell.options, cell.root, cell.missing_root,
-                                   cell.splits)
+                                   cell.splits, cell.shown)
             return f"predicted:{step.spec['out']}", step.key, [step.id], None
         if source.startswith("predicted:"):
             folder = source.split(":", 1)[1].replace("{root}", cell.root or "{root}")
