@@ -83,6 +83,11 @@ def test_every_shipped_plan_dry_runs_against_fixture_trees(name, fixture_roots, 
         # No ImageNet weights and no fg/bg model here: blocked, naming the input and how to provide it.
         assert "blocked because:" in result.output
         assert "no --data-root" not in result.output
+        from benchmark.reproduce.graph import fgbg_available
+
+        if name in ("supp-k", "baselines") and not fgbg_available():
+            assert "blocked  fgbg-train/cub" in result.output
+            assert "the fg/bg mask model is not part of this partbench version" in result.output
     else:
         assert "blocked" not in result.output.split("steps:")[1].splitlines()[0] or " 0 blocked" in result.output
 

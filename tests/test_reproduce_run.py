@@ -243,3 +243,17 @@ def test_synthetic_plan_fills_every_cell_and_a_killed_run_resumes(tmp_path):
     for table in tables:
         assert table["rows"] and all(cell not in ("", "–") for row in table["rows"] for cell in row), table
     assert (out / "report.html").is_file() and len(list((out / "figures").glob("*.png"))) == 2
+
+
+def test_generated_mask_sources_when_the_fgbg_commands_exist(tmp_path):
+    from benchmark.reproduce.graph import fgbg_available
+
+    if not fgbg_available():
+        pytest.skip("this partbench has no fg/bg mask commands (benchmark masks predict)")
+    plan = tmp_path / "masks.toml"
+    plan.write_text(TINY.replace('["rnd", "km"]', '["rnd"]').replace('"0-1"', '"0"')
+                    .replace('["legacy", "corrected"]', '["corrected"]\nmasks = ["unsupervised:spectral-random"]'))
+    result = invoke(plan, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache", "-q", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "out" / "tables" / "tiny.md").read_text()
+    assert "masks=unsupervised:spectral-random" in text
