@@ -139,7 +139,7 @@ seeds = [0]
 
 @pytest.mark.parametrize("text, line, expected", [
     (GOOD.replace('seeds = [0]', 'seeds = [0]\nseed = 3'), 11, "unknown key 'experiment[0].seed'; valid keys here: name, title"),
-    (GOOD.replace('seeds = [0]', 'seeds = "zero"'), 10, "seeds: malformed seeds 'zero'"),
+    (GOOD.replace('seeds = [0]', 'seeds = "zero"'), 10, "malformed seeds 'zero'"),
     (GOOD.replace('seeds = [0]', 'num_parts = 4'), 10, "'experiment[0].num_parts' must be a list of integers, got int 4"),
     (GOOD.replace('method = "random"', 'method = "randum"'), 4, "unknown method 'randum'; registered methods:"),
     (GOOD.replace('method = "random"', 'method = "random"\nparams = { numparts = 3 }'), 5,

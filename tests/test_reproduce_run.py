@@ -156,7 +156,7 @@ def test_html_report_is_self_contained_with_every_table_and_image(tiny, tmp_path
     result = CliRunner().invoke(cli, ["run", "-m", "random", "-d", "synthetic", "-o", "num_test=8", "-o", "num_train=8", "-o",
                                       "image_size=32", "--seed", "0", "--seed", "1", "--out", str(runs), "-q"])
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli, ["report", str(runs), "--format", "html", "--to", str(tmp_path), "--name", "page"])
+    result = CliRunner().invoke(cli, ["report", str(runs), "--format", "html", "--out", str(tmp_path), "--name", "page"])
     assert result.exit_code == 0, result.output
     check(tmp_path / "page.html", tables=2, images=0)  # one result table + the runs' provenance
     assert "random" in (tmp_path / "page.html").read_text()

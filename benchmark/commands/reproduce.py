@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from benchmark import options as opt
 from benchmark.core.errors import UserError
 
 
@@ -98,22 +99,19 @@ def _check_trees(plan, roots: dict[str, str]) -> None:
               help="Only steps whose name matches (glob, or a substring), plus what they need. Repeatable.")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
               help="local: this machine; slurm: one submitit job per step, with dependencies.")
-@click.option("--num-workers", type=int, default=1, show_default=True,
-              help="Local executor: steps run at the same time (processes).")
+@opt.num_workers_option(default=1, minimum=1, help="Local executor: steps run at the same time (processes).")
 @click.option("--slurm", "slurm_options", multiple=True, metavar="KEY=VALUE",
               help="submitit parameter for every job, e.g. --slurm slurm_partition=gpu; --slurm cluster=local "
                    "runs the submission through submitit's local executor.")
 @click.option("--skip-blocked", is_flag=True, help="Run what can run even when some steps are blocked.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder [results/PLAN].")
+@opt.out_option(None, "Output folder [results/PLAN].")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Trained models and features (default $PARTBENCH_CACHE or ~/.cache/partbench, shared with run).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--eval-batch-size", "batch_size", type=int, default=16, show_default=True,
-              help="Evaluation batch size.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@opt.device_option()
+@opt.eval_batch_size_option()
+@opt.quiet_option()
 def reproduce_command(plan_name, dry_run, data_roots, checkpoints, only, executor, num_workers, slurm_options,
-                      skip_blocked, out_dir, cache_dir, device, batch_size, quiet):
+                      skip_blocked, out_dir, cache_dir, device, eval_batch_size, quiet):
     """Reproduce the tables of a plan: train, evaluate, tabulate and report, skipping finished steps.
 
     PLAN is a shipped plan (supp-k, supp-seeds, baselines, landmarks, ablation, unsup-masks, paper, synthetic)
@@ -132,15 +130,12 @@ def reproduce_command(plan_name, dry_run, data_roots, checkpoints, only, executo
     from benchmark.core.atomic import check_writable_dir
     from benchmark.reproduce.graph import Settings, build_graph, parse_checkpoints, parse_data_roots, select
     from benchmark.reproduce.plan import load_plan
-    from benchmark.runner import parse_params, resolve_device
+    from benchmark.options import parse_params
+    from benchmark.runner import resolve_device
 
     plan = load_plan(plan_name)
     roots = parse_data_roots(data_roots)
     given = parse_checkpoints(checkpoints)
-    if num_workers < 1:
-        raise UserError(f"--num-workers must be at least 1, got {num_workers}")
-    if batch_size < 1:
-        raise UserError(f"--eval-batch-size must be at least 1, got {batch_size}")
     slurm = parse_params(slurm_options, "--slurm option")
     if slurm and executor != "slurm":
         raise UserError("--slurm options are for --executor slurm")
@@ -152,7 +147,7 @@ def reproduce_command(plan_name, dry_run, data_roots, checkpoints, only, executo
     out = Path(out_dir) if out_dir else Path("results") / plan.name
     _check_trees(plan, roots)
     settings = Settings(out_dir=str(out.resolve()), cache_dir=str(Path(cache_dir or default_cache_dir()).resolve()),
-                        data_roots=roots, checkpoints=given, device=device, batch_size=batch_size, quiet=quiet,
+                        data_roots=roots, checkpoints=given, device=device, batch_size=eval_batch_size, quiet=quiet,
                         plan_name=plan.name)
     steps = select(build_graph(plan, settings), only)
     if dry_run:

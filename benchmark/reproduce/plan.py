@@ -280,27 +280,6 @@ _SCALAR_KINDS = {"name": "str", "title": "str", "published": "str", "figures": "
                  "train_options": "table"}
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2"`` -> [0, 2] (the ``--seed`` range vocabulary)."""
-    out: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        if sep and lo.strip().isdigit() and hi.strip().isdigit():
-            if int(hi) < int(lo):
-                raise ValueError(f"empty range {part!r}; write the lower seed first")
-            out.extend(range(int(lo), int(hi) + 1))
-        elif part.isdigit():
-            out.append(int(part))
-        else:
-            raise ValueError(f"malformed seeds {text!r}; write a range 0-4 or a list 0,1,2")
-    if not out:
-        raise ValueError(f"no seed in {text!r}")
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------------
@@ -447,11 +426,13 @@ def _experiment(check: _Checker, entry: Any, defaults: dict, where: tuple, metho
             raise check.fail(origin("published"), f"unknown published table {merged['published']!r}; known: "
                                                   f"{', '.join(PUBLISHED_TABLES)} (or add [[published]] entries)")
     seeds = merged.get("seeds", [0])
-    if isinstance(seeds, str):
+    if isinstance(seeds, str):  # the --seed vocabulary: "0-4", "0,2"
+        from benchmark.options import parse_seeds
+
         try:
-            seeds = parse_seeds(seeds)
-        except ValueError as exc:
-            raise check.fail(origin("seeds"), f"seeds: {exc}") from None
+            seeds = list(parse_seeds([seeds], option="seeds"))
+        except UserError as exc:
+            raise check.fail(origin("seeds"), str(exc)) from None
     else:
         check.typed(seeds, origin("seeds"), "list[int]")
     for key in ("num_parts", "seeds"):
