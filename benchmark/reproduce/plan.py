@@ -10,7 +10,7 @@ A plan names *what* to reproduce; :mod:`benchmark.reproduce.graph` turns it into
     params = { preset = "paper" }         # the training preset and any other method parameter
 
     [defaults]                            # what every [[experiment]] inherits unless it sets it
-    protocols = ["legacy", "corrected"]
+    protocols = ['legacy', 'corrected']      # both, side by side (TOML literal strings)
     masks = ["gt"]
 
     [[experiment]]
@@ -51,8 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import PAPER_PROTOCOL, PROTOCOL_NAMES
 
-PROTOCOLS = ("legacy", "corrected")
+PROTOCOLS = tuple(sorted(PROTOCOL_NAMES, key=lambda p: p != PAPER_PROTOCOL))  # the paper's first
 #: Mask sources a plan may name. ``fgbg``: the fg/bg model the plan trains per dataset, then its
 #: predicted masks; ``predicted:DIR`` (``{root}`` = the dataset's --data-root); ``unsupervised:NAME``.
 MASK_WORDS = ("gt", "none", "method", "fgbg")
@@ -86,7 +87,7 @@ class Experiment:
     datasets: tuple[str, ...]
     num_parts: tuple[int, ...] = (4,)
     seeds: tuple[int, ...] = (0,)
-    protocols: tuple[str, ...] = ("legacy", "corrected")
+    protocols: tuple[str, ...] = PROTOCOLS
     masks: tuple[str, ...] = ("gt",)
     metrics: tuple[str, ...] | None = None
     published: str | None = None

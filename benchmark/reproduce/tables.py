@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.atomic import atomic_write_text
+from benchmark.core.protocol import PAPER_PROTOCOL
 from benchmark.reproduce.graph import Settings, Step, ledger_dir
 from benchmark.report import METRIC_ORDER, METRIC_TITLES
 
@@ -61,7 +62,8 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
     spec = step.spec
     rows = _records(step, settings)
     published = {tuple(k.split("|")): v for k, v in spec["published"].items()}
-    protocols = [p for p in ("legacy", "corrected") if p in spec["protocols"]]
+    # The protocol of the published numbers first, with its paper and Δ columns, then the other one.
+    protocols = sorted(spec["protocols"], key=lambda p: p != PAPER_PROTOCOL)
     tables, long_rows = [], []
     for dataset_label in dict.fromkeys(r["dataset_label"] for r in rows):
         for source in spec["masks"]:
@@ -79,7 +81,7 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
                 title = METRIC_TITLES.get(metric, metric)
                 for protocol in protocols:
                     header.append(f"{title} {protocol}")
-                    if protocol == "legacy" and has_paper:
+                    if protocol == PAPER_PROTOCOL and has_paper:
                         header += [f"{title} paper", "Δ"]
             header.append("seeds")
             body = []
@@ -96,7 +98,7 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
                             text, mean, std = _cell(values)
                             cells.append(text)
                             paper = usable.get((label, dataset, str(k), metric))
-                            if protocol == "legacy" and has_paper:
+                            if protocol == PAPER_PROTOCOL and has_paper:
                                 if paper:
                                     cells.append(f"{paper['mean']:.1f}" + (f" ± {paper['std']:.1f}" if paper["std"] is not None else ""))
                                     cells.append(f"{mean - paper['mean']:+.2f}" if mean is not None else MISSING)
@@ -106,10 +108,10 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
                                 "experiment": spec["experiment"], "dataset": dataset_label, "masks": source,
                                 "method": label, "num_parts": k, "metric": metric, "protocol": protocol,
                                 "mean": mean, "std": std, "seeds": len(values),
-                                "published_mean": paper["mean"] if paper and protocol == "legacy" else None,
-                                "published_std": paper["std"] if paper and protocol == "legacy" else None,
-                                "difference": (mean - paper["mean"]) if paper and protocol == "legacy" and mean is not None else None,
-                                "published_source": paper["source"] if paper and protocol == "legacy" else ""})
+                                "published_mean": paper["mean"] if paper and protocol == PAPER_PROTOCOL else None,
+                                "published_std": paper["std"] if paper and protocol == PAPER_PROTOCOL else None,
+                                "difference": (mean - paper["mean"]) if paper and protocol == PAPER_PROTOCOL and mean is not None else None,
+                                "published_source": paper["source"] if paper and protocol == PAPER_PROTOCOL else ""})
                     cells.append(str(len({int(r["seed"]) for r in mine})))
                     body.append(cells)
             tables.append({"title": f"{spec['title']}: {dataset_label}, masks={source}", "header": header,
