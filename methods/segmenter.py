@@ -34,8 +34,6 @@ or ``"random"`` (the reference's own init; tests only).
 from __future__ import annotations
 
 import math
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -45,6 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.core.errors import UserError
+from benchmark.methods import weights as _weights
 
 __all__ = [
     "CAFFE_MEAN_BGR",
@@ -256,7 +255,7 @@ class PartSegmenter(nn.Module):
         weight = state.get(_CLASSIFIER_KEY)
         if weight is None or weight.ndim != 4:
             raise UserError(
-                f"{path}: no classifier weight {_CLASSIFIER_KEY!r} (4-d) in the checkpoint, so it is not a "
+                f"checkpoint {path}: no classifier weight {_CLASSIFIER_KEY!r} (4-d) in the checkpoint, so it is not a "
                 f"DeepLab 2-branch segmenter checkpoint; pass an unsup-parts model_*.pth or a SCOPS state dict"
             )
         model = cls(int(weight.shape[0]))
@@ -264,23 +263,9 @@ class PartSegmenter(nn.Module):
         return model.eval()
 
 
-# -- checkpoint reading / checked loading --------------------------------------------------------------------
-def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        while key.startswith("module."):
-            key = key[len("module."):]
-        out[key] = value
-    return out
-
-
-def torch_load_cause(exc: BaseException) -> str:
-    """The cause inside torch.load's multi-line refusal (e.g. ``Unsupported operand 103``), without its
-    boilerplate (which suggests weights_only=False: never for a user's file)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    causes = [line for line in lines if not any(word in line for word in
-                                                  ("weights_only", "Please file an issue", "documentation"))]
-    return (causes or lines or [type(exc).__name__])[0][:300]
+# -- checkpoint reading / checked loading (through benchmark.methods.weights) ---------------------------------
+_TARGET = "the DeepLab ResNet-50 2-branch segmenter"
+_FIX = "pass a checkpoint of this network (unsup-parts model_*.pth, a SCOPS state dict or a partbench model.pt)"
 
 
 def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -288,31 +273,10 @@ def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
 
     One :class:`UserError` (naming the file and the fix) for a missing, truncated or non-tensor file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = torch_load_cause(exc)
-        raise UserError(
-            f"{path} is not a plain tensor checkpoint: torch.load(weights_only=True) refused it ({reason}); "
-            f"only files holding tensors, numbers and dicts are accepted -- re-save the state dict with "
-            f"torch.save(model.state_dict(), path)"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserError(f"{path} is corrupted or truncated and cannot be read ({exc}); re-download or re-save it") from None
-    if isinstance(obj, Mapping) and "model_state_dict" in obj:
-        obj = obj["model_state_dict"]
-    if not isinstance(obj, Mapping) or not obj:
-        raise UserError(
-            f"{path} holds a {type(obj).__name__}, not a state dict; expected a dict of tensors or "
-            f"{{'iter', 'model_state_dict', 'optimizer_state_dict'}}"
-        )
-    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise UserError(f"{path}: entries that are not named tensors: {_listing(bad)}; expected a state dict")
-    return _strip_prefix(obj)
+    state = _weights.read_state_dict(path, what="checkpoint", fix="pass a .pth file holding a state dict")
+    if str(map_location) != "cpu":
+        state = {k: v.to(map_location) for k, v in state.items()}
+    return state
 
 
 def _listing(keys: list[str], limit: int = 20) -> str:
@@ -326,29 +290,8 @@ def load_segmenter_state(model: nn.Module, state: Mapping[str, torch.Tensor], *,
     ``num_batches_tracked`` buffers absent from old (pre-PyTorch-0.4.1) checkpoints are not an error: the
     model keeps its own counter, as ``load_state_dict`` itself does for such files.
     """
-    state = _strip_prefix(state)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
-                  for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-        if mismatched:
-            parts.append(f"shape-mismatched keys ({len(mismatched)}): {_listing(mismatched)}")
-        raise UserError(
-            f"{source} does not match the DeepLab ResNet-50 2-branch segmenter: " + "; ".join(parts)
-            + "; pass a checkpoint of this network (unsup-parts model_*.pth or a SCOPS state dict)"
-        )
-    full = dict(state)
-    for key in own:
-        if key not in full:  # only num_batches_tracked can be absent here
-            full[key] = own[key]
-    model.load_state_dict(full, strict=True)
+    _weights.load_strict(model, _weights.strip_prefix(state), source=f"checkpoint {source}", target=_TARGET,
+                         fix=_FIX, optional=lambda key: key.endswith("num_batches_tracked"))
 
 
 # -- initialisation for training -------------------------------------------------------------------------------

@@ -232,8 +232,8 @@ def test_load_official_mismatch_lists_every_kind_of_key(tmp_path):
         PartSegmenter.load_official(path)
     msg = str(info.value)
     assert "bad.pth" in msg
-    assert "missing keys (1): layer3.2.conv2.weight" in msg
-    assert "unexpected keys (1): layer6.weight" in msg
+    assert "1 missing key(s): layer3.2.conv2.weight" in msg
+    assert "1 unexpected key(s): layer6.weight" in msg
     assert "layer1.0.conv1.weight (file (64, 64, 3, 3) vs model (64, 64, 1, 1))" in msg
 
 
