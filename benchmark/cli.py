@@ -201,6 +201,8 @@ def list_command():
     click.echo("Methods:")
     for name, cls in METHODS.items():
         tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t, False)]
+        if cls.trainable():  # the `benchmark train` capability, with its presets
+            tags.append(f"trainable: presets {'/'.join(cls.train_presets()) or '-'}")
         click.echo(f"  {name:<12} {status(cls):<4}  {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
     for name, why in sorted(METHODS.broken.items()):
         click.echo(f"  {name:<12} BROKEN: {why}")

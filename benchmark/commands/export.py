@@ -34,15 +34,15 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
     """Fit ``method`` as a run would and write its part maps for the chosen evaluation views."""
     from benchmark.core.atomic import check_writable_dir
     from benchmark.core.method import RunContext
-    from benchmark.core.registry import DATASETS
+    from benchmark.core.registry import DATASETS, METHODS
     from benchmark.methods.predictions import save_part_maps, write_sidecar
     from benchmark.runner import BackgroundPolicy, build_dataset, build_method, fit_method, resolve_device
 
     if view not in VIEW_CHOICES:
         raise UserError(f"--view must be one of {', '.join(VIEW_CHOICES)}, got {view!r}")
-    if method == "predictions":
-        raise UserError("exporting the `predictions` method would only copy its folder; export the method "
-                        "that produced the maps instead")
+    if METHODS.get(method).reads_saved_maps:
+        raise UserError(f"method {method!r} reads saved part maps: exporting it would only copy its folder; "
+                        "export the method that produced the maps instead")
     out = check_writable_dir(to, "--to directory")
     device = resolve_device(device)
     policy = BackgroundPolicy.parse(masks)

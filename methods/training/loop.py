@@ -33,7 +33,6 @@ import contextlib
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +41,7 @@ from torch import Tensor, nn
 
 from benchmark.core.atomic import atomic_torch_save, atomic_write_text, check_writable_dir
 from benchmark.core.errors import UserError
+from benchmark.core.method import TrainResult
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Batch
 from benchmark.methods.training import checkpoint as ckpt
@@ -53,15 +53,6 @@ from benchmark.methods.training.schedule import set_lrs
 
 LossFn = Callable[[nn.Module, Batch, StepInfo], "tuple[Tensor, dict[str, Tensor]]"]
 OptimizerFactory = Callable[[list[ParamGroup], TrainConfig], torch.optim.Optimizer]
-
-
-@dataclass
-class TrainResult:
-    out_dir: Path
-    model_path: Path
-    steps: int
-    resumed_from: int  # 0 for a fresh run
-    last_losses: dict[str, float] | None
 
 
 def build_optimizer(groups: list[ParamGroup], config: TrainConfig) -> torch.optim.SGD:
