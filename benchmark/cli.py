@@ -165,7 +165,8 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -
 @click.option("--name", default="results", show_default=True, help="Base name of the written files.")
 @click.option("--decimals", type=int, default=2, show_default=True)
 @click.option("--with-paper", is_flag=True,
-              help="Add the published numbers of `ours` as a row to legacy-protocol CUB/DeepFashion tables.")
+              help="Add the published numbers of the same dataset, K and protocol (the package's "
+                   "published.csv) as rows.")
 def report_command(runs, fmt, out_dir, name, decimals, with_paper):
     """Tables (mean ± std over seeds, x100, best in bold) from result CSVs or directories of them.
 
