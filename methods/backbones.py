@@ -1,4 +1,5 @@
-"""Frozen VGG feature backbones with named layer taps (method-spec §1.3, §5, §6; decisions.md "Backbones").
+"""Frozen VGG feature backbones with named layer taps (the reference features of ``ours``/``scops`` and
+the features of ``dff``/``kmeans``).
 
 ::
 

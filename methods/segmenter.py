@@ -1,6 +1,6 @@
 """The DeepLab-v2 ResNet-50 "2-branch" part segmenter shared by ``ours`` (K outputs) and ``scops`` (K+1).
 
-Architecture (method-spec.md §1.2, identical in unsup-parts and SCOPS ``deeplab_2branch.py``):
+Architecture (identical in unsup-parts and SCOPS ``deeplab_2branch.py``; docs/training.md):
 
 * stem: 7x7/2 conv (no bias) -> BN -> ReLU -> 3x3/2 max-pool with ``ceil_mode=True`` (the "+1" of 33x33);
 * layer1..4 = 3/4/6/3 bottlenecks, "caffe" style: the stride sits on the *first 1x1* conv of a block, the
@@ -20,12 +20,12 @@ Parameter and buffer names equal the reference state-dict keys (``conv1.weight``
 ``layer1.0.downsample.1.weight``, ``layer5.conv2d_list.3.bias`` ...), so official checkpoints load strictly
 with :meth:`PartSegmenter.load_official`.
 
-Input convention (§1.1, §2.4): the network sees 0-255 RGB images minus per-channel means, no std division;
+Input convention: the network sees 0-255 RGB images minus per-channel means, no std division;
 :func:`caffe_input` builds it from [0, 1] images. ``ours`` subtracts the Caffe *BGR* means from the RGB
 channels (the reference quirk, ``mean_order="rgb_caffe_bgr_quirk"``); SCOPS subtracts the RGB means
 (``mean_order="rgb"``).
 
-Initialisation for training (decisions.md): :func:`init_segmenter` with ``"caffe:PATH"`` (the DeepLab
+Initialisation for training (docs/training.md, "Initialisation"): :func:`init_segmenter` with ``"caffe:PATH"`` (the DeepLab
 ResNet-50 Caffe weights, copied where name and shape match, as the reference does, with a report of what was
 skipped), ``"torchvision"`` (ImageNet ResNet-50 from the local torch hub cache, mapped onto the same layers)
 or ``"random"`` (the reference's own init; tests only).
@@ -60,7 +60,7 @@ __all__ = [
 
 #: The Caffe ImageNet means in B, G, R order (as the reference code spells them).
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
-#: What gets subtracted from the R, G, B channels for each convention (§1.1, §2.4).
+#: What gets subtracted from the R, G, B channels for each convention (see ``mean_order`` in docs/training.md).
 MEAN_ORDERS = {
     # unsup-parts ("ours"): the BGR constants applied in R, G, B order (R-104.0, G-116.7, B-122.7).
     "rgb_caffe_bgr_quirk": CAFFE_MEAN_BGR,
@@ -75,7 +75,7 @@ _CLASSIFIER_KEY = "layer5.conv2d_list.0.weight"
 
 
 def caffe_input(images01: torch.Tensor, mean_order: str = "rgb_caffe_bgr_quirk") -> torch.Tensor:
-    """Network input of §1.1 from RGB images in [0, 1], shape (B, 3, H, W): ``255 * x - mean``.
+    """The network input (0-255 RGB minus per-channel means) from RGB images in [0, 1], shape (B, 3, H, W): ``255 * x - mean``.
 
     ``mean_order="rgb_caffe_bgr_quirk"`` (ours, the reference quirk) subtracts (104.0, 116.7, 122.7) from
     (R, G, B); ``"rgb"`` (SCOPS) subtracts (122.7, 116.7, 104.0). Runs on the tensor's device and dtype.
@@ -127,7 +127,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
-        for bn in (self.bn1, self.bn2, self.bn3):  # frozen affine params inside bottlenecks (§1.2)
+        for bn in (self.bn1, self.bn2, self.bn3):  # frozen affine params inside bottlenecks (as the reference)
             bn.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,7 +157,7 @@ class Classifier(nn.Module):
 
 
 class PartSegmenter(nn.Module):
-    """DeepLab-v2 ResNet-50 2-branch segmenter with ``num_outputs`` logits per location (§1.2).
+    """DeepLab-v2 ResNet-50 2-branch segmenter with ``num_outputs`` logits per location.
 
     ``forward(x)`` takes the mean-subtracted 0-255 RGB tensor of :func:`caffe_input`, shape (B, 3, H, W),
     and returns the logits at output stride 8, shape (B, num_outputs, h, w) with ``(h, w) =
@@ -221,7 +221,7 @@ class PartSegmenter(nn.Module):
         return self.layer5(features[:, _BRANCH_CHANNELS:])
 
     def forward_all(self, x: torch.Tensor):
-        """The reference's ``(instance_feat, part_feat_normalised, logits, None)`` (§1.2).
+        """The reference's ``(instance_feat, part_feat_normalised, logits, None)``.
 
         SCOPS's file returns the part feature un-normalised and no 4th element; only the logits are ever used.
         """
@@ -231,14 +231,14 @@ class PartSegmenter(nn.Module):
 
     # -- optimisation helpers ----------------------------------------------------------------------------
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
-        """Trainable parameters of conv1, bn1, layer1-4, each once (the 1x learning-rate group of §1.6)."""
+        """Trainable parameters of conv1, bn1, layer1-4, each once (the 1x learning-rate group)."""
         for name in ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4"):
             for param in getattr(self, name).parameters():
                 if param.requires_grad:
                     yield param
 
     def classifier_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the classifier ``layer5`` (the 10x learning-rate group of §1.6)."""
+        """Parameters of the classifier ``layer5`` (the 10x learning-rate group)."""
         yield from self.layer5.parameters()
 
     # -- official checkpoints ----------------------------------------------------------------------------
@@ -394,7 +394,7 @@ def init_segmenter(model: PartSegmenter, init: str, *, mean_order: str = "rgb_ca
     * ``"caffe:PATH"``: the DeepLab Caffe ResNet-50 (``resnet50-caffe-22edcc82.pth``) or any state dict of
       this network: tensors whose name and shape match are copied (the reference's rule, so ``layer5`` stays
       random); unlike the reference the skipped tensors are reported. No match at all is an error.
-      The Caffe backbone was trained on BGR input minus the BGR means, while the reference feeds RGB (the §1.1
+      The Caffe backbone was trained on BGR input minus the BGR means, while the reference feeds RGB (the
       quirk). ``caffe_bgr_fix=True`` reverses conv1's input channels, so that, together with
       ``caffe_input(..., mean_order="rgb")``, the backbone sees exactly what it was trained on.
     * ``"torchvision"`` or ``"torchvision:WEIGHTS"`` (default ``IMAGENET1K_V1``): ImageNet ResNet-50 weights

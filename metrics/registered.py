@@ -52,7 +52,8 @@ class FgNMI(_ClusteringMetric):
 
 @register_metric("fg_ari")
 class FgARI(_ClusteringMetric):
-    """Foreground ARI (legacy CUB: the reference's background-including variant, spec §3.2 / PR #13)."""
+    """Foreground ARI (legacy CUB: the reference's background-including variant, fixed upstream later
+    by unsup-parts PR #13; see docs/protocol.md)."""
 
     role = "fg"
     score = "ari"

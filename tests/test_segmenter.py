@@ -1,4 +1,4 @@
-"""Tests of the DeepLab-v2 ResNet-50 2-branch segmenter (method-spec.md §1.2) and its checkpoint loading."""
+"""Tests of the DeepLab-v2 ResNet-50 2-branch segmenter (docs/training.md) and its checkpoint loading."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_output_size_formula_and_meta_forward(size):
 
 
 def functional_reference(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Independent eval-mode forward written from §1.2 with torch.nn.functional only."""
+    """Independent eval-mode forward written from the reference architecture with torch.nn.functional only."""
 
     def bn(t, p):
         return F.batch_norm(t, state[f"{p}.running_mean"], state[f"{p}.running_var"], state[f"{p}.weight"],

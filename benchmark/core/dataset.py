@@ -28,7 +28,7 @@ Class attributes describe the evaluation protocol (they go into ``benchmark list
 
 Constructor: ``__init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
 **options)``; ``protocol`` is ``"corrected"`` or ``"legacy"`` (how labels and masks are resized and
-thresholded, see ``decisions.md``) and ``masks`` is ``"gt"``, ``"predicted:DIR"`` or ``"none"``. Validate
+thresholded, see docs/protocol.md) and ``masks`` is ``"gt"``, ``"predicted:DIR"`` or ``"none"``. Validate
 the tree in ``__init__`` cheaply (index files, not images) and raise
 :class:`~benchmark.core.errors.UserError` naming the file and the fix. Decode images lazily in
 ``__getitem__`` (it runs in DataLoader workers). Implement :meth:`image_size` cheaply when sizes vary, so

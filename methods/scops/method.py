@@ -1,4 +1,4 @@
-"""``scops``: SCOPS (Hung et al., CVPR 2019) trained or loaded in partbench (method-spec §2).
+"""``scops``: SCOPS (Hung et al., CVPR 2019) trained or loaded in partbench (docs/training.md, "SCOPS").
 
 The network is the shared DeepLab-v2 ResNet-50 2-branch :class:`~benchmark.methods.segmenter.PartSegmenter`
 with ``K + 1`` outputs, channel 0 = background. :meth:`SCOPS.predict` returns those logits
@@ -23,9 +23,9 @@ Reference quirks, each a switch whose default (``True``) is the reference behavi
   applying a PyTorch-0.4 SGD update (see :mod:`.optim`); ``False`` lists each parameter once.
 * ``quirk_mean_swap`` -- the trainer rebuilds [0, 1] images by adding the Caffe means in BGR order to
   RGB-mean-subtracted tensors (R - 18.7/255, B + 18.7/255): the VGG features and the colour-jittered
-  branch see those shifted colours (§2.4); ``False`` uses the true image.
+  branch see those shifted colours; ``False`` uses the true image.
 
-Input normalisation (§2.4): SCOPS subtracts the RGB means (R 122.7, G 116.7, B 104.0) from 0-255 RGB
+Input normalisation: SCOPS subtracts the RGB means (R 122.7, G 116.7, B 104.0) from 0-255 RGB
 (``mean_order="rgb"``). The unsup-parts notebooks fed SCOPS checkpoints with the BGR means on RGB
 (``-p mean_order=rgb_caffe_bgr_quirk`` reproduces that evaluation).
 
@@ -309,7 +309,7 @@ class SCOPS(TrainableMethod):
 
 
 class StepLoss:
-    """One SCOPS training step's loss (method-spec §2.2): ``(total, {term: weighted value})``."""
+    """One SCOPS training step's loss (the five terms of :mod:`.losses`): ``(total, {term: weighted value})``."""
 
     def __init__(self, vgg: nn.Module, settings: Settings, *, concentration_b2: bool, mean_swap: bool,
                  mask_features: bool):
@@ -318,7 +318,7 @@ class StepLoss:
 
         self.vgg = vgg
         self.s = settings
-        # SCOPS: ColorJitter(0.3, 0.3, 0.2, 0.2) always applied, no grayscale; RandTPS as in §1.5.
+        # SCOPS: ColorJitter(0.3, 0.3, 0.2, 0.2) always applied, no grayscale; the same random warp as ``ours``.
         b, c, sat, hue = settings.jitter
         self.jitter_params = JitterParams(p_jitter=1.0, brightness=b, contrast=c, saturation=sat, hue=hue,
                                           p_grayscale=0.0)
@@ -329,7 +329,8 @@ class StepLoss:
         self.mask_features = mask_features
 
     def _rebuilt_images(self, images01: Tensor) -> Tensor:
-        """The [0, 1] images the reference trainer rebuilds from its network input (§2.4)."""
+        """The [0, 1] images the reference trainer rebuilds from its network input (the ``quirk_mean_swap``
+        switch: it adds the means back in the wrong channel order)."""
         if not self.mean_swap:
             return images01
         # Per-channel scalars, not a tensor built from Python data: that would be a host-to-device copy
