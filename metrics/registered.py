@@ -52,8 +52,7 @@ class FgNMI(_ClusteringMetric):
 
 @register_metric("fg_ari")
 class FgARI(_ClusteringMetric):
-    """Foreground ARI (legacy CUB: the reference's background-including variant, fixed upstream later
-    by unsup-parts PR #13; see docs/protocol.md)."""
+    """Foreground ARI (legacy CUB: the reference's background-including variant; see docs/protocol.md)."""
 
     role = "fg"
     score = "ari"
