@@ -112,3 +112,29 @@ def test_options_the_method_does_not_take_are_named(toy, tmp_path):
     assert result.exit_code == 2 and "does not take --ablate" in result.output
     result = CliRunner().invoke(cli, ["train", "-m", "kmeans", *DATA])
     assert result.exit_code == 2 and "cannot be trained" in result.output and "toy-trainable" in result.output
+
+
+def test_shared_base_identity_and_cache_key(tmp_path):
+    from benchmark.datasets import load
+    from benchmark.methods.training.method import source_identity
+
+    weights = tmp_path / "init.pth"
+    weights.write_bytes(b"one")
+    first = source_identity(f"caffe:{weights}")
+    weights.write_bytes(b"two")
+    assert first.startswith("caffe:") and source_identity(f"caffe:{weights}") != first  # content, not path
+    assert source_identity("torchvision") == "torchvision:IMAGENET1K_V1" and source_identity("random") == "random"
+    with pytest.raises(Exception, match="no such file"):
+        source_identity(f"caffe:{tmp_path / 'missing.pth'}")
+
+    data = load("synthetic", split="train", view="train", num_train=4, num_test=2, image_size=16)
+    toy = ToyTrainable()
+    assert toy.cache_key(data, 0) == ToyTrainable().cache_key(data, 0)
+    assert toy.cache_key(data, 1) != toy.cache_key(data, 0)
+    assert ToyTrainable(steps=7).cache_key(data, 0) != toy.cache_key(data, 0)
+    ours = METHODS.get("ours")
+    assert ours(init=f"caffe:{weights}", vgg_weights="random").weights_id().startswith("trained(init=caffe:")
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"x")
+    assert ours(checkpoint=str(checkpoint)).weights_id().startswith("checkpoint:")
+    assert METHODS.get("scops")(checkpoint=str(checkpoint)).weights_id().startswith("scops-checkpoint:")
