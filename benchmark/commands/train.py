@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from benchmark import options as opt
 from benchmark.core.errors import UserError
 
 
@@ -40,18 +41,17 @@ def describe_trainable() -> str:
 
 
 class _TrainCommand(click.Command):
-    """Appends the trainable methods, read from the registry when help is shown, to the help text."""
+    """``train --help`` ends with the real values of every preset and the trainable methods, read from the
+    registry when help is shown."""
 
     def format_epilog(self, ctx, formatter):
+        rows = preset_rows()
+        if rows:
+            with formatter.section("Presets (what --preset sets; options given explicitly override it)"):
+                formatter.write_dl(rows)
         super().format_epilog(ctx, formatter)
         formatter.write("\nMethods that train (from the registry; a plug-in with a `train` method joins them):\n")
         formatter.write(describe_trainable() + "\n")
-
-
-def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
-    from benchmark.runner import parse_params
-
-    return parse_params(pairs, option)
 
 
 def _device(name: str) -> str:
@@ -78,7 +78,7 @@ def build_method(method: str, given: dict[str, Any]):
         raise UserError(f"method {method!r} is unavailable here: {reason}")
     known = set(cls.param_names())
     unknown = sorted(k for k in given if k not in known)
-    options = {"num_parts": "--num-parts", "preset": "--preset", "steps": "--steps", "batch_size": "--batch-size",
+    options = {"num_parts": "--num-parts", "preset": "--preset", "steps": "--steps", "batch_size": "--train-batch-size",
                "image_size": "--image-size", "init": "--init", "amp": "--amp", "compile": "--compile",
                "ablate": "--ablate"}
     unsupported = [options[k] for k in unknown if k in options]
@@ -90,10 +90,33 @@ def build_method(method: str, given: dict[str, Any]):
                         f"{', '.join(sorted(known))}")
     import inspect
 
-    from benchmark.runner import _check_value_types
+    opt.check_value_types(f"method {method!r}: parameter", inspect.signature(cls.__init__).parameters.values(), given)
+    # Counts given as -p (steps, checkpoint_every, ...) are checked here, not deep inside the trainer.
+    opt.check_positive(f"method {method!r}: parameter", given,
+                       ("steps", "batch_size", "image_size", "checkpoint_every", "num_parts"))
+    try:
+        return cls(**given)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"method {method!r}: bad parameters {given}: {exc}") from None
 
-    _check_value_types(f"method {method!r}: parameter", inspect.signature(cls.__init__).parameters.values(), given)
-    return cls(**given)
+
+def preset_rows() -> list[tuple[str, str]]:
+    """(``method preset``, its steps, batch size, image size and checkpoint interval) for every preset of
+    every trainable method, read through the method contract (``train_presets``)."""
+    rows = []
+    for name, cls in trainable_methods().items():
+        for preset, values in cls.train_presets().items():
+            parts = []
+            if "steps" in values:
+                parts.append(f"{values['steps']:,} steps")
+            if "batch_size" in values:
+                parts.append(f"batch {values['batch_size']}")
+            if "image_size" in values:
+                parts.append(f"{values['image_size']} px")
+            if "checkpoint_every" in values:
+                parts.append(f"checkpoint every {values['checkpoint_every']:,} steps")
+            rows.append((f"{name} {preset}", ", ".join(parts) or "(see the method's documentation)"))
+    return rows
 
 
 @click.command("train", cls=_TrainCommand,
@@ -106,29 +129,29 @@ def build_method(method: str, given: dict[str, Any]):
 @click.option("--option", "-o", "dataset_options", multiple=True, metavar="KEY=VALUE",
               help="Dataset option, e.g. -o num_train=64 (repeatable).")
 @click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
-@click.option("--num-parts", "-k", type=int, default=None, help="Number of parts K [method default: 4].")
+@opt.num_parts_option(None)
 @click.option("--preset", default=None,
-              help="Training preset of the method (listed at the end), e.g. paper (the published training) or "
+              help="Training preset of the method (listed at the end), e.g. paper (the reference exactly) or "
                    "tiny (a CPU demo) [method default: paper].")
-@click.option("--steps", type=int, default=None, help="Number of training steps [preset].")
-@click.option("--batch-size", type=int, default=None, help="Global batch size [preset: 6].")
-@click.option("--image-size", type=int, default=None, help="Training image side [preset: 256].")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Number of training steps [preset].")
+@opt.train_batch_size_option()
+@click.option("--image-size", type=click.IntRange(min=16), default=None, help="Training image side [preset].")
 @click.option("--init", default=None, help="Segmenter init: caffe:PATH | torchvision | random.")
 @click.option("--ablate", multiple=True, metavar="TERM",
               help="Drop a loss term (repeatable; methods with an `ablate` parameter, e.g. ours: feature, "
                    "contrastive, color, equivariance): the paper's loss ablation.")
 @click.option("--amp", type=click.Choice(["bf16"]), default=None, help="bf16 autocast (default float32).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output directory [train_runs/METHOD-DATASET-seedS].")
+@opt.out_option(None, "Output directory [train_runs/METHOD-DATASET-seedS].")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out (exactly).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the whole run.")
+@opt.single_seed_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--num-workers", type=int, default=4, show_default=True, help="DataLoader worker processes.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@opt.num_workers_option(4)
+@opt.quiet_option()
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Any other method parameter, e.g. -p legacy_positive=false -p lambda_equivariance=5.7e4.")
-def train_command(method_name, dataset_name, data_root, dataset_options, category, num_parts, preset, steps, batch_size,
+def train_command(method_name, dataset_name, data_root, dataset_options, category, num_parts, preset, steps,
+                  train_batch_size,
                   image_size, init, ablate, amp, compile_, out_dir, resume, seed, device, num_workers, quiet, params):
     """Train a part-discovery method and write its checkpoints and loss log.
 
@@ -150,16 +173,16 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
       benchmark train --dataset pascal-part --data-root /data/VOCdevkit_2010 --category car
       # tiny CPU run on the built-in synthetic data
       benchmark train --dataset synthetic --preset tiny --init random -p vgg_weights=random
-      # 4 GPUs with DDP (global batch 6 must divide by the processes: use --batch-size 8)
-      torchrun --nproc_per_node 4 -m benchmark train --dataset cub --data-root D --batch-size 8
+      # 4 GPUs with DDP (global batch 6 must divide by the processes: use --train-batch-size 8)
+      torchrun --nproc_per_node 4 -m benchmark train --dataset cub --data-root D --train-batch-size 8
 
     Then evaluate the result:  benchmark run --method ours --checkpoint OUT/model.pt --dataset cub ...
     """
     from benchmark.core.method import RunContext
     from benchmark.runner import build_dataset
 
-    given = parse_pairs(params, "-p")
-    for key, value in (("num_parts", num_parts), ("preset", preset), ("steps", steps), ("batch_size", batch_size),
+    given = opt.parse_params(params, "-p")
+    for key, value in (("num_parts", num_parts), ("preset", preset), ("steps", steps), ("batch_size", train_batch_size),
                        ("image_size", image_size), ("init", init), ("amp", amp)):
         if value is not None:
             given[key] = value
@@ -167,8 +190,14 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
         given["ablate"] = tuple(ablate)
     if compile_:
         given["compile"] = True
+    given = opt.synthetic_weights(method_name, dataset_name, given)  # missing weights on synthetic: random, loudly
     method = build_method(method_name, given)
-    options = parse_pairs(dataset_options, "-o")
+    randoms = [f"{key}=random" for key in ("init", "vgg_weights") if getattr(method, key, None) == "random"]
+    if randoms:
+        # The same loud warning as `run`: random weights must never pass unnoticed.
+        click.echo(f"warning: training with RANDOM weights ({', '.join(randoms)}), recorded in the checkpoint; "
+                   "such a model says nothing about the method beyond a smoke test", err=True)
+    options = opt.parse_params(dataset_options, "-o")
     if category is not None:
         options["category"] = category
     if data_root is not None and not Path(data_root).is_dir():
@@ -176,7 +205,7 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
     # build_dataset names an unknown option or a value of the wrong type in one line (as `run` does).
     data = build_dataset(dataset_name, data_root=data_root, split="train", view="train", masks="gt",
                          options=options)
-    out_dir = out_dir or Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
+    out_dir = Path(out_dir) if out_dir is not None else Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
     rank = int(os.environ.get("RANK", "0"))
     method.context = RunContext(cache_dir=None, work_dir=out_dir, num_workers=num_workers,
                                 progress=not quiet and rank == 0, data_root=data_root)
