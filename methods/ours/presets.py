@@ -89,7 +89,8 @@ class OursConfig:
     def validate(self) -> "OursConfig":
         bad = [t for t in self.ablate if t not in LOSS_TERMS]
         if bad:
-            raise UserError(f"unknown loss term(s) to ablate: {', '.join(bad)}; choose from {', '.join(LOSS_TERMS)}")
+            raise UserError(f"unknown loss term(s) to ablate: {', '.join(bad)}; choose from {', '.join(LOSS_TERMS)} "
+                            "(--ablate TERM with `benchmark train`, -p ablate=TERM with `benchmark run`)")
         if len(set(self.ablate)) == len(LOSS_TERMS):
             raise UserError("--ablate removes every loss term; keep at least one")
         if self.feature_reduction not in ("sum", "mean"):
