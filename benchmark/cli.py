@@ -198,7 +198,8 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -
 @click.option("--decimals", type=click.IntRange(0, 10), default=2, show_default=True,
               help="Decimals of the x100 values.")
 @click.option("--with-paper", is_flag=True,
-              help="Add the published numbers of `ours` as a row to legacy-protocol CUB/DeepFashion tables.")
+              help="Add the published numbers of the same dataset, K and protocol (the package's "
+                   "published.csv) as rows.")
 def report_command(runs, fmt, out_dir, name, decimals, with_paper):
     """Tables (mean ± std over seeds, x100, best in bold) from result CSVs or directories of them.
 
@@ -254,6 +255,8 @@ def list_command():
     click.echo("Methods:")
     for name, cls in METHODS.items():
         tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t, False)]
+        if cls.trainable():  # the `benchmark train` capability, with its presets
+            tags.append(f"trainable: presets {'/'.join(cls.train_presets()) or '-'}")
         click.echo(f"  {name:<12} {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
         click.echo(f"  {'':<12} -> {status(cls)}")
     for name, why in sorted(METHODS.broken.items()):

@@ -66,63 +66,92 @@ def download(url: str, dest: Path, *, md5: str | None = None, progress: bool = T
     """Fetch ``url`` into ``dest`` (resuming ``dest.part``), check ``md5``; return the file's MD5."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file():
-        seen = md5sum(dest)
-        if md5 is None or seen == md5:
-            log(f"{dest.name}: already downloaded")
-            return seen
-        log(f"{dest.name}: present but its MD5 {seen} != {md5}; downloading again")
-        dest.unlink()
+    seen = _already_downloaded(dest, md5, log)
+    if seen is not None:
+        return seen
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.is_file() else 0
+    response = _open(url, start, timeout)
+    if response is not None:  # None: the .part is already complete
+        with response:
+            _stream(response, url, part, start, progress, log)
+    return _verify_and_place(part, dest, url, md5)
+
+
+def _already_downloaded(dest: Path, md5: str | None, log: Callable[[str], None]) -> str | None:
+    """The MD5 of a finished ``dest`` that can be kept; a file with the wrong MD5 is deleted (``None``)."""
+    if not dest.is_file():
+        return None
+    seen = md5sum(dest)
+    if md5 is None or seen == md5:
+        log(f"{dest.name}: already downloaded")
+        return seen
+    log(f"{dest.name}: present but its MD5 {seen} != {md5}; downloading again")
+    dest.unlink()
+    return None
+
+
+def _open(url: str, start: int, timeout: float):
+    """The HTTP response for ``url`` from byte ``start`` on (a ``Range`` request when resuming), or ``None``
+    when the server says there is nothing left to fetch."""
     request = urllib.request.Request(url, headers={"User-Agent": "partbench-downloader"})
     if start:
         request.add_header("Range", f"bytes={start}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and start:  # nothing left to fetch: the .part is complete
-            response = None
-        else:
-            raise UserError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the URL or pass "
-                            f"another mirror with --url") from None
+            return None
+        raise UserError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the URL or pass "
+                        f"another mirror with --url") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise UserError(f"cannot reach {url} ({reason}); check the network or pass another mirror with --url") from None
-    if response is not None:
-        with response:
-            resumed = start and response.status == 206
-            if start and not resumed:
-                log(f"{dest.name}: the server ignored the resume request; starting again from 0")
-                start = 0
-            length = response.headers.get("Content-Length")
-            total = start + int(length) if length is not None else None
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
 
-                bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                           desc=dest.name, leave=False)
-            try:
-                with open(part, "ab" if resumed else "wb") as handle:
-                    while True:
-                        try:
-                            block = response.read(CHUNK)
-                        except (OSError, ValueError) as exc:
-                            raise UserError(f"download of {url} was interrupted after {handle.tell()} bytes ({exc}); "
-                                            f"run the same command again to resume") from None
-                        if not block:
-                            break
-                        handle.write(block)
-                        if bar is not None:
-                            bar.update(len(block))
-                    got = handle.tell()
-            finally:
-                if bar is not None:
-                    bar.close()
-            if total is not None and got < total:
-                raise UserError(f"download of {url} stopped after {got} of {total} bytes; run the same command "
-                                f"again to resume")
+
+def _stream(response, url: str, part: Path, start: int, progress: bool, log: Callable[[str], None]) -> None:
+    """Append the response body to ``part`` (or rewrite it if the server ignored the resume request),
+    with a progress bar; a short or broken body is an error that leaves ``part`` for the next resume."""
+    resumed = bool(start) and response.status == 206
+    if start and not resumed:
+        log(f"{part.name[:-len('.part')]}: the server ignored the resume request; starting again from 0")
+        start = 0
+    length = response.headers.get("Content-Length")
+    total = start + int(length) if length is not None else None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                   desc=part.name[:-len(".part")], leave=False)
+    try:
+        with open(part, "ab" if resumed else "wb") as handle:
+            _copy_blocks(response, handle, url, bar)
+            got = handle.tell()
+    finally:
+        if bar is not None:
+            bar.close()
+    if total is not None and got < total:
+        raise UserError(f"download of {url} stopped after {got} of {total} bytes; run the same command "
+                        f"again to resume")
+
+
+def _copy_blocks(response, handle, url: str, bar) -> None:
+    while True:
+        try:
+            block = response.read(CHUNK)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"download of {url} was interrupted after {handle.tell()} bytes ({exc}); "
+                            f"run the same command again to resume") from None
+        if not block:
+            return
+        handle.write(block)
+        if bar is not None:
+            bar.update(len(block))
+
+
+def _verify_and_place(part: Path, dest: Path, url: str, md5: str | None) -> str:
+    """Check the MD5 of the finished ``part`` (deleting it on a mismatch), then rename it to ``dest``."""
     seen = md5sum(part)
     if md5 is not None and seen != md5:
         part.unlink()

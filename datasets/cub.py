@@ -11,7 +11,7 @@ import torch
 
 from benchmark.core.errors import UserError
 from benchmark.core.protocol import binarise
-from benchmark.core.registry import register_bench, register_dataset
+from benchmark.core.registry import register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
@@ -552,55 +552,3 @@ def _read_kanazawa(folder: Path, split: str, index: dict[str, np.ndarray], repor
         cls[r] = int(rec.class_id) if hasattr(rec, "class_id") else int(rel[:3])
         paths[r] = rel
     return records, {"bbox": bbox, "kp": kp, "vis": vis, "class_id": cls, "paths": paths}
-
-
-def write_annotation_tree(root: Path, n_images: int = 11788, crlf: bool = False) -> Path:
-    """Write the text files of a CUB tree with ``n_images`` images (no images; for the indexing bench)."""
-    end = "\r\n" if crlf else "\n"
-    (root / "parts").mkdir(parents=True, exist_ok=True)
-    ids = np.arange(1, n_images + 1)
-    cls = 1 + (ids - 1) % 200
-    (root / "images.txt").write_text("".join(f"{i} {c:03d}.C/img_{i}.jpg{end}" for i, c in zip(ids, cls)))
-    (root / "train_test_split.txt").write_text("".join(f"{i} {i % 2}{end}" for i in ids))
-    (root / "bounding_boxes.txt").write_text("".join(f"{i} 10.0 20.0 100.0 120.0{end}" for i in ids))
-    (root / "image_class_labels.txt").write_text("".join(f"{i} {c}{end}" for i, c in zip(ids, cls)))
-    (root / "classes.txt").write_text("".join(f"{c} {c:03d}.C{end}" for c in range(1, 201)))
-    (root / "parts" / "parts.txt").write_text("".join(f"{p + 1} {n}{end}" for p, n in enumerate(PART_NAMES)))
-    (root / "parts" / "part_locs.txt").write_text(
-        "".join(f"{i} {p} {p * 3.0:.1f} {p * 2.0:.1f} {p % 2}{end}" for i in ids for p in range(1, NUM_PARTS + 1)))
-    return root
-
-
-def _python_baseline(root: Path) -> int:
-    """The naive index: every file parsed line by line in Python (what the vectorised reader replaces)."""
-    rows = 0
-    for name, kinds in TABLES.items():
-        for line in (root / name).read_text().splitlines():
-            fields = line.split()
-            [k(v) for k, v in zip(kinds, fields)]
-            rows += 1
-    return rows
-
-
-@register_bench("cub-index")
-def bench_cub_index(images: int = 11788, repeats: int = 3) -> str:
-    """Indexing a full-size CUB annotation tree (vectorised pandas parse + checks) vs a line-by-line
-    Python parse of the same files (baseline, no checks), best of ``repeats``."""
-    import tempfile
-    import time
-
-    with tempfile.TemporaryDirectory() as tmp:
-        root = write_annotation_tree(Path(tmp) / "CUB_200_2011", int(images), crlf=True)
-
-        def best(fn) -> float:
-            times = []
-            for _ in range(int(repeats)):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            return min(times)
-
-        ours = best(lambda: _read_official(root, Reporter(fix=FIX)))
-        base = best(lambda: _python_baseline(root))
-    return (f"cub-index ({images} images, CRLF): vectorised index {ours * 1000:.0f} ms, line-by-line Python "
-            f"parse {base * 1000:.0f} ms, speed-up x{base / ours:.1f}")

@@ -25,7 +25,7 @@ from torch import Tensor
 from benchmark.core.dataset import Dataset
 from benchmark.core.errors import UserError
 from benchmark.core.protocol import binarise
-from benchmark.core.registry import register_bench, register_dataset
+from benchmark.core.registry import register_dataset
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Sample
 from benchmark.datasets._synthetic_render import (
@@ -328,36 +328,3 @@ def flip_sample(image, labels, mask, keypoints, visible, bbox):
     bbox = bbox.clone()
     bbox[0] = w - bbox[0] - bbox[2]
     return image, labels, mask, keypoints, visible, bbox
-
-
-@register_bench("synthetic")
-def bench_synthetic(n: int = 300, image_size: int = 64, view: str = "fg") -> str:
-    """Samples per second of the synthetic dataset (rendering, then from the scene cache), against decoding
-    the same number of in-memory PNGs of the same size into tensors (the least a file-backed dataset pays)."""
-    import io
-    import time
-
-    from PIL import Image
-
-    n, image_size = int(n), int(image_size)
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)).save(buffer, "PNG")
-    data = buffer.getvalue()
-    start = time.perf_counter()
-    for _ in range(n):
-        with Image.open(io.BytesIO(data)) as im:
-            torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
-    baseline = time.perf_counter() - start
-
-    ds = SyntheticCreatures(split="test", view=view, num_test=n, image_size=image_size)
-    timings = []
-    for _ in range(2):  # first pass renders, second pass reads the scene cache
-        start = time.perf_counter()
-        for i in range(n):
-            ds[i]
-        timings.append(time.perf_counter() - start)
-    lines = [f"synthetic {view} view, {n} samples at {image_size}x{image_size}:",
-             f"  baseline  PNG decode   {n / baseline:10.0f} samples/s   1.00x",
-             f"  render    (cold)       {n / timings[0]:10.0f} samples/s   {baseline / timings[0]:.2f}x",
-             f"  cached    (warm)       {n / timings[1]:10.0f} samples/s   {baseline / timings[1]:.2f}x"]
-    return "\n".join(lines)

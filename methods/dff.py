@@ -1,4 +1,4 @@
-"""``dff``: Deep Feature Factorization (Collins et al. 2018; method-spec §5, decisions.md "Methods").
+"""``dff``: Deep Feature Factorization (Collins et al. 2018), as in its reference code.
 
 Pipeline (transductive: ``fit`` receives the evaluation view itself):
 
@@ -10,7 +10,7 @@ Pipeline (transductive: ``fit`` receives the evaluation view itself):
 3. NMF ``V ~ W H`` with DFF's initialisation, multiplicative updates, zero handling and stopping rule
    (:func:`benchmark.methods.nmf.nmf`; ``max_iter=200``, ``tol=1e-4``), seeded from the run's seed.
 4. Heatmaps: each image's rows of ``W`` as ``(K, h, w)`` maps, bilinearly upsampled
-   (``align_corners=False``) to the image size. Part assignment (not in DFF's code; decisions.md): argmax
+   (``align_corners=False``) to the image size. Part assignment (not in DFF's code; this project's choice): argmax
    over the per-image, per-factor max-normalised heatmaps (``assign="normalised"``, DFF's own
    normalisation), or over the raw factors (``assign="raw"``). The maps are returned as probabilities
    (divided by their sum over factors; uniform where all are 0), which keeps that argmax. The foreground
@@ -24,18 +24,15 @@ initialisation, row by row independent of batching.
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.core.errors import UserError
 from benchmark.core.method import Method
-from benchmark.core.registry import register_bench, register_method
+from benchmark.core.registry import register_method
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.backbones import VGGFeatures, weights_identity
@@ -165,53 +162,3 @@ class DFF(Method):
             factors = self._project(batch.images, batch.ids)
         probs = heatmaps_to_probs(factors, batch.size, self.assign)
         return PartMaps(probs.to(batch.device), image_size=batch.size, kind="probs")
-
-
-# -- speed benchmark -----------------------------------------------------------------------------------
-@register_bench("dff")
-def bench_dff(images: int = 64, map_size: int = 16, channels: int = 512, k: int = 4, iterations: int = 50,
-              split_size: int = 5794, seed: int = 0, device: str = "cpu") -> str:
-    """DFF's NMF in torch vs scikit-learn's multiplicative-update NMF from the same initial factors.
-
-    The matrix is ``images x map_size^2`` rows by ``channels`` columns, non-negative (low rank + ReLU noise,
-    like relu5_4 features); both run a fixed number of updates."""
-    from sklearn.decomposition import NMF
-
-    images, map_size, channels, k, iterations = int(images), int(map_size), int(channels), int(k), int(iterations)
-    rng = np.random.default_rng(int(seed))
-    m = images * map_size * map_size
-    V = (rng.random((m, k)) @ rng.random((k, channels)) + np.maximum(rng.standard_normal((m, channels)) * 0.3, 0))
-    V = V.astype(np.float32)
-    scale = math.sqrt(V.mean() / k)
-    W0 = (np.abs(rng.standard_normal((m, k))) * scale).astype(np.float32)
-    H0 = (np.abs(rng.standard_normal((k, channels))) * scale).astype(np.float32)
-
-    Vt = torch.from_numpy(V).to(device)
-    start = time.perf_counter()
-    W, H, _ = nmf(Vt, k, max_iter=iterations, tol=0.0, W0=torch.from_numpy(W0), H0=torch.from_numpy(H0), device=device)
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    t_ours = time.perf_counter() - start
-    err_ours = float(torch.linalg.norm(Vt - W @ H))
-
-    start = time.perf_counter()
-    model = NMF(n_components=k, init="custom", solver="mu", beta_loss="frobenius", max_iter=iterations, tol=0.0)
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        Wsk = model.fit_transform(V, W=W0.copy(), H=H0.copy())
-    t_sk = time.perf_counter() - start
-    err_sk = float(np.linalg.norm(V - Wsk @ model.components_))
-    per_split = lambda t: t / images * split_size  # noqa: E731  (each update is linear in the rows)
-    return "\n".join([
-        f"dff bench: NMF of a {m} x {channels} matrix ({images} images x {map_size}x{map_size} positions), "
-        f"K={k}, {iterations} updates, device={device}",
-        f"  partbench torch NMF: {t_ours:.2f} s = {images / t_ours:.1f} images/s -> {per_split(t_ours):.0f} s per "
-        f"split of {split_size} images; final error {err_ours:.4g}",
-        f"  baseline scikit-learn NMF(solver='mu'): {t_sk:.2f} s = {images / t_sk:.1f} images/s -> "
-        f"{per_split(t_sk):.0f} s per split; final error {err_sk:.4g}",
-        f"  speed-up: {t_sk / t_ours:.1f}x (same initial factors; relative error difference "
-        f"{abs(err_ours - err_sk) / err_sk:.1e})",
-    ])

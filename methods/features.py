@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmark.core.cache import ArrayCache
-from benchmark.core.registry import register_bench
 from benchmark.core.types import Batch
 from benchmark.methods.backbones import VGGFeatures
 
@@ -147,77 +146,3 @@ class FeatureExtractor:
         """``(batch, features)`` for every batch of the dataset view ``data``, in its deterministic order."""
         for batch in data.batches(batch_size, device=device, progress=progress, num_workers=num_workers):
             yield batch, self(batch.images, batch.ids)
-
-
-# -- speed benchmark -----------------------------------------------------------------------------------
-def _bench_images(n: int, size: int, seed: int) -> Tensor:
-    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-@register_bench("features")
-def bench_features(images: int = 8, size: int = 256, batch_size: int = 8, arch: str = "vgg19",
-                   layers: str = "relu5_2,relu5_4", device: str = "cpu", precision: str = "auto",
-                   split_size: int = 5794, seed: int = 0) -> str:
-    """Backbone throughput: batched single-pass extraction vs torchvision's whole stack image by image.
-
-    The baseline is the straightforward way: torchvision's whole ``features`` stack run image by image
-    with forward hooks on the taps, same weights."""
-    import time
-    import warnings
-
-    import torchvision
-
-    from benchmark.methods.backbones import RandomWeightsWarning, available_layers
-
-    images, size, batch_size, split_size = int(images), int(size), int(batch_size), int(split_size)
-    names = tuple(name.strip() for name in str(layers).split(",") if name.strip())
-    device = torch.device(device)
-    with warnings.catch_warnings():  # speed does not depend on the weights' values
-        warnings.simplefilter("ignore", RandomWeightsWarning)
-        backbone = VGGFeatures(arch, "random", layers=names, precision=precision).to(device)
-    extractor = FeatureExtractor(backbone)
-    data = _bench_images(images, size, int(seed))
-
-    baseline = getattr(torchvision.models, arch)(weights=None).features.eval().to(device)
-    baseline.load_state_dict(backbone.features.state_dict(), strict=False)  # same weights on the shared prefix
-    index = {name: i for i, name in enumerate(available_layers(arch))}
-    captured: dict[str, Tensor] = {}
-    for name in names:
-        baseline[index[name]].register_forward_hook(
-            lambda _m, _i, out, name=name: captured.__setitem__(name, out.clone()))
-    mean = backbone.mean
-    std = backbone.std
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    extractor(data[:1].to(device))  # warm-up (allocator, cuDNN autotuning)
-    sync()
-    start = time.perf_counter()
-    for i in range(0, images, batch_size):
-        ours = extractor(data[i:i + batch_size].to(device))
-    sync()
-    t_ours = time.perf_counter() - start
-
-    start = time.perf_counter()
-    with torch.no_grad():
-        for i in range(images):
-            baseline((data[i:i + 1].to(device) - mean) / std)
-            _ = {name: captured[name].float().cpu() for name in names}
-    sync()
-    t_base = time.perf_counter() - start
-    last = {name: value[-1:] for name, value in ours.items()}
-    worst = max(float((last[name].cpu() - captured[name].float().cpu()).abs().max()
-                      / captured[name].abs().max().clamp_min(1e-12)) for name in names)
-    return "\n".join([
-        f"features bench: {arch} taps {','.join(names)}, {images} images of {size}x{size}, device={device}, "
-        f"precision={backbone.resolved_precision()}",
-        f"  partbench (batches of {batch_size}, one pass stopping at {names[-1] if len(names) == 1 else 'the deepest tap'}): "
-        f"{t_ours:.2f} s = {images / t_ours:.2f} images/s -> {split_size / images * t_ours:.0f} s per split of "
-        f"{split_size} images",
-        f"  baseline (whole torchvision features, image by image, hooks): {t_base:.2f} s = {images / t_base:.2f} "
-        f"images/s -> {split_size / images * t_base:.0f} s per split",
-        f"  speed-up: {t_base / t_ours:.2f}x; max relative difference of the last image's features {worst:.1e} "
-        f"(float16 rounding{', reduced precision' if backbone.resolved_precision() != 'fp32' else ''})",
-    ])

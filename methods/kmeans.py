@@ -1,4 +1,4 @@
-"""``kmeans``: K-means on VGG features of the evaluation split (method-spec §6, decisions.md "Methods").
+"""``kmeans``: K-means on VGG features of the evaluation split (the paper appendix's baseline; not in any reference code).
 
 Pipeline (transductive: ``fit`` receives the evaluation view itself):
 
@@ -32,7 +32,6 @@ resized exactly like the features (bilinear resizing commutes with the projectio
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -42,7 +41,7 @@ from torch import Tensor
 
 from benchmark.core.errors import UserError
 from benchmark.core.method import Method
-from benchmark.core.registry import register_bench, register_method
+from benchmark.core.registry import register_method
 from benchmark.core.seeding import derive_seed, make_generator
 from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.backbones import VGGFeatures, weights_identity
@@ -314,75 +313,3 @@ class KMeansParts(Method):
         probs = fuzzy_memberships(distances_from(sq, cross, self.centroids_), s["fuzziness"])
         probs = F.interpolate(probs, size=batch.size, mode="nearest-exact")
         return PartMaps(probs.to(batch.device), image_size=batch.size, kind="probs")
-
-
-# -- speed benchmark -----------------------------------------------------------------------------------
-@register_bench("kmeans")
-def bench_kmeans(images: int = 8, map_size: int = 16, feature_size: int = 64, channels: int = 512, k: int = 4,
-                 niter: int = 100, nredo: int = 5, max_points_per_centroid: int = 256, split_size: int = 5794,
-                 seed: int = 0) -> str:
-    """K-means clustering + assignment (the method's path) vs scikit-learn KMeans on the whole pixel matrix.
-
-    Input: ``images`` images' features (two ``channels``-channel layers at ``map_size``^2, synthetic
-    clustered ReLU maps, as relu5_2/relu5_4 of a 256 px image). The baseline materialises the
-    ``feature_size``^2 x ``2*channels`` normalised pixel matrix and runs scikit-learn ``KMeans`` (lloyd,
-    same K/niter/nredo) on all of it."""
-    import faiss
-    from sklearn.cluster import KMeans as SkKMeans
-    from sklearn.metrics import normalized_mutual_info_score
-
-    images, map_size, size, channels, k = int(images), int(map_size), int(feature_size), int(channels), int(k)
-    niter, nredo, mppc, split_size, seed = int(niter), int(nredo), int(max_points_per_centroid), int(split_size), int(seed)
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.rand(k, 2 * channels, generator=g) * 2
-    which = torch.randint(0, k, (images, map_size, map_size), generator=g)
-    low = (centres[which] + torch.randn(images, map_size, map_size, 2 * channels, generator=g)).clamp_min(0)
-    low = low.permute(0, 3, 1, 2).contiguous()
-    feats_all = {"a": low[:, :channels], "b": low[:, channels:]}
-    layers = ("a", "b")
-    per_batch = 4
-
-    start = time.perf_counter()
-    sample = StreamingSample(k * mppc, torch.Generator().manual_seed(seed))
-    for i in range(0, images, per_batch):
-        feats = {name: value[i:i + per_batch] for name, value in feats_all.items()}
-        where = torch.ones(feats["a"].shape[0], size, size, dtype=torch.bool).nonzero(as_tuple=True)
-        index, keys = sample.select(int(where[0].shape[0]))
-        _, _, rows = feature_statistics(feats, layers, size, positions=tuple(w[index] for w in where))
-        sample.add(rows, keys)
-    t_sample = time.perf_counter() - start
-    start = time.perf_counter()
-    km = faiss.Kmeans(2 * channels, k, niter=niter, nredo=nredo, seed=seed + 1, max_points_per_centroid=mppc)
-    km.train(np.ascontiguousarray(sample.rows.numpy()))
-    centroids = torch.from_numpy(km.centroids)
-    t_train = time.perf_counter() - start
-    start = time.perf_counter()
-    labels = []
-    for i in range(0, images, per_batch):
-        feats = {name: value[i:i + per_batch] for name, value in feats_all.items()}
-        sq, cross, _ = feature_statistics(feats, layers, size, centroids=centroids)
-        labels.append(fuzzy_memberships(distances_from(sq, cross, centroids), 2.0).argmax(1).flatten())
-    labels_ours = torch.cat(labels).numpy()
-    t_assign = time.perf_counter() - start
-    t_ours = t_sample + t_train + t_assign
-
-    start = time.perf_counter()
-    x = pixel_features(feats_all, layers, size).permute(0, 2, 3, 1).reshape(-1, 2 * channels).numpy()
-    sk = SkKMeans(n_clusters=k, n_init=nredo, max_iter=niter, tol=0.0, algorithm="lloyd", random_state=seed).fit(x)
-    t_sk = time.perf_counter() - start
-
-    agreement = normalized_mutual_info_score(sk.labels_, labels_ours)
-    split_ours = (t_sample + t_assign) / images * split_size + t_train  # the clustered sample has a fixed size
-    split_sk = t_sk / images * split_size  # Lloyd over all pixels: linear in the number of images
-    n = x.shape[0]
-    return "\n".join([
-        f"kmeans bench: {images} images, 2 x {channels} channels at {map_size}x{map_size} -> {size}x{size} = {n} "
-        f"pixels x {2 * channels}-d, K={k}, niter={niter}, nredo={nredo}",
-        f"  partbench (streamed {k * mppc}-point sample, faiss {'GPU' if km.gpu else 'CPU'}, assignment without "
-        f"materialising the pixel matrix): {t_ours:.2f} s (sample {t_sample:.2f} + faiss {t_train:.2f} + assign "
-        f"{t_assign:.2f}) = {images / t_ours:.1f} images/s -> {split_ours:.0f} s per split of {split_size} images",
-        f"  baseline (pixel matrix + scikit-learn KMeans on all {n} points): {t_sk:.2f} s = {images / t_sk:.2f} "
-        f"images/s -> {split_sk:.0f} s per split (and {size * size * 2 * channels * 4 * split_size / 1e9:.0f} GB "
-        f"of float32 features for the split)",
-        f"  speed-up: {t_sk / t_ours:.1f}x; NMI(partbench labels, scikit-learn labels) = {agreement:.3f}",
-    ])

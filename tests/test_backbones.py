@@ -192,6 +192,7 @@ def test_extractor_input_size(tmp_path):
     assert out["relu5_4"].shape == (2, 512, 4, 4)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_reduced_precision_on_gpu_stays_within_tolerance():
     backbone = random_vgg("vgg19", layers=("relu3_2", "relu5_4")).cuda()

@@ -339,7 +339,7 @@ def test_perfect_predictor_scores_one(cub_root):
 
 def test_large_crlf_tree_index_and_bench(tmp_path):
     from benchmark.core.registry import BENCHES
-    from benchmark.datasets.cub import write_annotation_tree
+    from benchmark.datasets.bench import write_annotation_tree
 
     root = write_annotation_tree(tmp_path / "CUB_200_2011", 600, crlf=True)
     ds = D.load("cub", root=root, split="test", classes=(1, 2))

@@ -215,6 +215,7 @@ def test_perfect_and_random_predictors_pixels():
     assert s_nmi < 0.01 and abs(s_ari) < 0.01
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     torch.manual_seed(7)

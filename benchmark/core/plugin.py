@@ -25,9 +25,15 @@ class Plugin:
         return None
 
 
+#: The module name that holds a package's speed benchmarks; loaded only by ``benchmark bench`` and
+#: ``benchmark list`` (see :mod:`benchmark.benches`), never by importing the package.
+BENCH_MODULE = "bench"
+
+
 def import_submodules(package_name: str, path: Iterable[str]) -> None:
-    """Import every non-underscore module and subpackage of a package, so that their decorators register
-    them (discovery instead of a hand-kept list: a new plug-in file is picked up without editing one)."""
+    """Import every non-underscore module and subpackage of a package except its ``bench`` module, so that
+    their decorators register them (discovery instead of a hand-kept list: a new plug-in file is picked up
+    without editing one)."""
     for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
-        if not info.name.startswith("_"):
+        if not info.name.startswith("_") and info.name != BENCH_MODULE:
             importlib.import_module(f"{package_name}.{info.name}")

@@ -138,8 +138,9 @@ METHODS: Registry = Registry("method", "benchmark.methods", "partbench.methods")
 DATASETS: Registry = Registry("dataset", "benchmark.datasets", "partbench.datasets")
 METRICS: Registry = Registry("metric", "benchmark.metrics", "partbench.metrics")
 # Speed benchmarks (``benchmark bench NAME``): functions ``fn(**options) -> str`` printing nothing
-# themselves and returning the report text; registered next to the code they measure.
-BENCHES: Registry = Registry("benchmark", "benchmark.benches", None)
+# themselves and returning the report text; registered in the ``bench.py`` module of the package whose code
+# they measure, found by :mod:`benchmark.benches` (the convention is documented there).
+BENCHES: Registry = Registry("benchmark", "benchmark.benches", "partbench.benches")
 
 register_method = METHODS.register
 register_dataset = DATASETS.register

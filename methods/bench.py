@@ -1,0 +1,231 @@
+"""Speed benchmarks of the methods' building blocks (``benchmark bench features|kmeans|dff``).
+
+Each compares the project's code path with the straightforward baseline measured in the same run; the
+training step's benchmark lives with the trainable methods (:mod:`benchmark.methods.ours.bench`). See
+:mod:`benchmark.benches` for the convention.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from benchmark.core.errors import UserError
+from benchmark.core.registry import register_bench
+from benchmark.core.seeding import make_generator
+from benchmark.methods.backbones import VGGFeatures
+from benchmark.methods.features import FeatureExtractor
+from benchmark.methods.kmeans import (KMeansParts, StreamingSample, distances_from, feature_statistics,
+                                      fuzzy_memberships, pixel_features)
+from benchmark.methods.nmf import nmf
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _bench_images(n: int, size: int, seed: int) -> Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@register_bench("features")
+def bench_features(images: int = 8, size: int = 256, batch_size: int = 8, arch: str = "vgg19",
+                   layers: str = "relu5_2,relu5_4", device: str = "cpu", precision: str = "auto",
+                   split_size: int = 5794, seed: int = 0) -> str:
+    """Backbone throughput: batched single-pass extraction vs torchvision's whole stack image by image.
+
+    The baseline is the straightforward way: torchvision's whole ``features`` stack run image by image
+    with forward hooks on the taps, same weights."""
+    import warnings
+
+    import torchvision
+
+    from benchmark.methods.backbones import RandomWeightsWarning, available_layers
+
+    images, size, batch_size, split_size = int(images), int(size), int(batch_size), int(split_size)
+    names = tuple(name.strip() for name in str(layers).split(",") if name.strip())
+    device = torch.device(device)
+    with warnings.catch_warnings():  # speed does not depend on the weights' values
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        backbone = VGGFeatures(arch, "random", layers=names, precision=precision).to(device)
+    extractor = FeatureExtractor(backbone)
+    data = _bench_images(images, size, int(seed))
+
+    baseline = getattr(torchvision.models, arch)(weights=None).features.eval().to(device)
+    baseline.load_state_dict(backbone.features.state_dict(), strict=False)  # same weights on the shared prefix
+    index = {name: i for i, name in enumerate(available_layers(arch))}
+    captured: dict[str, Tensor] = {}
+    for name in names:
+        baseline[index[name]].register_forward_hook(
+            lambda _m, _i, out, name=name: captured.__setitem__(name, out.clone()))
+    mean = backbone.mean
+    std = backbone.std
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    extractor(data[:1].to(device))  # warm-up (allocator, cuDNN autotuning)
+    sync()
+    start = time.perf_counter()
+    for i in range(0, images, batch_size):
+        ours = extractor(data[i:i + batch_size].to(device))
+    sync()
+    t_ours = time.perf_counter() - start
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(images):
+            baseline((data[i:i + 1].to(device) - mean) / std)
+            _ = {name: captured[name].float().cpu() for name in names}
+    sync()
+    t_base = time.perf_counter() - start
+    last = {name: value[-1:] for name, value in ours.items()}
+    worst = max(float((last[name].cpu() - captured[name].float().cpu()).abs().max()
+                      / captured[name].abs().max().clamp_min(1e-12)) for name in names)
+    return "\n".join([
+        f"features bench: {arch} taps {','.join(names)}, {images} images of {size}x{size}, device={device}, "
+        f"precision={backbone.resolved_precision()}",
+        f"  partbench (batches of {batch_size}, one pass stopping at {names[-1] if len(names) == 1 else 'the deepest tap'}): "
+        f"{t_ours:.2f} s = {images / t_ours:.2f} images/s -> {split_size / images * t_ours:.0f} s per split of "
+        f"{split_size} images",
+        f"  baseline (whole torchvision features, image by image, hooks): {t_base:.2f} s = {images / t_base:.2f} "
+        f"images/s -> {split_size / images * t_base:.0f} s per split",
+        f"  speed-up: {t_base / t_ours:.2f}x; max relative difference of the last image's features {worst:.1e} "
+        f"(float16 rounding{', reduced precision' if backbone.resolved_precision() != 'fp32' else ''})",
+    ])
+
+
+@register_bench("kmeans")
+def bench_kmeans(images: int = 8, map_size: int = 16, feature_size: int = 64, channels: int = 512, k: int = 4,
+                 niter: int = 100, nredo: int = 5, max_points_per_centroid: int = 256, split_size: int = 5794,
+                 seed: int = 0, device: str = "cpu") -> str:
+    """K-means clustering + assignment (the method's path) vs scikit-learn KMeans on the whole pixel matrix.
+
+    Input: ``images`` images' features (two ``channels``-channel layers at ``map_size``^2, synthetic
+    clustered ReLU maps, as relu5_2/relu5_4 of a 256 px image). The baseline materialises the
+    ``feature_size``^2 x ``2*channels`` normalised pixel matrix and runs scikit-learn ``KMeans`` (lloyd,
+    same K/niter/nredo) on all of it. ``device=cuda`` runs the partbench path on the GPU (faiss on the GPU
+    when faiss-gpu is installed, as the method does); the baseline stays on the CPU."""
+    missing = KMeansParts.unavailable_reason()
+    if missing:
+        raise UserError(f"the kmeans benchmark needs faiss: {missing}")
+    import faiss
+    from sklearn.cluster import KMeans as SkKMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    images, map_size, size, channels, k = int(images), int(map_size), int(feature_size), int(channels), int(k)
+    niter, nredo, mppc, split_size, seed = int(niter), int(nredo), int(max_points_per_centroid), int(split_size), int(seed)
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(k, 2 * channels, generator=g) * 2
+    which = torch.randint(0, k, (images, map_size, map_size), generator=g)
+    low = (centres[which] + torch.randn(images, map_size, map_size, 2 * channels, generator=g)).clamp_min(0)
+    low = low.permute(0, 3, 1, 2).contiguous()
+    feats_all = {"a": low[:, :channels], "b": low[:, channels:]}
+    layers = ("a", "b")
+    per_batch = 4
+    dev = torch.device(device)
+    feats_dev = {name: value.to(dev) for name, value in feats_all.items()}
+    _sync(dev)
+
+    start = time.perf_counter()
+    sample = StreamingSample(k * mppc, make_generator(seed, dev))
+    for i in range(0, images, per_batch):
+        feats = {name: value[i:i + per_batch] for name, value in feats_dev.items()}
+        where = torch.ones(feats["a"].shape[0], size, size, dtype=torch.bool, device=dev).nonzero(as_tuple=True)
+        index, keys = sample.select(int(where[0].shape[0]))
+        _, _, rows = feature_statistics(feats, layers, size, positions=tuple(w[index] for w in where))
+        sample.add(rows, keys)
+    _sync(dev)
+    t_sample = time.perf_counter() - start
+    start = time.perf_counter()
+    use_gpu = dev.type == "cuda" and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    km = faiss.Kmeans(2 * channels, k, niter=niter, nredo=nredo, seed=seed + 1, max_points_per_centroid=mppc,
+                      gpu=bool(use_gpu))
+    km.train(np.ascontiguousarray(sample.rows.float().cpu().numpy()))
+    centroids = torch.from_numpy(km.centroids).to(dev)
+    t_train = time.perf_counter() - start
+    start = time.perf_counter()
+    labels = []
+    for i in range(0, images, per_batch):
+        feats = {name: value[i:i + per_batch] for name, value in feats_dev.items()}
+        sq, cross, _ = feature_statistics(feats, layers, size, centroids=centroids)
+        labels.append(fuzzy_memberships(distances_from(sq, cross, centroids), 2.0).argmax(1).flatten())
+    labels_ours = torch.cat(labels).cpu().numpy()
+    t_assign = time.perf_counter() - start
+    t_ours = t_sample + t_train + t_assign
+
+    start = time.perf_counter()
+    x = pixel_features(feats_all, layers, size).permute(0, 2, 3, 1).reshape(-1, 2 * channels).numpy()
+    sk = SkKMeans(n_clusters=k, n_init=nredo, max_iter=niter, tol=0.0, algorithm="lloyd", random_state=seed).fit(x)
+    t_sk = time.perf_counter() - start
+
+    agreement = normalized_mutual_info_score(sk.labels_, labels_ours)
+    split_ours = (t_sample + t_assign) / images * split_size + t_train  # the clustered sample has a fixed size
+    split_sk = t_sk / images * split_size  # Lloyd over all pixels: linear in the number of images
+    n = x.shape[0]
+    return "\n".join([
+        f"kmeans bench: {images} images, 2 x {channels} channels at {map_size}x{map_size} -> {size}x{size} = {n} "
+        f"pixels x {2 * channels}-d, K={k}, niter={niter}, nredo={nredo}" + (f", device={dev}" if dev.type != "cpu" else ""),
+        f"  partbench (streamed {k * mppc}-point sample, faiss {'GPU' if km.gpu else 'CPU'}, assignment without "
+        f"materialising the pixel matrix): {t_ours:.2f} s (sample {t_sample:.2f} + faiss {t_train:.2f} + assign "
+        f"{t_assign:.2f}) = {images / t_ours:.1f} images/s -> {split_ours:.0f} s per split of {split_size} images",
+        f"  baseline (pixel matrix + scikit-learn KMeans on all {n} points): {t_sk:.2f} s = {images / t_sk:.2f} "
+        f"images/s -> {split_sk:.0f} s per split (and {size * size * 2 * channels * 4 * split_size / 1e9:.0f} GB "
+        f"of float32 features for the split)",
+        f"  speed-up: {t_sk / t_ours:.1f}x; NMI(partbench labels, scikit-learn labels) = {agreement:.3f}",
+    ])
+
+
+@register_bench("dff")
+def bench_dff(images: int = 64, map_size: int = 16, channels: int = 512, k: int = 4, iterations: int = 50,
+              split_size: int = 5794, seed: int = 0, device: str = "cpu") -> str:
+    """DFF's NMF in torch vs scikit-learn's multiplicative-update NMF from the same initial factors.
+
+    The matrix is ``images x map_size^2`` rows by ``channels`` columns, non-negative (low rank + ReLU noise,
+    like relu5_4 features); both run a fixed number of updates."""
+    from sklearn.decomposition import NMF
+
+    images, map_size, channels, k, iterations = int(images), int(map_size), int(channels), int(k), int(iterations)
+    rng = np.random.default_rng(int(seed))
+    m = images * map_size * map_size
+    V = (rng.random((m, k)) @ rng.random((k, channels)) + np.maximum(rng.standard_normal((m, channels)) * 0.3, 0))
+    V = V.astype(np.float32)
+    scale = math.sqrt(V.mean() / k)
+    W0 = (np.abs(rng.standard_normal((m, k))) * scale).astype(np.float32)
+    H0 = (np.abs(rng.standard_normal((k, channels))) * scale).astype(np.float32)
+
+    Vt = torch.from_numpy(V).to(device)
+    start = time.perf_counter()
+    W, H, _ = nmf(Vt, k, max_iter=iterations, tol=0.0, W0=torch.from_numpy(W0), H0=torch.from_numpy(H0), device=device)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    t_ours = time.perf_counter() - start
+    err_ours = float(torch.linalg.norm(Vt - W @ H))
+
+    start = time.perf_counter()
+    model = NMF(n_components=k, init="custom", solver="mu", beta_loss="frobenius", max_iter=iterations, tol=0.0)
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        Wsk = model.fit_transform(V, W=W0.copy(), H=H0.copy())
+    t_sk = time.perf_counter() - start
+    err_sk = float(np.linalg.norm(V - Wsk @ model.components_))
+    per_split = lambda t: t / images * split_size  # noqa: E731  (each update is linear in the rows)
+    return "\n".join([
+        f"dff bench: NMF of a {m} x {channels} matrix ({images} images x {map_size}x{map_size} positions), "
+        f"K={k}, {iterations} updates, device={device}",
+        f"  partbench torch NMF: {t_ours:.2f} s = {images / t_ours:.1f} images/s -> {per_split(t_ours):.0f} s per "
+        f"split of {split_size} images; final error {err_ours:.4g}",
+        f"  baseline scikit-learn NMF(solver='mu'): {t_sk:.2f} s = {images / t_sk:.1f} images/s -> "
+        f"{per_split(t_sk):.0f} s per split; final error {err_sk:.4g}",
+        f"  speed-up: {t_sk / t_ours:.1f}x (same initial factors; relative error difference "
+        f"{abs(err_ours - err_sk) / err_sk:.1e})",
+    ])
