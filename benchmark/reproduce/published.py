@@ -1,7 +1,7 @@
 """Published numbers a plan compares with, as ``(method, dataset, K, metric) -> (mean, std, source)`` x100.
 
 Named tables (a plan's ``published = "k-sweep"``) come from the numbers partbench ships for the paper
-(:mod:`benchmark.paper`); a plan's own ``[[published]]`` entries add to them. Published numbers were
+(the data file read by :func:`benchmark.published.published_results`); a plan's own ``[[published]]`` entries add to them. Published numbers were
 produced by the reference evaluation notebooks, so they sit beside the ``legacy`` cells, and only in tables
 whose mask source matches theirs: the paper evaluated with predicted fg/bg masks (``predicted``: the
 plan's ``fgbg`` or ``predicted:DIR`` sources), so its numbers are not put beside ground-truth-mask cells.
@@ -27,23 +27,19 @@ class Published:
         return mask_source == self.masks
 
 
-def _k_sweep() -> dict[tuple, Published]:
-    from benchmark.paper import K_SWEEP
+def _table(label: str) -> dict[tuple, Published]:
+    """One table of the packaged published numbers (:mod:`benchmark.published`), under the paper's protocol."""
+    import math
 
-    return {("ours", dataset, k, metric): Published(mean, None, "Choudhury et al. 2021, supp., K sweep",
-                                                         "predicted")
-            for (dataset, k), values in K_SWEEP.items() for metric, mean in values.items()}
+    from benchmark.core.protocol import PAPER_PROTOCOL
+    from benchmark.published import published_results
 
-
-def _five_seeds() -> dict[tuple, Published]:
-    from benchmark.paper import FIVE_SEEDS_K4
-
-    return {("ours", dataset, 4, metric): Published(mean, std, "Choudhury et al. 2021, supp., 5 seeds",
-                                                       "predicted")
-            for dataset, values in FIVE_SEEDS_K4.items() for metric, (mean, std) in values.items()}
+    return {(r.method, r.dataset, r.num_parts, r.metric):
+            Published(r.mean_x100, None if math.isnan(r.std_x100) else r.std_x100, r.source, "predicted")
+            for r in published_results(label=label, protocol=PAPER_PROTOCOL)}
 
 
-PUBLISHED_TABLES = {"k-sweep": _k_sweep, "five-seeds": _five_seeds}
+PUBLISHED_TABLES = {"k-sweep": lambda: _table("paper"), "five-seeds": lambda: _table("paper, 5 seeds")}
 
 
 def published_numbers(table: str | None, extra=()) -> dict[tuple, Published]:
