@@ -207,15 +207,16 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, m
 
 @cli.command("report")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["csv", "markdown", "latex"]), default="markdown",
-              show_default=True, help="What to print.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "markdown", "latex", "html"]), default="markdown",
+              show_default=True, help="What to print; html writes one self-contained page instead.")
 @opt.out_option(None, "Directory the tables are written to (all three formats) [the input folder, or the "
                       "folder of the first input file].")
 @click.option("--name", default="results", show_default=True, help="Base name of the written files.")
 @click.option("--decimals", type=click.IntRange(0, 10), default=2, show_default=True,
               help="Decimals of the x100 values.")
 @click.option("--with-paper", is_flag=True,
-              help="Add the published numbers of `ours` as a row to legacy-protocol CUB/DeepFashion tables.")
+              help="Add the published numbers of the same dataset, K and protocol (the package's "
+                   "published.csv) as rows.")
 def report_command(runs, fmt, out_dir, name, decimals, with_paper):
     """Tables (mean ± std over seeds, x100, best in bold) from result CSVs or directories of them.
 
@@ -223,12 +224,22 @@ def report_command(runs, fmt, out_dir, name, decimals, with_paper):
     Examples:
       benchmark report runs/ --format markdown                 # writes runs/results.{csv,md,tex}
       benchmark report runs/cub runs/deepfashion --format latex --name paper_table --with-paper --out tables/
+      benchmark report results/synthetic --format html --name report   # one self-contained page
     """
     from benchmark.report import render, write_report
     from benchmark.results import load_results
 
     if not name or Path(name).name != name or name.startswith("."):
         raise UserError(f"--name {name!r} must be a plain file name (no folders); use --out for the folder")
+    if fmt == "html":
+        from benchmark.html_report import write_html_report
+
+        if out_dir is None:
+            first = Path(runs[0])
+            out_dir = first if first.is_dir() else first.parent
+        path = write_html_report(runs, Path(out_dir) / f"{name}.html", title=f"partbench results: {name}")
+        click.echo(f"written: {path}")
+        return
     df = load_results(runs)
     if out_dir is None:
         first = Path(runs[0])
@@ -261,6 +272,8 @@ def list_command():
     click.echo("Methods:")
     for name, cls in METHODS.items():
         tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t, False)]
+        if cls.trainable():  # the `benchmark train` capability, with its presets
+            tags.append(f"trainable: presets {'/'.join(cls.train_presets()) or '-'}")
         click.echo(f"  {name:<12} {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
         click.echo(f"  {'':<12} -> {status(cls)}")
     for name, why in sorted(METHODS.broken.items()):

@@ -25,7 +25,6 @@ METRIC_TITLES = {"fg_nmi": "FG-NMI", "fg_ari": "FG-ARI", "nmi": "NMI", "ari": "A
 LOWER_IS_BETTER = {"landmark_error"}
 SETTING_COLUMNS = ("dataset", "split", "protocol", "masks", "num_parts", "options")
 FORMATS = {"csv": "csv", "markdown": "md", "latex": "tex"}
-PAPER_SUFFIXES = ("(paper)", "(paper, 5 seeds)")
 
 
 def summarise(df) -> "Any":
@@ -103,10 +102,11 @@ def _cell(mean: float, std: float, seeds: int, decimals: int) -> str:
 def tables(df, decimals: int = 2, with_paper: bool = False
            ) -> list[tuple[dict[str, Any], list[str], list[list[str]], list[list[bool]]]]:
     """For each setting: (setting, header, rows of cell texts, bold flags). ``with_paper`` adds the
-    published numbers of ``ours`` (legacy protocol settings only; see :mod:`benchmark.paper`)."""
+    published numbers of the same setting (dataset, K, protocol; see :mod:`benchmark.published`)."""
     summary = summarise(df)
+    published: set[str] = set()
     if with_paper:
-        summary = _add_paper_rows(summary)
+        summary, published = _add_paper_rows(summary)
     result = []
     for setting_values, group in summary.groupby(list(SETTING_COLUMNS), sort=False, dropna=False):
         setting = dict(zip(SETTING_COLUMNS, setting_values))
@@ -117,7 +117,7 @@ def tables(df, decimals: int = 2, with_paper: bool = False
         best = {}
         for metric in metrics:
             # Published numbers are shown for reference but do not compete for bold.
-            means = [by_key[(l, metric)].mean for l in labels if (l, metric) in by_key and not l.endswith(PAPER_SUFFIXES)]
+            means = [by_key[(l, metric)].mean for l in labels if (l, metric) in by_key and l not in published]
             best[metric] = (min if metric in LOWER_IS_BETTER else max)(means) if means else None
         rows, bold = [], []
         for label in labels:
@@ -131,7 +131,7 @@ def tables(df, decimals: int = 2, with_paper: bool = False
                     continue
                 seeds = max(seeds, int(record.seeds))
                 cells.append(_cell(record.mean, record.std, int(record.seeds), decimals))
-                flags.append(len(labels) > 1 and record.mean == best[metric] and not label.endswith(PAPER_SUFFIXES))
+                flags.append(len(labels) > 1 and record.mean == best[metric] and label not in published)
             cells.append(str(seeds))
             flags.append(False)
             rows.append(cells)
@@ -141,21 +141,19 @@ def tables(df, decimals: int = 2, with_paper: bool = False
 
 
 def _add_paper_rows(summary):
+    """The summary plus the published numbers of each setting, and the labels of those rows."""
     import pandas as pd
 
-    from benchmark.core.protocol import PAPER_PROTOCOL
-    from benchmark.paper import paper_rows
+    from benchmark.published import published_table_rows
 
     extra = []
     settings = summary[list(SETTING_COLUMNS)].drop_duplicates()
     for setting in settings.to_dict("records"):
-        if setting["protocol"] != PAPER_PROTOCOL:
-            continue
-        for row in paper_rows(setting["dataset"], int(setting["num_parts"])):
+        for row in published_table_rows(setting["dataset"], int(setting["num_parts"]), setting["protocol"]):
             extra.append({**setting, "n": pd.NA, **row})
     if not extra:
-        return summary
-    return pd.concat([summary, pd.DataFrame(extra)], ignore_index=True)
+        return summary, set()
+    return pd.concat([summary, pd.DataFrame(extra)], ignore_index=True), {row["label"] for row in extra}
 
 
 def _title(setting: dict[str, Any]) -> str:

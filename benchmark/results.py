@@ -104,6 +104,7 @@ def find_result_files(paths: Iterable[str | Path]) -> list[Path]:
     for entry in paths:
         entry = Path(entry)
         if entry.is_dir():
+            # A folder may also hold tables (e.g. `report` or `reproduce` output): only result files count.
             files.extend(sorted(p for p in entry.rglob("*.csv") if not p.name.startswith(".") and is_result_file(p)))
         elif entry.is_file():
             files.append(entry)

@@ -1,4 +1,5 @@
-"""Frozen VGG feature backbones with named layer taps (method-spec §1.3, §5, §6; decisions.md "Backbones").
+"""Frozen VGG feature backbones with named layer taps (the reference features of ``ours``/``scops`` and
+the features of ``dff``/``kmeans``).
 
 ::
 
@@ -49,6 +50,8 @@ from torch import Tensor, nn
 
 from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
+from benchmark.methods.weights import check_state_dict as check_keys
+from benchmark.methods.weights import read_state_dict
 
 ARCHS = ("vgg16", "vgg19")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -184,38 +187,18 @@ def _load_imagenet(arch: str) -> dict[str, Tensor]:
     raise UserError(_missing_imagenet_message(arch, path))
 
 
-def _torch_load(path: Path) -> dict[str, Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        from benchmark.methods.segmenter import torch_load_cause
+_VGG_FIX = "pass a torchvision-format VGG state dict saved with torch.save(model.state_dict(), PATH)"
 
-        raise UserError(f"cannot read weights file {path} ({type(exc).__name__}: {torch_load_cause(exc)}); "
-                        f"pass a torchvision-format "
-                        f"VGG state dict saved with torch.save(model.state_dict(), PATH)") from None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise UserError(f"weights file {path} does not hold a state dict (a mapping of names to tensors); save it "
-                        f"with torch.save(model.state_dict(), PATH)")
-    return state
+
+def _torch_load(path: Path) -> dict[str, Tensor]:
+    return read_state_dict(path, what="weights file", fix=_VGG_FIX, unwrap=())
 
 
 def check_state_dict(state: dict[str, Tensor], arch: str, source: str) -> None:
     """Strict key/shape check of a torchvision-format VGG state dict (``classifier.*`` may be absent)."""
-    reference = _torchvision_vgg(arch).state_dict()
-    missing = [k for k in reference if k.startswith("features.") and k not in state]
-    unexpected = [k for k in state if k not in reference]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(reference[k].shape)}" for k in reference
-             if k in state and tuple(state[k].shape) != tuple(reference[k].shape)]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected[:20])}{' ...' if len(unexpected) > 20 else ''}")
-    if wrong:
-        problems.append(f"wrong shapes: {', '.join(wrong)}")
-    if problems:
-        raise UserError(f"{source} is not a torchvision {arch} state dict ({'; '.join(problems)}); pass the "
-                        f"state_dict() of torchvision.models.{arch} (keys features.N.weight/bias, classifier.*)")
+    check_keys(_torchvision_vgg(arch).state_dict(), state, source=source, target=f"torchvision {arch}",
+               optional=lambda key: key.startswith("classifier."),
+               fix=f"pass the state_dict() of torchvision.models.{arch} (keys features.N.weight/bias, classifier.*)")
 
 
 def _random_init(features: nn.Sequential, seed: int) -> None:

@@ -1,4 +1,4 @@
-"""``dff``: Deep Feature Factorization (Collins et al. 2018; method-spec §5, decisions.md "Methods").
+"""``dff``: Deep Feature Factorization (Collins et al. 2018), as in its reference code.
 
 Pipeline (transductive: ``fit`` receives the evaluation view itself):
 
@@ -10,7 +10,7 @@ Pipeline (transductive: ``fit`` receives the evaluation view itself):
 3. NMF ``V ~ W H`` with DFF's initialisation, multiplicative updates, zero handling and stopping rule
    (:func:`benchmark.methods.nmf.nmf`; ``max_iter=200``, ``tol=1e-4``), seeded from the run's seed.
 4. Heatmaps: each image's rows of ``W`` as ``(K, h, w)`` maps, bilinearly upsampled
-   (``align_corners=False``) to the image size. Part assignment (not in DFF's code; decisions.md): argmax
+   (``align_corners=False``) to the image size. Part assignment (not in DFF's code; this project's choice): argmax
    over the per-image, per-factor max-normalised heatmaps (``assign="normalised"``, DFF's own
    normalisation), or over the raw factors (``assign="raw"``). The maps are returned as probabilities
    (divided by their sum over factors; uniform where all are 0), which keeps that argmax. The foreground

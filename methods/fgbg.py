@@ -153,6 +153,16 @@ class FgBg(Plugin):
 
         self.context = RunContext()
 
+    # -- the training capability (as a part method's, see benchmark.core.method) -------------------------
+    @classmethod
+    def trainable(cls) -> bool:
+        return True
+
+    @classmethod
+    def train_presets(cls) -> dict[str, dict[str, Any]]:
+        """Every setting each preset fixes (``benchmark train --help``, docs/training.md)."""
+        return {name: {k: v for k, v in asdict(config).items() if k != "preset"} for name, config in PRESETS.items()}
+
     @classmethod
     def param_names(cls) -> list[str]:
         import inspect

@@ -1,4 +1,4 @@
-"""``kmeans``: K-means on VGG features of the evaluation split (method-spec §6, decisions.md "Methods").
+"""``kmeans``: K-means on VGG features of the evaluation split (the paper appendix's baseline; not in any reference code).
 
 Pipeline (transductive: ``fit`` receives the evaluation view itself):
 

@@ -1,4 +1,4 @@
-"""Non-negative matrix factorisation by Lee-Seung multiplicative updates, in torch (method-spec §5, DFF).
+"""Non-negative matrix factorisation by Lee-Seung multiplicative updates, in torch (the NMF of DFF).
 
 ``nmf(V, k) -> (W, H, history)`` factorises ``V (M, C) >= 0`` as ``W (M, k) @ H (k, C)`` minimising the
 Frobenius norm, exactly as DFF's ``nmf.py`` does:

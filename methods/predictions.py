@@ -139,6 +139,8 @@ def _safe_relative(sample_id: str) -> str:
 class PredictionsMethod(Method):
     """Part maps saved by any method (.npz/.npy scores or label PNGs, one file per image) in -p dir=DIR."""
 
+    reads_saved_maps = True  # `benchmark export` refuses it: it would only copy its folder
+
     def __init__(self, num_parts: int | None = None, dir: str | None = None, on_missing: str = "error"):
         self.num_parts = num_parts
         self.dir = dir

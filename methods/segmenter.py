@@ -1,6 +1,6 @@
 """The DeepLab-v2 ResNet-50 "2-branch" part segmenter shared by ``ours`` (K outputs) and ``scops`` (K+1).
 
-Architecture (method-spec.md §1.2, identical in unsup-parts and SCOPS ``deeplab_2branch.py``):
+Architecture (identical in unsup-parts and SCOPS ``deeplab_2branch.py``; docs/training.md):
 
 * stem: 7x7/2 conv (no bias) -> BN -> ReLU -> 3x3/2 max-pool with ``ceil_mode=True`` (the "+1" of 33x33);
 * layer1..4 = 3/4/6/3 bottlenecks, "caffe" style: the stride sits on the *first 1x1* conv of a block, the
@@ -20,12 +20,12 @@ Parameter and buffer names equal the reference state-dict keys (``conv1.weight``
 ``layer1.0.downsample.1.weight``, ``layer5.conv2d_list.3.bias`` ...), so official checkpoints load strictly
 with :meth:`PartSegmenter.load_official`.
 
-Input convention (§1.1, §2.4): the network sees 0-255 RGB images minus per-channel means, no std division;
+Input convention: the network sees 0-255 RGB images minus per-channel means, no std division;
 :func:`caffe_input` builds it from [0, 1] images. ``ours`` subtracts the Caffe *BGR* means from the RGB
 channels (the reference quirk, ``mean_order="rgb_caffe_bgr_quirk"``); SCOPS subtracts the RGB means
 (``mean_order="rgb"``).
 
-Initialisation for training (decisions.md): :func:`init_segmenter` with ``"caffe:PATH"`` (the DeepLab
+Initialisation for training (docs/training.md, "Initialisation"): :func:`init_segmenter` with ``"caffe:PATH"`` (the DeepLab
 ResNet-50 Caffe weights, copied where name and shape match, as the reference does, with a report of what was
 skipped), ``"torchvision"`` (ImageNet ResNet-50 from the local torch hub cache, mapped onto the same layers)
 or ``"random"`` (the reference's own init; tests only).
@@ -34,8 +34,6 @@ or ``"random"`` (the reference's own init; tests only).
 from __future__ import annotations
 
 import math
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -45,6 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmark.core.errors import UserError
+from benchmark.methods import weights as _weights
 
 __all__ = [
     "CAFFE_MEAN_BGR",
@@ -61,7 +60,7 @@ __all__ = [
 
 #: The Caffe ImageNet means in B, G, R order (as the reference code spells them).
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
-#: What gets subtracted from the R, G, B channels for each convention (§1.1, §2.4).
+#: What gets subtracted from the R, G, B channels for each convention (see ``mean_order`` in docs/training.md).
 MEAN_ORDERS = {
     # unsup-parts ("ours"): the BGR constants applied in R, G, B order (R-104.0, G-116.7, B-122.7).
     "rgb_caffe_bgr_quirk": CAFFE_MEAN_BGR,
@@ -76,7 +75,7 @@ _CLASSIFIER_KEY = "layer5.conv2d_list.0.weight"
 
 
 def caffe_input(images01: torch.Tensor, mean_order: str = "rgb_caffe_bgr_quirk") -> torch.Tensor:
-    """Network input of §1.1 from RGB images in [0, 1], shape (B, 3, H, W): ``255 * x - mean``.
+    """The network input (0-255 RGB minus per-channel means) from RGB images in [0, 1], shape (B, 3, H, W): ``255 * x - mean``.
 
     ``mean_order="rgb_caffe_bgr_quirk"`` (ours, the reference quirk) subtracts (104.0, 116.7, 122.7) from
     (R, G, B); ``"rgb"`` (SCOPS) subtracts (122.7, 116.7, 104.0). Runs on the tensor's device and dtype.
@@ -128,7 +127,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
-        for bn in (self.bn1, self.bn2, self.bn3):  # frozen affine params inside bottlenecks (§1.2)
+        for bn in (self.bn1, self.bn2, self.bn3):  # frozen affine params inside bottlenecks (as the reference)
             bn.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,7 +157,7 @@ class Classifier(nn.Module):
 
 
 class PartSegmenter(nn.Module):
-    """DeepLab-v2 ResNet-50 2-branch segmenter with ``num_outputs`` logits per location (§1.2).
+    """DeepLab-v2 ResNet-50 2-branch segmenter with ``num_outputs`` logits per location.
 
     ``forward(x)`` takes the mean-subtracted 0-255 RGB tensor of :func:`caffe_input`, shape (B, 3, H, W),
     and returns the logits at output stride 8, shape (B, num_outputs, h, w) with ``(h, w) =
@@ -222,7 +221,7 @@ class PartSegmenter(nn.Module):
         return self.layer5(features[:, _BRANCH_CHANNELS:])
 
     def forward_all(self, x: torch.Tensor):
-        """The reference's ``(instance_feat, part_feat_normalised, logits, None)`` (§1.2).
+        """The reference's ``(instance_feat, part_feat_normalised, logits, None)``.
 
         SCOPS's file returns the part feature un-normalised and no 4th element; only the logits are ever used.
         """
@@ -232,14 +231,14 @@ class PartSegmenter(nn.Module):
 
     # -- optimisation helpers ----------------------------------------------------------------------------
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
-        """Trainable parameters of conv1, bn1, layer1-4, each once (the 1x learning-rate group of §1.6)."""
+        """Trainable parameters of conv1, bn1, layer1-4, each once (the 1x learning-rate group)."""
         for name in ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4"):
             for param in getattr(self, name).parameters():
                 if param.requires_grad:
                     yield param
 
     def classifier_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the classifier ``layer5`` (the 10x learning-rate group of §1.6)."""
+        """Parameters of the classifier ``layer5`` (the 10x learning-rate group)."""
         yield from self.layer5.parameters()
 
     # -- official checkpoints ----------------------------------------------------------------------------
@@ -256,7 +255,7 @@ class PartSegmenter(nn.Module):
         weight = state.get(_CLASSIFIER_KEY)
         if weight is None or weight.ndim != 4:
             raise UserError(
-                f"{path}: no classifier weight {_CLASSIFIER_KEY!r} (4-d) in the checkpoint, so it is not a "
+                f"checkpoint {path}: no classifier weight {_CLASSIFIER_KEY!r} (4-d) in the checkpoint, so it is not a "
                 f"DeepLab 2-branch segmenter checkpoint; pass an unsup-parts model_*.pth or a SCOPS state dict"
             )
         model = cls(int(weight.shape[0]))
@@ -264,23 +263,9 @@ class PartSegmenter(nn.Module):
         return model.eval()
 
 
-# -- checkpoint reading / checked loading --------------------------------------------------------------------
-def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        while key.startswith("module."):
-            key = key[len("module."):]
-        out[key] = value
-    return out
-
-
-def torch_load_cause(exc: BaseException) -> str:
-    """The cause inside torch.load's multi-line refusal (e.g. ``Unsupported operand 103``), without its
-    boilerplate (which suggests weights_only=False: never for a user's file)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    causes = [line for line in lines if not any(word in line for word in
-                                                  ("weights_only", "Please file an issue", "documentation"))]
-    return (causes or lines or [type(exc).__name__])[0][:300]
+# -- checkpoint reading / checked loading (through benchmark.methods.weights) ---------------------------------
+_TARGET = "the DeepLab ResNet-50 2-branch segmenter"
+_FIX = "pass a checkpoint of this network (unsup-parts model_*.pth, a SCOPS state dict or a partbench model.pt)"
 
 
 def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -288,31 +273,10 @@ def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
 
     One :class:`UserError` (naming the file and the fix) for a missing, truncated or non-tensor file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; pass the path of a .pth file")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = torch_load_cause(exc)
-        raise UserError(
-            f"{path} is not a plain tensor checkpoint: torch.load(weights_only=True) refused it ({reason}); "
-            f"only files holding tensors, numbers and dicts are accepted -- re-save the state dict with "
-            f"torch.save(model.state_dict(), path)"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserError(f"{path} is corrupted or truncated and cannot be read ({exc}); re-download or re-save it") from None
-    if isinstance(obj, Mapping) and "model_state_dict" in obj:
-        obj = obj["model_state_dict"]
-    if not isinstance(obj, Mapping) or not obj:
-        raise UserError(
-            f"{path} holds a {type(obj).__name__}, not a state dict; expected a dict of tensors or "
-            f"{{'iter', 'model_state_dict', 'optimizer_state_dict'}}"
-        )
-    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise UserError(f"{path}: entries that are not named tensors: {_listing(bad)}; expected a state dict")
-    return _strip_prefix(obj)
+    state = _weights.read_state_dict(path, what="checkpoint", fix="pass a .pth file holding a state dict")
+    if str(map_location) != "cpu":
+        state = {k: v.to(map_location) for k, v in state.items()}
+    return state
 
 
 def _listing(keys: list[str], limit: int = 20) -> str:
@@ -326,29 +290,8 @@ def load_segmenter_state(model: nn.Module, state: Mapping[str, torch.Tensor], *,
     ``num_batches_tracked`` buffers absent from old (pre-PyTorch-0.4.1) checkpoints are not an error: the
     model keeps its own counter, as ``load_state_dict`` itself does for such files.
     """
-    state = _strip_prefix(state)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
-                  for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-        if mismatched:
-            parts.append(f"shape-mismatched keys ({len(mismatched)}): {_listing(mismatched)}")
-        raise UserError(
-            f"{source} does not match the DeepLab ResNet-50 2-branch segmenter: " + "; ".join(parts)
-            + "; pass a checkpoint of this network (unsup-parts model_*.pth or a SCOPS state dict)"
-        )
-    full = dict(state)
-    for key in own:
-        if key not in full:  # only num_batches_tracked can be absent here
-            full[key] = own[key]
-    model.load_state_dict(full, strict=True)
+    _weights.load_strict(model, _weights.strip_prefix(state), source=f"checkpoint {source}", target=_TARGET,
+                         fix=_FIX, optional=lambda key: key.endswith("num_batches_tracked"))
 
 
 # -- initialisation for training -------------------------------------------------------------------------------
@@ -451,7 +394,7 @@ def init_segmenter(model: PartSegmenter, init: str, *, mean_order: str = "rgb_ca
     * ``"caffe:PATH"``: the DeepLab Caffe ResNet-50 (``resnet50-caffe-22edcc82.pth``) or any state dict of
       this network: tensors whose name and shape match are copied (the reference's rule, so ``layer5`` stays
       random); unlike the reference the skipped tensors are reported. No match at all is an error.
-      The Caffe backbone was trained on BGR input minus the BGR means, while the reference feeds RGB (the §1.1
+      The Caffe backbone was trained on BGR input minus the BGR means, while the reference feeds RGB (the
       quirk). ``caffe_bgr_fix=True`` reverses conv1's input channels, so that, together with
       ``caffe_input(..., mean_order="rgb")``, the backbone sees exactly what it was trained on.
     * ``"torchvision"`` or ``"torchvision:WEIGHTS"`` (default ``IMAGENET1K_V1``): ImageNet ResNet-50 weights

@@ -1,7 +1,7 @@
 """Exact, streaming NMI and ARI from a contingency table.
 
 The reference evaluations pool hundreds of millions of labels (every pixel of a test set) and call
-scikit-learn, whose pair counts overflowed int64 in old versions (spec §8.22). Both scores depend on the
+scikit-learn, whose pair counts overflowed int64 on large pixel sets in old versions. Both scores depend on the
 labels only through the contingency table ``n[i, j] = #{true == i and pred == j}``, so
 :class:`ContingencyTable` accumulates that table batch by batch (one ``bincount`` per batch on the
 labels' device), merges tables from other shards, and evaluates:

@@ -1,4 +1,4 @@
-"""Landmark regression from part centres (spec §3.5, §3.6; decisions "Landmark regression protocols").
+"""Landmark regression from part centres (the protocols are described in docs/protocol.md).
 
 Three named protocols (:data:`PROTOCOLS`); each fixes how part centres are computed from soft maps
 (:func:`part_centres`), which units centres and landmarks are expressed in (:func:`normalise_points`),
@@ -145,7 +145,7 @@ def regression_error(fit_pred: Any, fit_gt: Any, eval_pred: Any, eval_gt: Any, *
 # -- part centres and units ------------------------------------------------------------------------
 def part_centres(maps: PartMaps, masks: Tensor | None = None, *, protocol: str,
                  size: tuple[int, int] | None = None) -> Tensor:
-    """``(N, K, 2)`` float64 part centres ``(x, y)`` from soft part maps, per the protocol (spec §3.6).
+    """``(N, K, 2)`` float64 part centres ``(x, y)`` from soft part maps, per the protocol.
 
     The maps are resized to ``size`` (default: the masks' size, else ``maps.image_size``) with the method's
     ``align_corners``; part probabilities are softmax over the K parts, or channels 1..K of the (K+1)-way

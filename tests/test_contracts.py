@@ -144,3 +144,52 @@ def test_metric_accumulators_merge_and_reset(name):
     whole.reset()
     whole.update(torch.from_numpy(true), torch.from_numpy(true))
     assert whole.compute() == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------------------- training capability
+TRAINABLE = [name for name in METHODS.names() if METHODS.get(name).trainable()]
+
+
+def test_trainable_methods_are_found_through_the_contract():
+    assert {"ours", "scops"} <= set(TRAINABLE)
+    assert not METHODS.get("kmeans").trainable() and METHODS.get("kmeans").train_presets() == {}
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_trainable_method_trains_one_step_resumes_and_reloads(name, tmp_path, one_torch_thread):
+    from benchmark.core.method import RunContext, TrainResult
+    from benchmark.datasets import load
+
+    cls = METHODS.get(name)
+    reason = cls.unavailable_reason()
+    if reason:
+        pytest.skip(f"{name} unavailable here: {reason}")
+    presets = cls.train_presets()
+    assert presets and all(isinstance(v, dict) and v for v in presets.values()), f"{name}: list its presets"
+    assert {"preset", "checkpoint"} <= set(cls.param_names()), f"{name}: needs `preset` and `checkpoint` parameters"
+    assert cls.param_defaults()["preset"] in presets
+    params = dict(cls.demo_params() or {}, num_parts=3, steps=1)
+    if "image_size" in cls.param_names():
+        params["image_size"] = SYNTHETIC_TINY["image_size"]
+    data = load("synthetic", split="train", view="train", masks="gt", **SYNTHETIC_TINY)
+    out = tmp_path / "run"
+
+    first = cls(**params)
+    first.context = RunContext()
+    result = first.train(data, out_dir=out, seed=0, device="cpu")
+    assert isinstance(result, TrainResult) and result.steps == 1 and result.resumed_from == 0
+    assert result.model_path == out / "model.pt" and result.model_path.is_file()
+    assert all(np.isfinite(v) for v in (result.last_losses or {}).values())
+
+    resumed = cls(**dict(params, steps=2))
+    resumed.context = RunContext()
+    again = resumed.train(data, out_dir=out, resume=True, seed=0, device="cpu")
+    assert again.resumed_from == 1 and again.steps == 2
+    assert len((out / "train_log.csv").read_text().splitlines()) == 1 + 2
+
+    # `benchmark run --checkpoint OUT/model.pt` evaluates what was trained.
+    batch = next(load("synthetic", split="test", view="fg", **SYNTHETIC_TINY).batches(2))
+    reloaded = cls(**dict(params, checkpoint=str(again.model_path))).fit(None, seed=0, device="cpu")
+    with torch.inference_mode():
+        torch.testing.assert_close(reloaded.predict(batch).scores, resumed.predict(batch).scores)
+    assert reloaded.weights_id() != resumed.weights_id()

@@ -1,4 +1,4 @@
-"""``kmeans`` (methods/kmeans.py): fidelity to decisions.md, oracles, seeds, and beating ``random``."""
+"""``kmeans`` (methods/kmeans.py): fidelity to the appendix baseline, oracles, seeds, and beating ``random``."""
 
 from __future__ import annotations
 

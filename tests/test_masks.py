@@ -313,3 +313,23 @@ def test_a_method_trained_within_a_run_trains_on_the_runs_masks(tmp_path, masks,
         assert row["train_masks"] == ""
     finally:
         METHODS.unregister("test-trains")
+
+
+def test_fgbg_has_the_training_capability_apart_from_part_methods(tmp_path):
+    """The contract of the train capability, for the mask model: trainable, presets in `train --help`, one
+    step, an exact resume to a second step, the result loaded back (`--masks model:CKPT` reads it); and
+    not among the trainable part methods."""
+    from benchmark.commands.train import trainable_mask_models, trainable_methods
+    from benchmark.methods.fgbg import FgBg, load_mask_model
+
+    assert "fgbg" in trainable_mask_models() and "fgbg" not in trainable_methods()
+    assert FgBg.trainable() and set(FgBg.train_presets()) == {"paper", "tiny"}
+    assert "fgbg tiny" in invoke("train", "--help").output
+    args = ["train", "-m", "fgbg", "-d", "synthetic", *SYN, "--preset", "tiny", "--init", "random",
+            "--batch-size", 2, "--image-size", 32, "--num-workers", 0, "--out", tmp_path / "t", "-q",
+            "-p", "checkpoint_every=1"]
+    assert invoke(*args, "--steps", 1).exit_code == 0
+    resumed = invoke(*args, "--steps", 2, "--resume")
+    assert resumed.exit_code == 0 and "resumed at step 1" in resumed.output, resumed.output
+    predictor = load_mask_model(tmp_path / "t" / "model.pt")
+    assert predictor.config.steps == 2 and predictor.input_size == 32

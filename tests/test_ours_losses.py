@@ -1,4 +1,5 @@
-"""The loss terms of ``ours`` against literal float64 implementations of method-spec.md §1.4."""
+"""The loss terms of ``ours`` against literal float64 implementations of the
+reference formulas (docs/training.md, step 7)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def make_inputs(b=3, k=4, c=5, h=12, w=10, seed=0, offset=0.0, scale=1.0):
     return assign, signal, mask
 
 
-# -- literal oracles (float64, loops over images/parts, the formulas of §1.4 as written) --------------------
+# -- literal oracles (float64, loops over images/parts, the reference formulas as written) --------------------
 def naive_V(a, g, m):
     """One image: a (K,H,W), g (D,H,W), m (H,W)."""
     total = 0.0

@@ -87,7 +87,7 @@ def test_fit_caches_the_trained_model(tmp_path):
     second.context = RunContext(cache_dir=tmp_path)
     second.fit(data, seed=1)
     assert second.trained_from_cache_.endswith("model.pt")
-    for a, b in zip(first.model_.state_dict().values(), second.model_.state_dict().values()):
+    for a, b in zip(first.network_.state_dict().values(), second.network_.state_dict().values()):
         assert torch.equal(a, b)
     other_seed = METHODS.get("ours")(**params)
     other_seed.context = RunContext(cache_dir=tmp_path)

@@ -29,8 +29,9 @@ def _expected_packages():
 
 
 def test_every_package_folder_is_listed_in_pyproject():
-    listed = set(_pyproject()["tool"]["setuptools"]["packages"])
-    assert listed == _expected_packages()
+    listed = _pyproject()["tool"]["setuptools"]["packages"]
+    assert set(listed) == _expected_packages()
+    assert len(listed) == len(set(listed)), "a package is listed twice"
 
 
 def test_package_dir_maps_the_namespace():
@@ -62,7 +63,8 @@ def test_wheel_install_into_a_target_imports_from_outside_the_repo(tmp_path):
     assert not (target / "methods").exists() and not (target / "datasets").exists()
     code = ("import benchmark.methods, benchmark.metrics, benchmark.datasets, benchmark.runner, sys;"
             f"assert benchmark.methods.__file__.startswith({str(target)!r}), benchmark.methods.__file__;"
-            "from benchmark.core.registry import METHODS; assert 'random' in METHODS")
+            "from benchmark.core.registry import METHODS; assert 'random' in METHODS;"
+            "from benchmark.published import published_results; assert published_results(dataset='cub')")
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); " + code],
                    check=True, cwd=tmp_path, env=env)

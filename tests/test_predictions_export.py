@@ -73,7 +73,7 @@ def test_export_rejects_bad_input(tmp_path, two_views):
                                       "--out", str(tmp_path / "e")])
     assert result.exit_code == 2 and "no parameter 'nope'" in result.output
     result = CliRunner().invoke(cli, ["export", "-m", "predictions", "-d", two_views, "--out", str(tmp_path / "e")])
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and "reads saved part maps" in result.output  # the tag, not the name
 
 
 @pytest.mark.parametrize("method,params", [

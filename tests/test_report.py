@@ -75,3 +75,31 @@ def test_runs_with_different_dataset_options_are_separate_tables():
     assert sorted(summary["mean"].round(6)) == [20.0, 40.0] and set(summary["seeds"]) == {1}
     text = render(pd.DataFrame(rows), "markdown")
     assert "category=car" in text and "category=horse" in text and "size=" not in text
+
+
+def test_published_numbers_come_from_the_data_file():
+    from benchmark.published import PublishedResult, published_results
+
+    sweep = published_results(method="ours", dataset="cub", label="paper")
+    assert {(r.num_parts, r.metric): r.mean_x100 for r in sweep}[(8, "fg_nmi")] == 58.2
+    assert len(sweep) == 12 and all(r.protocol == "legacy" and r.seeds == 1 for r in sweep)
+    five = published_results(dataset="deepfashion", num_parts=4, metric="nmi", label="paper, 5 seeds")
+    assert [(r.mean_x100, r.std_x100, r.seeds) for r in five] == [(68.2, 0.2, 5)]
+    assert published_results(dataset="cub", num_parts=4, metric="fg_ari", label="notebook")[0].mean_x100 == 21.03
+    assert published_results(protocol="corrected") == []
+    assert all(isinstance(r, PublishedResult) and r.source for r in published_results())
+
+
+def test_a_published_row_of_any_method_joins_its_setting(monkeypatch):
+    import math
+
+    import benchmark.published as published
+
+    extra = published.PublishedResult("dff", "pascal-part", 8, "fg_nmi", "corrected", 12.5, math.nan, 1,
+                                      "their paper", "a test row")
+    monkeypatch.setattr(published, "_all", lambda: (extra,))
+    rows = [{"method": "dff", "dataset": "pascal-part", "split": "test", "protocol": "corrected", "masks": "gt",
+             "num_parts": 8, "seed": 0, "n": 10, "metric": "fg_nmi", "value": 0.1, "method_params": "{}"}]
+    text = render(pd.DataFrame(rows), "markdown", with_paper=True)
+    line = next(l for l in text.splitlines() if "dff (their paper)" in l)
+    assert "12.50" in line and "**" not in line  # shown, never bold

@@ -1,4 +1,4 @@
-"""SCOPS losses (method-spec §2.2) against literal float64 loop implementations written here."""
+"""SCOPS losses (docs/training.md, "SCOPS") against literal float64 loop implementations written here."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the DeepLab-v2 ResNet-50 2-branch segmenter (method-spec.md §1.2) and its checkpoint loading."""
+"""Tests of the DeepLab-v2 ResNet-50 2-branch segmenter (docs/training.md) and its checkpoint loading."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_output_size_formula_and_meta_forward(size):
 
 
 def functional_reference(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Independent eval-mode forward written from §1.2 with torch.nn.functional only."""
+    """Independent eval-mode forward written from the reference architecture with torch.nn.functional only."""
 
     def bn(t, p):
         return F.batch_norm(t, state[f"{p}.running_mean"], state[f"{p}.running_var"], state[f"{p}.weight"],
@@ -232,8 +232,8 @@ def test_load_official_mismatch_lists_every_kind_of_key(tmp_path):
         PartSegmenter.load_official(path)
     msg = str(info.value)
     assert "bad.pth" in msg
-    assert "missing keys (1): layer3.2.conv2.weight" in msg
-    assert "unexpected keys (1): layer6.weight" in msg
+    assert "1 missing key(s): layer3.2.conv2.weight" in msg
+    assert "1 unexpected key(s): layer6.weight" in msg
     assert "layer1.0.conv1.weight (file (64, 64, 3, 3) vs model (64, 64, 1, 1))" in msg
 
 

@@ -1,4 +1,4 @@
-"""The random TPS warp of §1.5 against an independent numpy thin-plate spline."""
+"""The random TPS warp of the equivariance loss against an independent numpy thin-plate spline."""
 
 from __future__ import annotations
 

@@ -35,14 +35,15 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
                        progress: bool = False, echo: Callable[[str], None] = lambda _: None) -> Path:
     """Fit ``method`` as a run would and write its part maps for the chosen evaluation views."""
     from benchmark.core.atomic import check_writable_dir
+    from benchmark.core.registry import METHODS
     from benchmark.methods.predictions import write_sidecar
     from benchmark.runner import RunConfig, first_view, resolve_device, resolve_protocol, traverse
 
     if view not in VIEW_CHOICES:
         raise UserError(f"--view must be one of {', '.join(VIEW_CHOICES)}, got {view!r}")
-    if method == "predictions":
-        raise UserError("exporting the `predictions` method would only copy its folder; export the method "
-                        "that produced the maps instead")
+    if METHODS.get(method).reads_saved_maps:
+        raise UserError(f"method {method!r} reads saved part maps: exporting it would only copy its folder; "
+                        "export the method that produced the maps instead")
     out = check_writable_dir(to, "--out directory")
     device = resolve_device(device)
     config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=dict(params or {}),

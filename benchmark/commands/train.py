@@ -1,9 +1,11 @@
-"""``benchmark train``: train a method that learns (``ours``; ``scops`` once registered) on a dataset's
+"""``benchmark train``: train any registered method that has the training capability on a dataset's
 training split, writing checkpoints, a per-step loss log and the final weights to ``--out``.
 
-A trainable method exposes ``train(data, *, out_dir, resume, seed, device)`` (see
-:meth:`benchmark.methods.ours.method.Ours.train`); this command builds the training view
-(``split="train", view="train", masks="gt"``) and the method from the options, and calls it. Launched with
+The capability is part of the method contract (:mod:`benchmark.core.method`, "Optional capability:
+training"): ``Method.trainable()`` says whether a class implements ``train(data, *, out_dir, resume,
+seed, device)``, and ``Method.train_presets()`` lists its presets. This command names no method: it builds
+the training view (``split="train", view="train", masks="gt"``) and the method from the options (each
+option sets the method parameter of the same name), and calls ``train``. Launched with
 ``torchrun --nproc_per_node N -m benchmark train ...`` it trains with DDP (the global batch is split over
 the processes; rank 0 writes).
 """
@@ -19,9 +21,45 @@ import click
 
 from benchmark import options as opt
 from benchmark.core.errors import UserError
-import benchmark.methods.ours.method  # noqa: F401,E402 -- registers `ours` (and its train-step bench)
 
-ABLATABLE = ("feature", "contrastive", "color", "equivariance")
+
+def trainable_methods() -> dict[str, type]:
+    """The registered methods with the training capability, by name (usable here or not)."""
+    from benchmark.core.registry import METHODS
+
+    return {name: cls for name, cls in METHODS.items() if cls.trainable()}
+
+
+def trainable_mask_models() -> dict[str, type]:
+    """The registered foreground/background mask models (``fgbg``) with the training capability: trained by
+    ``benchmark train`` like a method, but kept out of the part-method registry."""
+    from benchmark.core.registry import MASK_MODELS
+
+    return {name: cls for name, cls in MASK_MODELS.items() if cls.trainable()}
+
+
+def describe_trainable() -> str:
+    """One line per trainable method for ``--help``: its presets and whether it can run here."""
+    lines = []
+    for name, cls in {**trainable_methods(), **trainable_mask_models()}.items():
+        reason = cls.unavailable_reason()
+        presets = ", ".join(cls.train_presets()) or "(none)"
+        lines.append(f"  {name:<12} presets: {presets}" + (f"  [UNAVAILABLE: {reason}]" if reason else ""))
+    return "\n".join(lines) or "  (none registered)"
+
+
+class _TrainCommand(click.Command):
+    """``train --help`` ends with the real values of every preset and the trainable methods, read from the
+    registry when help is shown."""
+
+    def format_epilog(self, ctx, formatter):
+        rows = preset_rows()
+        if rows:
+            with formatter.section("Presets (what --preset sets; options given explicitly override it)"):
+                formatter.write_dl(rows)
+        super().format_epilog(ctx, formatter)
+        formatter.write("\nMethods that train (from the registry; a plug-in with a `train` method joins them):\n")
+        formatter.write(describe_trainable() + "\n")
 
 
 def _device(name: str) -> str:
@@ -36,13 +74,12 @@ def _device(name: str) -> str:
 
 def build_method(method: str, given: dict[str, Any]):
     """Instantiate a registered method that supports training with the given parameters."""
-    # ``ours`` lives in a subpackage whose __init__ belongs to the network code; importing the module
-    # registers it even when the package's discovery does not reach it.
     from benchmark.core.registry import MASK_MODELS, METHODS
 
+    # Mask models (fgbg) train through the same capability but are not part methods (MASK_MODELS).
     cls = MASK_MODELS.get(method) if method in MASK_MODELS else METHODS.get(method)
-    if not callable(getattr(cls, "train", None)):
-        trainable = [n for n, c in METHODS.items() if callable(getattr(c, "train", None))]
+    if not cls.trainable():
+        trainable = [*trainable_methods(), *trainable_mask_models()]
         raise UserError(f"method {method!r} cannot be trained with `benchmark train`; trainable methods: "
                         f"{', '.join(trainable) or '(none)'}")
     reason = cls.unavailable_reason()
@@ -50,6 +87,13 @@ def build_method(method: str, given: dict[str, Any]):
         raise UserError(f"method {method!r} is unavailable here: {reason}")
     known = set(cls.param_names())
     unknown = sorted(k for k in given if k not in known)
+    options = {"num_parts": "--num-parts", "preset": "--preset", "steps": "--steps", "batch_size": "--train-batch-size",
+               "image_size": "--image-size", "init": "--init", "amp": "--amp", "compile": "--compile",
+               "ablate": "--ablate"}
+    unsupported = [options[k] for k in unknown if k in options]
+    if unsupported:
+        raise UserError(f"method {method!r} does not take {', '.join(unsupported)} (it has no parameter "
+                        f"{', '.join(k for k in unknown if k in options)}); its parameters: {', '.join(sorted(known))}")
     if unknown:
         raise UserError(f"method {method!r} has no parameter(s) {', '.join(unknown)}; its parameters: "
                         f"{', '.join(sorted(known))}")
@@ -65,40 +109,30 @@ def build_method(method: str, given: dict[str, Any]):
         raise UserError(f"method {method!r}: bad parameters {given}: {exc}") from None
 
 
-class _TrainCommand(click.Command):
-    """``train --help`` ends with the real values of every preset of every trainable method."""
-
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = preset_rows()
-        if rows:
-            with formatter.section("Presets (what --preset sets; options given explicitly override it)"):
-                formatter.write_dl(rows)
-        super().format_epilog(ctx, formatter)
-
-
 def preset_rows() -> list[tuple[str, str]]:
-    """(``method/preset``, its steps, batch size, image size and checkpoint interval) from the presets."""
-    import importlib
-
-    from benchmark.core.registry import MASK_MODELS, METHODS
-
+    """(``method preset``, its steps, batch size, image size and checkpoint interval) for every preset of
+    every trainable method, read through the method contract (``train_presets``)."""
     rows = []
-    for name, cls in [*METHODS.items(), *MASK_MODELS.items()]:
-        # A method keeps its presets in its module or in a sibling ``presets`` module (``ours``).
-        presets = getattr(importlib.import_module(cls.__module__), "PRESETS", None)
-        if presets is None and cls.__module__.endswith(".method"):
-            sibling = importlib.import_module(cls.__module__.rsplit(".", 1)[0] + ".presets")
-            presets = getattr(sibling, "PRESETS", None)
-        for preset, values in (presets or {}).items():
-            rows.append((f"{name} {preset}", f"{values.steps:,} steps, batch {values.batch_size}, "
-                                             f"{values.image_size} px, checkpoint every {values.checkpoint_every:,} steps"))
+    for name, cls in {**trainable_methods(), **trainable_mask_models()}.items():
+        for preset, values in cls.train_presets().items():
+            parts = []
+            if "steps" in values:
+                parts.append(f"{values['steps']:,} steps")
+            if "batch_size" in values:
+                parts.append(f"batch {values['batch_size']}")
+            if "image_size" in values:
+                parts.append(f"{values['image_size']} px")
+            if "checkpoint_every" in values:
+                parts.append(f"checkpoint every {values['checkpoint_every']:,} steps")
+            rows.append((f"{name} {preset}", ", ".join(parts) or "(see the method's documentation)"))
     return rows
 
 
 @click.command("train", cls=_TrainCommand,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--method", "-m", "method_name", default="ours", show_default=True,
-              help="A method that trains (ours, scops) or the fg/bg mask model fgbg.")
+              help="A registered method with the training capability, or the fg/bg mask model fgbg (listed at "
+                   "the end).")
 @click.option("--dataset", "-d", "dataset_name", required=True,
               help="Dataset name (cub, deepfashion, pascal-part, synthetic).")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Root of the dataset tree.")
@@ -106,13 +140,16 @@ def preset_rows() -> list[tuple[str, str]]:
               help="Dataset option, e.g. -o num_train=64 (repeatable).")
 @click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
 @opt.num_parts_option(None)
-@click.option("--preset", default=None, help="Training preset: paper (the reference exactly) or tiny (CPU demo).")
+@click.option("--preset", default=None,
+              help="Training preset of the method (listed at the end), e.g. paper (the reference exactly) or "
+                   "tiny (a CPU demo) [method default: paper].")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Number of training steps [preset].")
 @opt.train_batch_size_option()
 @click.option("--image-size", type=click.IntRange(min=16), default=None, help="Training image side [preset].")
 @click.option("--init", default=None, help="Segmenter init: caffe:PATH | torchvision | random.")
-@click.option("--ablate", multiple=True, type=click.Choice(ABLATABLE),
-              help="Drop a loss term (repeatable): the paper's loss ablation.")
+@click.option("--ablate", multiple=True, metavar="TERM",
+              help="Drop a loss term (repeatable; methods with an `ablate` parameter, e.g. ours: feature, "
+                   "contrastive, color, equivariance): the paper's loss ablation.")
 @click.option("--amp", type=click.Choice(["bf16"]), default=None, help="bf16 autocast (default float32).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network.")
 @click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|model:CKPT|unsupervised:NAME",

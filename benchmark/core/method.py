@@ -43,6 +43,32 @@ Conventions (scikit-learn's estimator rules, checked for every registered method
   :meth:`input_fingerprint` digests the files the parameters point to (part of the run's key).
 * A method may skip images it has no prediction for by listing their ids in ``self.skipped_ids`` (rows
   of those images in the returned maps are ignored); the count goes into the result rows.
+* ``reads_saved_maps`` (tag): the method only reads part maps saved by another method (``predictions``);
+  ``benchmark export`` refuses it, since exporting it would merely copy its input folder.
+
+Optional capability: training (``benchmark train``)
+---------------------------------------------------
+A method whose weights are worth keeping between runs (``ours``, ``scops``) implements
+``train(data, *, out_dir, resume=False, seed=0, device="cpu", keep_checkpoints=0) -> TrainResult``
+(:meth:`trainable` is then true, and ``benchmark train`` / ``benchmark list`` pick it up from the
+registry; nothing names the method anywhere else):
+
+* ``data`` is the training view of the training split (``split="train", view="train", masks="gt"``);
+  ``out_dir`` receives ``checkpoints/``, ``train_log.csv`` and the final ``model.pt`` (``None``: write
+  nothing); ``resume=True`` continues exactly from the latest checkpoint there. Under ``torchrun`` the
+  method trains with DDP. :class:`benchmark.methods.training.Trainer` does all of this (checkpoints, exact
+  resume, CSV log, DDP, bf16, ``torch.compile``); :class:`benchmark.methods.training.TrainableMethod`
+  adds the rest of the life cycle (``fit`` = load ``checkpoint`` or train once and cache, weights identity,
+  cache key, device placement), so a new trainable method supplies its network, loss and settings only.
+* The parameter ``checkpoint`` (a path) loads the ``model.pt`` that ``train`` wrote, so that
+  ``benchmark run --checkpoint OUT/model.pt`` evaluates it.
+* The parameter ``preset`` selects one of :meth:`train_presets` (``paper`` = the published training,
+  ``tiny`` = a few CPU seconds for the demo and tests); every setting of a preset can be overridden by a
+  parameter of the same name. ``benchmark train`` options set the parameters of the same name when the
+  method has them: ``preset``, ``steps``, ``batch_size`` (the global batch), ``image_size``, ``init``
+  (``caffe:PATH | torchvision | random`` for the DeepLab segmenters), ``amp``, ``compile``, ``ablate``.
+* ``tests/test_contracts.py`` trains every trainable method for one step on synthetic data, resumes it for
+  a second step and loads the result back through ``checkpoint``.
 """
 
 from __future__ import annotations
@@ -57,6 +83,17 @@ from benchmark.core.plugin import Plugin
 if TYPE_CHECKING:
     from benchmark.core.dataset import Dataset
     from benchmark.core.types import Batch, PartMaps
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Method.train` returns."""
+
+    out_dir: Path
+    model_path: Path  # OUT/model.pt (``Path()`` when nothing was written)
+    steps: int  # steps completed in total
+    resumed_from: int  # 0 for a fresh run
+    last_losses: dict[str, float] | None  # the last logged value of every loss term
 
 
 @dataclass
@@ -78,6 +115,7 @@ class Method(Plugin):
     transductive: ClassVar[bool] = False
     provides_background: ClassVar[bool] = False
     uses_masks: ClassVar[bool] = False
+    reads_saved_maps: ClassVar[bool] = False
 
     num_parts: int
     context: RunContext = RunContext()
@@ -143,3 +181,20 @@ class Method(Plugin):
 
     def predict(self, batch: "Batch") -> "PartMaps":
         raise NotImplementedError
+
+    # -- optional capability: training ------------------------------------------------------------------
+    @classmethod
+    def trainable(cls) -> bool:
+        """Whether the method implements ``train`` (the ``benchmark train`` capability)."""
+        return getattr(cls, "train", None) is not Method.train
+
+    @classmethod
+    def train_presets(cls) -> dict[str, dict[str, Any]]:
+        """The training presets of a trainable method: ``{name: {setting: value}}`` (every setting a
+        preset fixes, for ``--help`` and the docs); empty for a method that does not train."""
+        return {}
+
+    def train(self, data: "Dataset", *, out_dir: "str | Path | None", resume: bool = False, seed: int = 0,
+              device: str = "cpu", keep_checkpoints: int = 0) -> TrainResult:
+        """Train on ``data`` and write the run to ``out_dir`` (see "Optional capability: training")."""
+        raise NotImplementedError(f"method {self.name!r} cannot be trained with `benchmark train`")

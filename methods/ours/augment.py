@@ -1,4 +1,4 @@
-"""Photometric augmentation and the Lab colour target of ``ours`` (method-spec.md §1.1), on device tensors.
+"""Photometric augmentation and the Lab colour target of ``ours`` (docs/training.md), on device tensors.
 
 The reference jitters each PIL image twice, independently (``img_cj1`` for the main branch, ``img_cj2`` for
 the warped branch): ``RandomApply([ColorJitter(brightness=0.3, contrast=0.3, saturation=0.2, hue=0.2)],
@@ -209,7 +209,7 @@ def apply_jitter(images01: torch.Tensor, sample: JitterSample, *, quantize: bool
 
 def color_jitter(images01: torch.Tensor, params: JitterParams | str = "paper", *,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw and apply an independent jitter per image (§1.1). ``params``: a :class:`JitterParams` or a preset
+    """Draw and apply an independent jitter per image. ``params``: a :class:`JitterParams` or a preset
     name (``paper``, ``appendix``, ``scops``). Call twice for the two jittered copies of a batch."""
     if isinstance(params, str):
         if params not in JITTER_PRESETS:
@@ -244,7 +244,7 @@ def rgb_to_lab(images01: torch.Tensor) -> torch.Tensor:
 
 
 def color_target(images01: torch.Tensor, use_lab: bool = True) -> torch.Tensor:
-    """The target of L_v (§1.1, §1.8): :func:`rgb_to_lab` of the un-jittered image when ``use_lab`` (default),
+    """The target of L_v: :func:`rgb_to_lab` of the un-jittered image when ``use_lab`` (default),
     else the reference's ``RGB - 128`` on the 0-255 integer scale."""
     if use_lab:
         return rgb_to_lab(images01)

@@ -1,8 +1,8 @@
-"""The loss terms of ``ours`` (method-spec.md §1.4), vectorised over the batch, without host syncs.
+"""The loss terms of ``ours`` (docs/training.md), vectorised over the batch, without host syncs.
 
 Shapes: B images, K parts, C (or D) signal channels, H x W pixels (the 256x256 training resolution).
 
-* ``assign`` is the *masked* soft assignment ``a = m * softmax_k(up(logits))`` of §1.2, shape (B, K, H, W)
+* ``assign`` is the *masked* soft assignment ``a = m * softmax_k(up(logits))``, shape (B, K, H, W)
   (build it with :func:`masked_assignment`);
 * ``mask`` is the foreground mask m, shape (B, 1, H, W) (or (B, H, W));
 * ``features`` / ``signal`` is a (B, C, H, W) tensor: the masked VGG features ``f = m * phi`` for L_f and the
@@ -64,7 +64,7 @@ def _mask4(mask: torch.Tensor) -> torch.Tensor:
 
 
 def masked_assignment(logits: torch.Tensor, mask: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """``a = m * softmax_k(up(logits))`` (§1.2): bilinear upsampling with ``align_corners=True`` to ``size``
+    """``a = m * softmax_k(up(logits))``: bilinear upsampling with ``align_corners=True`` to ``size``
     (default: the mask's size), softmax over the K channels, times the (B, 1, H, W) foreground mask."""
     mask = _mask4(mask)
     size = tuple(mask.shape[-2:]) if size is None else size
@@ -73,7 +73,7 @@ def masked_assignment(logits: torch.Tensor, mask: torch.Tensor, size: tuple[int,
 
 
 def part_prototypes(assign: torch.Tensor, features: torch.Tensor, *, eps: float = 1e-7) -> torch.Tensor:
-    """Soft part means ``z_{b,k} = sum_u a f / (sum_u a + eps)``, shape (B, K, C) (§1.4 L_c, eps 1e-7).
+    """Soft part means ``z_{b,k} = sum_u a f / (sum_u a + eps)``, shape (B, K, C) (as L_c of the reference, eps 1e-7).
 
     ``features`` are the masked features f = m * phi, as in the reference. With ``eps=1e-5`` this is the mu
     of the region variance.
@@ -87,7 +87,7 @@ def part_prototypes(assign: torch.Tensor, features: torch.Tensor, *, eps: float 
 
 def region_variance(assign: torch.Tensor, signal: torch.Tensor, mask: torch.Tensor, *,
                     eps_mean: float = 1e-5, eps_norm: float = 1e-5, center: bool = True) -> torch.Tensor:
-    """The soft within-part variance V of §1.4, one value per image, shape (B,):
+    """The soft within-part variance V, one value per image, shape (B,):
 
         mu_k = sum_u a_k g_u / (sum_u a_k + eps_mean)
         V    = sum_k sum_d sum_u a_k m (g_d - mu_kd)^2 / (sum_u m + eps_norm)
@@ -149,13 +149,13 @@ def feature_terms(assign: torch.Tensor, features: torch.Tensor, mask: torch.Tens
 
 def feature_loss(assign: torch.Tensor, features: torch.Tensor, mask: torch.Tensor, *,
                  reduction: str = "sum", center: bool = False) -> torch.Tensor:
-    """L_f (§1.4): :func:`region_variance` of the masked features f = m * phi, **summed** over the batch as in
+    """L_f: :func:`region_variance` of the masked features f = m * phi, **summed** over the batch as in
     the reference (``reduction="sum"``, the paper preset); ``"mean"`` makes it independent of the batch size."""
     return _reduce(region_variance(assign, features, mask, center=center), reduction)
 
 
 def color_loss(assign: torch.Tensor, lab: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """L_v (§1.4): batch mean of :func:`region_variance` of the un-jittered Lab image (or RGB - 128)."""
+    """L_v: batch mean of :func:`region_variance` of the un-jittered Lab image (or RGB - 128)."""
     return region_variance(assign, lab, mask, center=True).mean()
 
 
@@ -188,7 +188,7 @@ def sample_positive_images(batch: int, parts: int, *, legacy_positive: bool = Tr
 def contrastive_loss(prototypes: torch.Tensor, temperature: float, *, legacy_positive: bool = True,
                      generator: torch.Generator | None = None,
                      positives: torch.Tensor | None = None) -> torch.Tensor:
-    """L_c (§1.4): InfoNCE over the (B*K) L2-normalised part prototypes, one random positive per anchor.
+    """L_c: InfoNCE over the (B*K) L2-normalised part prototypes, one random positive per anchor.
 
     For anchor (b, k): positive = prototype (b+, k) of another image (see :func:`sample_positive_images`);
     negatives = all B(K-1) prototypes (b', j) with j != k, the anchor's own image included. Loss = mean over
@@ -216,7 +216,7 @@ def contrastive_loss(prototypes: torch.Tensor, temperature: float, *, legacy_pos
 
 def equivariance_loss(logits_on_warped: torch.Tensor, warped_logits: torch.Tensor, warped_mask: torch.Tensor, *,
                       eps: float = 1e-7) -> torch.Tensor:
-    """L_e (§1.4): KL(q || p) per pixel summed over the K channels, weighted by the warped mask, averaged over
+    """L_e: KL(q || p) per pixel summed over the K channels, weighted by the warped mask, averaged over
     the warped foreground, mean over the batch.
 
     ``logits_on_warped``: logits of the network on T(image), upsampled, (B, K, H, W) -> p = softmax;

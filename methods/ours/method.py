@@ -1,5 +1,7 @@
 """The registered ``ours`` method: train (or load) the part segmenter, predict part logits.
 
+The life cycle is :class:`~benchmark.methods.training.TrainableMethod`'s:
+
 * ``fit(data, seed=, device=)``: with ``checkpoint`` the weights are loaded (an official unsup-parts
   ``model_*.pth``, a SCOPS-format state dict of the same network with K outputs, or partbench's own
   ``model.pt`` / training checkpoint; strict key checking) and nothing is trained. Otherwise the segmenter
@@ -9,7 +11,7 @@
   resumes from its last checkpoint.
 * ``train(data, out_dir=, resume=, seed=, device=)``: what ``benchmark train`` calls.
 * ``predict(batch)``: eval mode, Caffe-style input, logits at output stride 8 (upsampled by the harness
-  with ``align_corners=False``, as the evaluation notebooks do, §1.9).
+  with ``align_corners=False``, as the evaluation notebooks do; see docs/training.md).
 """
 
 from __future__ import annotations
@@ -21,22 +23,22 @@ from typing import Any, Sequence
 
 import torch
 
-from benchmark.core.cache import content_key, file_digest
 from benchmark.core.errors import UserError
-from benchmark.core.method import Method
 from benchmark.core.registry import register_method
 from benchmark.core.types import Batch, PartMaps
-from benchmark.methods.ours.presets import OursConfig, resolve_config
+from benchmark.methods.ours.presets import PRESETS, OursConfig, resolve_config
+from benchmark.methods.training.method import TrainableMethod, source_identity
 
-TRAIN_CODE_VERSION = "ours-train-v1"  # bump when a change alters what training produces (invalidates caches)
+TRAIN_CODE_VERSION = "ours-train-v2"  # bump when a change alters what training produces (invalidates caches)
 
 
 @register_method("ours")
-class Ours(Method):
+class Ours(TrainableMethod):
     """Contrastive-reconstruction part segmenter (Choudhury et al. 2021): DeepLab ResNet-50 + 4 losses."""
 
     requires_training = True
     uses_masks = True
+    code_version = TRAIN_CODE_VERSION
 
     def __init__(self, num_parts: int = 4, preset: str = "paper", steps: int | None = None,
                  batch_size: int | None = None, image_size: int | None = None, lr: float | None = None,
@@ -104,6 +106,10 @@ class Ours(Method):
         """The ``tiny`` preset from random weights (no downloads): ``benchmark demo`` on 2 CPU cores."""
         return {"preset": "tiny", "init": "random", "vgg_weights": "random"}
 
+    @classmethod
+    def train_presets(cls) -> dict[str, dict[str, Any]]:
+        return {name: config.to_dict() for name, config in PRESETS.items()}
+
     def config_for(self, dataset: str | None = None) -> OursConfig:
         """The resolved training configuration (preset -> dataset overrides -> parameters)."""
         max_iter = self.max_iter
@@ -120,24 +126,16 @@ class Ours(Method):
             raise UserError(f"--amp must be bf16 (or absent for float32), got {self.amp!r}")
         return config
 
+    # -- the TrainableMethod hooks ------------------------------------------------------------------------
+    def weight_sources(self) -> dict[str, str]:
+        return {"init": self.init, "vgg": self.vgg_weights}
+
+    def training_record(self, data) -> dict[str, Any]:
+        return {"config": self.config_for(getattr(data, "name", None)).to_dict(), "amp": self.amp}
+
     def init_identity(self) -> str:
-        if self.init.startswith("caffe:"):
-            path = Path(self.init[len("caffe:"):])
-            if not path.is_file():
-                raise UserError(f"--init caffe:{path}: no such file; pass the DeepLab ResNet-50 caffe weights "
-                                "(resnet50-caffe-22edcc82.pth)")
-            return f"caffe:{file_digest(path)}"
-        if self.init == "torchvision":
-            return "torchvision:IMAGENET1K_V1"
-        return self.init
+        return source_identity(self.init, option="--init")
 
-    def weights_id(self) -> str:
-        if self.checkpoint:
-            path = Path(self.checkpoint)
-            return f"checkpoint:{file_digest(path)}" if path.is_file() else f"checkpoint:{path}"
-        return f"trained(init={self.init_identity()}, vgg={self.vgg_weights})"
-
-    # -- building blocks -------------------------------------------------------------------------------------
     def _vgg(self, config: OursConfig, device: torch.device):
         from benchmark.methods.backbones import RandomWeightsWarning, VGGFeatures
 
@@ -159,9 +157,10 @@ class Ours(Method):
         self.init_report_ = report.summary()
         return model
 
-    def _load_checkpoint(self, path: str | Path):
+    def load_network(self, path: str | Path):
         from benchmark.methods.segmenter import PartSegmenter
 
+        self.config_ = self.config_for(None)
         model = PartSegmenter.load_official(path)
         outputs = int(model.layer5.conv2d_list[0].weight.shape[0])
         if outputs != self.num_parts:
@@ -194,49 +193,12 @@ class Ours(Method):
                        out_dir=out_dir, device=device, seed=seed, progress=self.context.progress,
                        description=f"ours/{getattr(data, 'name', 'data')}")
 
-    # -- learning and prediction -----------------------------------------------------------------------------
-    def train(self, data, *, out_dir: str | Path | None, resume: bool = False, seed: int = 0,
-              device: str = "cpu", keep_checkpoints: int = 0):
-        """Train on ``data`` writing checkpoints/logs to ``out_dir`` (``keep_checkpoints`` = 0 keeps every
-        periodic checkpoint, as the reference does); returns the TrainResult."""
-        trainer = self.trainer(data, out_dir=out_dir, seed=seed, device=device, keep_checkpoints=keep_checkpoints)
-        result = trainer.fit(data, resume=resume)
-        self.model_.eval()
-        return result
+    def trained_network(self):
+        return self.model_
 
-    def cache_key(self, data, seed: int) -> str:
-        config = self.config_for(getattr(data, "name", None))
-        return content_key({"version": TRAIN_CODE_VERSION, "config": config.to_dict(), "amp": self.amp,
-                            "init": self.init_identity(), "vgg_weights": self._vgg_identity(),
-                            "dataset": data.identity(), "seed": int(seed)})
-
-    def _vgg_identity(self) -> str:
-        if self.vgg_weights in ("imagenet", "random"):
-            return self.vgg_weights
-        path = Path(self.vgg_weights)
-        return f"file:{file_digest(path)}" if path.is_file() else str(path)
-
-    def fit(self, data, *, seed: int = 0, device: str = "cpu") -> "Ours":
-        if self.checkpoint:
-            self.config_ = self.config_for(None)
-            self.model_ = self._load_checkpoint(self.checkpoint).to(device).eval()
-            return self
-        from benchmark.methods.training.cache import train_or_reuse
-
-        def load(model_file: Path) -> None:
-            self.config_ = self.config_for(getattr(data, "name", None))
-            self.model_ = self._load_checkpoint(model_file).to(device).eval()
-
-        train_or_reuse(self, data, name="ours", seed=seed, device=device, load=load)
-        return self
-
-    @torch.no_grad()
-    def predict(self, batch: Batch) -> PartMaps:
+    def predict_with(self, network, batch: Batch) -> PartMaps:
         from benchmark.methods.segmenter import caffe_input
 
-        model = getattr(self, "model_", None)
-        if model is None:
-            raise RuntimeError("Ours.predict called before fit")
-        model = model.to(batch.device).eval()
-        logits = model(caffe_input(batch.images.float(), self.config_.mean_order))
+        logits = network(caffe_input(batch.images.float(), self.config_.mean_order))
+        # Coarse logits; the harness upsamples them with align_corners=False, as the evaluation notebooks do.
         return PartMaps(logits.float(), image_size=batch.size, kind="logits", align_corners=False)

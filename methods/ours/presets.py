@@ -1,5 +1,5 @@
-"""Training presets of ``ours`` and the switches of the reference's quirks (method-spec.md §1.4-1.6,
-decisions.md).
+"""Training presets of ``ours`` and the switches of the reference's quirks (documented for users in
+docs/training.md).
 
 ``paper`` is the reference training (``trainer_ours.py`` + ``configs/config.yaml``) exactly, quirks
 included; every quirk is a named field whose other value fixes it:
@@ -8,17 +8,16 @@ included; every quirk is a named field whose other value fixes it:
 field                      paper (reference)      fixed
 =========================  =====================  ======================================================
 ``feature_reduction``      ``"sum"``: L_f summed  ``"mean"``: batch mean like L_v/L_e (its weight then
-                           over the batch (§8.3)  does not change with the batch size)
+                           over the batch         does not change with the batch size)
 ``legacy_positive``        ``True``: position 0   ``False``: the positive is drawn from all B-1 other
                            of the positive list   images (B = 2 then works)
-                           is never drawn (§8.4)
+                           is never drawn
 ``mean_order``             ``"rgb_caffe_bgr_      ``"rgb"``: the means subtracted from the channels they
                            quirk"``: the Caffe    belong to (what the Caffe backbone expects)
                            BGR means subtracted
-                           from R,G,B (§8.6)
+                           from R,G,B
 ``max_iter``               ``100000`` whatever    ``None``: the poly schedule decays over the steps run
                            the number of steps
-                           (§8.5)
 =========================  =====================  ======================================================
 
 ``tiny`` is for ``benchmark demo`` and tests on CPU: 64 px images, batch 4, 20 steps (a checkpoint every 5,
@@ -49,7 +48,7 @@ class OursConfig:
 
     preset: str = "paper"
     num_parts: int = 4
-    # schedule and optimiser (§1.6)
+    # schedule and optimiser (the reference configuration)
     steps: int = 100_000
     batch_size: int = 6
     image_size: int = 256
@@ -61,7 +60,7 @@ class OursConfig:
     max_iter: int | None = 100_000
     clip_grad_norm: float | None = 5.0
     checkpoint_every: int = 5000
-    # losses (§1.4)
+    # losses
     lambda_feature: float = 5.0  # lambda_sc
     lambda_color: float = 30.0  # lambda_rgb
     lambda_contrastive: float = 2.3e3
@@ -75,7 +74,7 @@ class OursConfig:
     feature_reduction: str = "sum"
     legacy_positive: bool = True
     mean_order: str = "rgb_caffe_bgr_quirk"
-    # augmentation (§1.1, the code's values) and warp (§1.5)
+    # augmentation (the code's values, not the appendix's) and warp
     jitter_p: float = 0.8
     brightness: float = 0.3
     contrast: float = 0.3
@@ -90,7 +89,8 @@ class OursConfig:
     def validate(self) -> "OursConfig":
         bad = [t for t in self.ablate if t not in LOSS_TERMS]
         if bad:
-            raise UserError(f"unknown loss term(s) to ablate: {', '.join(bad)}; choose from {', '.join(LOSS_TERMS)}")
+            raise UserError(f"unknown loss term(s) to ablate: {', '.join(bad)}; choose from {', '.join(LOSS_TERMS)} "
+                            "(--ablate TERM with `benchmark train`, -p ablate=TERM with `benchmark run`)")
         if len(set(self.ablate)) == len(LOSS_TERMS):
             raise UserError("--ablate removes every loss term; keep at least one")
         if self.feature_reduction not in ("sum", "mean"):

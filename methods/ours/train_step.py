@@ -1,4 +1,4 @@
-"""One training step of ``ours`` (method-spec.md §1.1, §1.3-1.5): data preparation on the device and the
+"""One training step of ``ours`` (docs/training.md, "What the paper preset reproduces"): data preparation on the device and the
 four losses, vectorised over the batch, without host synchronisations.
 
 :class:`OursObjective` is the ``loss_fn`` of :class:`benchmark.methods.training.Trainer`::
@@ -8,10 +8,10 @@ four losses, vectorised over the batch, without host synchronisations.
 
 Per batch (all on the batch's device, randomness from ``info``'s generators):
 
-1. two independently colour-jittered copies ``cj1``, ``cj2`` of the images (§1.1), turned into the
+1. two independently colour-jittered copies ``cj1``, ``cj2`` of the images, turned into the
    Caffe-style network input (``caffe_input``; ``mean_order`` switches the BGR-on-RGB quirk);
 2. the frozen VGG19 reference features of the un-jittered image: relu3_2 x 0.33 and relu5_4 x 1.0,
-   bilinearly upsampled (``align_corners=True``) to the input size, concatenated (C = 768) and masked (§1.3);
+   bilinearly upsampled (``align_corners=True``) to the input size, concatenated (C = 768) and masked;
 3. the colour target: CIE-Lab of the un-jittered image (``use_lab``), else ``RGB*255 - 128``;
 4. main pass: logits on ``cj1``, upsampled (``align_corners=True``) to the input size, softmax over parts,
    masked assignment ``a = m * s``;
@@ -60,7 +60,7 @@ def warp_params(config: OursConfig) -> warp.WarpParams:
 
 # -- the step ---------------------------------------------------------------------------------------------------
 def reference_features(vgg: "VGGFeatures", images01: Tensor, config: OursConfig) -> Tensor:
-    """§1.3: weighted VGG taps, bilinearly upsampled (align_corners=True) to the image size, concatenated."""
+    """The reference features: weighted VGG taps, bilinearly upsampled (align_corners=True) to the image size, concatenated."""
     size = images01.shape[-2:]
     taps = vgg(images01)
     parts = [F.interpolate(taps[name] * weight, size=size, mode="bilinear", align_corners=True)
@@ -81,7 +81,7 @@ class OursObjective:
             raise ValueError("the feature and contrastive losses need the VGG reference network")
 
     def prepare(self, batch: "Batch", generator: torch.Generator) -> dict[str, Tensor]:
-        """Network inputs and targets of §1.1, on the batch's device."""
+        """Network inputs and targets of the reference's training sample, on the batch's device."""
         cfg = self.config
         if batch.masks is None:
             raise UserError("training ours needs foreground masks (the training view must provide masks; "
@@ -157,7 +157,7 @@ def _gather_prototypes(prototypes: Tensor) -> Tensor:
 
 
 def segmenter_param_groups(model: nn.Module, config: OursConfig):
-    """§1.6: backbone (conv1, bn1, layer1-4 trainable params) at lr, classifier layer5 at 10x lr; weight
+    """The reference's groups: backbone (conv1, bn1, layer1-4 trainable params) at lr, classifier layer5 at 10x lr; weight
     decay on every trainable parameter (biases and shortcut-BN affine params included)."""
     from benchmark.methods.training import ParamGroup
 

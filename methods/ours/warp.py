@@ -1,4 +1,5 @@
-"""The random warp T of the equivariance loss (method-spec.md §1.5, the reference's ``RandTPS`` in ``affine`` mode).
+"""The random warp T of the equivariance loss (the reference's ``RandTPS`` in ``affine`` mode;
+docs/training.md).
 
 Per image b: source control points ``s_i = A_b (c_i + eps_i) + t_b`` on a 5x5 lattice c_i over [-1, 1]^2, with
 ``A_b = rho_b R(alpha_b)``, ``alpha_b ~ U(-60, 60)`` degrees, ``rho_b ~ U(1/scale_high, 1/scale_low)`` =
@@ -144,7 +145,7 @@ def tps_grid(targets: torch.Tensor, sources: torch.Tensor, height: int, width: i
 def random_warp_grid(batch: int, height: int, width: int, params: WarpParams = PAPER_WARP, *,
                      generator: torch.Generator | None = None, device=None,
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """One random warp per image (§1.5) as a (B, H, W, 2) sampling grid for :func:`apply`."""
+    """One random warp per image as a (B, H, W, 2) sampling grid for :func:`apply`."""
     targets, sources = sample_source_points(batch, params, generator=generator, device=device, dtype=torch.float64)
     return tps_grid(targets, sources, height, width, dtype=dtype)
 

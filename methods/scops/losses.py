@@ -1,4 +1,4 @@
-"""The five SCOPS training losses (method-spec §2.2) as pure, vectorised functions.
+"""The five SCOPS training losses (docs/training.md, "SCOPS") as pure, vectorised functions.
 
 All functions take *logits* or probabilities of shape ``(B, K+1, H, W)`` with channel 0 = background and
 return a scalar tensor; nothing here has state or touches the optimiser. Coordinates are SCOPS's: pixel

@@ -1,4 +1,4 @@
-"""``scops``: SCOPS (Hung et al., CVPR 2019) trained or loaded in partbench (method-spec §2).
+"""``scops``: SCOPS (Hung et al., CVPR 2019) trained or loaded in partbench (docs/training.md, "SCOPS").
 
 The network is the shared DeepLab-v2 ResNet-50 2-branch :class:`~benchmark.methods.segmenter.PartSegmenter`
 with ``K + 1`` outputs, channel 0 = background. :meth:`SCOPS.predict` returns those logits
@@ -23,9 +23,9 @@ Reference quirks, each a switch whose default (``True``) is the reference behavi
   applying a PyTorch-0.4 SGD update (see :mod:`.optim`); ``False`` lists each parameter once.
 * ``quirk_mean_swap`` -- the trainer rebuilds [0, 1] images by adding the Caffe means in BGR order to
   RGB-mean-subtracted tensors (R - 18.7/255, B + 18.7/255): the VGG features and the colour-jittered
-  branch see those shifted colours (§2.4); ``False`` uses the true image.
+  branch see those shifted colours; ``False`` uses the true image.
 
-Input normalisation (§2.4): SCOPS subtracts the RGB means (R 122.7, G 116.7, B 104.0) from 0-255 RGB
+Input normalisation: SCOPS subtracts the RGB means (R 122.7, G 116.7, B 104.0) from 0-255 RGB
 (``mean_order="rgb"``). The unsup-parts notebooks fed SCOPS checkpoints with the BGR means on RGB
 (``-p mean_order=rgb_caffe_bgr_quirk`` reproduces that evaluation).
 
@@ -56,13 +56,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.core.errors import UserError
-from benchmark.core.method import Method
 from benchmark.core.registry import register_method
 from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.scops import losses
+from benchmark.methods.training.method import TrainableMethod, source_identity
 
 VGG_LAYERS = ("relu5_2", "relu5_4")
-TRAIN_CODE_VERSION = "scops-train-v1"  # bump when a change alters what training produces (invalidates caches)
+TRAIN_CODE_VERSION = "scops-train-v2"  # bump when a change alters what training produces (invalidates caches)
 # The Caffe means the SCOPS trainer adds back in tensor order (B, G, R values on an RGB tensor).
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 
@@ -127,11 +127,13 @@ class SCOPSNet(nn.Module):
 
 
 @register_method("scops")
-class SCOPS(Method):
+class SCOPS(TrainableMethod):
     """SCOPS: self-supervised co-part segmentation (K+1 channels, channel 0 = background)."""
 
     requires_training = True
     provides_background = True
+    code_version = TRAIN_CODE_VERSION
+    checkpoint_label = "scops-checkpoint"
 
     def __init__(self, num_parts: int = 4, preset: str = "paper", checkpoint: str | None = None,
                  mean_order: str = "rgb", quirk_concentration_b2: bool = True,
@@ -217,6 +219,10 @@ class SCOPS(Method):
     def demo_params(cls) -> dict[str, Any]:
         return {"preset": "tiny"}
 
+    @classmethod
+    def train_presets(cls) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(settings) for name, settings in PRESETS.items()}
+
     def settings(self) -> Settings:
         """The preset with every parameter that is not ``None`` put in its place."""
         if self.preset not in PRESETS:
@@ -229,35 +235,18 @@ class SCOPS(Method):
             overrides["jitter"] = jitter
         return dataclasses.replace(PRESETS[self.preset], **overrides)
 
-    def init_identity(self, init: str) -> str:
-        if init.startswith("caffe:"):
-            from benchmark.core.cache import file_digest
-
-            path = Path(init[len("caffe:"):])
-            if not path.is_file():
-                raise UserError(f"init caffe:{path}: no such file; pass the DeepLab ResNet-50 caffe weights")
-            return f"caffe:{file_digest(path)}"
-        return "torchvision:IMAGENET1K_V1" if init == "torchvision" else init
-
-    def vgg_identity(self, vgg_weights: str) -> str:
-        if vgg_weights in ("imagenet", "random"):
-            return vgg_weights
-        from benchmark.core.cache import file_digest
-
-        path = Path(vgg_weights)
-        return f"file:{file_digest(path)}" if path.is_file() else str(path)
-
-    def weights_id(self) -> str:
-        if self.checkpoint:
-            from benchmark.core.cache import file_digest
-
-            path = Path(self.checkpoint)
-            return f"scops-checkpoint:{file_digest(path)}" if path.is_file() else f"scops-checkpoint:{path}"
+    # -- the TrainableMethod hooks ------------------------------------------------------------------------
+    def weight_sources(self) -> dict[str, str]:
         s = self.settings()
-        return f"trained(init={self.init_identity(s.init)}, vgg19={self.vgg_identity(s.vgg_weights)})"
+        return {"init": s.init, "vgg19": s.vgg_weights}
+
+    def training_record(self, data) -> dict[str, Any]:
+        return {"settings": dataclasses.asdict(self.settings()), "num_parts": self.num_parts,
+                "quirks": [self.quirk_concentration_b2, self.quirk_duplicate_params, self.quirk_mean_swap],
+                "mask_features": self.mask_features, "amp": self.amp}
 
     # -- building ----------------------------------------------------------------------------------------
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
         if not isinstance(self.num_parts, int) or self.num_parts < 1:
             raise UserError(f"scops needs a positive number of parts, got {self.num_parts!r}")
         from benchmark.methods.segmenter import MEAN_ORDERS
@@ -265,16 +254,15 @@ class SCOPS(Method):
         if self.mean_order not in MEAN_ORDERS:
             raise UserError(f"unknown mean_order {self.mean_order!r}; choose one of {', '.join(sorted(MEAN_ORDERS))}")
 
-    def _load_checkpoint(self, path: str | Path, device: str) -> nn.Module:
+    def load_network(self, path: str | Path) -> nn.Module:
         """The segmenter from an official raw SCOPS state dict or a partbench ``model.pt``."""
         from benchmark.methods.segmenter import PartSegmenter, load_segmenter_state
-        from benchmark.methods.training import load_checkpoint_file
+        from benchmark.methods.training.checkpoint import MODEL_FORMAT
+        from benchmark.methods.weights import read_weights
 
         path = Path(path).expanduser()
-        state = load_checkpoint_file(path, what="SCOPS checkpoint",
-                                     fix="pass an official SCOPS .pth or a model.pt from `benchmark train`")
-        from benchmark.methods.training.checkpoint import MODEL_FORMAT
-
+        state = read_weights(path, what="SCOPS checkpoint",
+                             fix="pass an official SCOPS .pth or a model.pt from `benchmark train`")
         if isinstance(state, dict) and state.get("format") == MODEL_FORMAT:  # partbench's own model.pt
             own = {k[len("segmenter."):]: v for k, v in state["model_state_dict"].items() if k.startswith("segmenter.")}
             if not own:
@@ -288,48 +276,12 @@ class SCOPS(Method):
             if outputs != self.num_parts + 1:
                 raise UserError(f"{path} has {outputs} output channels (background + {outputs - 1} parts) but "
                                 f"--num-parts is {self.num_parts}; pass --num-parts {outputs - 1}")
-        return model.to(device).eval()
+        return model
+
+    def trained_network(self) -> nn.Module:
+        return self.net_.segmenter
 
     # -- training ------------------------------------------------------------------------------------------
-    def cache_key(self, data, seed: int) -> str:
-        """Key of a trained model in ``context.cache_dir/scops/``: everything that decides the training."""
-        from benchmark.core.cache import content_key
-
-        s = self.settings()
-        return content_key({"version": TRAIN_CODE_VERSION, "settings": dataclasses.asdict(s),
-                            "num_parts": self.num_parts, "quirks": [self.quirk_concentration_b2,
-                                                                    self.quirk_duplicate_params,
-                                                                    self.quirk_mean_swap],
-                            "mask_features": self.mask_features, "amp": self.amp,
-                            "init": self.init_identity(s.init), "vgg": self.vgg_identity(s.vgg_weights),
-                            "dataset": data.identity(), "seed": int(seed)})
-
-    def fit(self, data, *, seed: int = 0, device: str = "cpu") -> "SCOPS":
-        """Load ``checkpoint``, else reuse a model cached under ``context.cache_dir`` for this exact training,
-        else train on ``data`` (the training view; an interrupted cached training resumes)."""
-        self._check_params()
-        if self.checkpoint:
-            self.segmenter_ = self._load_checkpoint(self.checkpoint, device)
-            return self
-        from benchmark.methods.training.cache import train_or_reuse
-
-        def load(model_file: Path) -> None:
-            self.segmenter_ = self._load_checkpoint(model_file, device)
-
-        train_or_reuse(self, data, name="scops", seed=seed, device=device, load=load)
-        return self
-
-    def train(self, data, *, out_dir: str | Path | None, resume: bool = False, seed: int = 0,
-              device: str = "cpu", keep_checkpoints: int = 0):
-        """Train on ``data`` with the generic trainer (what ``benchmark train --method scops`` calls), writing
-        checkpoints and the loss log to ``out_dir``; keeps the trained segmenter; returns the TrainResult."""
-        self._check_params()
-        trainer = self.trainer(data, out_dir=out_dir, seed=seed, device=device, keep_checkpoints=keep_checkpoints)
-        result = trainer.fit(data, resume=resume)
-        self.train_result_ = result
-        self.segmenter_ = self.net_.segmenter.to(device).eval()
-        return result
-
     def trainer(self, data, *, out_dir, seed: int, device, keep_checkpoints: int = 0):
         """The configured :class:`~benchmark.methods.training.Trainer` (not yet run); ``self.net_`` is the
         :class:`SCOPSNet` it trains."""
@@ -371,7 +323,7 @@ class SCOPS(Method):
                                     "num_parts": self.num_parts, "quirk_concentration_b2": self.quirk_concentration_b2,
                                     "quirk_duplicate_params": self.quirk_duplicate_params,
                                     "quirk_mean_swap": self.quirk_mean_swap, "mask_features": self.mask_features,
-                                    "init": self.init_identity(s.init), "vgg": self.vgg_identity(s.vgg_weights)})
+                                    "init": source_identity(s.init), "vgg": source_identity(s.vgg_weights)})
         loss_fn = StepLoss(vgg.to(device), s, concentration_b2=self.quirk_concentration_b2,
                            mean_swap=self.quirk_mean_swap, mask_features=self.mask_features)
         self.net_ = net
@@ -381,20 +333,16 @@ class SCOPS(Method):
                                                                  duplicate_params=self.quirk_duplicate_params))
 
     # -- prediction ----------------------------------------------------------------------------------------
-    def predict(self, batch: Batch) -> PartMaps:
+    def predict_with(self, network: nn.Module, batch: Batch) -> PartMaps:
         from benchmark.methods.segmenter import caffe_input
 
-        model = getattr(self, "segmenter_", None)
-        if model is None:
-            raise RuntimeError("scops: call fit() first (it trains, or loads -p checkpoint=PATH)")
-        model = model.to(batch.device).eval()
-        logits = model(caffe_input(batch.images, mean_order=self.mean_order))
+        logits = network(caffe_input(batch.images, mean_order=self.mean_order))
         # Coarse logits; the harness upsamples bilinearly (align_corners=False, as the notebooks) then argmaxes.
         return PartMaps(logits, image_size=batch.size, kind="logits", has_background=True, align_corners=False)
 
 
 class StepLoss:
-    """One SCOPS training step's loss (method-spec §2.2): ``(total, {term: weighted value})``."""
+    """One SCOPS training step's loss (the five terms of :mod:`.losses`): ``(total, {term: weighted value})``."""
 
     def __init__(self, vgg: nn.Module, settings: Settings, *, concentration_b2: bool, mean_swap: bool,
                  mask_features: bool):
@@ -403,7 +351,7 @@ class StepLoss:
 
         self.vgg = vgg
         self.s = settings
-        # SCOPS: ColorJitter(0.3, 0.3, 0.2, 0.2) always applied, no grayscale; RandTPS as in §1.5.
+        # SCOPS: ColorJitter(0.3, 0.3, 0.2, 0.2) always applied, no grayscale; the same random warp as ``ours``.
         b, c, sat, hue = settings.jitter
         self.jitter_params = JitterParams(p_jitter=1.0, brightness=b, contrast=c, saturation=sat, hue=hue,
                                           p_grayscale=0.0)
@@ -414,7 +362,8 @@ class StepLoss:
         self.mask_features = mask_features
 
     def _rebuilt_images(self, images01: Tensor) -> Tensor:
-        """The [0, 1] images the reference trainer rebuilds from its network input (§2.4)."""
+        """The [0, 1] images the reference trainer rebuilds from its network input (the ``quirk_mean_swap``
+        switch: it adds the means back in the wrong channel order)."""
         if not self.mean_swap:
             return images01
         # Per-channel scalars, not a tensor built from Python data: that would be a host-to-device copy

@@ -1,4 +1,4 @@
-"""SCOPS's optimisation (method-spec §2.3), including its duplicated-parameter quirk.
+"""SCOPS's optimisation (docs/training.md, "SCOPS"), including its duplicated-parameter quirk.
 
 The reference builds the backbone's SGD group by walking ``module.modules()`` of ``conv1, bn1,
 layer1..layer4`` and yielding ``module.parameters()`` (recursive) for *every* module of the walk, so a

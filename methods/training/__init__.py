@@ -13,6 +13,8 @@ One owner per concern:
 * :mod:`.distributed` -- DDP set-up from the ``torchrun`` environment (gloo on CPU, nccl on GPU).
 * :mod:`.logger` -- per-step CSV log of every loss term (TensorBoard when installed), rank 0 only.
 * :mod:`.loop` -- :class:`Trainer`: the step loop tying the above together, with exact resume.
+* :mod:`.method` -- :class:`TrainableMethod`: the shared "load a checkpoint or train (and cache), then
+  predict" life cycle of the methods that train.
 
 A method plugs in a model, its parameter groups and a loss function; see :class:`Trainer`.
 """
@@ -23,8 +25,9 @@ from benchmark.methods.training.config import ParamGroup, StepInfo, TrainConfig
 from benchmark.methods.training.data import DataOrder
 from benchmark.methods.training.distributed import DistEnv, init_distributed
 from benchmark.methods.training.loop import Trainer, TrainResult
+from benchmark.methods.training.method import TrainableMethod
 from benchmark.methods.training.schedule import poly_lr
 
 __all__ = ["TrainConfig", "ParamGroup", "StepInfo", "DataOrder", "Trainer", "TrainResult", "poly_lr",
            "load_checkpoint_file", "load_state_dict_strict", "latest_checkpoint", "DistEnv",
-           "init_distributed"]
+           "init_distributed", "TrainableMethod"]

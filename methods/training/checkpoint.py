@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic writes, ``weights_only`` reads with clear errors, strict loading.
+"""Training checkpoints: atomic writes, safe reads and strict loading (through :mod:`benchmark.methods.weights`).
 
 A *training checkpoint* (``checkpoints/step_XXXXXXX.pt`` in the output directory) holds everything needed
 to continue a run exactly::
@@ -15,10 +15,8 @@ checkpoint intact and never a truncated file under a checkpoint's name.
 
 from __future__ import annotations
 
-import pickle
 import random
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +24,7 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UserError
+from benchmark.methods.weights import load_strict, read_weights
 
 TRAIN_FORMAT = "partbench-train/1"
 MODEL_FORMAT = "partbench-model/1"
@@ -34,46 +33,16 @@ _STEP_RE = re.compile(r"^step_(\d+)\.pt$")
 
 # -- reading user files ---------------------------------------------------------------------------------
 def load_checkpoint_file(path: str | Path, *, what: str = "checkpoint", fix: str = "") -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with one clear :class:`UserError`.
-
-    Distinguishes a missing file, a corrupted/truncated file and a file that is not a plain tensor
-    checkpoint (pickled code objects are refused: loading them could run arbitrary code)."""
-    path = Path(path)
-    fix = f"; {fix}" if fix else ""
-    if not path.is_file():
-        raise UserError(f"{what} {path} does not exist{fix}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "WeightsUnpickler" in str(exc):
-            raise UserError(f"{what} {path} is not a plain tensor checkpoint and is refused (it was loaded "
-                            f"with weights_only=True because pickled objects can run arbitrary code: "
-                            f"{reason}); save only state dicts of tensors (model.state_dict()){fix}") from None
-        raise UserError(f"{what} {path} is corrupted or truncated ({reason}){fix}") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{what} {path} is corrupted or truncated ({reason}){fix}") from None
+    """The object in ``path`` read safely (``weights_only=True``), with one clear :class:`UserError` for a
+    missing, refused or corrupted file (see :mod:`benchmark.methods.weights`)."""
+    return read_weights(path, what=what, fix=fix)
 
 
 def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> None:
     """Load ``state`` into ``module`` requiring the same keys and shapes; otherwise ONE error listing the
     missing, unexpected and shape-mismatched keys (``source`` names the file)."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
-                        for k in set(own) & set(state)
-                        if not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(own[k].shape))
-    if missing or unexpected or mismatched:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape-mismatched", mismatched)):
-            if keys:
-                shown = ", ".join(keys[:12]) + (f", ... ({len(keys) - 12} more)" if len(keys) > 12 else "")
-                parts.append(f"{len(keys)} {label} key(s): {shown}")
-        raise UserError(f"checkpoint {source} does not match the model: " + "; ".join(parts)
-                        + ". Check --num-parts and that the file was saved from this method")
-    module.load_state_dict(state, strict=True)
+    load_strict(module, state, source=f"checkpoint {source}", target="the model",
+                fix="check --num-parts and that the file was saved from this method")
 
 
 # -- RNG states -------------------------------------------------------------------------------------------

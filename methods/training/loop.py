@@ -33,7 +33,6 @@ import contextlib
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +41,7 @@ from torch import Tensor, nn
 
 from benchmark.core.atomic import atomic_torch_save, atomic_write_text, check_writable_dir
 from benchmark.core.errors import UserError
+from benchmark.core.method import TrainResult
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Batch
 from benchmark.methods.training import checkpoint as ckpt
@@ -53,15 +53,6 @@ from benchmark.methods.training.schedule import set_lrs
 
 LossFn = Callable[[nn.Module, Batch, StepInfo], "tuple[Tensor, dict[str, Tensor]]"]
 OptimizerFactory = Callable[[list[ParamGroup], TrainConfig], torch.optim.Optimizer]
-
-
-@dataclass
-class TrainResult:
-    out_dir: Path
-    model_path: Path
-    steps: int
-    resumed_from: int  # 0 for a fresh run
-    last_losses: dict[str, float] | None
 
 
 def build_optimizer(groups: list[ParamGroup], config: TrainConfig) -> torch.optim.SGD:
@@ -155,6 +146,35 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------------
     def fit(self, dataset, *, resume: bool = False) -> TrainResult:
+        """Train on ``dataset`` (continuing the run in ``out_dir`` with ``resume``); see the module docstring.
+
+        The steps, each its own method: set up the processes and the output folder; build the optimiser and
+        the data order; start fresh or restore the latest checkpoint; record the run; wrap the model for
+        DDP/compile; run the steps; write the final weights."""
+        cfg = self.config
+        env, device = self._set_up()
+        model = self.model.to(device)
+        optimizer = self.optimizer_factory(self.param_groups(model), cfg)
+        order = DataOrder(len(dataset), cfg.batch_size, self.seed)
+        log_path = self.out_dir / "train_log.csv" if (self.out_dir is not None and env.is_main) else None
+        logger = StepLogger(log_path, tensorboard_dir=self.out_dir / "tensorboard" if self.out_dir else None)
+        if resume:
+            start = self._restore(model, optimizer, order, logger, env)
+        else:
+            self._start_fresh(logger, env)
+            start = 0
+        self._record_run(start, env, device)
+        try:
+            last = self._run_steps(dataset, model, optimizer, order, logger, env, device, start)
+        finally:
+            logger.close()
+        model_path = self._write_final(model, env)
+        return TrainResult(out_dir=self.out_dir or Path(), model_path=model_path, steps=cfg.steps,
+                           resumed_from=start, last_losses=last)
+
+    # -- the steps of fit -------------------------------------------------------------------------------
+    def _set_up(self) -> tuple[DistEnv, torch.device]:
+        """Join the DDP group (when launched by torchrun), check the batch split and the output folder."""
         cfg = self.config
         env, device = init_distributed(self.device)
         if cfg.batch_size % env.world_size:
@@ -163,49 +183,50 @@ class Trainer:
         if self.out_dir is not None and env.is_main:
             check_writable_dir(self.out_dir, "training output directory")
         barrier(env)
-        model = self.model.to(device)
-        optimizer = self.optimizer_factory(self.param_groups(model), cfg)
-        order = DataOrder(len(dataset), cfg.batch_size, self.seed)
-        start = 0
-        log_path = self.out_dir / "train_log.csv" if (self.out_dir is not None and env.is_main) else None
-        logger = StepLogger(log_path, tensorboard_dir=self.out_dir / "tensorboard" if self.out_dir else None)
+        return env, device
 
-        if not resume and self.out_dir is not None:
+    def _start_fresh(self, logger: StepLogger, env: DistEnv) -> None:
+        """Refuse to overwrite a run, and seed the global RNGs from the run's seed."""
+        if self.out_dir is not None:
             existing = ckpt.latest_checkpoint(self.out_dir)
             if existing is not None:
                 raise UserError(f"{self.out_dir} already holds a training run (latest checkpoint {existing}); "
                                 "pass --resume to continue it, or choose another --out directory")
             logger.truncate(0)  # a run killed before its first checkpoint simply starts again
-        if not resume:
-            # Global RNGs (dropout, augmentation in the dataset's __getitem__) follow the run's seed, one stream
-            # per rank; a resumed run restores them from the checkpoint instead.
-            _seed_global_rngs(derive_seed(self.seed, "global-rngs", env.rank))
-        if resume:
-            if self.out_dir is None:
-                raise UserError("--resume needs an --out directory holding the run's checkpoints")
-            path = ckpt.latest_checkpoint(self.out_dir)
-            if path is None:
-                raise UserError(f"--resume: no checkpoint in {self.out_dir / 'checkpoints'}; "
-                                "drop --resume to start a new run there")
-            state = ckpt.load_training_checkpoint(path)
-            self._check_config(state["config"], path)
-            if int(state.get("seed", self.seed)) != self.seed:
-                raise UserError(f"cannot resume from {path}: it was trained with seed {state.get('seed')}, "
-                                f"this run has seed {self.seed}; resume with --seed {state.get('seed')}")
-            ckpt.load_state_dict_strict(model, state["model_state_dict"], source=str(path))
-            try:
-                optimizer.load_state_dict(state["optimizer_state_dict"])
-            except (ValueError, KeyError) as exc:
-                raise UserError(f"cannot resume from {path}: its optimiser state does not match ({exc})") from None
-            order.load_state_dict(state["data_order"])
-            if int(state.get("world_size", 1)) != env.world_size:
-                raise UserError(f"cannot resume from {path}: it was written by {state.get('world_size')} "
-                                f"process(es), this run has {env.world_size}; resume with the same number")
-            ckpt.restore_rng(state["rng"][env.rank])
-            start = int(state["step"])
-            logger.truncate(start)
-            del state
+        # Global RNGs (dropout, augmentation in the dataset's __getitem__) follow the run's seed, one stream
+        # per rank; a resumed run restores them from the checkpoint instead.
+        _seed_global_rngs(derive_seed(self.seed, "global-rngs", env.rank))
 
+    def _restore(self, model: nn.Module, optimizer, order: DataOrder, logger: StepLogger, env: DistEnv) -> int:
+        """Load the latest checkpoint of ``out_dir`` (model, optimiser, data order, RNGs); returns its step."""
+        if self.out_dir is None:
+            raise UserError("--resume needs an --out directory holding the run's checkpoints")
+        path = ckpt.latest_checkpoint(self.out_dir)
+        if path is None:
+            raise UserError(f"--resume: no checkpoint in {self.out_dir / 'checkpoints'}; "
+                            "drop --resume to start a new run there")
+        state = ckpt.load_training_checkpoint(path)
+        self._check_config(state["config"], path)
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise UserError(f"cannot resume from {path}: it was trained with seed {state.get('seed')}, "
+                            f"this run has seed {self.seed}; resume with --seed {state.get('seed')}")
+        ckpt.load_state_dict_strict(model, state["model_state_dict"], source=str(path))
+        try:
+            optimizer.load_state_dict(state["optimizer_state_dict"])
+        except (ValueError, KeyError) as exc:
+            raise UserError(f"cannot resume from {path}: its optimiser state does not match ({exc})") from None
+        order.load_state_dict(state["data_order"])
+        if int(state.get("world_size", 1)) != env.world_size:
+            raise UserError(f"cannot resume from {path}: it was written by {state.get('world_size')} "
+                            f"process(es), this run has {env.world_size}; resume with the same number")
+        ckpt.restore_rng(state["rng"][env.rank])
+        start = int(state["step"])
+        logger.truncate(start)
+        return start
+
+    def _record_run(self, start: int, env: DistEnv, device: torch.device) -> None:
+        """``train_info.json`` and the one-line summary of the run (rank 0)."""
+        cfg = self.config
         if self.out_dir is not None and env.is_main:
             info = {"config": cfg.to_dict(), "seed": self.seed, "world_size": env.world_size,
                     "global_batch": cfg.batch_size, "per_rank_batch": cfg.batch_size // env.world_size,
@@ -216,14 +237,21 @@ class Trainer:
                   f"{cfg.batch_size // env.world_size} images; steps {start}->{cfg.steps}; device {device}",
                   file=sys.stderr)
 
+    def _step_model(self, model: nn.Module, env: DistEnv, device: torch.device) -> nn.Module:
+        """The module the loss calls: wrapped in DDP under torchrun, compiled with ``compile``."""
         step_model: nn.Module = model
         if env.enabled:
             step_model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=self.find_unused_parameters)
-        if cfg.compile:
+        if self.config.compile:
             step_model = torch.compile(step_model)
-        clip_groups: dict[str, list[Tensor]] = {}  # unique parameters per clip group
+        return step_model
+
+    @staticmethod
+    def _clip_groups(optimizer) -> dict[str, list[Tensor]]:
+        """The unique parameters of each clip group (each clipped to the norm on its own)."""
+        clip_groups: dict[str, list[Tensor]] = {}
         seen: set[int] = set()
         for group in optimizer.param_groups:
             members = clip_groups.setdefault(group.get("clip_group", "model"), [])
@@ -231,6 +259,15 @@ class Trainer:
                 if id(p) not in seen:
                     seen.add(id(p))
                     members.append(p)
+        return clip_groups
+
+    def _run_steps(self, dataset, model: nn.Module, optimizer, order: DataOrder, logger: StepLogger,
+                   env: DistEnv, device: torch.device, start: int) -> dict[str, float] | None:
+        """Steps ``start..steps-1``: load, schedule, forward/backward, clip, update, log, checkpoint.
+        Returns the last logged loss values."""
+        cfg = self.config
+        step_model = self._step_model(model, env, device)
+        clip_groups = self._clip_groups(optimizer)
         autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.amp == "bf16"
                     else contextlib.nullcontext())
         bar = None
@@ -247,6 +284,8 @@ class Trainer:
         try:
             for step in range(start, cfg.steps):
                 if step >= segment_end:
+                    # The DataLoader is rebuilt at checkpoint boundaries, seeded from the step: a resumed
+                    # run's workers draw exactly what an uninterrupted run's draw.
                     segment_end = min((step // cfg.checkpoint_every + 1) * cfg.checkpoint_every, cfg.steps)
                     batches = shard(order.take(segment_end - step), env.rank, env.world_size)
                     iterator = iter(segment_loader(dataset, batches, seed=self.seed, segment_start=step,
@@ -270,7 +309,7 @@ class Trainer:
                 done = step + 1
                 at_checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.steps
                 if done % cfg.log_flush_every == 0 or at_checkpoint:
-                    values = logger.flush() if env.is_main else None
+                    values = logger.flush() if env.is_main else None  # the only host sync, every few steps
                     last = values or last
                     if bar is not None:
                         now = time.perf_counter()
@@ -284,16 +323,18 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            logger.close()
+        return last
 
+    def _write_final(self, model: nn.Module, env: DistEnv) -> Path:
+        """``OUT/model.pt`` (rank 0), after which every rank continues together."""
+        cfg = self.config
         model_path = self.out_dir / "model.pt" if self.out_dir is not None else Path()
         if self.out_dir is not None and env.is_main:
             # "iter" + "model_state_dict": the unsup-parts checkpoint layout, so its own loaders read it too.
             atomic_torch_save({"format": ckpt.MODEL_FORMAT, "model_state_dict": model.state_dict(),
                                "iter": cfg.steps, "step": cfg.steps, "config": cfg.to_dict()}, model_path)
         barrier(env)
-        return TrainResult(out_dir=self.out_dir or Path(), model_path=model_path, steps=cfg.steps,
-                           resumed_from=start, last_losses=last)
+        return model_path
 
     def _save(self, model: nn.Module, optimizer, order: DataOrder, step: int, env: DistEnv) -> None:
         rng = all_gather_objects(ckpt.capture_rng(), env)  # collective: every rank takes part

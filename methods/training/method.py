@@ -1,0 +1,148 @@
+""":class:`TrainableMethod`: the shared base of methods that "load a checkpoint or train, then predict".
+
+``ours`` and ``scops`` (and any network method that trains through :class:`~.loop.Trainer`) differ in
+their network, losses and settings, but not in the life cycle around them, which lives here once:
+
+* **weights identity** -- :meth:`weights_id` is ``<checkpoint_label>:<sha256 of the file>`` when the
+  ``checkpoint`` parameter is set, else ``trained(<source>=<identity>, ...)`` over the method's
+  :meth:`weight_sources` (a ``caffe:PATH``/file source is identified by its content, so a replaced file
+  makes a new run key);
+* **cache key** -- :meth:`cache_key` digests the code version, :meth:`training_record` (every setting that
+  decides what training produces), the weight identities, the dataset's identity and the seed;
+  ``fit`` trains into ``context.cache_dir/<name>/<key>/`` and reuses ``model.pt`` there (an interrupted
+  cached training resumes, see :func:`~.cache.train_or_reuse`);
+* **device placement** -- the trained or loaded network is kept in eval mode and moved once to the device
+  of the batches it predicts (under ``torchrun`` training happens on ``cuda:LOCAL_RANK``).
+
+A subclass provides: :meth:`trainer` (the configured :class:`~.loop.Trainer`, not yet run),
+:meth:`trained_network` (the module to predict with once the trainer has run), :meth:`load_network`
+(the module from a checkpoint file or a ``model.pt`` written by :meth:`train`), :meth:`predict_with`
+(part maps from the network), :meth:`training_record` and :meth:`weight_sources`; optionally
+:meth:`check_params`. It also implements the ``train`` capability of
+:class:`~benchmark.core.method.Method` (``benchmark train``) and lists its presets in ``train_presets``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from benchmark.core.cache import content_key, file_digest
+from benchmark.core.errors import UserError
+from benchmark.core.method import Method, TrainResult
+from benchmark.core.types import Batch, PartMaps
+
+
+def source_identity(spec: str, *, option: str = "init") -> str:
+    """The identity of a weights source: ``imagenet``/``random`` as they are, ``torchvision`` as its
+    ImageNet weights, ``caffe:PATH`` and plain paths by the content of the file."""
+    if spec.startswith("caffe:"):
+        path = Path(spec[len("caffe:"):]).expanduser()
+        if not path.is_file():
+            raise UserError(f"{option} caffe:{path}: no such file; pass the DeepLab ResNet-50 caffe weights "
+                            "(resnet50-caffe-22edcc82.pth)")
+        return f"caffe:{file_digest(path)}"
+    if spec == "torchvision":
+        return "torchvision:IMAGENET1K_V1"
+    if spec in ("imagenet", "random") or spec.startswith("torchvision:"):
+        return spec
+    path = Path(spec).expanduser()
+    return f"file:{file_digest(path)}" if path.is_file() else str(path)
+
+
+class TrainableMethod(Method):
+    """Base of methods that load a checkpoint or train (then cache) a network, then predict with it."""
+
+    requires_training = True
+    #: Bump when a change alters what training produces: it is part of the cache key.
+    code_version: ClassVar[str] = "?"
+    #: Prefix of :meth:`weights_id` for a loaded checkpoint.
+    checkpoint_label: ClassVar[str] = "checkpoint"
+
+    checkpoint: str | None = None
+
+    # -- what a subclass provides ----------------------------------------------------------------------
+    def check_params(self) -> None:
+        """Raise :class:`UserError` for parameter values that cannot work (called by fit and train)."""
+
+    def weight_sources(self) -> dict[str, str]:
+        """Pretrained weights training starts from, by role, e.g. ``{"init": "caffe:PATH", "vgg": "imagenet"}``."""
+        raise NotImplementedError
+
+    def training_record(self, data: Any) -> dict[str, Any]:
+        """Every setting (besides weights, dataset and seed) that decides what training produces."""
+        raise NotImplementedError
+
+    def trainer(self, data: Any, *, out_dir: str | Path | None, seed: int, device: Any, keep_checkpoints: int = 0):
+        """The configured :class:`~benchmark.methods.training.Trainer` for ``data`` (not yet run)."""
+        raise NotImplementedError
+
+    def trained_network(self) -> nn.Module:
+        """The module to predict with once :meth:`trainer`'s trainer has run."""
+        raise NotImplementedError
+
+    def load_network(self, path: str | Path) -> nn.Module:
+        """The module from a checkpoint file (an official one or a ``model.pt`` of :meth:`train`)."""
+        raise NotImplementedError
+
+    def predict_with(self, network: nn.Module, batch: Batch) -> PartMaps:
+        """Part maps of ``batch`` from ``network`` (in eval mode, on ``batch.device``)."""
+        raise NotImplementedError
+
+    # -- identity ------------------------------------------------------------------------------------------
+    def weights_id(self) -> str:
+        if self.checkpoint:
+            path = Path(self.checkpoint).expanduser()
+            return f"{self.checkpoint_label}:{file_digest(path) if path.is_file() else path}"
+        sources = ", ".join(f"{role}={source_identity(spec, option=role)}"
+                            for role, spec in self.weight_sources().items())
+        return f"trained({sources})"
+
+    def cache_key(self, data: Any, seed: int) -> str:
+        """Key of a trained model in ``context.cache_dir/<name>/``: everything that decides the training."""
+        return content_key({"version": self.code_version, "training": self.training_record(data),
+                            "weights": {role: source_identity(spec, option=role)
+                                        for role, spec in self.weight_sources().items()},
+                            "dataset": data.identity(), "seed": int(seed)})
+
+    # -- life cycle ----------------------------------------------------------------------------------------
+    def fit(self, data: Any, *, seed: int = 0, device: str = "cpu") -> "TrainableMethod":
+        """Load ``checkpoint``, else reuse the model cached for this exact training, else train on ``data``
+        (the training view of the training split)."""
+        self.check_params()
+        if self.checkpoint:
+            self._keep(self.load_network(self.checkpoint), device)
+            return self
+        from benchmark.methods.training.cache import train_or_reuse
+
+        train_or_reuse(self, data, name=self.name, seed=seed, device=device,
+                       load=lambda model_file: self._keep(self.load_network(model_file), device))
+        return self
+
+    def train(self, data: Any, *, out_dir: str | Path | None, resume: bool = False, seed: int = 0,
+              device: str = "cpu", keep_checkpoints: int = 0) -> TrainResult:
+        """Train on ``data`` writing checkpoints and the loss log to ``out_dir`` (``keep_checkpoints`` = 0 keeps
+        every periodic checkpoint, as the references do); keeps the trained network for ``predict``."""
+        from benchmark.methods.training.distributed import local_device
+
+        self.check_params()
+        trainer = self.trainer(data, out_dir=out_dir, seed=seed, device=device, keep_checkpoints=keep_checkpoints)
+        result = trainer.fit(data, resume=resume)
+        self.train_result_ = result
+        self._keep(self.trained_network(), local_device(device))
+        return result
+
+    def _keep(self, network: nn.Module, device: Any) -> None:
+        self.network_ = network.to(device).eval()
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> PartMaps:
+        network = getattr(self, "network_", None)
+        if network is None:
+            raise RuntimeError(f"{self.name}: call fit() first (it trains, or loads -p checkpoint=PATH)")
+        if next(network.parameters()).device != batch.device:
+            self.network_ = network = network.to(batch.device)  # once, not per batch
+        return self.predict_with(network, batch)
