@@ -33,7 +33,9 @@ def test_registered_with_tags_and_defaults():
     cls = METHODS.get("kmeans")
     assert cls.transductive and cls.uses_masks and not cls.requires_training
     defaults = cls.param_defaults()
-    assert defaults["layers"] == ("relu5_2", "relu5_4") and defaults["feature_size"] == 64
+    assert defaults["backbone"] == "vgg19" and defaults["feature_size"] == 64
+    # layers=None is the backbone's default recipe: for VGG19 the paper's relu5_2 + relu5_4.
+    assert cls(**defaults)._settings()["recipe"].layers == ("relu5_2", "relu5_4")
     assert (defaults["niter"], defaults["nredo"], defaults["max_points_per_centroid"]) == (100, 5, 256)
     assert cls.demo_params()["weights"] == "random"
     assert cls().weights_id() == "imagenet:vgg19" and tiny_kmeans().weights_id() == "random:seed0"
