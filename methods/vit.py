@@ -33,7 +33,7 @@ timm's own dynamic-size forward; at the native grid, 28x28 for DINO at 224 px, n
 Overlapping patches: ``stride < p`` runs the patch embedding with that stride (the dense-descriptor
 recipe; the position embeddings are resampled to the denser grid). The patch centres ``p/2 + i*stride`` no
 longer tile the image, so the map is resampled (linearly, exactly at the centres, clamped at the borders) to
-a grid of ``round(H / stride)`` uniform cells whose centres are ``(j + 1/2) * H / cells``: downstream code
+a grid of ``H / stride`` (rounded half up) uniform cells whose centres are ``(j + 1/2) * H / cells``: downstream code
 can then treat every map as "one cell per ``H/h`` pixels", as it does for VGG (with ``stride = p`` this
 resampling is the identity and is skipped).
 
@@ -371,8 +371,9 @@ def interpolate_pos_embed(pos_embed: Tensor, num_prefix: int, old_grid: tuple[in
 
 
 def patch_grid_size(size: int, patch: int) -> int:
-    """The input length (pixels) the image is resized to: the nearest multiple of ``patch`` (at least one)."""
-    return max(1, round(size / patch)) * patch
+    """The input length (pixels) the image is resized to: the nearest multiple of ``patch`` (halves round up;
+    at least one patch)."""
+    return max(1, math.floor(size / patch + 0.5)) * patch
 
 
 def centre_resample_matrix(cells: int, patches: int, length: int, patch: int, stride: int,
@@ -531,7 +532,7 @@ class ViTFeatures(nn.Module):
         f = tokens[:, self.num_prefix:].float().reshape(n, grid[0], grid[1], c).permute(0, 3, 1, 2)
         if self.stride == self.patch:
             return f.contiguous()
-        cells = tuple(max(1, round(s / self.stride)) for s in size)
+        cells = tuple(max(1, math.floor(s / self.stride + 0.5)) for s in size)
         ay = centre_resample_matrix(cells[0], grid[0], size[0], self.patch, self.stride, f.device)
         ax = centre_resample_matrix(cells[1], grid[1], size[1], self.patch, self.stride, f.device)
         return torch.einsum("yi,ncij,xj->ncyx", ay, f, ax).contiguous()
