@@ -547,3 +547,81 @@ def nonnegative_parts(f: Tensor, eps: float = 1e-12) -> Tensor:
     per-position L2-normalised ``u`` (NMF needs a non-negative matrix; ``u = pos - neg`` loses nothing)."""
     u = F.normalize(f.float(), dim=1, eps=eps)
     return torch.cat([u.clamp_min(0), (-u).clamp_min(0)], dim=1)
+
+
+# -- speed benchmark (``benchmark bench features -p arch=dinov2_vits14``; registered in features.py) ------------
+def bench_vit_features(images: int = 8, size: int = 256, batch_size: int = 8, arch: str = "dinov2_vits14",
+                       layers: str | None = None, facet: str | None = None, stride: int | None = None,
+                       device: str = "cpu", precision: str = "auto", split_size: int = 5794, seed: int = 0) -> str:
+    """Batched ViT facet extraction through :class:`FeatureExtractor` (one pass stopping at the deepest block)
+    vs a plain timm forward (``dynamic_img_size=True``, the whole network) image by image, with hooks."""
+    import time
+
+    from benchmark.methods.features import FeatureExtractor
+
+    spec = vit_spec(arch)
+    if stride is not None and int(stride) != spec.patch:
+        raise UserError(f"bench features compares against timm's own forward, which has no overlapping patches; "
+                        f"omit -p stride (the patch size, {spec.patch}, is used)")
+    images, size, batch_size, split_size = int(images), int(size), int(batch_size), int(split_size)
+    blocks = None if layers in (None, "") else tuple(part for part in str(layers).split(",") if part.strip())
+    device = torch.device(device)
+    with warnings.catch_warnings():  # speed does not depend on the weights' values
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        backbone = ViTFeatures(arch, "random", blocks=blocks, facet=facet, seed=int(seed),
+                               precision=precision).to(device)
+    extractor = FeatureExtractor(backbone)
+    data = torch.rand(images, 3, size, size, generator=torch.Generator().manual_seed(int(seed)))
+
+    baseline = timm_model(arch, device="cpu", dynamic_img_size=True)
+    baseline.load_state_dict(backbone.model.state_dict())
+    baseline = baseline.to(device)
+    captured: dict[int, Tensor] = {}
+    for b in backbone.blocks:
+        if backbone.facet == "token":
+            baseline.blocks[b].register_forward_hook(
+                lambda _m, _i, out, b=b: captured.__setitem__(b, baseline.norm(out)))
+        else:
+            which = QKV_FACETS.index(backbone.facet)
+            baseline.blocks[b].attn.qkv.register_forward_hook(
+                lambda _m, _i, out, b=b, which=which: captured.__setitem__(b, out.chunk(3, dim=-1)[which]))
+    grid = tuple(s // spec.patch for s in backbone.input_size(size, size))
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    extractor(data[:1].to(device))  # warm-up (allocator, kernels)
+    sync()
+    start = time.perf_counter()
+    for i in range(0, images, batch_size):
+        ours = extractor(data[i:i + batch_size].to(device))
+    sync()
+    t_ours = time.perf_counter() - start
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(images):
+            x = data[i:i + 1].to(device)
+            x = F.interpolate(x, size=backbone.input_size(size, size), mode="bilinear", align_corners=False,
+                              antialias=True)
+            baseline.forward_features((x - backbone.mean) / backbone.std)
+            plain = {b: captured[b][:, backbone.num_prefix:].float().cpu() for b in backbone.blocks}
+    sync()
+    t_base = time.perf_counter() - start
+    worst = 0.0
+    for b, name in zip(backbone.blocks, backbone.layers):
+        expected = plain[b].reshape(1, grid[0], grid[1], -1).permute(0, 3, 1, 2)
+        mine = ours[name][-1:].cpu()
+        worst = max(worst, float((mine - expected).abs().max() / expected.abs().max().clamp_min(1e-12)))
+    return "\n".join([
+        f"features bench: {arch} {backbone.facet} of block(s) {','.join(map(str, backbone.blocks))} "
+        f"({spec.depth} blocks), {images} images of {size}x{size} -> {grid[0]}x{grid[1]} patches, device={device}, "
+        f"precision={backbone.resolved_precision()}",
+        f"  partbench (batches of {batch_size}, one pass stopping at block {max(backbone.blocks)}): {t_ours:.2f} s = "
+        f"{images / t_ours:.2f} images/s -> {split_size / images * t_ours:.0f} s per split of {split_size} images",
+        f"  baseline (timm forward_features, dynamic_img_size=True, image by image, hooks): {t_base:.2f} s = "
+        f"{images / t_base:.2f} images/s -> {split_size / images * t_base:.0f} s per split",
+        f"  speed-up: {t_base / t_ours:.2f}x; max relative difference of the last image's features {worst:.1e} "
+        f"(float16 rounding{', reduced precision' if backbone.resolved_precision() != 'fp32' else ''})",
+    ])

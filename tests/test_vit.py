@@ -287,3 +287,16 @@ def test_feature_cache_keys_hold_the_recipe(tmp_path):
     a = FeatureExtractor(random_vit("dino_vits8", blocks=(0,), facet="key"), cache_dir=tmp_path)
     b = FeatureExtractor(random_vit("dino_vits8", blocks=(0,), facet="key", stride=4), cache_dir=tmp_path)
     assert a._description("block0.key", "x", "d", (8, 8)) != b._description("block0.key", "x", "d", (8, 8))
+
+
+def test_bench_features_runs_for_a_vit_against_timm():
+    import re
+
+    from benchmark.core.registry import BENCHES
+
+    report = BENCHES.get("features")(arch="dino_vits8", images=2, size=32, batch_size=2, layers="5", facet="value")
+    assert "dino_vits8 value of block(s) 5" in report and "timm forward_features" in report
+    difference = float(re.search(r"max relative difference of the last image's features ([0-9.e+-]+)", report).group(1))
+    assert difference < 2e-3  # float16 rounding only: the same features as timm's forward
+    with pytest.raises(UserError, match="overlapping"):
+        BENCHES.get("features")(arch="dino_vits8", stride=4)
