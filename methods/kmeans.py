@@ -95,7 +95,8 @@ def feature_statistics(feats: dict[str, Tensor], layers, size: int, *, centroids
     rounding): the projections on the centroids are computed at the native resolution and then resized; the
     squared norm of the resized vector is the quadratic form ``a^T G a`` of the per-image Gram matrix ``G``
     of the native positions; and single rows are read with ``grid_sample`` at the pixel centres (the same
-    bilinear weights, border clamping = the resize's edge clamping).
+    bilinear weights, border clamping = the resize's edge clamping). A layer finer than half the output grid
+    in area (``4 h w > size^2``) is resized outright instead, which is then the cheaper way.
     """
     first = next(iter(feats.values()))
     n, device = first.shape[0], first.device
@@ -107,6 +108,19 @@ def feature_statistics(feats: dict[str, Tensor], layers, size: int, *, centroids
         f = feats[name].float()
         _, c, h, w = f.shape
         ay, ax = resize_matrix(size, h, device), resize_matrix(size, w, device)
+        if 4 * h * w > size * size:
+            # A fine map (a ViT's patch grid, overlapping patches): its (hw)^2 Gram matrix would cost more than
+            # the resized map itself (C x size^2), so resize it and read everything from it. VGG19's relu5 taps
+            # of images up to 500 px (at most 31x31 positions for 64x64) never take this branch.
+            resized = torch.einsum("yi,ncij,xj->ncyx", ay, f, ax)
+            norm2 += resized.pow(2).sum(1)
+            if centroids is not None:
+                up = torch.einsum("ncyx,kc->nkyx", resized, centroids[:, offset:offset + c])
+                cross = up if cross is None else cross + up
+            if positions is not None:
+                rows.append(resized[positions[0], :, positions[1], positions[2]])
+            offset += c
+            continue
         flat = f.reshape(n, c, h * w)
         gram = (flat.transpose(1, 2) @ flat).reshape(n, h, w, h, w)
         t = torch.einsum("yi,nijkl->nyjkl", ay, gram)

@@ -145,11 +145,12 @@ def test_streaming_sample_is_uniform_without_replacement():
 
 def test_feature_statistics_equal_the_materialised_features():
     g = torch.Generator().manual_seed(0)
-    feats = {"a": torch.rand(3, 5, 4, 3, generator=g), "b": torch.rand(3, 7, 4, 3, generator=g)}
+    # "b" is finer than "a": at size 9 it is resized outright while "a" goes through its Gram matrix.
+    feats = {"a": torch.rand(3, 5, 4, 3, generator=g), "b": torch.rand(3, 7, 8, 6, generator=g)}
     feats["a"][0, :, 1, 1] = 0
-    feats["b"][0, :, 1, 1] = 0  # one all-zero vector: stays zero after normalisation
+    feats["b"][0, :, 2:4, 2:4] = 0  # zero patches: the normalisation's eps case
     centroids = F.normalize(torch.randn(4, 12, generator=g), dim=1)
-    for size in (9, 16):
+    for size in (4, 9, 16):
         x = km.pixel_features(feats, ("a", "b"), size)
         n_idx = torch.randint(0, 3, (20,), generator=g)
         pos = (n_idx, torch.randint(0, size, (20,), generator=g), torch.randint(0, size, (20,), generator=g))
