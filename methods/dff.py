@@ -94,8 +94,9 @@ class DFF(Method):
 
     def _nmf_input(self, f: Tensor) -> Tensor:
         """The backbone map as NMF sees it: VGG's ReLU maps as they are; a ViT's signed facet L2-normalised
-        per position and split into its positive and negative parts (``2C`` non-negative channels)."""
-        return nonnegative_parts(f) if backbones.is_vit(self.backbone) else f
+        per position and split into its positive and negative parts (``2C`` non-negative channels), rounded
+        through float16 like every backbone map, so that the float16 chunks of ``fit`` hold it exactly."""
+        return nonnegative_parts(f).half().float() if backbones.is_vit(self.backbone) else f
 
     def _settings(self) -> tuple[int, int | None, int, float, int]:
         """The numeric parameters as numbers (``-p key=value`` may hand them over as text)."""
@@ -109,9 +110,10 @@ class DFF(Method):
         if k < 1 or max_iter < 0 or batch_size < 1:
             raise UserError("dff needs num_parts >= 1 and max_iter >= 0")
         device = torch.device(device)
-        if self.layer is not None and isinstance(self.layer, (tuple, list)):
-            raise UserError(f"dff reads one layer, got layer={self.layer!r}")
         recipe = backbones.resolve(self.backbone, self.layer, self.facet, self.stride, (VGG_LAYER,))
+        if len(recipe.layers) != 1:
+            raise UserError(f"dff factorises one layer, got layer={self.layer!r}; pass -p layer=NAME (VGG) or "
+                            f"-p layer=BLOCK (ViT)")
         backbone = backbones.build(recipe, self.weights).to(device)
         self.layer_ = backbone.layers[0]  # the name of the map it returns (relu5_4, block11.token, ...)
         self.extractor_ = FeatureExtractor(backbone, input_size=image_size, cache_dir=self.context.cache_dir)

@@ -276,6 +276,13 @@ def test_methods_run_end_to_end_deterministic_per_seed(method, params):
     assert 0 <= row["value"] <= 1
 
 
+def test_dff_reads_one_layer():
+    from benchmark.core.registry import METHODS
+
+    with pytest.raises(UserError, match="factorises one layer"):
+        METHODS.get("dff")(backbone="dino_vits8", weights="random", layer=(3, 11)).fit(None, seed=0)
+
+
 def test_dff_factorises_the_nonnegative_split_of_normalised_vit_features():
     f = torch.randn(2, 5, 3, 4)
     parts = vit.nonnegative_parts(f)
