@@ -142,12 +142,13 @@ def tables(df, decimals: int = 2, with_paper: bool = False
 def _add_paper_rows(summary):
     import pandas as pd
 
+    from benchmark.core.protocol import PAPER_PROTOCOL
     from benchmark.paper import paper_rows
 
     extra = []
     settings = summary[list(SETTING_COLUMNS)].drop_duplicates()
     for setting in settings.to_dict("records"):
-        if setting["protocol"] != "legacy":
+        if setting["protocol"] != PAPER_PROTOCOL:
             continue
         for row in paper_rows(setting["dataset"], int(setting["num_parts"])):
             extra.append({**setting, "n": pd.NA, **row})

@@ -1,7 +1,7 @@
 """The evaluation harness: dataset -> method -> part maps -> metrics -> result rows.
 
 This is the only module (with the CLI) that brings methods, datasets and metrics together. One run =
-one method with one parameter set on one dataset for one seed under one protocol and mask policy:
+one method with one parameter set on one dataset for one seed under one protocol and mask source:
 
     from benchmark.runner import RunConfig, run
     result = run(RunConfig(method="kmeans", dataset="synthetic", seed=0), out_dir="runs")
@@ -9,17 +9,20 @@ one method with one parameter set on one dataset for one seed under one protocol
 
 What happens, in order:
 
-1. The mask policy (:class:`BackgroundPolicy`) is parsed once; it decides where foreground masks come from
+1. The evaluation protocol (:class:`~benchmark.core.protocol.EvaluationProtocol`) is resolved once from
+   the dataset, ``protocol`` and ``masks``; its mask source decides where foreground masks come from
    (dataset annotations, a folder of predicted masks, the method's own background channel, or none) and
-   therefore the background label of *every* metric of the run.
+   therefore the background label of *every* metric of the run. Datasets, prediction and scoring read
+   its rules (``docs/protocol.md``).
 2. The method is built from its registered class and parameters, then fitted (:func:`fit_method`):
    methods with ``requires_training`` on the training split's ``train`` view (GT masks, the paper's
    setting); ``transductive`` methods on each evaluation view itself (recorded in the rows).
 3. Each evaluation view (the dataset's ``fg_view`` and ``full_view``, once if they are the same) is
-   predicted batch by batch on the device; label pairs are extracted by
-   :func:`benchmark.metrics.scoring.label_pairs` and streamed into the metrics' contingency tables.
-   Under ``protocol="legacy"`` the dataset's ``legacy_align_corners`` (the reference's upsampling
-   convention of the view) replaces the method's own, and its ``legacy_background_rules`` are passed on.
+   predicted batch by batch on the device (:func:`traverse`, shared with ``benchmark export``); label
+   pairs are extracted by :func:`benchmark.metrics.scoring.label_pairs` and streamed into the metrics'
+   contingency tables. Under ``--protocol legacy`` the dataset's ``legacy_align_corners`` (the
+   reference's upsampling convention of the view) replaces the method's own, and its
+   ``legacy_background_rules`` are passed on.
 4. Landmark regression (when the dataset defines a protocol) predicts the fitting split and the
    evaluation split in the dataset's ``landmark_view`` and regresses keypoints from part centres.
 5. One tidy row per metric is written atomically to ``<out>/<dataset>/<method>/seed<S>-<key>.csv``; a
@@ -36,7 +39,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -45,53 +48,20 @@ from benchmark.core.dataset import Dataset
 from benchmark.core.errors import UnavailableError, UserError
 from benchmark.core.method import Method, RunContext
 from benchmark.core.metric import Metric
+from benchmark.core.protocol import EvaluationProtocol, MaskSource
 from benchmark.core.registry import DATASETS, METHODS, METRICS
 from benchmark.core.seeding import seed_everything
+from benchmark.core.types import Batch, PartMaps
 from benchmark.provenance import device_description, git_state, package_versions
 from benchmark.results import RESULT_COLUMNS, read_rows, write_rows
 
 # Bump when a change of the harness changes numbers, so that stale result files are not reused.
-HARNESS_VERSION = 2
+HARNESS_VERSION = 3  # 3: keypoint read-out rules and CUB legacy box clipping (docs/protocol.md)
 
 
 # --------------------------------------------------------------------------------------------------
 # configuration
 # --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BackgroundPolicy:
-    """The one decision about background for a run, shared by every metric.
-
-    ``source`` is the ``--masks`` value: ``gt`` (dataset annotations), ``predicted:DIR`` (mask PNGs
-    mirroring the image tree), ``method`` (the method's own background channel), ``none`` (no
-    background: every pixel is foreground in the full-image metrics).
-    """
-
-    source: str = "gt"
-
-    @classmethod
-    def parse(cls, text: str | None) -> "BackgroundPolicy":
-        text = (text or "gt").strip()
-        if text in ("gt", "method", "none"):
-            return cls(text)
-        if text.startswith("predicted:") and len(text) > len("predicted:"):
-            directory = Path(text.split(":", 1)[1]).expanduser()
-            if not directory.is_dir():
-                raise UserError(f"--masks {text}: {directory} is not a directory; pass a folder of mask PNGs "
-                                "mirroring the dataset's image tree")
-            return cls(f"predicted:{directory.resolve()}")
-        raise UserError(f"unknown --masks {text!r}; use gt, predicted:DIR, method or none")
-
-    @property
-    def dataset_masks(self) -> str:
-        """What the dataset should load as ``Sample.mask``."""
-        return "none" if self.source in ("method", "none") else self.source
-
-    @property
-    def scoring(self) -> str:
-        """The background mode of :func:`benchmark.metrics.scoring.label_pairs`."""
-        return {"method": "method", "none": "none"}.get(self.source, "mask")
-
-
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run's numbers (its :meth:`key` names the result file)."""
@@ -112,9 +82,12 @@ class RunConfig:
 
     def key(self, inputs: Any = None) -> str:
         """Hash of the definition; ``inputs`` = the method's :meth:`~Method.input_fingerprint` (the content
-        of files its parameters point to), so a changed checkpoint or predictions folder is a new run."""
+        of files its parameters point to), so a changed checkpoint or predictions folder is a new run. The
+        mask source enters by its fingerprint (a mask folder: resolved path and file contents), not by
+        the text typed."""
         description = asdict(self)
         description["inputs"] = inputs
+        description["masks"] = MaskSource.parse(self.masks).fingerprint()
         description.pop("device")  # the device changes speed, not the definition of the numbers
         description["data_root"] = str(Path(self.data_root).resolve()) if self.data_root else None
         description["harness_version"] = HARNESS_VERSION
@@ -275,9 +248,10 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
 
 
 def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str = "fg",
-                  protocol: str = "corrected", masks: str = "gt",
+                  protocol: str | EvaluationProtocol = "corrected", masks: str | MaskSource | None = None,
                   options: dict[str, Any] | None = None) -> Dataset:
-    """Instantiate registered dataset ``name`` for one split and view."""
+    """Instantiate registered dataset ``name`` for one split and view (``masks=None``: the protocol
+    object's own mask source, or ``gt``)."""
     cls = DATASETS.get(name)
     reason = cls.unavailable_reason()
     if reason:
@@ -309,7 +283,7 @@ def fit_method(method: Method, eval_data: Dataset, *, seed: int, device: str) ->
 
 
 def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: str,
-                 landmark_protocol: str | None) -> list[Metric]:
+                 landmark_protocol: str | None, protocol: EvaluationProtocol) -> list[Metric]:
     names = config.metrics or tuple(METRICS.names())
     metrics: list[Metric] = []
     for name in names:
@@ -322,90 +296,154 @@ def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: st
                     raise UserError(f"metric {name!r} needs a landmark protocol, which dataset "
                                     f"{dataset_cls.name!r} does not define")
                 continue
-            metrics.append(cls(protocol=config.protocol, ground_truth=ground_truth,
-                               landmark_protocol=landmark_protocol))
+            metrics.append(cls(protocol=protocol, ground_truth=ground_truth, landmark_protocol=landmark_protocol))
         else:
-            metrics.append(cls(protocol=config.protocol, ground_truth=ground_truth))
+            metrics.append(cls(protocol=protocol, ground_truth=ground_truth))
     return metrics
 
 
 # --------------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------------
-def _view_for_role(data: Dataset, role: str) -> str:
-    return {"fg": data.fg_view, "full": data.full_view, "landmarks": data.landmark_view}[role]
+def resolve_protocol(config: RunConfig, *, device: str = "cpu", progress: bool = False,
+                     cache_dir: str | Path | None = None) -> EvaluationProtocol:
+    """The run's one :class:`EvaluationProtocol` (name, mask source, the dataset's per-view conventions),
+    its mask source prepared (:meth:`~benchmark.core.protocol.MaskSource.prepare`) when the kind needs it."""
+    cls = DATASETS.get(config.dataset)
+    protocol = EvaluationProtocol.resolve(config.protocol, config.masks, dataset=cls)
+    if not protocol.masks.needs_preparation:
+        return protocol
+    landmarks = cls.landmark_protocol is not None and any(
+        METRICS.get(name).kind == "landmarks" for name in (config.metrics or METRICS.names()))
+    splits = list(dict.fromkeys([config.split] + ([cls.landmark_fit_split] if landmarks else [])))
+    views = [build_dataset(config.dataset, data_root=config.data_root, split=split, view=cls.fg_view,
+                           protocol=protocol, masks="none", options=config.dataset_options) for split in splits]
+    masks = protocol.masks.prepare(views, device=device, cache_dir=cache_dir, batch_size=config.batch_size,
+                                   progress=progress)
+    return dataclasses.replace(protocol, masks=masks)
 
 
-def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool = False,
-             examples: int = 0) -> tuple[list[Metric], dict[str, Any] | None, Dataset]:
-    """Predict every evaluation view and stream label pairs into freshly built metrics."""
-    from benchmark.metrics.scoring import label_pairs
+def first_view(config: RunConfig, protocol: EvaluationProtocol) -> Dataset:
+    """The dataset's FG evaluation view of the run's split, loaded under ``protocol``."""
+    return build_dataset(config.dataset, data_root=config.data_root, split=config.split,
+                         view=DATASETS.get(config.dataset).fg_view, protocol=protocol,
+                         options=config.dataset_options)
 
-    policy = BackgroundPolicy.parse(config.masks)
-    if policy.source == "method" and not method.provides_background:
+
+@dataclass
+class Pass:
+    """One pass of :func:`traverse` over a view of a split: ``batches`` yields ``(batch, maps)``."""
+
+    data: Dataset
+    landmark_fit: bool  # the landmark regression's fitting split (predicted with the evaluation view's fit)
+    batches: Iterator[tuple[Batch, PartMaps]]
+
+    @property
+    def folder(self) -> str:
+        return f"{self.data.split}/{self.data.view}"
+
+
+def traverse(method: Method, first: Dataset, views: Sequence[str], *, landmark_fit: bool, seed: int,
+             device: str, batch_size: int, num_workers: int = 0, progress: bool = False,
+             label: str = "") -> Iterator[Pass]:
+    """Fit ``method`` and predict ``views`` of ``first``'s split exactly as a run does; ``run`` and
+    ``export`` both walk this, which is why exported predictions reproduce a run exactly.
+
+    Order: a non-transductive method is fitted once (on the training view if it trains); a transductive
+    one is fitted on each view just before it is predicted. With ``landmark_fit``, the landmark regression's
+    fitting split is predicted right after its evaluation view (``first.landmark_view``), while a
+    transductive method still holds the fit of that view: its part indices then mean the same on both
+    landmark splits. Consume each pass's ``batches`` before asking for the next pass.
+    """
+    if not method.transductive:
+        fit_method(method, first, seed=seed, device=device)
+    for view_name in views:
+        data = first if view_name == first.view else first.with_view(view=view_name)
+        if method.transductive:
+            fit_method(method, data, seed=seed, device=device)
+        yield Pass(data, False, _predictions(method, data, device=device, batch_size=batch_size,
+                                             num_workers=num_workers, progress=progress and f"{label} {view_name}"))
+        if landmark_fit and view_name == first.landmark_view:
+            fit_data = first.with_view(split=first.landmark_fit_split, view=view_name)
+            yield Pass(fit_data, True, _predictions(method, fit_data, device=device, batch_size=batch_size,
+                                                    num_workers=num_workers,
+                                                    progress=progress and f"{label} landmark fit split"))
+
+
+def _predictions(method: Method, data: Dataset, *, device: str, batch_size: int, num_workers: int,
+                 progress: bool | str) -> Iterator[tuple[Batch, PartMaps]]:
+    """``(batch, method.predict(batch))`` for every batch of ``data``, with the mask source's own masks
+    attached when it computes them (e.g. from a model) and the one check every prediction gets."""
+    for batch in data.batches(batch_size, device=device, num_workers=num_workers, progress=progress):
+        masks = data.masks.batch_masks(batch)
+        if masks is not None:
+            batch = dataclasses.replace(batch, masks=masks)
+        with torch.inference_mode():
+            maps = method.predict(batch)
+        if len(maps) != len(batch):
+            raise RuntimeError(f"method {method.name!r} returned {len(maps)} maps for {len(batch)} images")
+        yield batch, maps
+
+
+def evaluation_views(first: Dataset, metrics: Sequence[Metric]) -> dict[str, list[str]]:
+    """``{view: [roles]}`` in the order a run predicts them: the views of the FG and full-image metrics,
+    then the landmark view (a view serving several roles is predicted once)."""
+    roles_by_view: dict[str, list[str]] = {}
+    for role, view_name in (("fg", first.fg_view), ("full", first.full_view)):
+        if any(m.kind == "clustering" and m.role == role for m in metrics):
+            roles_by_view.setdefault(view_name, []).append(role)
+    if any(m.kind == "landmarks" for m in metrics):
+        roles_by_view.setdefault(first.landmark_view, [])
+    return roles_by_view
+
+
+def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool = False, examples: int = 0,
+             num_workers: int = 0) -> tuple[list[Metric], dict[str, Any] | None, Dataset]:
+    """Predict every evaluation view (:func:`traverse`) and stream label pairs into fresh metrics."""
+    protocol = resolve_protocol(config, device=device, progress=progress, cache_dir=method.context.cache_dir)
+    if protocol.masks.background == "method" and not method.provides_background:
         raise UserError(f"--masks method needs a method with its own background channel; "
                         f"{config.method!r} has none. Use --masks gt or predicted:DIR")
-
-    def view(view_name: str, split: str | None = None) -> Dataset:
-        return build_dataset(config.dataset, data_root=config.data_root, split=split or config.split,
-                             view=view_name, protocol=config.protocol, masks=policy.dataset_masks,
-                             options=config.dataset_options)
-
-    first = view(DATASETS.get(config.dataset).fg_view)
-    ground_truth = first.ground_truth
-    landmark_protocol = first.landmark_protocol
-    metrics = _metrics_for(config, type(first), ground_truth, landmark_protocol)
-    clustering = [m for m in metrics if m.kind == "clustering"]
-    landmark = [m for m in metrics if m.kind == "landmarks"]
-
-    # Which roles each evaluation view serves (a dataset may use the same view for several).
-    roles_by_view: dict[str, list[str]] = {}
-    for role in ("fg", "full"):
-        if any(m.role == role for m in clustering):
-            roles_by_view.setdefault(_view_for_role(first, role), []).append(role)
-    landmark_view = first.landmark_view if landmark else None
-    if landmark_view is not None:
-        roles_by_view.setdefault(landmark_view, [])
-
-    if not method.transductive:  # trained once (or not at all); transductive methods fit per view below
-        fit_method(method, first, seed=config.seed, device=device)
-
+    first = first_view(config, protocol)
+    metrics = _metrics_for(config, type(first), first.ground_truth, first.landmark_protocol, protocol)
+    roles_by_view = evaluation_views(first, metrics)
     kept: dict[str, Any] | None = None
-    for view_name, roles in roles_by_view.items():
-        data = first if view_name == first.view else view(view_name)
-        if method.transductive:
-            fit_method(method, data, seed=config.seed, device=device)
-        for batch in data.batches(config.batch_size, device=device, progress=progress and f"{config.method} {view_name}"):
-            predicted = _predict(method, batch, config, view_name=view_name, data=data)
-            if predicted is None:
+    for step in traverse(method, first, list(roles_by_view), landmark_fit=any(m.kind == "landmarks" for m in metrics),
+                         seed=config.seed, device=device, batch_size=config.batch_size, num_workers=num_workers,
+                         progress=progress, label=config.method):
+        view_name = step.data.view
+        for batch, maps in step.batches:
+            scored = _for_scoring(method, batch, maps, protocol, view_name)
+            if scored is None:
                 continue
-            batch, maps = predicted
-            for role in roles:
-                pairs = label_pairs(maps, batch, role=role, ground_truth=ground_truth, protocol=config.protocol,
-                                    background=policy.scoring,
-                                    legacy_rule=data.legacy_background_rules.get(role))
-                for metric in clustering:
-                    if metric.role == role:
-                        true, pred = pairs[metric.label_set()]
-                        metric.update(true, pred)
-            if view_name == landmark_view:
-                for metric in landmark:
-                    metric.update(maps, batch, split="eval")
+            batch, maps = scored
+            if step.landmark_fit:
+                _update_landmarks(metrics, maps, batch, split="fit")
+                continue
+            _update_clustering(metrics, maps, batch, roles_by_view[view_name], protocol, first.ground_truth)
+            if view_name == first.landmark_view:
+                _update_landmarks(metrics, maps, batch, split="eval")
             if examples and kept is None and view_name == first.fg_view:
-                kept = _keep_examples(maps, batch, examples, policy.scoring)
-        if view_name == landmark_view:
-            # Right after the evaluation split of this view, while a transductive method still holds the
-            # fit of *this* view: its part indices then mean the same on both landmark splits.
-            fit_data = view(first.landmark_view, split=first.landmark_fit_split)
-            for batch in fit_data.batches(config.batch_size, device=device,
-                                          progress=progress and f"{config.method} landmark fit split"):
-                predicted = _predict(method, batch, config, view_name=first.landmark_view, data=fit_data)
-                if predicted is None:
-                    continue
-                batch, maps = predicted
-                for metric in landmark:
-                    metric.update(maps, batch, split="fit")
+                kept = _keep_examples(maps, batch, examples, protocol.masks.background)
     return metrics, kept, first
+
+
+def _update_clustering(metrics: Sequence[Metric], maps: PartMaps, batch: Batch, roles: Sequence[str],
+                       protocol: EvaluationProtocol, ground_truth: str) -> None:
+    from benchmark.metrics.scoring import label_pairs
+
+    for role in roles:
+        pairs = label_pairs(maps, batch, role=role, ground_truth=ground_truth, protocol=protocol,
+                            background=protocol.masks.background, legacy_rule=protocol.background_rule(role))
+        for metric in metrics:
+            if metric.kind == "clustering" and metric.role == role:
+                metric.update(*pairs[metric.label_set()])
+
+
+def _update_landmarks(metrics: Sequence[Metric], maps: PartMaps, batch: Batch, *, split: str) -> None:
+    for metric in metrics:
+        if metric.kind == "landmarks":
+            metric.update(maps, batch, split=split)
 
 
 def without_skipped(batch, maps, skipped_ids) -> tuple[Any, Any] | None:
@@ -420,21 +458,13 @@ def without_skipped(batch, maps, skipped_ids) -> tuple[Any, Any] | None:
     return (batch.select(keep), maps.select(keep)) if keep else None
 
 
-def _predict(method: Method, batch, config: RunConfig, *, view_name: str | None = None,
-             data: Dataset | None = None):
-    """``method.predict`` with the checks every prediction gets, minus skipped images (or ``None``).
-
-    Under ``protocol="legacy"`` the maps are upsampled with the reference evaluation's convention of this
-    view (``data.legacy_align_corners``, e.g. DeepFashion FG: ``align_corners=True``) rather than the
-    method's own, as the reference scripts upsampled every model's logits the same way."""
-    with torch.inference_mode():
-        maps = method.predict(batch)
-    if len(maps) != len(batch):
-        raise RuntimeError(f"method {config.method!r} returned {len(maps)} maps for {len(batch)} images")
-    if config.protocol == "legacy" and data is not None:
-        align = data.legacy_align_corners.get(view_name or data.view)
-        if align is not None and bool(align) != maps.align_corners:
-            maps = dataclasses.replace(maps, align_corners=bool(align))
+def _for_scoring(method: Method, batch: Batch, maps: PartMaps, protocol: EvaluationProtocol, view_name: str):
+    """The maps as the protocol scores them, minus skipped images (or ``None``): upsampled with the
+    protocol's ``align_corners`` of this view where it has one (the reference evaluation upsampled every
+    model's logits the same way per view, e.g. DeepFashion FG with ``align_corners=True``)."""
+    align = protocol.align_corners(view_name)
+    if align is not None and align != maps.align_corners:
+        maps = dataclasses.replace(maps, align_corners=align)
     return without_skipped(batch, maps, getattr(method, "skipped_ids", None))
 
 
@@ -480,7 +510,8 @@ def run(config: RunConfig, *, out_dir: str | Path | None = "runs", force: bool =
                                 data_root=Path(config.data_root) if config.data_root else None)
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
-    metrics, kept, data = evaluate(method, config, device=device, progress=progress, examples=examples)
+    metrics, kept, data = evaluate(method, config, device=device, progress=progress, examples=examples,
+                                   num_workers=num_workers)
     wall = time.perf_counter() - t0
     rows = _rows(config, method, metrics, data, device=device, wall=wall, started=started, key=key)
     if path is not None:
@@ -492,7 +523,6 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
           wall: float, started: _dt.datetime, key: str) -> list[dict[str, Any]]:
     sha, dirty = git_state()
     versions = package_versions()
-    policy = BackgroundPolicy.parse(config.masks)
     skipped = len(getattr(method, "skipped_ids", []) or [])
     common = {
         "run_key": key,
@@ -500,7 +530,7 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
         "dataset": config.dataset,
         "split": config.split,
         "protocol": config.protocol,
-        "masks": policy.source,
+        "masks": data.masks.spec,
         "ground_truth": data.ground_truth,
         "num_parts": config.num_parts,
         "seed": config.seed,

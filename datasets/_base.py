@@ -12,7 +12,9 @@ import torch
 from benchmark.core.dataset import Dataset
 from benchmark.core.errors import UserError
 
-from ._io import Problem, binarise, image_size, read_gray, read_rgb
+from benchmark.core.protocol import binarise
+
+from ._io import Problem, image_size, read_gray, read_rgb
 from ._views import pil_resize
 
 
@@ -38,7 +40,7 @@ class RealDataset(Dataset):
     #: expected number of samples per split in the complete official tree (``data check`` compares)
     expected_counts: dict[str, int] = {}
 
-    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt"):
+    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
         self._counts: dict[str, int] = {}
         self._sizes: dict[int, tuple[int, int]] = {}
@@ -98,6 +100,11 @@ class RealDataset(Dataset):
         return read_gray(path)
 
     # -- shared helpers -------------------------------------------------------------------------------
+    @property
+    def mask_folder(self) -> Path | None:
+        """The folder of mask files to read (``--masks predicted:DIR``), or ``None``."""
+        return self.masks.folder if self.masks.dataset_reads == "folder" else None
+
     def _header_size(self, index: int, path: Path) -> tuple[int, int]:
         """``(H, W)`` of an original image from its header, cached (for :meth:`image_size`)."""
         hw = self._sizes.get(index)
@@ -107,12 +114,12 @@ class RealDataset(Dataset):
         return hw
 
     def _mask_view(self, raw: np.ndarray | None, size_hw: tuple[int, int]) -> torch.Tensor | None:
-        """A mask at the evaluation resolution: ``legacy`` = the raw codes resized bilinearly (PIL, as
-        the notebooks' ``Resize``) and not thresholded; ``corrected`` = binarised, then nearest."""
+        """A mask at the evaluation resolution of a notebook view: binarised, then nearest (``corrected``);
+        or the raw codes resized bilinearly (PIL, as the notebooks' ``Resize``), never thresholded."""
         if raw is None:
             return None
-        if self.protocol == "legacy":
+        if not self.protocol.rules.binarise_masks:
             codes = raw if raw.dtype == np.uint8 else np.clip(raw, 0, 255).astype(np.uint8)
-            return torch.from_numpy(pil_resize(codes, size_hw, "bilinear").astype(np.float32))
+            return torch.from_numpy(pil_resize(codes, size_hw, self.protocol.rules.mask_resize).astype(np.float32))
         binary = (binarise(raw) * 255).astype(np.uint8)
         return torch.from_numpy((pil_resize(binary, size_hw, "nearest") > 0).astype(np.float32))

@@ -6,7 +6,6 @@
   :func:`scan_table` directly to list *every* bad line.
 * :func:`read_rgb` / :func:`read_gray` decode an image fully (a truncated JPEG is an error, never a
   silently grey bottom half) and :func:`image_size` reads only the header.
-* :func:`binarise` is the corrected protocol's mask rule of decisions.md.
 """
 
 from __future__ import annotations
@@ -136,33 +135,6 @@ def read_gray(path: Path, what: str = "mask") -> np.ndarray:
 def read_palette_png(path: Path, what: str = "label map") -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB of a colour-coded label PNG."""
     return _decode(path, "RGB", what)
-
-
-def binarise(values: np.ndarray) -> np.ndarray:
-    """decisions.md: foreground = value >= half of the file's maximum code (>= 128 for 8-bit 0/255 files,
-    >= 0.5 for 0/1 files). A file whose values are all within {0, 1} is a 0/1 file."""
-    values = np.asarray(values)
-    if values.dtype == bool:
-        return values.astype(np.float32)
-    top = float(values.max()) if values.size else 0.0
-    if top <= 1:
-        code_max = 1.0
-    elif np.issubdtype(values.dtype, np.integer):
-        code_max = float(np.iinfo(values.dtype).max) if values.dtype.itemsize <= 2 else top
-    else:
-        code_max = top
-    return (values >= code_max / 2).astype(np.float32)
-
-
-def predicted_mask_dir(masks: str) -> Path | None:
-    """The folder of ``masks="predicted:DIR"`` (checked to exist), or ``None`` for other sources."""
-    if not masks.startswith("predicted:"):
-        return None
-    folder = Path(masks.split(":", 1)[1]).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"predicted mask folder {folder} does not exist; pass --masks predicted:DIR with the "
-                        f"folder of mask PNGs mirroring the image tree (e.g. supervisedlabels/)")
-    return folder
 
 
 def first_existing(candidates: Sequence[Path], what: str, fix: str) -> Path:

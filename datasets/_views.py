@@ -1,4 +1,4 @@
-"""Crop and resize rules shared by the real datasets (method-spec.md §1.1, §3.2, §3.3).
+"""Crop and resize rules shared by the real datasets (``docs/protocol.md`` describes the views).
 
 Two resize families are used on purpose, because the reference used two libraries:
 
@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: CUB keypoint order after a horizontal flip (method-spec.md §1.1: [1..6, 11, 12, 13, 10, 7, 8, 9, 14, 15] - 1)
+#: CUB keypoint order after a horizontal flip (the reference's 1-based [1..6, 11, 12, 13, 10, 7, 8, 9, 14, 15] - 1)
 CUB_FLIP_PERMUTATION = (0, 1, 2, 3, 4, 5, 10, 11, 12, 9, 6, 7, 8, 13, 14)
 
-#: §1.1: out-of-image fill of the training crops is the value 1 on the uint8 image (almost black, 1/255
+#: the training code's out-of-image fill of the training crops is the value 1 on the uint8 image (almost black, 1/255
 #: after scaling; CMR and SCOPS used 1 on [0, 1] images, i.e. white). Kept as the reference did it.
 CROP_FILL_UINT8 = 1
 
@@ -43,7 +43,7 @@ def long_side_size(h: int, w: int, long: int = 256) -> tuple[int, int]:
 
 
 def cut_borders(h: int, w: int, multiple: int = 16) -> tuple[int, int, int, int]:
-    """§3.2 step 6: centred crop down to multiples of ``multiple``: ``(top, left, new_h, new_w)``."""
+    """The notebook's ``cut_borders``: centred crop down to multiples of ``multiple``: ``(top, left, new_h, new_w)``."""
     nh, nw = h - h % multiple, w - w % multiple
     return (h % multiple) // 2, (w % multiple) // 2, nh, nw
 
@@ -82,7 +82,7 @@ def image_tensor(array: np.ndarray) -> Tensor:
 
 def square_box(x0: float, y0: float, x1: float, y1: float, *, pad: float = 0.05, jitter: float = 0.0,
                generator: torch.Generator | None = None) -> tuple[int, int, int]:
-    """§1.1 crop box from an inclusive pixel box ``(x0, y0, x1, y1)``: every side grows by ``pad`` of the
+    """The training code's crop box from an inclusive pixel box ``(x0, y0, x1, y1)``: every side grows by ``pad`` of the
     box width/height plus a uniform jitter in ``[-jitter, jitter]`` of it (drawn per side), then the box is
     rounded and its short side grown (centred) to a square. Returns ``(left, top, side)`` in pixels."""
     bw, bh = x1 - x0 + 1, y1 - y0 + 1
@@ -111,7 +111,7 @@ def pad_to(tensor: Tensor, size_hw: tuple[int, int], *, mode: str, value: float 
            centre: bool = False) -> Tensor:
     """Pad ``(C, H, W)`` / ``(H, W)`` up to ``size_hw`` (``"edge"`` or ``"constant"``): at the bottom and
     right, or with ``centre`` split around the content (``p // 2`` before, the rest after, as the
-    reference's ``pad_if_smaller`` does for the DeepFashion evaluation crops, §3.3)."""
+    reference's ``pad_if_smaller`` does for the DeepFashion evaluation crops)."""
     ph, pw = size_hw[0] - tensor.shape[-2], size_hw[1] - tensor.shape[-1]
     if ph <= 0 and pw <= 0:
         return tensor
@@ -136,6 +136,6 @@ def flip_keypoints(keypoints: Tensor, visible: Tensor, width: int, permutation) 
 
 
 def inside(keypoints: Tensor, h: int, w: int) -> Tensor:
-    """Keypoints whose read-out pixel ``round(x - 0.5)`` lies in the view (``0 <= x < w``, ``0 <= y < h``)."""
+    """Keypoints whose containing pixel ``floor(x), floor(y)`` lies in the view (``0 <= x < w``, ``0 <= y < h``)."""
     x, y = keypoints[:, 0], keypoints[:, 1]
     return (x >= 0) & (x < w) & (y >= 0) & (y < h)

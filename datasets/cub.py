@@ -1,5 +1,5 @@
-"""CUB-200-2011 (official tree, optionally the Kanazawa/CMR split) with the evaluation views of
-method-spec.md §3.2 and the training crop of §1.1."""
+"""CUB-200-2011 (official tree, optionally the Kanazawa/CMR split) with the evaluation views of the
+reference notebook and the training crop of the reference training code (``docs/protocol.md``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import binarise
 from benchmark.core.registry import register_bench, register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
-from ._io import binarise, first_existing, predicted_mask_dir, read_gray, read_rgb, read_table, scan_table
+from ._io import first_existing, read_gray, read_rgb, read_table, scan_table
 from ._views import (CROP_FILL_UINT8, CUB_FLIP_PERMUTATION, crop_fill, cut_borders, cv2_resize, flip_keypoints,
                      image_tensor, inside, long_side_size, pil_resize, short_side_size, square_box)
 
@@ -37,20 +38,23 @@ TABLES: dict[str, tuple[type, ...]] = {
 
 @register_dataset("cub")
 class CUB(RealDataset):
-    """CUB-200-2011 birds: 15 keypoints, keypoint-based NMI/ARI (§3.2), landmark regression.
+    """CUB-200-2011 birds: 15 keypoints, keypoint-based NMI/ARI, landmark regression.
 
     Views (``view=``):
 
-    * ``fg`` -- §3.2 FG variant: crop to the GT box with integer-truncated ``x, y, w, h``; keypoints shifted
-      by the truncated ``(x, y)`` (``legacy``: by the float box corner, as the notebook's ``cub200.py``)
+    * ``fg`` -- the notebook's FG variant: crop to the GT box with integer-truncated ``x, y, w, h``; a box
+      extending past the image is zero-padded to its whole size (``corrected``) or clipped at the image
+      edge as the notebook's array slice, the resize factor then coming from the clipped crop
+      (``legacy``, the protocol's ``box_crop``); keypoints shifted by the truncated ``(x, y)``
+      (``legacy``: by the float box corner, as the notebook's ``cub200.py``)
       and clamped at >= 0; short side resized to 256 (torchvision rule: the
       long side is truncated; PIL bilinear image); keypoints scaled by 256 / short side; centred crop of
       both sides down to multiples of 16; a visible keypoint outside the final view becomes invisible
       (inside = ``0 <= x < W`` and ``0 <= y < H``, i.e. its read-out pixel exists).
-    * ``full`` -- §3.2 full variant: the same without the box crop. ``Sample.bbox`` = the GT box in view
+    * ``full`` -- the notebook's full variant: the same without the box crop. ``Sample.bbox`` = the GT box in view
       pixels (the ``cub-bbox`` landmark protocol normalises by it; ``legacy``: corner clamped at >= 0 and
       width/height at most the view's, as the notebook's ``cut_borders``, without moving the far edge).
-    * ``train`` -- §1.1: inclusive box ``(x, y, x+w-1, y+h-1)`` (Kanazawa: the .mat box minus 1), 5 % pad
+    * ``train`` -- the training code's crop: inclusive box ``(x, y, x+w-1, y+h-1)`` (Kanazawa: the .mat box minus 1), 5 % pad
       plus uniform +-``jitter`` (5 %) per side, rounded and grown to a square, cropped with fill 1/255 (the
       reference's uint8 value 1) for the image and 0 for the mask, resized to 256x256 as cv2 does
       (bilinear image, nearest mask), flipped with p = 0.5 with the keypoint permutation
@@ -62,21 +66,21 @@ class CUB(RealDataset):
     ``mask`` of the .mat); ``predicted:DIR`` = ``DIR/<class>/<file>.png`` (e.g. the DeepLab
     ``supervisedlabels``); ``none``. Protocol ``corrected``: masks binarised (>= half the file's code range)
     and resized nearest; ``legacy``: in the ``fg``/``full`` views the values resized bilinearly like the
-    image and never thresholded (the notebook's predicted masks, §8.10), where the official ``gt`` source
-    is first reduced to ``vote == 255`` as the reference's ``mask_type='gt'`` (§4.1); in the square crops
-    (``train``/``crop``) the values resized nearest, as the training code (§1.1).
+    image and never thresholded (the notebook's predicted masks), where the official ``gt`` source
+    is first reduced to ``vote == 255`` as the reference's ``mask_type='gt'``; in the square crops
+    (``train``/``crop``) the values resized nearest, as the training code.
 
     Splits: ``split_source="official"`` (``train_test_split.txt``: 5994 / 5794) or ``"kanazawa"``
     (``cachedir/cub/data/{train,val,test,testval}_cub_cleaned.mat``, or ``kanazawa_dir=``; 1-based coordinates, pixel
     ``p`` -> continuous ``p - 0.5``; the .mat, masks included, is held in memory, as the reference did);
     ``classes=(1, 2, 3)`` keeps those class ids (``meta["class_id"]``).
     Landmarks: official split -> protocol ``cub-bbox`` (fit on train, view ``full``); Kanazawa split ->
-    ``kanazawa-crop`` (view ``crop``; the reference fitted on augmented ``train`` crops, §8.20).
+    ``kanazawa-crop`` (view ``crop``; the reference fitted on augmented ``train`` crops).
     """
 
     ground_truth = "keypoints"
     views = ("fg", "full", "train", "crop")
-    #: §3.2 step 7 (notebook: align_corners=False); §3.5(b) the trainer's `interp` (align_corners=True)
+    #: the notebook upsamples with align_corners=False; the trainer's landmark code (crops) with True
     legacy_align_corners = {"fg": False, "full": False, "crop": True}
     fg_view = "fg"
     full_view = "full"
@@ -87,14 +91,14 @@ class CUB(RealDataset):
     flip_permutation = CUB_FLIP_PERMUTATION
     expected_counts = {"train": 5994, "test": 5794}  # official split
     protocol_description = (
-        "fg: GT-box crop (int-truncated), short side 256 (PIL bilinear, long side truncated), centred crop "
+        "fg: GT-box crop (int-truncated; past the image: zero-padded, legacy clipped), short side 256 (PIL bilinear, long side truncated), centred crop "
         "to multiples of 16, keypoints shifted/clamped/scaled, outside -> invisible; full: same without the "
         "crop; train: 5% padded +-5% jittered square box, fill 1/255, 256x256 (cv2 bilinear), flip with "
         "keypoint permutation; masks: corrected = binarised + nearest, legacy = un-thresholded bilinear (gt: vote == 255; crops: nearest)")
     data_hint = ("Download: benchmark data download cub --to DIR, then --data-root DIR/CUB_200_2011 "
                  "(images.txt, parts/, segmentations/).")
 
-    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
+    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None,
                  split_source: str = "official", classes: Sequence[int] | None = None,
                  kanazawa_dir: str | Path | None = None, jitter: float = 0.05, _collect: Reporter | None = None):
         if split_source == "kanazawa":  # CMR's cachedir also has val (and testval = test + val) files
@@ -106,7 +110,7 @@ class CUB(RealDataset):
         self.classes = tuple(int(c) for c in classes) if classes is not None else None
         self.jitter = float(jitter)
         self.kanazawa_dir = Path(kanazawa_dir) if kanazawa_dir else self.root / "cachedir" / "cub" / "data"
-        self._pred_dir = predicted_mask_dir(masks)
+        self._pred_dir = self.mask_folder
         report = _collect or Reporter(fix=FIX)
         index = _read_official(self.root, report)
         self._mat: Any = None
@@ -116,27 +120,33 @@ class CUB(RealDataset):
         if index is None or (split_source == "kanazawa" and rows is None):  # collected for `data check`
             self._paths, self._select = np.array([], dtype=object), np.array([], dtype=np.int64)
             return
-        self._paths = index["paths"]
-        if split_source == "official":
-            keep = index["is_train"] == (1 if split == "train" else 0)
-            self._bbox, self._kp, self._vis = index["bbox"], index["kp"], index["vis"]
-            self._class = index["class_id"]
-        else:
-            self._bbox, self._kp, self._vis = rows["bbox"], rows["kp"], rows["vis"]
-            self._class, self._paths = rows["class_id"], rows["paths"]
-            keep = np.ones(len(self._paths), dtype=bool)
-            self.landmark_protocol = "kanazawa-crop"
-            self.landmark_view = "crop"
+        keep = self._take_index(index, rows)
         in_split = int(keep.sum())
-        if self.classes is not None:
-            unknown = sorted(set(self.classes) - set(np.unique(index["class_id"]).tolist()))
-            if unknown:
-                raise UserError(f"classes {unknown} do not occur in {self.root / 'image_class_labels.txt'}; "
-                                f"CUB class ids are 1..200")
-            keep &= np.isin(self._class, self.classes)
-        self._select = np.flatnonzero(keep)
+        self._select = np.flatnonzero(keep & self._class_filter(index))
         self._counts = {"images_in_tree": len(index["paths"]), "in_split": in_split,
                         "removed_by_class_filter": in_split - len(self._select)}
+
+    def _take_index(self, index: dict[str, np.ndarray], rows: dict[str, np.ndarray] | None) -> np.ndarray:
+        """Hold the annotations of the split source; the images of this split (bool per index row)."""
+        if self.split_source == "official":
+            self._paths, self._bbox, self._kp, self._vis = index["paths"], index["bbox"], index["kp"], index["vis"]
+            self._class = index["class_id"]
+            return index["is_train"] == (1 if self.split == "train" else 0)
+        self._bbox, self._kp, self._vis = rows["bbox"], rows["kp"], rows["vis"]
+        self._class, self._paths = rows["class_id"], rows["paths"]
+        self.landmark_protocol = "kanazawa-crop"
+        self.landmark_view = "crop"
+        return np.ones(len(self._paths), dtype=bool)
+
+    def _class_filter(self, index: dict[str, np.ndarray]) -> np.ndarray | bool:
+        """The images of the ``classes`` option (all when it is not given); unknown class ids are an error."""
+        if self.classes is None:
+            return True
+        unknown = sorted(set(self.classes) - set(np.unique(index["class_id"]).tolist()))
+        if unknown:
+            raise UserError(f"classes {unknown} do not occur in {self.root / 'image_class_labels.txt'}; "
+                            f"CUB class ids are 1..200")
+        return np.isin(self._class, self.classes)
 
     # -- contract --------------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
@@ -155,7 +165,7 @@ class CUB(RealDataset):
         if self.view in ("train", "crop"):
             return 256, 256
         if self.view == "fg":
-            h, w = int(self._bbox[i, 3]), int(self._bbox[i, 2])
+            _, _, w, h = self._fg_box(i)
         else:
             h, w = self._header_size(i, self._image_path(i))
         _, _, nh, nw = cut_borders(*short_side_size(h, w))
@@ -164,7 +174,8 @@ class CUB(RealDataset):
     def files(self, index: int) -> Iterator[tuple[Path, str]]:
         i = int(self._select[index])
         yield self._image_path(i), "rgb"
-        if self.masks != "none" and not (self.masks == "gt" and self._mat is not None):
+        reads = self.masks.dataset_reads
+        if reads == "folder" or (reads == "annotations" and self._mat is None):
             yield self._mask_path(i), "gray"
 
     def __getitem__(self, index: int) -> Sample:
@@ -179,15 +190,38 @@ class CUB(RealDataset):
         if self.view in ("train", "crop"):
             return self._square_crop(i, image, raw_mask, kp, vis, box, meta)
         if self.view == "fg":
-            x, y, bw, bh = (int(v) for v in box)  # §3.2 step 3: integer truncation
-            image = crop_fill(image, x, y, bw, bh, 0)
-            raw_mask = crop_fill(raw_mask, x, y, bw, bh, 0) if raw_mask is not None else None
-            # The crop starts at the truncated corner (x, y); the reference notebook shifted the keypoints
-            # by the float corner instead (a sub-pixel inconsistency), which `legacy` replicates.
-            shift = (box[0], box[1]) if self.protocol == "legacy" else (x, y)
-            kp = (kp - torch.tensor(shift, dtype=torch.float32)).clamp_(min=0)
-            box = np.array([0.0, 0.0, bw, bh])
-            h, w = bh, bw
+            image, raw_mask, kp, box = self._crop_to_box(i, image, raw_mask, kp, box)
+        return self._notebook_view(i, image, raw_mask, kp, vis, box, meta)
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _fg_box(self, i: int) -> tuple[int, int, int, int]:
+        """``(x, y, w, h)`` of the FG crop: the integer-truncated box, zero-padded where it extends past the
+        image (``box_crop="pad"``), or clipped at the image edge as the notebook's array slice
+        (``"clip"``: the resize factor then comes from the clipped crop)."""
+        x, y, bw, bh = (int(v) for v in self._bbox[i])
+        if self.protocol.rules.box_crop == "clip":
+            height, width = self._header_size(i, self._image_path(i))
+            bw, bh = min(bw, width - x), min(bh, height - y)
+            if bw < 1 or bh < 1:
+                raise UserError(f"{self.root / 'bounding_boxes.txt'}: the box of {self._paths[i]} starts outside "
+                                f"its {width}x{height} image. {FIX}")
+        return x, y, bw, bh
+
+    def _crop_to_box(self, i, image, raw_mask, kp, box):
+        """The FG crop (:meth:`_fg_box`) of image and mask; keypoints shifted and clamped at >= 0; the box
+        in crop coordinates."""
+        x, y, bw, bh = self._fg_box(i)
+        image = crop_fill(image, x, y, bw, bh, 0)
+        raw_mask = crop_fill(raw_mask, x, y, bw, bh, 0) if raw_mask is not None else None
+        # The crop starts at the truncated corner (x, y); the reference notebook shifted the keypoints
+        # by the float corner instead (a sub-pixel inconsistency), which its reproduction keeps.
+        shift = (box[0], box[1]) if self.protocol.rules.reference_quirks else (x, y)
+        kp = (kp - torch.tensor(shift, dtype=torch.float32)).clamp_(min=0)
+        return image, raw_mask, kp, np.array([0.0, 0.0, int(box[2]), int(box[3])])
+
+    def _notebook_view(self, i, image, raw_mask, kp, vis, box, meta) -> Sample:
+        """Short side to 256 (torchvision rule), centred cut to multiples of 16; keypoints and box follow."""
+        h, w = image.shape[:2]
         sh, sw = short_side_size(h, w)
         scale = 256.0 / min(h, w)
         top, left, nh, nw = cut_borders(sh, sw)
@@ -199,7 +233,7 @@ class CUB(RealDataset):
         vis = vis & inside(kp, nh, nw)
         bbox = torch.tensor([box[0] * scale - left, box[1] * scale - top, box[2] * scale, box[3] * scale],
                             dtype=torch.float32)
-        if self.protocol == "legacy":  # the notebook's cut_borders clamps the corner at 0 and the size at the view
+        if self.protocol.rules.reference_quirks:  # the notebook's cut_borders clamps the corner at 0 and the size at the view
             bbox[:2].clamp_(min=0)
             bbox[2].clamp_(max=nw)
             bbox[3].clamp_(max=nh)
@@ -207,7 +241,6 @@ class CUB(RealDataset):
         return Sample(image=image_tensor(image), id=str(self._paths[i]), keypoints=kp, visible=vis, mask=mask,
                       bbox=bbox, meta=meta)
 
-    # -- internals -------------------------------------------------------------------------------------
     def _image_path(self, i: int) -> Path:
         return self.root / "images" / str(self._paths[i])
 
@@ -218,9 +251,9 @@ class CUB(RealDataset):
         return self.root / "segmentations" / rel
 
     def _raw_mask(self, i: int, hw: tuple[int, int]) -> np.ndarray | None:
-        if self.masks == "none":
+        if self.masks.dataset_reads is None:
             return None
-        if self.masks == "gt" and self._mat is not None:
+        if self.masks.dataset_reads == "annotations" and self._mat is not None:
             raw = np.asarray(self._mat[i].mask).astype(np.uint8)
             where = f"{self.kanazawa_dir} (record {self._paths[i]})"
         else:
@@ -229,8 +262,8 @@ class CUB(RealDataset):
                    if self._pred_dir is not None else "Extract segmentations.tgz into the CUB_200_2011 folder")
             path = first_existing([path], "mask", fix)
             raw, where = read_gray(path), str(path)
-            if self.protocol == "legacy" and self._pred_dir is None:
-                raw = (raw == 255).astype(np.uint8)  # §4.1: the reference's mask_type='gt' is vote == 255
+            if self.protocol.rules.reference_quirks and self._pred_dir is None:
+                raw = (raw == 255).astype(np.uint8)  # the reference's mask_type='gt' reads vote == 255
         if tuple(raw.shape) != hw:
             raise UserError(f"mask {where} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its image is "
                             f"{hw[1]}x{hw[0]}; the masks do not belong to these images")
@@ -247,10 +280,9 @@ class CUB(RealDataset):
         mask = None
         if raw_mask is not None:
             cropped = crop_fill(raw_mask, left, top, side, side, 0)
-            if self.protocol == "legacy":  # §1.1: the training-code crops resize masks nearest (cv2)
-                mask = cv2_resize(torch.from_numpy(cropped.astype(np.float32)), out_hw, "nearest")
-            else:
-                mask = cv2_resize(torch.from_numpy(binarise(cropped)), out_hw, "nearest")
+            # the training code's crops resize masks nearest (cv2) under both protocols
+            values = binarise(cropped) if self.protocol.rules.binarise_masks else cropped.astype(np.float32)
+            mask = cv2_resize(torch.from_numpy(values), out_hw, "nearest")
         scale = out_hw[1] / side
         kp = (kp - torch.tensor([left, top], dtype=torch.float32)) * scale
         bbox = torch.tensor([(x0 - left) * scale, (y0 - top) * scale, box[2] * scale, box[3] * scale],
@@ -291,6 +323,26 @@ class CUB(RealDataset):
 
 def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None:
     """The official index, vectorised (pandas); ids checked for consistency across the files."""
+    images = _read_images(root, report)
+    if images is None:
+        return None
+    split = _aligned_table(root, "train_test_split.txt", images, report)
+    boxes = _aligned_table(root, "bounding_boxes.txt", images, report)
+    labels = _aligned_table(root, "image_class_labels.txt", images, report)
+    read_table(root / "classes.txt", TABLES["classes.txt"], fix=FIX)
+    parts_file_problems(root, report)
+    if split is None or boxes is None or labels is None:
+        return None
+    keypoints = _read_keypoints(root, images, report)
+    bbox = _checked_boxes(root, boxes, images, report)
+    if keypoints is None or bbox is None:
+        return None
+    return {"ids": images["ids"], "paths": images["paths"], "is_train": split[1], "bbox": bbox,
+            "class_id": labels[1], "kp": keypoints[0], "vis": keypoints[1]}
+
+
+def _read_images(root: Path, report: Reporter) -> dict[str, np.ndarray] | None:
+    """``images.txt`` sorted by id: ids, relative paths and each id's line number (``order``)."""
     ids, paths = read_table(root / "images.txt", TABLES["images.txt"], fix=FIX)
     order = np.argsort(ids, kind="stable")
     ids, paths = ids[order], paths[order]
@@ -298,43 +350,43 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
     if dup.size:
         report(root / "images.txt", 0, f"image id {int(dup[0])} is listed twice")
         return None
+    return {"ids": ids, "paths": paths, "order": order}
+
+
+def _aligned_table(root: Path, name: str, images: dict[str, np.ndarray], report: Reporter) -> list[np.ndarray] | None:
+    """The columns of ``name`` sorted by image id, with one line per image of ``images.txt``; the last
+    column holds the line numbers in the file."""
+    ids, paths, order = images["ids"], images["paths"], images["order"]
+    cols = read_table(root / name, TABLES[name], fix=FIX)
+    got = cols[0]
+    o = np.argsort(got, kind="stable")
+    if len(got) == len(ids) and np.array_equal(got[o], ids):
+        return [c[o] for c in cols] + [o + 1]
+    missing, extra = np.setdiff1d(ids, got), np.setdiff1d(got, ids)
+    if missing.size:
+        line = int(np.searchsorted(ids, missing[0]))
+        report(root / name, 0, f"has no line for image id {int(missing[0])} ({paths[line]}, line "
+                               f"{int(order[line]) + 1} of images.txt)")
+    elif extra.size:
+        report(root / name, int(np.flatnonzero(got == extra[0])[0]) + 1, f"image id {int(extra[0])} is not in images.txt")
+    else:
+        report(root / name, 0, "lists some image ids more than once")
+    return None
+
+
+def _read_keypoints(root: Path, images: dict[str, np.ndarray], report: Reporter) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(N, 15, 2)`` keypoints and ``(N, 15)`` visibility from ``parts/part_locs.txt``: 15 lines per image,
+    sorted by image then part; checked, then reshaped without a Python loop."""
+    ids, paths = images["ids"], images["paths"]
     n = len(ids)
-
-    def aligned(name: str) -> list[np.ndarray] | None:
-        cols = read_table(root / name, TABLES[name], fix=FIX)
-        got = cols[0]
-        o = np.argsort(got, kind="stable")
-        if len(got) != n or not np.array_equal(got[o], ids):
-            missing = np.setdiff1d(ids, got)
-            extra = np.setdiff1d(got, ids)
-            if missing.size:
-                line = int(np.searchsorted(ids, missing[0]))
-                report(root / name, 0, f"has no line for image id {int(missing[0])} ({paths[line]}, line "
-                                       f"{int(order[line]) + 1} of images.txt)")
-            elif extra.size:
-                report(root / name, int(np.flatnonzero(got == extra[0])[0]) + 1,
-                       f"image id {int(extra[0])} is not in images.txt")
-            else:
-                report(root / name, 0, "lists some image ids more than once")
-            return None
-        return [c[o] for c in cols] + [o + 1]  # the last column: line numbers in the file
-
-    split = aligned("train_test_split.txt")
-    boxes = aligned("bounding_boxes.txt")
-    labels = aligned("image_class_labels.txt")
-    read_table(root / "classes.txt", TABLES["classes.txt"], fix=FIX)
-    parts_file_problems(root, report)
-    if split is None or boxes is None or labels is None:
-        return None
     locs = read_table(root / "parts/part_locs.txt", TABLES["parts/part_locs.txt"], fix=FIX)
     loc_path = root / "parts" / "part_locs.txt"
-    # 15 lines per image, sorted by image then part (§4.1); checked, then reshaped without a Python loop
-    counts = np.bincount(np.searchsorted(ids, locs[0]).clip(0, n - 1), minlength=n) if n else np.zeros(0, int)
     known = np.isin(locs[0], ids)
     if not known.all():
         line = int(np.flatnonzero(~known)[0])
         report(loc_path, line + 1, f"image id {int(locs[0][line])} is not in images.txt")
         return None
+    counts = np.bincount(np.searchsorted(ids, locs[0]).clip(0, n - 1), minlength=n) if n else np.zeros(0, int)
     if (counts != NUM_PARTS).any():
         k = int(np.flatnonzero(counts != NUM_PARTS)[0])
         what = "no keypoint lines" if counts[k] == 0 else f"{counts[k]} keypoint lines instead of {NUM_PARTS}"
@@ -348,16 +400,20 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
                                   f"1..{NUM_PARTS} exactly once")
         return None
     kp = np.stack([locs[2][o], locs[3][o]], axis=1).reshape(n, NUM_PARTS, 2)
-    vis = (locs[4][o] > 0.5).reshape(n, NUM_PARTS)
+    return kp, (locs[4][o] > 0.5).reshape(n, NUM_PARTS)
+
+
+def _checked_boxes(root: Path, boxes: list[np.ndarray], images: dict[str, np.ndarray],
+                   report: Reporter) -> np.ndarray | None:
+    """``(N, 4)`` boxes ``x, y, w, h``; a box the FG crop cannot use (``x, y < 0`` or ``w, h < 1``) is named."""
     bbox = np.stack(boxes[1:5], axis=1)
-    bad_box = np.flatnonzero((bbox[:, 2] < 1) | (bbox[:, 3] < 1) | (bbox[:, :2] < 0).any(axis=1))  # FG crops int(w)
+    bad_box = np.flatnonzero((bbox[:, 2] < 1) | (bbox[:, 3] < 1) | (bbox[:, :2] < 0).any(axis=1))
     if bad_box.size:
         k = int(bad_box[0])
-        report(root / "bounding_boxes.txt", int(boxes[5][k]), f"image id {int(ids[k])} has an invalid box "
+        report(root / "bounding_boxes.txt", int(boxes[5][k]), f"image id {int(images['ids'][k])} has an invalid box "
                                                              f"{bbox[k].tolist()} (needs x, y >= 0 and w, h >= 1)")
         return None
-    return {"ids": ids, "paths": paths, "is_train": split[1], "bbox": bbox, "class_id": labels[1],
-            "kp": kp, "vis": vis}
+    return bbox
 
 
 def parts_file_problems(root: Path, report: Reporter) -> None:
@@ -376,7 +432,7 @@ def parts_file_problems(root: Path, report: Reporter) -> None:
 
 
 def _read_kanazawa(folder: Path, split: str, index: dict[str, np.ndarray], report: Reporter):
-    """Records of ``<split>_cub_cleaned.mat`` (CMR cachedir, §4.2) matched to the official image paths."""
+    """Records of ``<split>_cub_cleaned.mat`` (CMR cachedir) matched to the official image paths."""
     import scipy.io
 
     path = folder / f"{split}_cub_cleaned.mat"

@@ -1,4 +1,4 @@
-"""DeepFashion In-shop Clothes Retrieval, segmentation subset (method-spec.md §3.3, §4.3)."""
+"""DeepFashion In-shop Clothes Retrieval, segmentation subset (views and rules: ``docs/protocol.md``)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import binarise
 from benchmark.core.registry import register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
-from ._io import binarise, predicted_mask_dir, read_gray, read_palette_png, read_rgb
+from ._io import read_gray, read_palette_png, read_rgb
 from ._views import cv2_resize, image_tensor, long_side_size, pad_to, pil_resize, short_side_size
 
-#: §4.3 palette, label id = index; decoded through R+G+B (the sums are unique)
+#: the release's palette, label id = index; decoded through R+G+B (the sums are unique)
 PALETTE = np.array([
     (0, 0, 0), (0, 100, 0), (16, 78, 139), (50, 205, 50), (70, 130, 180), (127, 255, 212), (144, 238, 144),
     (211, 211, 211), (220, 220, 220), (245, 222, 179), (250, 235, 215), (255, 0, 0), (255, 140, 0),
@@ -59,23 +60,23 @@ def decode_palette(rgb: np.ndarray, path: Path, *, legacy: bool) -> np.ndarray:
 
 @register_dataset("deepfashion")
 class DeepFashion(RealDataset):
-    """DeepFashion In-shop segmentation: 15 clothing/body labels, pixel-based NMI/ARI (§3.3).
+    """DeepFashion In-shop segmentation: 15 clothing/body labels, pixel-based NMI/ARI (``docs/protocol.md``).
 
     Tree (``--data-root`` = the ``In-shop Clothes Retrieval Benchmark`` folder):
     ``Anno/segmentation/DeepFashion_segmentation_{train,query,gallery}.json`` (only
     ``images[i].file_name`` is read), images ``Anno/segmentation/<file_name>``, label maps the same path with
-    ``.jpg`` -> ``_segment.png`` (RGB palette of §4.3, decoded by R+G+B); images found only under
+    ``.jpg`` -> ``_segment.png`` (RGB palette :data:`PALETTE`, decoded by R+G+B); images found only under
     ``Img/<file_name>`` (the release's own layout) are used from there. Split ``train`` = train JSON,
     ``test`` = query + gallery (in that order, 6922 images).
 
     Views:
 
-    * ``fg`` -- §3.3 FG: long side 256 (cv2 rules: size ``round``, bilinear image, nearest labels), padded
+    * ``fg`` -- the notebook's FG evaluation: long side 256 (cv2 rules: size ``round``, bilinear image, nearest labels), padded
       to 256x256 (image edge-replicated, labels 0), the padding split around the image (``p // 2`` before,
       the rest after) as the reference's ``pad_if_smaller`` does; the network sees the centred image.
-    * ``full`` -- §3.3 full: short side 256 (torchvision rule, PIL bilinear image); labels nearest under
+    * ``full`` -- the notebook's full evaluation: short side 256 (torchvision rule, PIL bilinear image); labels nearest under
       ``corrected``, PIL *bilinear* under ``legacy`` (the reference resized the label map like an image).
-    * ``train`` -- §1.1: RandomResizedCrop (scale [0.5, 1], ratio [3/4, 4/3], torchvision's sampling with
+    * ``train`` -- the training code's augmentation: RandomResizedCrop (scale [0.5, 1], ratio [3/4, 4/3], torchvision's sampling with
       torch's RNG) to 256x256 (PIL bilinear image, nearest labels), horizontal flip p = 0.5.
 
     Masks: ``gt`` = label != 0 of the view; ``predicted:DIR`` = ``DIR/<file_name>.png`` (e.g.
@@ -86,9 +87,9 @@ class DeepFashion(RealDataset):
 
     ground_truth = "pixels"
     views = ("fg", "full", "train")
-    #: §3.3: get_fg_nmi_ari upsamples with align_corners=True, get_full_nmi_ari with align_corners=False
+    #: the notebook's get_fg_nmi_ari upsamples with align_corners=True, get_full_nmi_ari with align_corners=False
     legacy_align_corners = {"fg": True, "full": False}
-    #: §3.3 / §8.17: for SCOPS the notebook's FG argmax kept the background channel, and its full
+    #: for SCOPS the notebook's FG argmax kept the background channel, and its full
     #: prediction used the per-channel max-normalised softmax with the background set to 0.1
     legacy_background_rules = {"fg": "all_channels", "full": "max_normalised"}
     expected_counts = {"test": 6922}
@@ -99,10 +100,10 @@ class DeepFashion(RealDataset):
     data_hint = ("DeepFashion needs a signed agreement: `benchmark data download deepfashion` prints the steps; "
                  "--data-root is the 'In-shop Clothes Retrieval Benchmark' folder.")
 
-    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
+    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None,
                  _collect: Reporter | None = None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
-        self._pred_dir = predicted_mask_dir(masks)
+        self._pred_dir = self.mask_folder
         report = _collect or Reporter(fix="Re-extract Anno/segmentation from the DeepFashion archive")
         self._files: list[str] = []
         for part in JSON_NAMES[split]:
@@ -128,7 +129,7 @@ class DeepFashion(RealDataset):
             yield self._pred_path(index), "gray"
 
     def _check_labels(self, path: Path) -> np.ndarray:
-        return decode_palette(read_palette_png(path), path, legacy=self.protocol == "legacy")
+        return decode_palette(read_palette_png(path), path, legacy=not self.protocol.rules.reject_unknown_labels)
 
     def __getitem__(self, index: int) -> Sample:
         name = self._files[index]
@@ -138,7 +139,7 @@ class DeepFashion(RealDataset):
         if rgb.shape[:2] != image.shape[:2]:
             raise UserError(f"label map {label_path} is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but its image is "
                             f"{image.shape[1]}x{image.shape[0]}; re-extract Anno/segmentation")
-        labels = decode_palette(rgb, label_path, legacy=self.protocol == "legacy")
+        labels = decode_palette(rgb, label_path, legacy=not self.protocol.rules.reject_unknown_labels)
         raw_mask = self._raw_mask(index, image.shape[:2])
         h, w = image.shape[:2]
         meta: dict[str, Any] = {"file_name": name, "original_size": (h, w)}
@@ -147,12 +148,12 @@ class DeepFashion(RealDataset):
         elif self.view == "full":
             size = short_side_size(h, w)
             img_t = image_tensor(pil_resize(image, size, "bilinear"))
-            mode = "bilinear" if self.protocol == "legacy" else "nearest"
-            lab_t = torch.from_numpy(pil_resize(labels.astype(np.uint8), size, mode).astype(np.int64))
+            lab_t = torch.from_numpy(pil_resize(labels.astype(np.uint8), size,
+                                                self.protocol.rules.label_resize).astype(np.int64))
             mask = self._mask_view(raw_mask, size) if raw_mask is not None else None
         else:
             img_t, lab_t, mask, meta["crop"], meta["flipped"] = self._train(image, labels, raw_mask)
-        if mask is None and self.masks == "gt":
+        if mask is None and self.masks.dataset_reads == "annotations":
             mask = (lab_t != 0).float()
         return Sample(image=img_t, id=name, part_labels=lab_t, mask=mask, meta=meta)
 
@@ -165,10 +166,10 @@ class DeepFashion(RealDataset):
         lab = pad_to(lab, (256, 256), mode="constant", value=0, centre=True)
         mask = None
         if raw_mask is not None:
-            if self.protocol == "legacy":
-                mask = cv2_resize(torch.from_numpy(raw_mask.astype(np.float32)), size, "bilinear")
-            else:
+            if self.protocol.rules.binarise_masks:
                 mask = cv2_resize(torch.from_numpy(binarise(raw_mask)), size, "nearest")
+            else:
+                mask = cv2_resize(torch.from_numpy(raw_mask.astype(np.float32)), size, self.protocol.rules.mask_resize)
             mask = pad_to(mask, (256, 256), mode="constant", value=0, centre=True)
         return img.contiguous(), lab.contiguous(), mask
 
@@ -183,12 +184,12 @@ class DeepFashion(RealDataset):
         lab = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((256, 256), Image.NEAREST, box=box))
         mask = None
         if raw_mask is not None:
-            if self.protocol == "legacy":
-                m = Image.fromarray(raw_mask.astype(np.uint8)).resize((256, 256), Image.BILINEAR, box=box)
-                mask = torch.from_numpy(np.asarray(m).astype(np.float32))
-            else:
+            if self.protocol.rules.binarise_masks:
                 m = Image.fromarray((binarise(raw_mask) * 255).astype(np.uint8))
                 mask = torch.from_numpy((np.asarray(m.resize((256, 256), Image.NEAREST, box=box)) > 0).astype(np.float32))
+            else:
+                m = Image.fromarray(raw_mask.astype(np.uint8)).resize((256, 256), Image.BILINEAR, box=box)
+                mask = torch.from_numpy(np.asarray(m).astype(np.float32))
         img_t, lab_t = image_tensor(img), torch.from_numpy(lab.astype(np.int64))
         flipped = bool(torch.rand(()) < 0.5)
         if flipped:
@@ -198,7 +199,7 @@ class DeepFashion(RealDataset):
 
     # -- paths ------------------------------------------------------------------------------------------
     def _image_path(self, index: int) -> Path:
-        """``Anno/segmentation/<file_name>`` (§4.3); the release's ``Img/<file_name>`` is accepted too."""
+        """``Anno/segmentation/<file_name>``; the release's ``Img/<file_name>`` is accepted too."""
         primary = self.seg_root / self._files[index]
         if not primary.is_file():
             alternative = self.root / "Img" / self._files[index]

@@ -1,5 +1,5 @@
 """PASCAL-Part (PASCAL VOC 2010 images + ``Annotations_Part/*.mat``), one category per run
-(method-spec.md §1.1, §3.4, §4.4; decisions.md)."""
+(views and rules: ``docs/protocol.md``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import binarise
 from benchmark.core.registry import register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
-from ._io import binarise, predicted_mask_dir, read_gray, read_rgb, read_table
+from ._io import read_gray, read_rgb, read_table
 from ._views import CROP_FILL_UINT8, crop_fill, cv2_resize, long_side_size, pad_to, square_box
 
 _ANIMAL_Q = ["head", "lblleg", "lbuleg", "lear", "leye", "lflleg", "lfuleg", "lhorn", "muzzle", "neck", "rblleg",
@@ -24,7 +25,7 @@ _CAT = ["head", "lbleg", "lbpa", "lear", "leye", "lfleg", "lfpa", "neck", "nose"
 _VEHICLE = ["backside", "bliplate", "door", "fliplate", "frontside", "headlight", "leftmirror", "leftside",
             "rightmirror", "rightside", "roofside", "wheel", "window"]
 
-#: decisions.md: the ten categories of the paper and their part lists (label = index, 0 = background)
+#: the ten categories of the paper and their part lists (label = index, 0 = background)
 PART_NAMES: dict[str, tuple[str, ...]] = {
     "cat": ("background", *_CAT),
     "dog": ("background", *_CAT[:7], "muzzle", *_CAT[7:]),
@@ -43,13 +44,13 @@ FIX = "Re-extract the PASCAL-Part annotations (benchmark data download pascal-pa
 
 
 def part_base_name(part_name: str) -> str:
-    """decisions.md: the text before the first ``_`` or trailing digits (``wheel_2``, ``engine3`` -> base)."""
+    """The text before the first ``_`` or trailing digits (``wheel_2``, ``engine3`` -> base)."""
     return part_name.split("_", 1)[0].rstrip("0123456789")
 
 
 def paint_labels(parts: list[tuple[str, np.ndarray]], names: tuple[str, ...], hw: tuple[int, int],
                  where: str) -> np.ndarray:
-    """§4.4 label map: parts painted in *reverse* list order, so an earlier part wins an overlap."""
+    """The label map: parts painted in *reverse* list order, so an earlier part wins an overlap."""
     labels = np.zeros(hw, dtype=np.int64)  # at most 22 labels
     lookup = {n: k for k, n in enumerate(names)}
     for name, mask in reversed(parts):
@@ -63,7 +64,7 @@ def paint_labels(parts: list[tuple[str, np.ndarray]], names: tuple[str, ...], hw
 
 @register_dataset("pascal-part")
 class PascalPart(RealDataset):
-    """PASCAL-Part objects of one category (--category), pixel-based NMI/ARI on object crops (§3.4).
+    """PASCAL-Part objects of one category (--category), pixel-based NMI/ARI on object crops.
 
     Tree (``--data-root``): ``Annotations_Part/<id>.mat`` and ``VOC2010/{JPEGImages,ImageSets/Main}`` (also
     found under ``VOCdevkit/VOC2010``). Images of a split = first column of
@@ -76,15 +77,15 @@ class PascalPart(RealDataset):
     ``train_area_threshold=0.1`` reproduces the reference code's training filter). Objects without any part
     annotation (and with an empty mask) are skipped and counted in :meth:`summary`.
 
-    Labels: decisions.md's part list per category (label = index, name = ``part_name`` before the first
+    Labels: the part list per category (:data:`PART_NAMES`) (label = index, name = ``part_name`` before the first
     ``_`` or digit suffix); parts painted in reverse order so earlier parts win overlaps; object pixels
     without a part stay 0. An unknown part name is an error naming the file.
 
-    Views (one crop rule, §1.1): box + 5 % pad (``train``: + uniform +-5 % jitter per side), rounded and
+    Views (one crop rule, the training code's): box + 5 % pad (``train``: + uniform +-5 % jitter per side), rounded and
     grown to a square, cropped with fill 1/255 (image; the reference's uint8 value 1) and 0 (labels,
     masks), resized so the long side is 256 (cv2 rules: bilinear image, nearest labels), edge-replicated
     (image and labels) to 256x256 if rounding left a side short; ``train`` adds a flip with p = 0.5.
-    ``fg`` is the evaluation crop (the FG metrics ignore label 0); ``full`` (§3.4's with-background variant:
+    ``fg`` is the evaluation crop (the FG metrics ignore label 0); ``full`` (the with-background variant:
     all pixels, background from the mask) is the *same* crop, so ``full_view = "fg"`` and the harness
     predicts once; ``view="full"`` is accepted and returns identical samples.
     Masks: ``gt`` = union of the part masks (labels != 0); ``predicted:DIR`` = ``DIR/<image id>.png``
@@ -96,7 +97,7 @@ class PascalPart(RealDataset):
     views = ("fg", "full", "train")
     fg_view = "fg"
     full_view = "fg"
-    #: §3.4: the reference's `Trainer.log_ari` upsamples with the trainer's `interp` (align_corners=True)
+    #: the reference's `Trainer.log_ari` upsamples with the trainer's `interp` (align_corners=True)
     legacy_align_corners = {"fg": True, "full": True}
     protocol_description = (
         "one category; objects with box area > 20% of the image (train: train_area_threshold, reference 10%), "
@@ -106,7 +107,7 @@ class PascalPart(RealDataset):
     data_hint = ("Download: benchmark data download pascal-part --to DIR, then --data-root DIR "
                  "(Annotations_Part/ and VOC2010/ or VOCdevkit/VOC2010/).")
 
-    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
+    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None,
                  category: str = "car", area_threshold: float = 0.2, train_area_threshold: float | None = None,
                  jitter: float = 0.05, _collect: Reporter | None = None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
@@ -119,7 +120,7 @@ class PascalPart(RealDataset):
         self.train_area_threshold = None if train_area_threshold is None else float(train_area_threshold)
         threshold = self.train_area_threshold if (split == "train" and self.train_area_threshold is not None) \
             else self.area_threshold
-        self._pred_dir = predicted_mask_dir(masks)
+        self._pred_dir = self.mask_folder
         self.voc = self._find_voc()
         report = _collect or Reporter(fix=FIX)
         self._objects: list[tuple[str, int, tuple[int, int, int, int]]] = []
@@ -176,12 +177,11 @@ class PascalPart(RealDataset):
         img, lab = pad_to(img, (256, 256), mode="edge"), pad_to(lab, (256, 256), mode="edge")
         if raw_mask is not None:
             cropped = crop_fill(raw_mask, left, top, side, side, 0)
-            if self.protocol == "legacy":  # raw codes, resized nearest as the training-code crops (§1.1)
-                mask = cv2_resize(torch.from_numpy(cropped.astype(np.float32)), out_hw, "nearest")
-            else:
-                mask = cv2_resize(torch.from_numpy(binarise(cropped)), out_hw, "nearest")
+            # nearest under both protocols, as the training code's crops; raw codes unless binarised
+            values = binarise(cropped) if self.protocol.rules.binarise_masks else cropped.astype(np.float32)
+            mask = cv2_resize(torch.from_numpy(values), out_hw, "nearest")
             mask = pad_to(mask, (256, 256), mode="edge")
-        elif self.masks == "gt":
+        elif self.masks.dataset_reads == "annotations":
             mask = (lab != 0).float()
         else:
             mask = None
@@ -240,7 +240,7 @@ def _memo_key(ds: "PascalPart", threshold: float) -> tuple | None:
 
 
 def _load_objects(path: Path) -> list[tuple[str, np.ndarray, list[tuple[str, np.ndarray]]]]:
-    """``(class, mask, [(part_name, mask), ...])`` of every object of a PASCAL-Part .mat (§4.4 layout)."""
+    """``(class, mask, [(part_name, mask), ...])`` of every object of a PASCAL-Part .mat."""
     import scipy.io
 
     if not path.is_file():
@@ -296,7 +296,7 @@ def _index(ds: PascalPart, threshold: float, report: Reporter) -> dict[str, int]
                 continue
             x0, x1, y0, y1 = int(cols[0]), int(cols[-1]), int(rows[0]), int(rows[-1])
             h, w = obj_mask.shape
-            if (x1 - x0) * (y1 - y0) / float(h * w) <= threshold:  # §4.4: strict '>', no +1
+            if (x1 - x0) * (y1 - y0) / float(h * w) <= threshold:  # the reference's rule: strict '>', no +1
                 counts["skipped_small"] += 1
                 continue
             ds._objects.append((image_id, k, (x0, y0, x1, y1)))

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from benchmark.core.dataset import Dataset
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import binarise
 from benchmark.core.registry import register_bench, register_dataset
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Sample
@@ -36,7 +37,7 @@ from benchmark.datasets._synthetic_render import (
     render_scene,
 )
 
-PAD = 0.05  # bbox padding per side, as a fraction of the bbox width/height (spec section 1.1)
+PAD = 0.05  # bbox padding per side, as a fraction of the bbox width/height (as the real datasets' crops)
 JITTER = 0.05  # train view: uniform jitter of every side, as a fraction of the bbox width/height
 _GROUND_TRUTHS = ("pixels", "keypoints")
 # Rendered scenes are kept in memory when the whole split fits in this budget (training revisits the same
@@ -85,8 +86,9 @@ class SyntheticCreatures(Dataset):
     Masks: ``"gt"`` gives ``part_labels != 0``; ``"none"`` gives ``None``; ``"predicted:DIR"`` reads
     ``DIR/<sample id>.png`` (e.g. ``DIR/test/000007.png``), a greyscale mask of the *full* image
     (``image_size`` x ``image_size``, 0/255 or 0/1), cropped like the image: under the corrected protocol it
-    is binarised at half the file's maximum value and resized with nearest neighbour; under the legacy
-    protocol its raw values are resized bilinearly (as the reference notebooks did). The generated ground
+    is binarised by the one rule of :func:`benchmark.core.protocol.binarise` (>= half of the file's
+    maximum code: 128 in 8-bit files, 0.5 in 0/1 files) and resized with nearest neighbour; under the
+    legacy protocol its raw values are resized bilinearly (as the reference notebooks did). The generated ground
     truth (labels, GT masks, keypoints) is exact and identical under both protocols; ``root`` is ignored.
     """
 
@@ -112,7 +114,7 @@ class SyntheticCreatures(Dataset):
     data_hint = "Built in: generated on the fly, no data root needed."
 
     def __init__(self, root: str | Path | None = None, *, split: str = "test", view: str = "fg",
-                 protocol: str = "corrected", masks: str = "gt", num_train: int = 400, num_test: int = 200,
+                 protocol: str = "corrected", masks: str | None = None, num_train: int = 400, num_test: int = 200,
                  image_size: int = 64, seed: int = 0, difficulty: float = 0.5, ground_truth: str = "pixels"):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
         self.root = None  # ignored: nothing is read from disk
@@ -126,14 +128,9 @@ class SyntheticCreatures(Dataset):
         if ground_truth not in _GROUND_TRUTHS:
             raise UserError(f"synthetic: option ground_truth must be 'pixels' or 'keypoints', got {ground_truth!r}")
         self.ground_truth = ground_truth  # instance attribute shadows the class attribute
-        self._mask_dir: Path | None = None
+        self._mask_dir: Path | None = self.masks.folder if self.masks.dataset_reads == "folder" else None
         self._scenes: dict[int, Any] = {}
         self._cache = len(self) * self.size_px ** 2 * (3 * 4 + 8) <= CACHE_BYTES
-        if masks.startswith("predicted:"):
-            self._mask_dir = Path(masks[len("predicted:"):]).expanduser()
-            if not self._mask_dir.is_dir():
-                raise UserError(f"mask folder {self._mask_dir} does not exist; pass --masks predicted:DIR with a "
-                                f"folder holding <sample id>.png files (e.g. DIR/{split}/000000.png)")
 
     # -- description --------------------------------------------------------------------------------
     @classmethod
@@ -202,7 +199,8 @@ class SyntheticCreatures(Dataset):
 
     # -- masks --------------------------------------------------------------------------------------
     def _predicted_mask(self, index: int) -> Tensor:
-        """The predicted mask file of sample ``index`` as float (binarised under the corrected protocol)."""
+        """The predicted mask file of sample ``index`` as float: binarised by the one rule of
+        :func:`benchmark.core.protocol.binarise` on the file's own codes, or its raw codes."""
         from PIL import Image
 
         path = self._mask_dir / f"{self.sample_id(index)}.png"
@@ -214,8 +212,7 @@ class SyntheticCreatures(Dataset):
                 if im.mode not in ("1", "L", "I", "I;16", "P"):
                     raise UserError(f"predicted mask {path} has mode {im.mode}; save it as a greyscale PNG "
                                     f"(0/255 or 0/1)")
-                binary = im.mode == "1"
-                values = np.asarray(im.convert("L") if im.mode in ("1", "P") else im, dtype=np.float32)
+                values = np.asarray(im.convert("L") if im.mode == "P" else im)  # the file's own codes and dtype
         except UserError:
             raise
         except Exception as exc:
@@ -223,23 +220,18 @@ class SyntheticCreatures(Dataset):
         if values.shape != (self.size_px, self.size_px):
             raise UserError(f"predicted mask {path} is {values.shape[1]}x{values.shape[0]} but the synthetic "
                             f"images are {self.size_px}x{self.size_px}; masks must cover the full image")
-        if binary:
-            values = (values > 0).astype(np.float32)
-        mask = torch.from_numpy(values)
-        if self.protocol == "corrected":
-            peak = float(mask.max())
-            mask = ((mask >= peak / 2) & (mask > 0)).float()
-        return mask
+        if self.protocol.rules.binarise_masks:
+            return torch.from_numpy(binarise(values))
+        return torch.from_numpy(values.astype(np.float32))
 
     def _mask(self, labels: Tensor, source: Tensor | None, crop: tuple[float, float, float] | None) -> Tensor | None:
-        if self.masks == "none":
+        if self.masks.dataset_reads is None:
             return None
         if source is None:  # "gt": exact, identical under both protocols
             return (labels != 0).float()
         if crop is None:
             return source
-        mode = "nearest" if self.protocol == "corrected" else "bilinear"
-        return resample(source[None].double(), crop, self.size_px, mode)[0].float()
+        return resample(source[None].double(), crop, self.size_px, self.protocol.rules.mask_resize)[0].float()
 
 
 def _number(name: str, value: Any) -> float:
@@ -281,7 +273,7 @@ def tight_bbox(mask: Tensor) -> Tensor:
 
 
 def square_crop(bbox: Tensor, jitter: Tensor | None = None, pad: float = PAD) -> tuple[float, float, float]:
-    """The square crop (x0, y0, side) of spec section 1.1: pad every side of ``bbox`` by ``pad`` of its
+    """The square crop (x0, y0, side) of the real datasets' training crops: pad every side of ``bbox`` by ``pad`` of its
     width/height, move the sides (left, top, right, bottom) by ``jitter`` times the width/height, grow the
     short side about the centre."""
     x, y, w, h = (float(v) for v in bbox)

@@ -21,7 +21,7 @@ class _ClusteringMetric(Metric):
     score: ClassVar[str] = "nmi"  # which ContingencyTable score compute() returns
 
     def label_set(self) -> str:
-        return self.role
+        return self.protocol.label_set(self.role, self.ground_truth, self.score)
 
     def reset(self) -> None:
         self.table = ContingencyTable()
@@ -52,15 +52,10 @@ class FgNMI(_ClusteringMetric):
 
 @register_metric("fg_ari")
 class FgARI(_ClusteringMetric):
-    """Foreground ARI (legacy CUB: the reference's background-including variant, spec §3.2 / PR #13)."""
+    """Foreground ARI (``--protocol legacy`` on keypoints: the notebook's variant with a background label)."""
 
     role = "fg"
     score = "ari"
-
-    def label_set(self) -> str:
-        if self.protocol == "legacy" and self.ground_truth == "keypoints":
-            return "fg_with_background"
-        return "fg"
 
 
 @register_metric("nmi")

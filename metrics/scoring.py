@@ -5,23 +5,27 @@ and returns 1-D int64 tensors on the batch's device, one pair per *label set*:
 
 * ``"fg"``   -- foreground view: the K part labels only (no background);
 * ``"full"`` -- full view: label 0 = background, 1..K = parts;
-* ``"fg_with_background"`` -- only under ``protocol="legacy"`` with keypoints: the full formula evaluated
-  on the FG (bbox-cropped) view, which is what the reference notebook reported as CUB FG-ARI before the
-  fix of PR #13 (spec §3.2, §8.1).
+* ``"fg_with_background"`` -- keypoint datasets under a protocol with ``fg_ari_with_background``
+  (``--protocol legacy``): the full formula evaluated on the FG (box-cropped) view, which is what the
+  reference notebook reported as CUB FG-ARI before its fix (see ``docs/protocol.md``).
 
-Ground truth (spec §3.2-§3.4):
+The rules come from the run's :class:`~benchmark.core.protocol.EvaluationProtocol` (``protocol=``; a name
+is resolved to one). Ground truth:
 
 * ``"keypoints"`` (CUB): one pair per *visible* keypoint; the GT label is the keypoint index and the
-  prediction is read at pixel ``(round(y - 0.5), round(x - 0.5))`` (round half to even), which is exactly
-  what ``grid_sample(mode='nearest', align_corners=False)`` samples; a point outside the image reads
-  grid_sample's zero padding, i.e. all-zero scores, i.e. label 0. Scores are gathered at the keypoints
-  before the per-pixel softmax/argmax (both are per pixel, so this equals evaluating whole maps).
+  prediction is read at one pixel (``keypoint_readout``): ``"containing_pixel"`` reads the pixel whose
+  square ``[j, j+1) x [i, i+1)`` holds the point (``floor``); ``"grid_sample"`` reads what the notebook
+  read: the point normalised as ``x / W * 2 - 1`` in float32 and sampled by
+  ``grid_sample(mode="nearest", align_corners=False)``, whose own float32 rounding decides exact ties.
+  A point outside the image reads all-zero scores (grid_sample's zero padding), i.e. label 0. Scores are
+  gathered at the keypoints before the per-pixel softmax/argmax (both are per pixel, so this equals
+  evaluating whole maps).
 * ``"pixels"`` (DeepFashion, PASCAL-Part): FG view = pixels whose GT part label != 0, prediction = argmax
   over the K parts; full view = every pixel, prediction = ``mask * (argmax + 1)``.
 
-Background (``background=``, chosen once per run by the mask policy):
+Background (``background=``, the mask source's ``background``, one per run):
 
-* ``"mask"``: ``batch.masks``. Under ``corrected`` they must be exactly {0, 1}. Under ``legacy`` they are
+* ``"mask"``: ``batch.masks``. With ``binarise_masks`` they must be exactly {0, 1}. Otherwise they are
   used as given (e.g. 0..255, or fractional after bilinear resizing): for keypoints the (K+1)-channel map
   ``[1 - m, m * softmax(parts)]`` is built with those values, for pixels ``m * (argmax + 1)`` is computed
   in float32 as the reference does and each distinct *value* becomes one label (scikit-learn treats
@@ -30,9 +34,9 @@ Background (``background=``, chosen once per run by the mask policy):
   over all K+1 raw channels.
 * ``"none"``: no background label: full prediction = argmax + 1 everywhere.
 
-Legacy rules for methods with their own background channel (``legacy_rule=``, set per view by the
-dataset's ``legacy_background_rules``; only under ``protocol="legacy"`` and only for ``maps.has_background``),
-what the DeepFashion notebook did with SCOPS (spec §3.3, §8.17):
+Reference rules for methods with their own background channel (``legacy_rule=``, the protocol's
+``background_rule(role)`` from the dataset's ``legacy_background_rules``; used only for
+``maps.has_background``), what the DeepFashion notebook did with SCOPS:
 
 * ``"all_channels"`` (FG view): the FG prediction is the argmax over all K+1 channels, background included;
 * ``"max_normalised"`` (full view, ``background="method"``): probabilities divided by their per-image,
@@ -44,14 +48,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+import torch.nn.functional as F
+
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import EvaluationProtocol
 from benchmark.core.types import Batch, PartMaps
 
 __all__ = ["label_pairs", "value_labels"]
 
 ROLES = ("fg", "full")
 GROUND_TRUTHS = ("keypoints", "pixels")
-PROTOCOLS = ("corrected", "legacy")
 BACKGROUNDS = ("mask", "method", "none")
 LEGACY_RULES = ("all_channels", "max_normalised")
 
@@ -71,14 +77,14 @@ def value_labels(values: Tensor) -> Tensor:
     return torch.where(integral, v.clamp(0, 2.0**31 - 1).to(torch.int64), bits + (1 << 32))
 
 
-def _masks(batch: Batch, protocol: str) -> Tensor:
+def _masks(batch: Batch, protocol: EvaluationProtocol) -> Tensor:
     if batch.masks is None:
         raise UserError(
             "this evaluation needs foreground masks (background='mask') but the batch has none; pass "
             "--masks gt or --masks predicted:DIR, or --masks method for a method with its own background "
             "channel, or --masks none to evaluate without a background label")
     masks = batch.masks.float()
-    if protocol == "corrected" and bool(((masks != 0) & (masks != 1)).any()):
+    if protocol.rules.binarise_masks and bool(((masks != 0) & (masks != 1)).any()):
         raise UserError(
             "the corrected protocol needs binary {0, 1} foreground masks but the dataset supplied other "
             "values; binarise them in the dataset (value >= half of the file's maximum code) or use "
@@ -115,20 +121,21 @@ def _full_from_scores(scores: Tensor, masks: Tensor | None, maps: PartMaps, back
     return full.argmax(dim=1)
 
 
-def label_pairs(maps: PartMaps, batch: Batch, *, role: str, ground_truth: str, protocol: str,
-                background: str, legacy_rule: str | None = None) -> dict[str, tuple[Tensor, Tensor]]:
+def label_pairs(maps: PartMaps, batch: Batch, *, role: str, ground_truth: str,
+                protocol: str | EvaluationProtocol, background: str,
+                legacy_rule: str | None = None) -> dict[str, tuple[Tensor, Tensor]]:
     """Label pairs ``{label_set: (true, pred)}`` of one batch for one evaluation view (module docstring)."""
     _check_choice("role", role, ROLES)
     _check_choice("ground_truth", ground_truth, GROUND_TRUTHS)
-    _check_choice("protocol", protocol, PROTOCOLS)
+    protocol = EvaluationProtocol.resolve(protocol)
     _check_choice("background", background, BACKGROUNDS)
     if legacy_rule is not None:
         _check_choice("legacy_rule", legacy_rule, LEGACY_RULES)
-        if protocol != "legacy" or not maps.has_background:
+        if not protocol.rules.reference_quirks or not maps.has_background:
             legacy_rule = None
     if len(maps) != len(batch):
         raise ValueError(f"part maps cover {len(maps)} images but the batch has {len(batch)}")
-    needs_background = role == "full" or (role == "fg" and protocol == "legacy" and ground_truth == "keypoints")
+    needs_background = role == "full" or (role == "fg" and protocol.needs_fg_background(ground_truth))
     if needs_background and background == "method":
         _require_background_channel(maps)
     masks = _masks(batch, protocol) if needs_background and background == "mask" else None
@@ -139,20 +146,39 @@ def label_pairs(maps: PartMaps, batch: Batch, *, role: str, ground_truth: str, p
     return _pixel_pairs(scores, masks, maps, batch, role, protocol, background, legacy_rule)
 
 
+def keypoint_pixels(batch: Batch, readout: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(image, keypoint index, row, col, inside)`` of every visible keypoint: the pixel it reads under the
+    protocol's ``keypoint_readout`` (module docstring); ``row``/``col`` are clamped into the image where
+    ``inside`` is false."""
+    h, w = batch.size
+    img, kp_index = batch.visible.nonzero(as_tuple=True)
+    points = batch.keypoints[img, kp_index]
+    if readout == "grid_sample":
+        # The notebook's exact steps: float32 normalisation, then grid_sample picks the pixel. Sampling maps
+        # of 1-based row and column numbers (exact in float32; 0 = the zero padding outside the image)
+        # returns grid_sample's own choice, whatever the dtype of the scores.
+        device = points.device
+        grid = (points.float() / torch.tensor([w, h], dtype=torch.float32, device=device)) * 2 - 1
+        rows = torch.arange(1, h + 1, dtype=torch.float32, device=device).view(h, 1).expand(h, w)
+        cols = torch.arange(1, w + 1, dtype=torch.float32, device=device).view(1, w).expand(h, w)
+        picked = F.grid_sample(torch.stack([rows, cols])[None], grid.view(1, 1, -1, 2), mode="nearest",
+                               padding_mode="zeros", align_corners=False)[0, :, 0].long()  # (2, M)
+        inside = picked[0] > 0
+        return img, kp_index, (picked[0] - 1).clamp(min=0), (picked[1] - 1).clamp(min=0), inside
+    if readout != "containing_pixel":
+        raise ValueError(f"unknown keypoint readout {readout!r}")
+    col = torch.floor(points[:, 0].double())
+    row = torch.floor(points[:, 1].double())
+    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    return img, kp_index, row.clamp(0, h - 1).long(), col.clamp(0, w - 1).long(), inside
+
+
 def _keypoint_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch: Batch, role: str,
-                    protocol: str, background: str) -> dict[str, tuple[Tensor, Tensor]]:
+                    protocol: EvaluationProtocol, background: str) -> dict[str, tuple[Tensor, Tensor]]:
     if batch.keypoints is None or batch.visible is None:
         raise UserError("ground_truth='keypoints' needs keypoints in the dataset's samples; this dataset has "
                         "none: evaluate it with pixel ground truth (part label maps)")
-    h, w = batch.size
-    img, kp_index = batch.visible.nonzero(as_tuple=True)
-    points = batch.keypoints[img, kp_index].double()
-    # grid_sample(nearest, align_corners=False) reads pixel nearbyint(x - 0.5): round half to even.
-    col = torch.round(points[:, 0] - 0.5)
-    row = torch.round(points[:, 1] - 0.5)
-    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
-    col = col.clamp(0, w - 1).long()
-    row = row.clamp(0, h - 1).long()
+    img, kp_index, row, col, inside = keypoint_pixels(batch, protocol.rules.keypoint_readout)
     values = scores[img, :, row, col]  # (M, C)
     m = masks[img, row, col] if masks is not None else None
     off = int(maps.has_background)
@@ -168,13 +194,13 @@ def _keypoint_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch:
     if role == "full":
         return {"full": (true, full())}
     pairs = {"fg": (true, fg())}
-    if protocol == "legacy":
+    if protocol.needs_fg_background("keypoints"):
         pairs["fg_with_background"] = (true, full())
     return pairs
 
 
 def _pixel_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch: Batch, role: str,
-                 protocol: str, background: str, legacy_rule: str | None = None) -> dict[str, tuple[Tensor, Tensor]]:
+                 protocol: EvaluationProtocol, background: str, legacy_rule: str | None = None) -> dict[str, tuple[Tensor, Tensor]]:
     if batch.part_labels is None:
         raise UserError("ground_truth='pixels' needs part label maps in the dataset's samples; this dataset "
                         "has none: evaluate it with keypoint ground truth")
@@ -195,7 +221,7 @@ def _pixel_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch: Ba
         pred = scores.argmax(dim=1)
     elif background == "none":
         pred = parts + 1
-    elif protocol == "legacy":
+    elif not protocol.rules.binarise_masks:
         # The reference multiplies the raw mask (float) by argmax + 1; each distinct value is one label.
         pred = value_labels(masks * (parts + 1).float())
     else:

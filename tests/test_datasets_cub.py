@@ -39,7 +39,11 @@ def keypoints_for(image_id: int) -> list[tuple[float, float, int]]:
     return [(x, y, v) if v else (0.0, 0.0, 0) for x, y, v in rows]
 
 
-def write_tree(root, *, crlf_file="images.txt", segment_ids=(1, 2, 3, 4)):
+def write_tree(root, *, crlf_file="images.txt", segment_ids=(1, 2, 3, 4), images=None, keypoints=None):
+    """A CUB tree of ``images`` (default :data:`IMAGES`) with ``keypoints(image_id)`` rows (default
+    :func:`keypoints_for`), in the official file formats."""
+    images = images or IMAGES
+    keypoints = keypoints or keypoints_for
     root.mkdir(parents=True, exist_ok=True)
     (root / "parts").mkdir(exist_ok=True)
 
@@ -47,16 +51,16 @@ def write_tree(root, *, crlf_file="images.txt", segment_ids=(1, 2, 3, 4)):
         end = "\r\n" if name == crlf_file else "\n"
         (root / name).write_text(end.join(lines) + end, encoding="utf-8")
 
-    write("images.txt", [f"{i} {v[0]}" for i, v in IMAGES.items()])
-    write("train_test_split.txt", [f"{i} {v[1]}" for i, v in IMAGES.items()])
-    write("bounding_boxes.txt", [f"{i} " + " ".join(f"{c:.1f}" for c in v[4]) for i, v in IMAGES.items()])
-    write("image_class_labels.txt", [f"{i} {v[2]}" for i, v in IMAGES.items()])
+    write("images.txt", [f"{i} {v[0]}" for i, v in images.items()])
+    write("train_test_split.txt", [f"{i} {v[1]}" for i, v in images.items()])
+    write("bounding_boxes.txt", [f"{i} " + " ".join(f"{c:.1f}" for c in v[4]) for i, v in images.items()])
+    write("image_class_labels.txt", [f"{i} {v[2]}" for i, v in images.items()])
     write("classes.txt", ["1 001.Black_footed_Albatross", "2 002.Laysan_Albatross", "3 003.Sooty_Albatross",
                           "4 004.Groove_billed_Ani"])
     write("parts/parts.txt", [f"{k + 1} {n}" for k, n in enumerate(PARTS)])
-    write("parts/part_locs.txt", [f"{i} {p + 1} {x:.1f} {y:.1f} {v}" for i in IMAGES
-                                  for p, (x, y, v) in enumerate(keypoints_for(i))])
-    for i, (rel, _, _, (w, h), _) in IMAGES.items():
+    write("parts/part_locs.txt", [f"{i} {p + 1} {x:.1f} {y:.1f} {v}" for i in images
+                                  for p, (x, y, v) in enumerate(keypoints(i))])
+    for i, (rel, _, _, (w, h), _) in images.items():
         path = root / "images" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         img = np.zeros((h, w, 3), np.uint8)

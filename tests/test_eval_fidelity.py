@@ -202,3 +202,67 @@ def test_cub_legacy_bbox_is_clamped_as_cut_borders(cub_root, tmp_path):
     assert torch.allclose(legacy, torch.tensor([0.0, 5.2 * s, 336.0, 40.3 * s]), atol=1e-4)
     corrected = D.load("cub", root=root, split="test", view="full")[0].bbox
     assert torch.allclose(corrected, torch.tensor([0.2 * s - 2, 5.2 * s, 79.5 * s, 40.3 * s]), atol=1e-4)
+
+
+# -- §3.2 step 8: keypoints at exact half-pixel ties (the notebook's float32 grid_sample decides) ----------
+TIE_IMAGE = {1: ("001.Black_footed_Albatross/Black_Footed_Albatross_0001_1.jpg", 0, 1, (288, 256),
+                 (0.0, 0.0, 288.0, 256.0))}
+TIE_XS = (10, 11, 12, 13, 28, 30, 31, 32, 33, 35, 39, 42, 46, 53, 57)  # integer x: a tie between two pixels
+
+
+def _tie_keypoints(image_id):
+    return [(float(x), 100.5, 1) for x in TIE_XS]
+
+
+def _column_maps(batch, k=4):
+    """Full-resolution logits whose argmax at column j is j % k (neighbouring columns always differ)."""
+    n, (h, w) = len(batch), batch.size
+    cols = torch.arange(w) % k
+    scores = F.one_hot(cols, k).T.float().mul(10)[:, None, :].expand(k, h, w)
+    return PartMaps(scores[None].expand(n, -1, -1, -1).contiguous(), image_size=(h, w), kind="logits")
+
+
+def test_keypoint_ties_read_what_the_notebook_reads(tmp_path):
+    from benchmark.metrics.scoring import label_pairs
+
+    root = write_cub(tmp_path / "CUB_200_2011", images=TIE_IMAGE, keypoints=_tie_keypoints)
+    readings = {}
+    for protocol in ("legacy", "corrected"):
+        ds = D.load("cub", root=root, split="test", view="full", protocol=protocol, masks="none")
+        batch = next(ds.batches(1))
+        assert batch.size == (256, 288)  # 288x256 image: short side 256, scale 1, no cut: view x = file x
+        maps = _column_maps(batch)
+        readings[protocol] = label_pairs(maps, batch, role="fg", ground_truth="keypoints", protocol=protocol,
+                                         background="none")["fg"][1]
+        if protocol == "legacy":  # the notebook: x / W * 2 - 1 in float32, grid_sample(nearest)
+            kp = batch.keypoints[0].float()
+            grid = torch.stack([kp[:, 0] / 288 * 2 - 1, kp[:, 1] / 256 * 2 - 1], dim=-1)[None, None]
+            sampled = F.grid_sample(maps.scores, grid, mode="nearest", align_corners=False)
+            expected = sampled[0, :, 0].argmax(dim=0)
+    assert torch.equal(readings["legacy"], expected)
+    # corrected: the pixel containing the point, [j, j+1) -> j
+    assert torch.equal(readings["corrected"], torch.tensor(TIE_XS) % 4)
+    assert not torch.equal(readings["legacy"], readings["corrected"])  # the fixture has real ties
+
+
+# -- §3.2 step 3: a box extending past the image is clipped by the notebook's array slice ---------------
+def test_cub_fg_box_past_the_image_is_clipped_under_legacy(tmp_path):
+    images = {1: (CUB_IMAGES[1][0], 0, 1, (80, 60), (30.0, 20.0, 60.0, 50.0))}  # past right and bottom
+
+    def keypoints(image_id):
+        return [(40.0, 32.0, 1)] + [(35.0 + p, 25.0 + p, 1) for p in range(14)]
+
+    root = write_cub(tmp_path / "CUB_200_2011", images=images, keypoints=keypoints)
+    legacy = D.load("cub", root=root, split="test", view="fg", protocol="legacy", masks="none")
+    s = legacy[0]
+    # the slice image[20:70, 30:90] of an 80x60 image is 40 high, 50 wide: scale 256 / 40 = 6.4,
+    # width int(256 * 50 / 40) = 320 (a multiple of 16: no cut)
+    assert s.size == (256, 320) == legacy.image_size(0)
+    assert torch.allclose(s.keypoints[0], torch.tensor([(40 - 30) * 6.4, (32 - 20) * 6.4]))
+    red = s.image[0] > s.image[2]  # the red/blue boundary at file column 40 -> (40 - 30) * 6.4 = 64
+    assert red[:, :61].all() and (~red[:, 68:]).all()
+    corrected = D.load("cub", root=root, split="test", view="fg", masks="none")
+    c = corrected[0]
+    # the whole 60x50 box, zero-filled outside the image: scale 256 / 50, width int(256 * 60 / 50) = 307 -> 304
+    assert c.size == (256, 304) == corrected.image_size(0)
+    assert torch.allclose(c.keypoints[0], torch.tensor([10 * 5.12 - 1, 12 * 5.12]), atol=1e-4)

@@ -29,8 +29,21 @@ def _grid_sample_labels(full_map, keypoints, size):
     return sampled[..., 0].argmax(dim=1)  # (N, P)
 
 
+def _containing_pixel_labels(full_map, keypoints, size):
+    """The corrected read-out: the pixel [j, j+1) x [i, i+1) holding the point; outside -> all-zero scores."""
+    h, w = size
+    col, row = torch.floor(keypoints[..., 0]).long(), torch.floor(keypoints[..., 1]).long()
+    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    n = torch.arange(full_map.shape[0])[:, None]
+    values = full_map[n, :, row.clamp(0, h - 1), col.clamp(0, w - 1)]  # (N, P, C)
+    return torch.where(inside, values.argmax(dim=-1), torch.zeros_like(col))
+
+
 @pytest.mark.parametrize("has_background", [False, True])
-def test_keypoint_sampling_matches_grid_sample(has_background):
+@pytest.mark.parametrize("protocol", ["legacy", "corrected"])
+def test_keypoint_sampling_follows_the_protocols_readout(has_background, protocol):
+    """legacy: what grid_sample itself reads (the notebook); corrected: the pixel containing the point.
+    The two differ exactly at integer coordinates (half-pixel ties)."""
     torch.manual_seed(0)
     n, k, p, h, w = 3, 4, 40, 32, 64  # power-of-two sizes keep grid_sample's arithmetic exact at ties
     logits = torch.randn(n, k + int(has_background), 9, 11, dtype=torch.float64)
@@ -45,9 +58,10 @@ def test_keypoint_sampling_matches_grid_sample(has_background):
     up = maps.resized((h, w)).scores
     off = int(has_background)
 
-    ref_fg = _grid_sample_labels(up[:, off:], kp, (h, w))
-    pairs = label_pairs(maps, batch, role="fg", ground_truth="keypoints", protocol="corrected", background="mask")
-    assert set(pairs) == {"fg"}
+    reader = _grid_sample_labels if protocol == "legacy" else _containing_pixel_labels
+    ref_fg = reader(up[:, off:], kp, (h, w))
+    pairs = label_pairs(maps, batch, role="fg", ground_truth="keypoints", protocol=protocol, background="mask")
+    assert set(pairs) == ({"fg", "fg_with_background"} if protocol == "legacy" else {"fg"})
     true, pred = pairs["fg"]
     idx = visible.nonzero(as_tuple=True)
     assert torch.equal(true, idx[1]) and true.dtype == torch.int64
@@ -55,21 +69,23 @@ def test_keypoint_sampling_matches_grid_sample(has_background):
 
     probs = up[:, off:].softmax(dim=1)
     full_map = torch.cat([1 - masks[:, None].double(), masks[:, None].double() * probs], dim=1)
-    ref_full = _grid_sample_labels(full_map, kp, (h, w))
-    true, pred = label_pairs(maps, batch, role="full", ground_truth="keypoints", protocol="corrected",
+    ref_full = reader(full_map, kp, (h, w))
+    true, pred = label_pairs(maps, batch, role="full", ground_truth="keypoints", protocol=protocol,
                              background="mask")["full"]
     assert torch.equal(pred, ref_full[idx])
     outside = (torch.round(kp[..., 0] - 0.5) < 0) | (torch.round(kp[..., 0] - 0.5) >= w)
     assert outside[idx].any() and (pred[outside[idx]] == 0).all()
 
     if has_background:
-        ref_method = _grid_sample_labels(up, kp, (h, w))
-        _, pred = label_pairs(maps, batch, role="full", ground_truth="keypoints", protocol="corrected",
+        ref_method = reader(up, kp, (h, w))
+        _, pred = label_pairs(maps, batch, role="full", ground_truth="keypoints", protocol=protocol,
                               background="method")["full"]
         assert torch.equal(pred, ref_method[idx])
+    ties = (kp[..., 0] == kp[..., 0].round()) & (kp[..., 0] > 0) & (kp[..., 0] < w)
+    assert ties[idx].any()  # the fixture exercises the tie rule
 
 
-def test_keypoint_sampling_non_power_of_two_size():
+def test_keypoint_sampling_non_power_of_two_size():  # no ties: both read-outs agree with grid_sample
     torch.manual_seed(1)
     n, k, p, h, w = 2, 5, 60, 37, 53
     maps = PartMaps(torch.randn(n, k, 7, 7), image_size=(h, w), align_corners=True)

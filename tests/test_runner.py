@@ -2,7 +2,8 @@ import pytest
 
 from benchmark.core.errors import UserError
 from benchmark.core.registry import METHODS
-from benchmark.runner import BackgroundPolicy, RunConfig, build_method, parse_param, run
+from benchmark.core.protocol import MaskSource
+from benchmark.runner import RunConfig, build_method, parse_param, run
 
 from helpers import SYNTHETIC_TINY, Oracle
 
@@ -65,12 +66,14 @@ def test_parameter_errors_are_user_errors():
 
 
 def test_mask_policy(tmp_path):
-    assert BackgroundPolicy.parse("method").dataset_masks == "none"
-    assert BackgroundPolicy.parse("gt").scoring == "mask"
+    assert MaskSource.parse("method").dataset_reads is None
+    assert MaskSource.parse("method").background == "method"
+    assert MaskSource.parse("gt").background == "mask"
     with pytest.raises(UserError, match="not a directory"):
-        BackgroundPolicy.parse(f"predicted:{tmp_path / 'missing'}")
-    with pytest.raises(UserError, match="unknown --masks"):
-        BackgroundPolicy.parse("sometimes")
+        MaskSource.parse(f"predicted:{tmp_path / 'missing'}")
+    for bad in ("sometimes", "predicted:", "gt:x", "none:"):
+        with pytest.raises(UserError, match="unknown --masks"):
+            MaskSource.parse(bad)
     with pytest.raises(UserError, match="own background channel"):
         run(RunConfig(method="random", dataset="synthetic", masks="method", dataset_options=SYNTHETIC_TINY),
             out_dir=None)

@@ -5,8 +5,9 @@ evaluation view (``exported/<split>/<view>/<sample id>.npz``, format in
 :mod:`benchmark.methods.predictions`) plus ``exported/predictions.json``. Then
 ``benchmark run -m predictions -p dir=exported/ -d cub ...`` reproduces the direct run's numbers exactly:
 the scores are stored bit for bit as predicted (before any resizing), with their kind, background flag and
-upsampling convention, and the method is fitted exactly as :func:`benchmark.runner.evaluate` fits it
-(once for trained/inductive methods, per view for transductive ones, in the same order and seed).
+upsampling convention, and the method is fitted and run by the very traversal a run uses
+(:func:`benchmark.runner.traverse`: once for trained/inductive methods, per view for transductive ones,
+in the same order and seed).
 Use the run's ``--batch-size`` (default 16 for both): a network's float results can differ in the last bits
 with the batch composition, which moves some metrics in their ninth digit.
 """
@@ -33,10 +34,8 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
                        progress: bool = False, echo: Callable[[str], None] = lambda _: None) -> Path:
     """Fit ``method`` as a run would and write its part maps for the chosen evaluation views."""
     from benchmark.core.atomic import check_writable_dir
-    from benchmark.core.method import RunContext
-    from benchmark.core.registry import DATASETS
-    from benchmark.methods.predictions import save_part_maps, write_sidecar
-    from benchmark.runner import BackgroundPolicy, build_dataset, build_method, fit_method, resolve_device
+    from benchmark.methods.predictions import write_sidecar
+    from benchmark.runner import RunConfig, first_view, resolve_device, resolve_protocol, traverse
 
     if view not in VIEW_CHOICES:
         raise UserError(f"--view must be one of {', '.join(VIEW_CHOICES)}, got {view!r}")
@@ -45,56 +44,56 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
                         "that produced the maps instead")
     out = check_writable_dir(to, "--to directory")
     device = resolve_device(device)
-    policy = BackgroundPolicy.parse(masks)
-    model = build_method(method, num_parts=num_parts, params=params)
-    model.context = RunContext(cache_dir=Path(cache_dir) if cache_dir else None, work_dir=out / ".work",
-                               num_workers=num_workers, progress=progress,
-                               data_root=Path(data_root) if data_root else None)
-
-    def load(view_name: str, split_name: str):
-        return build_dataset(dataset, data_root=data_root, split=split_name, view=view_name, protocol=protocol,
-                             masks=policy.dataset_masks, options=dataset_options)
-
-    first = load(DATASETS.get(dataset).fg_view, split)
-    # The same views, in the same order, as the runner evaluates them.
-    wanted = {"fg": [first.fg_view], "full": [first.full_view],
-              "all": [first.fg_view, first.full_view, first.landmark_view]}[view]
-    views = list(dict.fromkeys(wanted))
+    config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=dict(params or {}),
+                       dataset_options=dict(dataset_options or {}), data_root=data_root, split=split,
+                       protocol=protocol, masks=masks, batch_size=batch_size)
+    model = _build_model(config, out, cache_dir=cache_dir, num_workers=num_workers, progress=progress)
+    evaluation = resolve_protocol(config, device=device, progress=progress, cache_dir=model.context.cache_dir)
+    first = first_view(config, evaluation)
+    views = exported_views(first, view)
+    landmark_fit = view == "all" and first.landmark_protocol is not None
     folders: list[str] = []
-
-    if not model.transductive:
-        fit_method(model, first, seed=seed, device=device)
-
-    def write(data, folder: str) -> None:
-        count = 0
-        for batch in data.batches(batch_size, device=device, num_workers=num_workers,
-                                  progress=progress and f"export {folder}"):
-            with torch.inference_mode():
-                maps = model.predict(batch)
-            if len(maps) != len(batch):
-                raise RuntimeError(f"method {method!r} returned {len(maps)} maps for {len(batch)} images")
-            save_part_maps(out / folder, batch, maps)
-            count += len(batch)
-        folders.append(folder)
-        echo(f"{folder}: {count} images")
-
-    for view_name in views:
-        data = first if view_name == first.view else load(view_name, split)
-        if model.transductive:
-            fit_method(model, data, seed=seed, device=device)
-        write(data, f"{split}/{view_name}")
-        if view == "all" and first.landmark_protocol is not None and view_name == first.landmark_view:
-            # The landmark regression's fit split, predicted right after its evaluation view (a transductive
-            # method still holding that view's fit), as the runner does.
-            fit_split = first.landmark_fit_split
-            if f"{fit_split}/{view_name}" not in folders:
-                write(load(view_name, fit_split), f"{fit_split}/{view_name}")
-
+    for step in traverse(model, first, views, landmark_fit=landmark_fit, seed=seed, device=device,
+                         batch_size=batch_size, num_workers=num_workers, progress=progress, label="export"):
+        if step.folder in folders:  # a landmark fit split that is also the evaluation split: written once
+            continue
+        count = _write_pass(out, step)
+        folders.append(step.folder)
+        echo(f"{step.folder}: {count} images")
     write_sidecar(out, {"folders": folders, "num_parts": num_parts, "method": method,
                         "method_params": {k: _jsonable(v) for k, v in model.get_params().items()},
                         "weights_id": model.weights_id(), "dataset": dataset, "split": split,
-                        "protocol": protocol, "masks": policy.source, "seed": seed})
+                        "protocol": evaluation.name, "masks": evaluation.masks.spec, "seed": seed})
     return out
+
+
+def exported_views(first, view: str) -> list[str]:
+    """The evaluation views ``--view`` names, in the order a run predicts them (``all``: FG, full, landmark)."""
+    wanted = {"fg": [first.fg_view], "full": [first.full_view],
+              "all": [first.fg_view, first.full_view, first.landmark_view]}[view]
+    return list(dict.fromkeys(wanted))
+
+
+def _build_model(config, out: Path, *, cache_dir, num_workers: int, progress: bool):
+    from benchmark.core.method import RunContext
+    from benchmark.runner import build_method
+
+    model = build_method(config.method, num_parts=config.num_parts, params=config.params)
+    model.context = RunContext(cache_dir=Path(cache_dir) if cache_dir else None, work_dir=out / ".work",
+                               num_workers=num_workers, progress=progress,
+                               data_root=Path(config.data_root) if config.data_root else None)
+    return model
+
+
+def _write_pass(out: Path, step) -> int:
+    """Save every batch of one traversal pass under ``out/<split>/<view>``; the number of images."""
+    from benchmark.methods.predictions import save_part_maps
+
+    count = 0
+    for batch, maps in step.batches:
+        save_part_maps(out / step.folder, batch, maps)
+        count += len(batch)
+    return count
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,19 +20,25 @@ Class attributes describe the evaluation protocol (they go into ``benchmark list
   fits on ``landmark_fit_split`` and evaluates on the evaluation split, both in ``landmark_view``.
 * ``protocol_description``: the crop/resize rules in words.
 * ``legacy_align_corners``: ``{view: bool}``, the ``align_corners`` with which the reference evaluation
-  upsampled coarse part maps in that view; under ``protocol="legacy"`` the harness applies it instead of
-  the method's own :attr:`PartMaps.align_corners` (views not listed keep the method's convention).
+  upsampled coarse part maps in that view; a protocol that reproduces the reference (``--protocol legacy``)
+  applies it instead of the method's own :attr:`PartMaps.align_corners` (views not listed keep the
+  method's convention).
 * ``legacy_background_rules``: ``{role: rule}`` (role ``"fg"``/``"full"``), how the reference evaluation
-  read a method's own background channel in that role under ``protocol="legacy"`` (see
+  read a method's own background channel in that role under ``--protocol legacy`` (see
   ``benchmark.metrics.scoring``: ``"all_channels"``, ``"max_normalised"``).
 
 Constructor: ``__init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
-**options)``; ``protocol`` is ``"corrected"`` or ``"legacy"`` (how labels and masks are resized and
-thresholded, see ``decisions.md``) and ``masks`` is ``"gt"``, ``"predicted:DIR"`` or ``"none"``. Validate
-the tree in ``__init__`` cheaply (index files, not images) and raise
-:class:`~benchmark.core.errors.UserError` naming the file and the fix. Decode images lazily in
-``__getitem__`` (it runs in DataLoader workers). Implement :meth:`image_size` cheaply when sizes vary, so
-batches can be formed from equal sizes.
+**options)``. ``protocol`` is an :class:`~benchmark.core.protocol.EvaluationProtocol` (or its name) and
+``masks`` a :class:`~benchmark.core.protocol.MaskSource` (or its ``--masks`` text); this base class turns
+both into objects once (``self.protocol``, ``self.masks``), so a dataset never parses or compares names.
+Read the rules from ``self.protocol.rules`` (e.g. ``binarise_masks``, ``mask_resize``, ``label_resize``,
+``box_crop``, ``reference_quirks``; binarise with :func:`benchmark.core.protocol.binarise`, the one rule)
+and what to load as ``Sample.mask`` from ``self.masks.dataset_reads``: ``"annotations"`` (the dataset's
+own masks), ``"folder"`` (files under ``self.masks.folder`` mirroring the image tree) or ``None``.
+``docs/protocol.md`` describes the rules for users. Validate the tree in ``__init__`` cheaply (index
+files, not images) and raise :class:`~benchmark.core.errors.UserError` naming the file and the fix. Decode
+images lazily in ``__getitem__`` (it runs in DataLoader workers). Implement :meth:`image_size` cheaply
+when sizes vary, so batches can be formed from equal sizes.
 """
 
 from __future__ import annotations
@@ -46,9 +52,8 @@ from torch.utils.data import DataLoader
 
 from benchmark.core.errors import UserError
 from benchmark.core.plugin import Plugin
+from benchmark.core.protocol import EvaluationProtocol, MaskSource
 from benchmark.core.types import Batch, Sample, collate
-
-PROTOCOLS = ("corrected", "legacy")
 
 
 class Dataset(Plugin, torch.utils.data.Dataset):
@@ -71,15 +76,13 @@ class Dataset(Plugin, torch.utils.data.Dataset):
     data_hint: ClassVar[str] = ""  # how to get the data (shown by `benchmark list` and in errors)
 
     def __init__(self, root: str | Path | None = None, *, split: str = "test", view: str = "fg",
-                 protocol: str = "corrected", masks: str = "gt"):
+                 protocol: str | EvaluationProtocol = "corrected", masks: str | MaskSource | None = None):
         if split not in self.splits:
             raise UserError(f"dataset {self.name!r} has no split {split!r}; choose one of {', '.join(self.splits)}")
         if view not in self.views:
             raise UserError(f"dataset {self.name!r} has no view {view!r}; choose one of {', '.join(self.views)}")
-        if protocol not in PROTOCOLS:
-            raise UserError(f"unknown protocol {protocol!r}; choose 'corrected' or 'legacy'")
-        if not (masks in ("gt", "none") or masks.startswith("predicted:")):
-            raise UserError(f"unknown mask source {masks!r}; use gt, none or predicted:DIR")
+        self.protocol = EvaluationProtocol.resolve(protocol, masks, dataset=type(self))
+        self.masks = self.protocol.masks
         if self.needs_data_root:
             if root is None:
                 raise UserError(f"dataset {self.name!r} needs --data-root. {self.data_hint}".strip())
@@ -89,8 +92,6 @@ class Dataset(Plugin, torch.utils.data.Dataset):
         self.root = Path(root) if root is not None else None
         self.split = split
         self.view = view
-        self.protocol = protocol
-        self.masks = masks
 
     # -- description --------------------------------------------------------------------------------
     @classmethod
@@ -105,13 +106,14 @@ class Dataset(Plugin, torch.utils.data.Dataset):
     def identity(self) -> dict[str, Any]:
         """Everything that determines this view's samples: the key of caches derived from it."""
         return {"dataset": self.name, "root": str(self.root.resolve()) if self.root else None,
-                "split": self.split, "view": self.view, "protocol": self.protocol, "masks": self.masks,
+                "split": self.split, "view": self.view, **self.protocol.identity(),
                 "options": self.options(), "size": len(self)}
 
-    def with_view(self, *, split: str | None = None, view: str | None = None, masks: str | None = None) -> "Dataset":
-        """The same dataset and options, another split/view/mask source."""
+    def with_view(self, *, split: str | None = None, view: str | None = None,
+                  masks: str | MaskSource | None = None) -> "Dataset":
+        """The same dataset, options and protocol, another split/view/mask source."""
         return type(self)(self.root, split=split or self.split, view=view or self.view,
-                          protocol=self.protocol, masks=masks or self.masks, **self.options())
+                          protocol=self.protocol, masks=masks, **self.options())
 
     @property
     def num_keypoints(self) -> int:

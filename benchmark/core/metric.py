@@ -7,7 +7,8 @@ and mergeable (:meth:`merge`), so that several processes can evaluate shards and
 Clustering metrics (``fg_nmi``, ``fg_ari``, ``nmi``, ``ari``) consume label pairs produced by the
 harness from the predicted part maps (``benchmark.metrics.scoring.label_pairs``): each declares the view
 it reads (``role``: ``"fg"`` or ``"full"``) and which label set of that view through :meth:`label_set`
-(``"fg"``, ``"full"``, or a protocol-specific variant); the harness calls ``update(true, pred)`` with 1-D
+(``"fg"``, ``"full"``, or a protocol-specific variant: ask
+:meth:`~benchmark.core.protocol.EvaluationProtocol.label_set`, never compare protocol names); the harness calls ``update(true, pred)`` with 1-D
 integer tensors. The landmark metric (``role = "landmarks"``, ``kind = "landmarks"``) is called as
 ``update(maps, batch, split="fit"|"eval")`` on the fitting split and on the evaluation split of the
 dataset's ``landmark_view``, and computes the regression error at the end.
@@ -18,6 +19,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from benchmark.core.plugin import Plugin
+from benchmark.core.protocol import EvaluationProtocol
 
 
 class Metric(Plugin):
@@ -26,8 +28,9 @@ class Metric(Plugin):
     role: ClassVar[str] = "fg"  # which evaluation view it reads: "fg", "full" or "landmarks"
     higher_is_better: ClassVar[bool] = True
 
-    def __init__(self, protocol: str = "corrected", ground_truth: str = "pixels", **options: Any):
-        self.protocol = protocol
+    def __init__(self, protocol: str | EvaluationProtocol = "corrected", ground_truth: str = "pixels",
+                 **options: Any):
+        self.protocol = EvaluationProtocol.resolve(protocol)
         self.ground_truth = ground_truth
         self.options = options
         self.reset()

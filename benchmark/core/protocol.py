@@ -1,0 +1,371 @@
+"""How a run is scored: the :class:`EvaluationProtocol` and the :class:`MaskSource` of foreground masks.
+
+Both are resolved **once** per run, from the dataset, ``--protocol`` and ``--masks``::
+
+    protocol = EvaluationProtocol.resolve("legacy", "predicted:/data/cub/supervisedlabels", dataset=CUB)
+    protocol.masks.background          # "mask": the background label of every metric comes from masks
+    protocol.align_corners("fg")       # False: the notebook's upsampling of the FG view
+    protocol.label_set("fg", "keypoints", "ari")   # "fg_with_background" (the notebook's FG-ARI)
+
+and then handed to the datasets (constructor ``protocol=`` / ``masks=``), to prediction (per-view
+``align_corners``) and to scoring (:func:`benchmark.metrics.scoring.label_pairs`, the metrics), which read
+its rules instead of comparing names. ``docs/protocol.md`` describes every rule for users.
+
+Protocols (:data:`PROTOCOL_NAMES`):
+
+* ``corrected`` (default): the evaluation with the known defects of the released notebooks fixed.
+* ``legacy``: what the released evaluation notebooks compute, quirks included, so that the published
+  numbers are reproduced from the released checkpoints.
+
+The rules each protocol fixes are the fields of :class:`ProtocolRules`; dataset-specific reproductions of
+a notebook (e.g. CUB's keypoint shift by the float box corner) are switched by
+:attr:`ProtocolRules.reference_quirks` and documented in the dataset's docstring.
+
+Mask sources (``--masks``): a :class:`MaskSource` subclass per *kind*, registered with
+:func:`register_mask_kind` and parsed by the single parser :meth:`MaskSource.parse`. A kind declares
+
+* ``argument``: the metavar after the colon (``"DIR"`` for ``predicted:DIR``) or ``None`` (no argument);
+* ``needs_gt_masks``: whether the dataset's annotation masks must exist on disk;
+* ``dataset_reads``: what the dataset loads as ``Sample.mask``: ``"annotations"``, ``"folder"`` (the
+  files under :attr:`MaskSource.folder`, in the dataset's own layout) or ``None`` (nothing);
+* ``background``: the background mode of scoring: ``"mask"`` (from masks), ``"method"`` (the method's own
+  background channel) or ``"none"`` (no background label);
+* :meth:`~MaskSource.fingerprint`: what enters the run key (a folder: its resolved path and the digest
+  of every file in it, so a changed mask file is a new run);
+* :meth:`~MaskSource.prepare` (with ``needs_preparation = True``): computes the masks once per run
+  before any view is loaded (e.g. a model predicting into a cache folder) and returns the source the
+  datasets read;
+* :meth:`~MaskSource.batch_masks`: masks computed for a batch of images at evaluation time, or ``None``
+  to keep what the dataset loaded.
+
+Built-in kinds: ``gt``, ``predicted:DIR``, ``method``, ``none``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from benchmark.core.errors import UserError
+
+PROTOCOL_NAMES = ("corrected", "legacy")
+CORRECTED, LEGACY = PROTOCOL_NAMES
+#: the protocol the published tables were computed with (paper rows sit beside results of this protocol)
+PAPER_PROTOCOL = LEGACY
+
+
+# --------------------------------------------------------------------------------------------------
+# the one binarisation rule of the corrected protocol
+# --------------------------------------------------------------------------------------------------
+def mask_code_max(values: np.ndarray) -> float:
+    """The largest code a mask *file* can hold, from its format (not from the values a file happens to use):
+
+    * a file whose values all lie in {0, 1} (bit masks, logical .mat masks, 0/1 PNGs): 1;
+    * otherwise an integer file: 255 for 8-bit data, 65535 for 16-bit data (PIL may return 16-bit PNGs as
+      32-bit integers, which PNG cannot exceed 16 bits of, so any integer wider than 8 bits counts as 16-bit);
+    * otherwise floating-point values: 255 (8-bit codes stored as floats).
+    """
+    values = np.asarray(values)
+    if values.dtype == bool or values.size == 0 or float(values.max()) <= 1:
+        return 1.0
+    if np.issubdtype(values.dtype, np.integer):
+        return 255.0 if values.dtype.itemsize == 1 else 65535.0
+    return 255.0
+
+
+def binarise(values: np.ndarray) -> np.ndarray:
+    """The corrected protocol's mask rule: foreground = value >= half of the file's maximum code
+    (:func:`mask_code_max`): >= 128 in 0/255 files, >= 0.5 in 0/1 files. float32 array of 0/1.
+    A uint8 mask holding {0, 100} is therefore background everywhere, on real and synthetic data."""
+    values = np.asarray(values)
+    if values.dtype == bool:
+        return values.astype(np.float32)
+    return (values >= mask_code_max(values) / 2).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# mask sources
+# --------------------------------------------------------------------------------------------------
+MASK_KINDS: dict[str, type["MaskSource"]] = {}
+
+
+def register_mask_kind(name: str) -> Callable[[type["MaskSource"]], type["MaskSource"]]:
+    """Class decorator registering a :class:`MaskSource` kind under ``name`` (the text before the colon)."""
+
+    def decorator(cls: type[MaskSource]) -> type[MaskSource]:
+        if name in MASK_KINDS and MASK_KINDS[name] is not cls:
+            raise ValueError(f"mask kind {name!r} is registered twice")
+        cls.kind = name
+        MASK_KINDS[name] = cls
+        return cls
+
+    return decorator
+
+
+def mask_kinds_text() -> str:
+    """``gt, predicted:DIR, method or none``: the accepted spellings, for messages and ``--help``."""
+    names = [f"{k}:{c.argument}" if c.argument else k for k, c in MASK_KINDS.items()]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+class MaskSource:
+    """Where the foreground masks of a run come from (one ``--masks`` value); see the module docstring."""
+
+    kind: ClassVar[str] = "?"
+    argument: ClassVar[str | None] = None
+    needs_gt_masks: ClassVar[bool] = False
+    dataset_reads: ClassVar[str | None] = None
+    background: ClassVar[str] = "mask"
+    needs_preparation: ClassVar[bool] = False
+
+    def __init__(self, argument: str | None = None):
+        self.value = argument
+
+    # -- the single parser ----------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: "str | MaskSource | None") -> "MaskSource":
+        """``"gt"``, ``"predicted:DIR"``, ... -> the kind's instance (an instance is returned as is)."""
+        if isinstance(text, MaskSource):
+            return text
+        text = (text or "gt").strip()
+        name, colon, argument = text.partition(":")
+        kind = MASK_KINDS.get(name.strip())
+        if kind is None or bool(colon) != bool(kind.argument) or (kind.argument and not argument.strip()):
+            raise UserError(f"unknown --masks {text!r}; use {mask_kinds_text()}")
+        return kind(argument.strip() if kind.argument else None)
+
+    # -- what a kind tells the harness ---------------------------------------------------------------
+    @property
+    def spec(self) -> str:
+        """The canonical text (recorded in the ``masks`` column of result rows)."""
+        return f"{self.kind}:{self.value}" if self.argument else self.kind
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of mask files when :attr:`dataset_reads` is ``"folder"``."""
+        return None
+
+    def fingerprint(self) -> Any:
+        """What identifies these masks in the run key and in caches derived from a view."""
+        return self.spec
+
+    def prepare(self, views: Sequence[Any], *, device: str, cache_dir: Any = None, batch_size: int = 16,
+                progress: bool = False) -> "MaskSource":
+        """The source the datasets read in this run, for a kind with ``needs_preparation``: e.g. write the
+        masks of ``views`` (the dataset's FG view of every split the run evaluates, loaded with
+        ``masks="none"``) to a folder and return a source reading that folder, whose :attr:`spec` and
+        :meth:`fingerprint` stay this kind's. Called once per run by ``run`` and ``export`` alike."""
+        return self
+
+    def batch_masks(self, batch: Any) -> Any:
+        """``(N, H, W)`` masks computed for ``batch`` at evaluation time, or ``None`` to keep ``batch.masks``.
+
+        The harness applies it to every batch it predicts (``benchmark.runner.traverse``, shared by ``run``
+        and ``export``). A method that fits on a dataset itself (e.g. K-means on foreground pixels) sees
+        only what the dataset loads, so a kind whose masks matter at fit time should rather write them to
+        a folder and read like ``predicted:DIR`` (``dataset_reads = "folder"``)."""
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MaskSource) and type(other) is type(self) and other.spec == self.spec
+
+    def __hash__(self) -> int:
+        return hash(self.spec)
+
+    def __repr__(self) -> str:
+        return f"MaskSource({self.spec!r})"
+
+
+@register_mask_kind("gt")
+class GroundTruthMasks(MaskSource):
+    """The dataset's own annotation masks."""
+
+    needs_gt_masks = True
+    dataset_reads = "annotations"
+
+
+@register_mask_kind("predicted")
+class FolderMasks(MaskSource):
+    """A folder of mask images mirroring the dataset's image tree (e.g. precomputed fg/bg predictions)."""
+
+    argument = "DIR"
+    dataset_reads = "folder"
+
+    def __init__(self, argument: str | None = None):
+        directory = Path(str(argument)).expanduser()
+        if not directory.is_dir():
+            raise UserError(f"--masks predicted:{argument}: {directory} does not exist or is not a directory; pass a "
+                            "folder of mask PNGs mirroring the dataset's image tree (e.g. supervisedlabels/)")
+        super().__init__(str(directory.resolve()))
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.value)
+
+    def fingerprint(self) -> Any:
+        """The resolved folder and a digest of the bytes of every file in it: the same folder spelt
+        relative or absolute is one key, another folder or a changed file is another (each file's digest
+        is memoised on its size and modification time, so asking again only lists the folder)."""
+        digest = hashlib.sha256()
+        listing = _listing(self.folder)
+        for relative, path, size, mtime in listing:
+            digest.update(f"{relative}\0{_content_digest(path, size, mtime)}\n".encode())
+        return {"kind": self.kind, "folder": self.value, "files": len(listing), "content": digest.hexdigest()[:16]}
+
+
+def _listing(root: Path) -> list[tuple[str, str, int, int]]:
+    """``(relative posix path, path, size, mtime_ns)`` of every file under ``root``, sorted (``os.scandir``:
+    a few times faster than ``Path.rglob`` plus ``stat`` on folders of thousands of masks)."""
+    files, folders = [], [str(root)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    folders.append(entry.path)
+                elif entry.is_file():
+                    stat = entry.stat()
+                    relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
+                    files.append((relative, entry.path, stat.st_size, stat.st_mtime_ns))
+    return sorted(files)
+
+
+_CONTENT_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    key = (path, size, mtime_ns)
+    if key not in _CONTENT_DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _CONTENT_DIGESTS[key] = digest.hexdigest()
+    return _CONTENT_DIGESTS[key]
+
+
+@register_mask_kind("method")
+class MethodMasks(MaskSource):
+    """The method's own background channel (SCOPS-like methods); the dataset loads no masks."""
+
+    background = "method"
+
+
+@register_mask_kind("none")
+class NoMasks(MaskSource):
+    """No background: every pixel is foreground in the full-image metrics."""
+
+    background = "none"
+
+
+# --------------------------------------------------------------------------------------------------
+# the protocol
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProtocolRules:
+    """The rules a protocol fixes (one instance per protocol name, :data:`RULES`)."""
+
+    #: masks: ``True`` = binarised with :func:`binarise` (then resized nearest); ``False`` = the raw codes,
+    #: never thresholded (what the notebooks did: any value > 0 is foreground, fractional after resizing)
+    binarise_masks: bool
+    #: how masks are resized in the views the notebooks built with torchvision ``Resize`` (square training
+    #: crops always use nearest, as the training code did)
+    mask_resize: str
+    #: how part label maps are resized where the notebooks resized them (DeepFashion full view)
+    label_resize: str
+    #: an unknown colour in a palette-coded label map: ``True`` = an error naming the file, ``False`` =
+    #: label 255, as the reference silently did
+    reject_unknown_labels: bool
+    #: which pixel a keypoint reads: ``"containing_pixel"`` = the pixel whose square ``[j, j+1)`` holds the
+    #: point (``floor``); ``"grid_sample"`` = the notebook's float32 ``x / W * 2 - 1`` read by
+    #: ``grid_sample(mode="nearest", align_corners=False)``, whose own rounding decides exact ties
+    keypoint_readout: str
+    #: boxes extending past the image (CUB FG view): ``"pad"`` = the whole box, zero-filled outside the
+    #: image; ``"clip"`` = the notebook's array slice, clipped at the image edge, resize factor from the
+    #: clipped crop
+    box_crop: str
+    #: keypoint datasets: FG-ARI with the full formula's background label (the notebook before its fix)
+    fg_ari_with_background: bool
+    #: apply the dataset's reproductions of the reference evaluation: its per-view ``align_corners``
+    #: (``legacy_align_corners``), its background rules for methods with a background channel
+    #: (``legacy_background_rules``) and the quirks its docstring lists
+    reference_quirks: bool
+
+
+RULES: dict[str, ProtocolRules] = {
+    CORRECTED: ProtocolRules(binarise_masks=True, mask_resize="nearest", label_resize="nearest",
+                             reject_unknown_labels=True, keypoint_readout="containing_pixel", box_crop="pad",
+                             fg_ari_with_background=False, reference_quirks=False),
+    LEGACY: ProtocolRules(binarise_masks=False, mask_resize="bilinear", label_resize="bilinear",
+                          reject_unknown_labels=False, keypoint_readout="grid_sample", box_crop="clip",
+                          fg_ari_with_background=True, reference_quirks=True),
+}
+
+
+@dataclass(frozen=True)
+class EvaluationProtocol:
+    """One run's protocol: its name, its :attr:`rules`, its mask source and the dataset's per-view
+    conventions."""
+
+    name: str = CORRECTED
+    masks: MaskSource = field(default_factory=GroundTruthMasks)
+    #: ``{view: align_corners}`` with which coarse part maps are upsampled (empty: the method's own)
+    view_align_corners: Mapping[str, bool] = field(default_factory=dict)
+    #: ``{role: rule}`` for methods with their own background channel (see ``benchmark.metrics.scoring``)
+    background_rules: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.name not in RULES:
+            raise UserError(f"unknown protocol {self.name!r}; choose one of {', '.join(PROTOCOL_NAMES)}")
+
+    @classmethod
+    def resolve(cls, name: "str | EvaluationProtocol" = CORRECTED, masks: "str | MaskSource | None" = None,
+                dataset: Any = None) -> "EvaluationProtocol":
+        """The protocol ``name`` with mask source ``masks`` (``None``: keep an object's own, else ``gt``);
+        ``dataset`` (a dataset class or instance) supplies the per-view conventions when the rules apply
+        the reference's."""
+        if isinstance(name, EvaluationProtocol):
+            protocol = name if masks is None else dataclasses.replace(name, masks=MaskSource.parse(masks))
+        else:
+            protocol = cls(str(name), MaskSource.parse(masks))
+        if dataset is not None and protocol.rules.reference_quirks:
+            protocol = dataclasses.replace(
+                protocol, view_align_corners=dict(getattr(dataset, "legacy_align_corners", {}) or {}),
+                background_rules=dict(getattr(dataset, "legacy_background_rules", {}) or {}))
+        return protocol
+
+    @property
+    def rules(self) -> ProtocolRules:
+        return RULES[self.name]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # -- per view, role and metric --------------------------------------------------------------------
+    def align_corners(self, view: str) -> bool | None:
+        """The ``align_corners`` of the part-map upsampling in ``view``; ``None`` = the method's own."""
+        value = self.view_align_corners.get(view)
+        return None if value is None else bool(value)
+
+    def background_rule(self, role: str) -> str | None:
+        """How a method's own background channel is read in ``role`` (``"fg"``/``"full"``), or ``None``."""
+        return self.background_rules.get(role)
+
+    def label_set(self, role: str, ground_truth: str, score: str) -> str:
+        """The label pairs a clustering metric (``role``, ``score`` = ``"nmi"``/``"ari"``) consumes."""
+        if role == "fg" and score == "ari" and ground_truth == "keypoints" and self.rules.fg_ari_with_background:
+            return "fg_with_background"
+        return role
+
+    def needs_fg_background(self, ground_truth: str) -> bool:
+        """Whether the FG view needs a background label too (for :meth:`label_set`'s variant)."""
+        return ground_truth == "keypoints" and self.rules.fg_ari_with_background
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies this protocol in caches derived from a dataset view."""
+        return {"protocol": self.name, "masks": self.masks.fingerprint()}
