@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import click
 
 from benchmark import __version__
+from benchmark import options as opt
 from benchmark.core.errors import UserError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -34,6 +36,21 @@ class _Group(click.Group):
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:  # a bad option value or name: one line too, naming the command's --help
+            click.echo(f"error: {_usage_line(exc)}", err=True)
+            ctx.exit(2)
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    """click's usage error as one line: the message, then where the help is."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = re.sub(r" / '--[a-z-]+'", "", message)  # old spellings (hidden aliases) are not named
+    command = exc.ctx.command if exc.ctx is not None else None
+    for param in getattr(command, "params", []):
+        for alias in getattr(param, "hidden_aliases", ()):
+            message = message.replace(f", '{alias}'", "").replace(f"'{alias}', ", "")
+    path = exc.ctx.command_path.split()[1:] if exc.ctx is not None else []
+    return f"{message}; see `{' '.join(['benchmark', *path, '--help'])}`"
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
@@ -55,85 +72,100 @@ def _default_cache_dir() -> str:
     return os.environ.get("PARTBENCH_CACHE", str(Path.home() / ".cache" / "partbench"))
 
 
-def _parse_pairs(pairs: tuple[str, ...], what: str) -> dict:
-    from benchmark.runner import parse_params
-
-    return parse_params(pairs, what)
-
-
 @cli.command("run")
-@click.option("--method", "-m", required=True, help="Registered method name (see `benchmark list`).")
-@click.option("--dataset", "-d", required=True, help="Registered dataset name (see `benchmark list`).")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Root of the dataset tree (not needed for `synthetic`).")
-@click.option("--num-parts", "-k", type=int, default=4, show_default=True, help="Number of parts K.")
-@click.option("--seed", "seeds", type=int, multiple=True, help="Seed; repeat for several seeds (default 0).")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-              help="Method parameter, e.g. -p niter=20 -p weights=random. Repeatable.")
-@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
-              help="Dataset option, e.g. -o category=car -o num_test=64. Repeatable.")
-@click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Shortcut for -p checkpoint=PATH (evaluate a trained or official checkpoint).")
-@click.option("--split", default="test", show_default=True, help="Evaluation split.")
-@click.option("--protocol", type=click.Choice(["corrected", "legacy"]), default="corrected", show_default=True,
-              help="corrected: known defects of the reference evaluation fixed; legacy: the released notebooks exactly.")
-@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|method|none",
-              help="Source of foreground masks, which decides the background of every metric.")
-@click.option("--metric", "metric_names", multiple=True, help="Only these metrics (default: all that apply).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Evaluation batch size.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs", show_default=True,
-              help="Where result CSVs go (one per run).")
+@opt.method_option()
+@opt.dataset_option()
+@opt.data_root_option()
+@opt.num_parts_option()
+@opt.seeds_option()
+@opt.param_option()
+@opt.dataset_options_option()
+@opt.category_option()
+@opt.checkpoint_option()
+@opt.split_option()
+@opt.protocol_option()
+@opt.masks_option()
+@opt.metric_option()
+@opt.device_option()
+@opt.eval_batch_size_option()
+@opt.out_option("runs", "Where result CSVs go (one per run).")
 @click.option("--force", is_flag=True, help="Recompute even if an identical finished run exists.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Feature/checkpoint cache (default $PARTBENCH_CACHE or ~/.cache/partbench).")
+@opt.cache_dir_option()
 @click.option("--no-cache", is_flag=True, help="Do not read or write the cache.")
-@click.option("--num-workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@opt.num_workers_option()
+@click.option("--train-if-missing", is_flag=True,
+              help="Let a method that trains (ours, scops) train without --checkpoint even on a CPU.")
+@opt.quiet_option()
 def run_command(method, dataset, data_root, num_parts, seeds, params, options, category, checkpoint, split, protocol,
-                masks, metric_names, device, batch_size, out_dir, force, cache_dir, no_cache, num_workers, quiet):
+                masks, metric_names, device, eval_batch_size, out_dir, force, cache_dir, no_cache, num_workers,
+                train_if_missing, quiet):
     """Evaluate a method on a dataset and write one tidy result row per metric.
 
     \b
     Examples:
-      benchmark run -m kmeans -d synthetic --seed 0 --seed 1 --seed 2
+      benchmark run -m kmeans -d synthetic --seed 0-2
       benchmark run -m ours -d cub --data-root /data/CUB_200_2011 --checkpoint model_60000.pth --protocol legacy
       benchmark run -m dff -d pascal-part --data-root /data/VOCdevkit_2010 --category car -k 8
       benchmark run -m kmeans -d cub --data-root /data/CUB_200_2011 -p backbone=dino_vits8 -p stride=4
       benchmark run -m predictions -p dir=exported/ -d cub --data-root /data/CUB_200_2011
     """
-    from benchmark.core.atomic import check_writable_dir
-    from benchmark.runner import RunConfig, command_line_inputs, run
+    from benchmark.core.atomic import check_writable_dir, remove_empty_dirs
+    from benchmark.runner import RunConfig, run
 
-    method_params, dataset_options = command_line_inputs(params, options, category=category, checkpoint=checkpoint)
+    method_params, dataset_options = opt.command_line_inputs(params, options, category=category,
+                                                             checkpoint=checkpoint)
     if data_root is not None and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} does not exist or is not a directory")
-    if data_root is not None and not _needs_data_root(dataset):
+    if data_root is not None and not opt.needs_data_root(dataset):
         # Ignored by the dataset; dropping it keeps the run key, so an identical finished run is reused.
         click.echo(f"warning: dataset {dataset!r} is built in and ignores --data-root {data_root}", err=True)
         data_root = None
+    method_params = opt.synthetic_weights(method, dataset, method_params)
+    _refuse_cpu_training(method, num_parts, method_params, device, train_if_missing)
+    created = not Path(out_dir).exists()
     check_writable_dir(out_dir, "--out directory")
     cache = None if no_cache else (cache_dir or _default_cache_dir())
-    if data_root is not None:
-        _quick_data_check(dataset, data_root, split, dataset_options)
-    for seed in seeds or (0,):
-        config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=method_params,
-                           dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
-                           masks=masks, device=device, batch_size=batch_size,
-                           metrics=tuple(metric_names) or None)
-        result = run(config, out_dir=out_dir, force=force, progress=not quiet, cache_dir=cache,
-                     num_workers=num_workers)
-        status = "reused" if result.reused else f"{result.rows[0]['wall_time_s'] if result.rows else 0:.1f}s"
-        values = "  ".join(f"{r['metric']}={100 * float(r['value']):.2f}" for r in result.rows)
-        click.echo(f"{method} on {dataset} seed {seed} [{status}]: {values}")
-        click.echo(f"  -> {result.path}")
+    try:
+        if data_root is not None:
+            _quick_data_check(dataset, data_root, split, dataset_options)
+        for seed in seeds or (0,):
+            config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=method_params,
+                               dataset_options=dataset_options, data_root=data_root, split=split,
+                               protocol=protocol, masks=masks, device=device, batch_size=eval_batch_size,
+                               metrics=tuple(metric_names) or None)
+            result = run(config, out_dir=out_dir, force=force, progress=not quiet, cache_dir=cache,
+                         num_workers=num_workers)
+            status = "reused" if result.reused else f"{result.rows[0]['wall_time_s'] if result.rows else 0:.1f}s"
+            values = "  ".join(f"{r['metric']}={100 * float(r['value']):.2f}" for r in result.rows)
+            click.echo(f"{method} on {dataset} seed {seed} [{status}]: {values}")
+            click.echo(f"  -> {result.path}")
+    except BaseException:
+        if created:
+            remove_empty_dirs(out_dir, out_dir)  # a failed run leaves no empty --out folder
+        raise
 
 
-def _needs_data_root(dataset: str) -> bool:
-    from benchmark.core.registry import DATASETS
+def _refuse_cpu_training(method: str, num_parts: int, params: dict, device: str, allowed: bool) -> None:
+    """A method that trains, asked to run without a checkpoint, would start its training: on a CPU that can
+    take days, so it needs --train-if-missing there, and the estimate is printed either way."""
+    from benchmark.core.registry import METHODS
 
-    return bool(getattr(DATASETS.get(dataset), "needs_data_root", True))
+    if method not in METHODS.names():
+        return
+    cls = METHODS.get(method)
+    if not getattr(cls, "requires_training", False) or params.get("checkpoint"):
+        return
+    from benchmark.runner import build_method, resolve_device
+
+    build_method(method, num_parts=num_parts, params=params)  # bad parameters: one clear error first
+    where = resolve_device(device)
+    estimate = getattr(cls, "training_estimate", None)
+    text = estimate(params, where) if estimate is not None else "its full training, duration unknown"
+    if where == "cpu" and not allowed:
+        raise UserError(f"method {method!r} has no --checkpoint, so this run would first train it on the CPU: "
+                        f"{text}. Pass --checkpoint PATH, a smaller -p steps=N / -p preset=tiny, or "
+                        "--train-if-missing to train anyway")
+    click.echo(f"note: {method!r} has no --checkpoint; training it first: {text}", err=True)
 
 
 def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -> None:
@@ -161,10 +193,11 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict) -
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["csv", "markdown", "latex"]), default="markdown",
               show_default=True, help="What to print.")
-@click.option("--to", "out_dir", type=click.Path(file_okay=False), default="results/tables", show_default=True,
-              help="Directory the tables are written to (all three formats).")
+@opt.out_option(None, "Directory the tables are written to (all three formats) [the input folder, or the "
+                      "folder of the first input file].")
 @click.option("--name", default="results", show_default=True, help="Base name of the written files.")
-@click.option("--decimals", type=int, default=2, show_default=True)
+@click.option("--decimals", type=click.IntRange(0, 10), default=2, show_default=True,
+              help="Decimals of the x100 values.")
 @click.option("--with-paper", is_flag=True,
               help="Add the published numbers of `ours` as a row to legacy-protocol CUB/DeepFashion tables.")
 def report_command(runs, fmt, out_dir, name, decimals, with_paper):
@@ -172,13 +205,18 @@ def report_command(runs, fmt, out_dir, name, decimals, with_paper):
 
     \b
     Examples:
-      benchmark report runs/ --format markdown
-      benchmark report runs/cub runs/deepfashion --format latex --name paper_table --with-paper
+      benchmark report runs/ --format markdown                 # writes runs/results.{csv,md,tex}
+      benchmark report runs/cub runs/deepfashion --format latex --name paper_table --with-paper --out tables/
     """
     from benchmark.report import render, write_report
     from benchmark.results import load_results
 
+    if not name or Path(name).name != name or name.startswith("."):
+        raise UserError(f"--name {name!r} must be a plain file name (no folders); use --out for the folder")
     df = load_results(runs)
+    if out_dir is None:
+        first = Path(runs[0])
+        out_dir = first if first.is_dir() else first.parent
     written = write_report(df, out_dir, name, decimals=decimals, with_paper=with_paper)
     click.echo(render(df, fmt, decimals, with_paper), nl=False)
     click.echo(f"\nwritten: {', '.join(str(p) for p in written)}", err=True)
@@ -197,12 +235,18 @@ def list_command():
 
     def status(cls) -> str:
         reason = cls.unavailable_reason()
-        return "ok" if not reason else f"UNAVAILABLE: {reason}"
+        if reason:
+            return f"UNAVAILABLE: {reason}"
+        missing = getattr(cls, "missing_weights", lambda: None)()
+        if missing:
+            return f"needs weights: {missing} (on the synthetic dataset: random weights, with a warning)"
+        return "ok"
 
     click.echo("Methods:")
     for name, cls in METHODS.items():
         tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t, False)]
-        click.echo(f"  {name:<12} {status(cls):<4}  {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
+        click.echo(f"  {name:<12} {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
+        click.echo(f"  {'':<12} -> {status(cls)}")
     for name, why in sorted(METHODS.broken.items()):
         click.echo(f"  {name:<12} BROKEN: {why}")
     click.echo("Datasets:")
@@ -216,21 +260,26 @@ def list_command():
         click.echo(f"  {name:<15} {status(cls):<4}  {cls.description()}")
     click.echo("Speed benchmarks (benchmark bench NAME):")
     for name, fn in BENCHES.items():
-        doc = (fn.__doc__ or "").strip().splitlines()
-        click.echo(f"  {name:<12} {doc[0] if doc else ''}")
+        click.echo(f"  {name:<12} {_first_sentence(fn.__doc__ or '')}")
+
+
+def _first_sentence(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, whole (never cut at a line break)."""
+    import inspect as _inspect
+
+    return " ".join(_inspect.cleandoc(doc).split("\n\n")[0].split())
 
 
 @cli.command("bench")
 @click.argument("name")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-              help="Benchmark option, e.g. -p n=10000000. Repeatable.")
+@opt.param_option("Benchmark option, e.g. -p n=10000000. Repeatable.")
 def bench_command(name, params):
     """Run speed benchmark NAME (see `benchmark list`); it reports a ratio against a baseline measured in
     the same run.
 
     \b
     Examples:
-      benchmark bench metrics -p n=100000000
+      benchmark bench metrics -p n=1000000
       benchmark bench kmeans
       benchmark bench train-step -p batch_size=6 -p size=256 -p amp=bf16
     """
@@ -240,23 +289,26 @@ def bench_command(name, params):
     from benchmark.core.registry import BENCHES
 
     fn = BENCHES.get(name)
-    options = _parse_pairs(params, "benchmark option")
-    valid = set(inspect.signature(fn).parameters)
-    unknown = sorted(set(options) - valid)
+    options = opt.parse_params(params, "benchmark option")
+    signature = inspect.signature(fn).parameters
+    unknown = sorted(set(options) - set(signature))
     if unknown:
-        raise UserError(f"benchmark {name!r} has no option {', '.join(unknown)}; its options: {', '.join(sorted(valid))}")
-    from benchmark.runner import _check_value_types
-
-    _check_value_types(f"benchmark {name!r}: option", inspect.signature(fn).parameters.values(), options)
+        raise UserError(f"benchmark {name!r} has no option {', '.join(unknown)}; its options: {', '.join(sorted(signature))}")
+    opt.check_value_types(f"benchmark {name!r}: option", signature.values(), options)
+    # Every integer option of a speed benchmark is a count (labels, images, steps, sizes) except seeds.
+    counts = [p.name for p in signature.values()
+              if type(p.default) is int and p.default > 0 and "seed" not in p.name]
+    opt.check_positive(f"benchmark {name!r}: option", options, counts)
+    click.echo(f"bench {name}: running (a baseline is measured in the same run)...", err=True)
     click.echo(fn(**options))
 
 
 @cli.command("demo")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/demo", show_default=True)
+@opt.out_option("results/demo", "Where the tables, result rows and figure go.")
 @click.option("--method", "methods", multiple=True, help="Only these methods (default: every available one).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@opt.single_seed_option()
+@opt.device_option()
+@opt.quiet_option()
 def demo_command(out_dir, methods, seed, device, quiet):
     """Every registered method on the built-in synthetic dataset with tiny settings: prints the comparison
     table and writes CSV, Markdown, LaTeX and a PNG of part overlays to OUT (default results/demo).
@@ -272,81 +324,67 @@ def demo_command(out_dir, methods, seed, device, quiet):
 
 
 @cli.command("sweep")
-@click.option("--method", "-m", "methods", multiple=True, required=True, help="Method; repeatable.")
+@opt.methods_option()
 @click.option("--dataset", "-d", "datasets", multiple=True, required=True, help="Dataset; repeatable.")
-@click.option("--num-parts", "-k", "num_parts", type=int, multiple=True, help="K; repeatable (default 4).")
-@click.option("--seeds", default="0", show_default=True, help="Seeds: a range 0-4 or a list 0,1,2.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Root of the dataset tree (not needed for `synthetic`).")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Method parameter, given to each method that has it. Repeatable.")
-@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option.")
-@click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
-@click.option("--split", default="test", show_default=True, help="Evaluation split.")
-@click.option("--protocol", type=click.Choice(["corrected", "legacy"]), default="corrected", show_default=True)
-@click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|method|none",
-              help="Source of foreground masks, which decides the background of every metric.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Evaluation batch size.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs", show_default=True,
-              help="Where result CSVs go (one per run).")
+@click.option("--num-parts", "-k", "num_parts", type=click.IntRange(min=1), multiple=True,
+              help="K; repeatable (default 4).")
+@opt.seeds_option()
+@opt.data_root_option()
+@opt.param_option("Method parameter, given to each method that has it. Repeatable.")
+@opt.dataset_options_option()
+@opt.category_option()
+@opt.split_option()
+@opt.protocol_option()
+@opt.masks_option()
+@opt.device_option()
+@opt.eval_batch_size_option()
+@opt.out_option("runs", "Where result CSVs go (one per run).")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
               help="local: this machine; slurm: one array job via submitit.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Local parallel processes.")
+@opt.num_workers_option(1, "Local parallel processes.", minimum=1)
 @click.option("--slurm", "slurm_options", multiple=True, metavar="KEY=VALUE",
               help="submitit parameter, e.g. --slurm slurm_partition=gpu --slurm gpus_per_node=1 --slurm timeout_min=240.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Feature/checkpoint cache (default $PARTBENCH_CACHE or ~/.cache/partbench).")
+@opt.cache_dir_option()
+@opt.quiet_option()
 def sweep_command(methods, datasets, num_parts, seeds, data_root, params, options, category, split, protocol, masks,
-                  device, batch_size, out_dir, executor, workers, slurm_options, cache_dir):
+                  device, eval_batch_size, out_dir, executor, num_workers, slurm_options, cache_dir, quiet):
     """Run methods x datasets x K x seeds; finished runs are skipped, so rerunning resumes a sweep.
 
     \b
     Examples:
-      benchmark sweep -m kmeans -m dff -m random -d synthetic --seeds 0-4
-      benchmark sweep -m ours -d cub --data-root /data/CUB_200_2011 -k 4 -k 8 --seeds 0-4 \\
+      benchmark sweep -m kmeans -m dff -m random -d synthetic --seed 0-4
+      benchmark sweep -m ours -d cub --data-root /data/CUB_200_2011 -k 4 -k 8 --seed 0-4 \\
           --executor slurm --slurm slurm_partition=gpu --slurm gpus_per_node=1 --slurm timeout_min=600
     """
+    from dataclasses import replace
+
+    from benchmark.core.atomic import check_writable_dir
+    from benchmark.core.registry import METHODS
     from benchmark.runner import RunConfig
     from benchmark.sweep import expand, launch
 
-    seed_list = _parse_seeds(seeds)
     if data_root is not None and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} does not exist or is not a directory")
-    dataset_options = _parse_pairs(options, "dataset option")
-    if category is not None:
-        dataset_options["category"] = category
-    base = RunConfig(method=methods[0], dataset=datasets[0], params=_parse_pairs(params, "parameter"),
+    method_params, dataset_options = opt.command_line_inputs(params, options, category=category)
+    base = RunConfig(method=methods[0], dataset=datasets[0], params=method_params,
                      dataset_options=dataset_options, data_root=data_root, split=split,
-                     protocol=protocol, masks=masks, device=device, batch_size=batch_size)
-    configs = expand(base, methods=methods, datasets=datasets, num_parts=num_parts or (4,), seeds=seed_list)
+                     protocol=protocol, masks=masks, device=device, batch_size=eval_batch_size)
+    configs = expand(base, methods=methods, datasets=datasets, num_parts=num_parts or (4,), seeds=seeds or (0,))
     # Each -p goes to the methods that have it (-p weights=random for kmeans and dff alongside random);
     # one that no method has is a typo.
-    from dataclasses import replace
-
-    from benchmark.core.registry import METHODS
-
     accepted = {m: set(METHODS.get(m).param_names()) for m in dict.fromkeys(methods)}
     for key in base.params:
         if not any(key in names for names in accepted.values()):
             known = ", ".join(sorted(set().union(*accepted.values())))
             raise UserError(f"no method of the sweep ({', '.join(accepted)}) has a parameter {key!r}; "
                             f"their parameters are: {known}")
-    configs = [replace(c, params={k: v for k, v in c.params.items() if k in accepted[c.method]},
-                       data_root=c.data_root if _needs_data_root(c.dataset) else None) for c in configs]
-    launch(configs, out_dir=out_dir, executor=executor, workers=workers, cache_dir=cache_dir or _default_cache_dir(),
-           slurm=_parse_pairs(slurm_options, "slurm option"), echo=click.echo)
-
-
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        if "-" in text.strip("-"):
-            lo, hi = text.split("-", 1)
-            if int(hi) < int(lo):
-                raise UserError(f"empty --seeds range {text!r}; write the lower seed first, e.g. 0-4")
-            return list(range(int(lo), int(hi) + 1))
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"malformed --seeds {text!r}; write a range 0-4 or a list 0,1,2") from None
+    configs = [replace(c, params=opt.synthetic_weights(c.method, c.dataset, {k: v for k, v in c.params.items()
+                                                                          if k in accepted[c.method]}),
+                       data_root=c.data_root if opt.needs_data_root(c.dataset) else None) for c in configs]
+    check_writable_dir(out_dir, "--out directory")
+    launch(configs, out_dir=out_dir, executor=executor, workers=num_workers,
+           cache_dir=cache_dir or _default_cache_dir(), slurm=opt.parse_params(slurm_options, "slurm option"),
+           echo=click.echo, progress=not quiet)
 
 
 def _add_area_commands() -> None:

@@ -42,10 +42,10 @@ def run_demo(out_dir: str | Path = "results/demo", *, methods: Iterable[str] | N
     from benchmark.results import load_results
     from benchmark.runner import RunConfig, run
 
-    out = check_writable_dir(out_dir, "demo output directory")
-    chosen, left_out = demo_methods(methods)
+    chosen, left_out = demo_methods(methods)  # names checked before anything is written
     if not chosen:
         raise UserError("no method can run here: " + "; ".join(f"{k}: {v}" for k, v in left_out.items()))
+    out = check_writable_dir(out_dir, "demo output directory")
     for name, why in left_out.items():
         echo(f"skipping {name}: {why}")
     options = DATASETS.get(DEMO_DATASET).demo_options()

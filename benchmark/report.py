@@ -179,7 +179,9 @@ def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = Fals
         else:
             # tabulate escapes LaTeX specials; mark bold/± with placeholders that survive escaping.
             body = [[f"BOLDOPEN{c}BOLDCLOSE" if b else c for c, b in zip(row, flags)] for row, flags in zip(rows, bold)]
-            text = tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
+            # Names left-aligned, numbers right-aligned (the last column, seeds, is a number too).
+            text = tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True,
+                            colalign=("left",) + ("right",) * (len(header) - 1))
             text = (text.replace("BOLDOPEN", r"\textbf{").replace("BOLDCLOSE", "}")
                     .replace("±", r"$\pm$"))
             caption = _title(setting).replace("_", r"\_")
@@ -190,9 +192,12 @@ def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = Fals
 
 def write_report(df, out_dir: str | Path, name: str = "results", formats=("csv", "markdown", "latex"),
                  decimals: int = 2, with_paper: bool = False) -> list[Path]:
+    """Write the report in every format; all are rendered before the first is written, so that an error
+    leaves no partial set of tables."""
+    texts = {fmt: render(df, fmt, decimals, with_paper) for fmt in formats}
     written = []
-    for fmt in formats:
+    for fmt, text in texts.items():
         path = Path(out_dir) / f"{name}.{FORMATS[fmt]}"
-        atomic_write_text(path, render(df, fmt, decimals, with_paper))
+        atomic_write_text(path, text)
         written.append(path)
     return written

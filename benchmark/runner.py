@@ -26,23 +26,27 @@ What happens, in order:
 4. Landmark regression (when the dataset defines a protocol) predicts the fitting split and the
    evaluation split in the dataset's ``landmark_view`` and regresses keypoints from part centres.
 5. One tidy row per metric is written atomically to ``<out>/<dataset>/<method>/seed<S>-<key>.csv``; a
-   finished run with the same key is not recomputed unless ``force``.
+   finished run with the same key is not recomputed unless ``force`` (a damaged file is recomputed). While
+   a run computes, it holds ``<file>.lock`` (host and PID): an identical run started meanwhile waits and then
+   reuses the result; a lock whose process is gone is taken over. A metric over no items (or fewer than
+   the labels it must tell apart) is one error naming the view, never a value.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import inspect
 import datetime as _dt
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
+from benchmark.core.atomic import exclusive_lock, remove_empty_dirs
 from benchmark.core.cache import content_key
 from benchmark.core.dataset import Dataset
 from benchmark.core.errors import UnavailableError, UserError
@@ -52,6 +56,8 @@ from benchmark.core.protocol import EvaluationProtocol, MaskSource
 from benchmark.core.registry import DATASETS, METHODS, METRICS
 from benchmark.core.seeding import seed_everything
 from benchmark.core.types import Batch, PartMaps
+# Parsing of -p/-o lives with the CLI vocabulary; re-exported here for callers of the runner API.
+from benchmark.options import check_value_types, command_line_inputs, parse_param, parse_params, parse_value  # noqa: F401
 from benchmark.provenance import device_description, git_state, package_versions
 from benchmark.results import RESULT_COLUMNS, read_rows, write_rows
 
@@ -103,55 +109,6 @@ class RunResult:
     examples: dict[str, Any] | None = None  # a few predictions for figures (see run(examples=...))
 
 
-def parse_value(text: str) -> Any:
-    """A ``-p``/``-o`` value: a Python literal (number, tuple, list, True/False/None), the words
-    true/false/none in any case, else the string itself."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``key=value`` -> (key, value) with :func:`parse_value`; hyphens in keys mean underscores."""
-    if "=" not in text:
-        raise UserError(f"malformed parameter {text!r}; write -p key=value (e.g. -p niter=20)")
-    key, raw = text.split("=", 1)
-    key = key.strip().replace("-", "_")
-    if not key.isidentifier():
-        raise UserError(f"malformed parameter name {key!r} in {text!r}; write -p key=value")
-    return key, parse_value(raw)
-
-
-def parse_params(items: Iterable[str], what: str = "parameter") -> dict[str, Any]:
-    """Several ``key=value`` texts (``-p``/``-o`` options) -> dict; a key given twice is an error."""
-    out: dict[str, Any] = {}
-    for text in items:
-        key, value = parse_param(text)
-        if key in out:
-            raise UserError(f"{what} {key!r} given twice")
-        out[key] = value
-    return out
-
-
-def command_line_inputs(params: Iterable[str], options: Iterable[str], *, category: str | None = None,
-                        checkpoint: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(method parameters, dataset options) from the ``-p``/``-o`` texts and the ``--category`` and
-    ``--checkpoint`` shortcuts that ``run`` and ``export`` share."""
-    method_params = parse_params(params, "parameter")
-    dataset_options = parse_params(options, "dataset option")
-    if category is not None:
-        dataset_options["category"] = category
-    if checkpoint is not None:
-        method_params["checkpoint"] = str(Path(checkpoint).resolve())
-    return method_params, dataset_options
-
-
 def resolve_device(device: str) -> str:
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -173,42 +130,6 @@ def method_class(name: str) -> type[Method]:
     return cls
 
 
-_KINDS = {"bool": (bool,), "int": (int,), "float": (int, float)}
-_KIND_TEXT = {"bool": "true or false", "int": "an integer", "float": "a number"}
-
-
-def _expected_kind(param: inspect.Parameter) -> tuple[str | None, bool]:
-    """(``bool``/``int``/``float`` or None when anything goes, whether None is allowed) from the default, or
-    from a plain annotation such as ``float | None`` when the default is None."""
-    default = param.default
-    for kind in ("bool", "int", "float"):  # bool first: True is an int too
-        if type(default).__name__ == kind:
-            return kind, False
-    annotation = param.annotation
-    if default is None and isinstance(annotation, str):
-        names = {part.strip() for part in annotation.split("|")}
-        names.discard("None")
-        if len(names) == 1 and next(iter(names)) in _KINDS:
-            return next(iter(names)), True
-    return None, True
-
-
-def _check_value_types(what: str, parameters: Iterable[inspect.Parameter], given: dict[str, Any]) -> None:
-    """A value whose default (or annotation) is a number or a flag must be one too: ``-p niter=abc`` is one
-    clear error here, not a traceback from deep inside the method."""
-    by_name = {p.name: p for p in parameters}
-    for key, value in given.items():
-        if key not in by_name:
-            continue
-        kind, none_ok = _expected_kind(by_name[key])
-        if kind is None or (value is None and none_ok):
-            continue
-        if isinstance(value, _KINDS[kind]) and (kind == "bool" or not isinstance(value, bool)):
-            continue
-        default = by_name[key].default
-        raise UserError(f"{what} {key!r} must be {_KIND_TEXT[kind]} (default {default!r}), got {value!r}")
-
-
 def build_method(name: str, *, num_parts: int = 4, params: dict[str, Any] | None = None) -> Method:
     """Instantiate registered method ``name``; unknown parameters are an error listing the valid ones."""
     cls = method_class(name)
@@ -218,7 +139,7 @@ def build_method(name: str, *, num_parts: int = 4, params: dict[str, Any] | None
     if unknown:
         raise UserError(f"method {name!r} has no parameter {', '.join(map(repr, unknown))}; "
                         f"its parameters are: {', '.join(valid)}")
-    _check_value_types(f"method {name!r}: parameter", inspect.signature(cls.__init__).parameters.values(), params)
+    check_value_types(f"method {name!r}: parameter", inspect.signature(cls.__init__).parameters.values(), params)
     if "num_parts" in params and params["num_parts"] != num_parts:
         raise UserError("give the number of parts once, with --num-parts, not also as -p num_parts")
     if "num_parts" in valid:
@@ -244,7 +165,7 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature):
         raise UserError(f"dataset {name!r} has no option {', '.join(map(repr, unknown))}; "
                         f"its options are: {', '.join(defaults) or 'none'}")
-    _check_value_types(f"dataset {name!r}: option", signature, options)
+    check_value_types(f"dataset {name!r}: option", signature, options)
 
 
 def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str = "fg",
@@ -298,7 +219,9 @@ def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: st
                 continue
             metrics.append(cls(protocol=protocol, ground_truth=ground_truth, landmark_protocol=landmark_protocol))
         else:
-            metrics.append(cls(protocol=protocol, ground_truth=ground_truth))
+            # num_parts/background: how many labels the metric must tell apart (fewer items is an error).
+            metrics.append(cls(protocol=protocol, ground_truth=ground_truth, num_parts=config.num_parts,
+                               background=config.masks != "none"))
     return metrics
 
 
@@ -499,10 +422,42 @@ def run(config: RunConfig, *, out_dir: str | Path | None = "runs", force: bool =
     key = run_key(config, method)
     path = result_path(out_dir, config, method) if out_dir is not None else None
     if path is not None and path.exists() and not force and not examples:
-        rows = read_rows(path)
+        try:
+            rows = read_rows(path)
+        except UserError as exc:  # a damaged file is never reused: recompute and replace it
+            warnings.warn(f"{str(exc).split('; delete it')[0]}; computing the run again and replacing it")
+            rows = []
         if rows:
             return RunResult(config, rows, path, reused=True)
 
+    if path is None:
+        return _compute(config, method, key, None, progress=progress, cache_dir=cache_dir,
+                        num_workers=num_workers, examples=examples)
+
+    def waiting(holder: dict) -> None:
+        warnings.warn(f"another process ({holder.get('host', '?')}, PID {holder.get('pid', '?')}) is computing "
+                      f"this run ({path.name}); waiting for it, then reusing its result")
+
+    # One process computes a run key at a time; a second identical run waits, then reuses the result.
+    try:
+        with exclusive_lock(path.with_name(path.name + ".lock"), on_wait=waiting):
+            if path.exists() and not force and not examples:
+                try:
+                    rows = read_rows(path)
+                except UserError:
+                    rows = []
+                if rows:
+                    return RunResult(config, rows, path, reused=True)
+            return _compute(config, method, key, path, progress=progress, cache_dir=cache_dir,
+                            num_workers=num_workers, examples=examples)
+    except BaseException:
+        # A failed run leaves no empty folders below --out (--out itself is the caller's).
+        remove_empty_dirs(path.parent, Path(out_dir), include_stop=False)
+        raise
+
+
+def _compute(config: RunConfig, method: Method, key: str, path: Path | None, *, progress: bool,
+             cache_dir: str | Path | None, num_workers: int, examples: int) -> RunResult:
     device = resolve_device(config.device)
     work_dir = path.with_suffix(".work") if path is not None else None
     method.context = RunContext(cache_dir=Path(cache_dir) if cache_dir else None, work_dir=work_dir,
@@ -551,11 +506,15 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
         view = {"fg": data.fg_view, "full": data.full_view}.get(metric.role, data.landmark_view)
         try:
             value = float(metric.compute())
-        except ValueError as exc:  # e.g. a keypoint never visible in the landmark fit split
-            raise UserError(f"{metric.name} on {config.dataset}: {exc}") from None
+        except ValueError as exc:  # e.g. nothing to score, a keypoint never visible in the landmark fit split
+            raise UserError(f"{metric.name} on {config.dataset}, view {view!r} of split {config.split!r}: {exc}; "
+                            "check the dataset options (e.g. -o num_test) and --masks") from None
+        if metric.count == 0:  # a plug-in metric that scores nothing must not report a number
+            raise UserError(f"{metric.name} on {config.dataset}, view {view!r} of split {config.split!r}: "
+                            "no items to score; check the dataset options (e.g. -o num_test) and --masks")
         rows.append({**common, "metric": metric.name, "value": value, "n": int(metric.count), "view": view,
                      "landmark_protocol": data.landmark_protocol if metric.kind == "landmarks" else ""})
-    return [{column: row.get(column, "") for column in RESULT_COLUMNS} for row in rows]
+    return [{column: row.get(column, "") for column in RESULT_COLUMNS if column != "row_of"} for row in rows]
 
 
 def _jsonable(value: Any) -> Any:

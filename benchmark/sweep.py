@@ -28,7 +28,7 @@ def _job(config: RunConfig, out_dir: str, cache_dir: str | None) -> list[dict[st
 
 def launch(configs: list[RunConfig], *, out_dir: str | Path, executor: str = "local", workers: int = 1,
            cache_dir: str | None = None, slurm: dict[str, Any] | None = None,
-           echo: Callable[[str], None] = print) -> int:
+           echo: Callable[[str], None] = print, progress: bool = False) -> int:
     """Run every configuration whose result file is missing; returns how many were launched."""
     todo = [c for c in configs if not result_path(out_dir, c).exists()]
     echo(f"{len(configs)} runs, {len(configs) - len(todo)} already finished, {len(todo)} to do ({executor})")
@@ -54,6 +54,10 @@ def launch(configs: list[RunConfig], *, out_dir: str | Path, executor: str = "lo
             for config, _ in zip(todo, pool.map(_job, todo, [str(out_dir)] * len(todo), [cache_dir] * len(todo))):
                 echo(f"done: {config.method} {config.dataset} K={config.num_parts} seed={config.seed}")
     else:
+        if progress:
+            from tqdm import tqdm
+
+            todo = tqdm(todo, desc="sweep", unit="run", leave=False)
         for config in todo:
             _job(config, str(out_dir), cache_dir)
             echo(f"done: {config.method} {config.dataset} K={config.num_parts} seed={config.seed}")

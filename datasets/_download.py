@@ -31,7 +31,7 @@ class Source:
     url: str
     md5: str | None
     filename: str
-    extract_to: str = "."  # relative to the --to directory
+    extract_to: str = "."  # relative to the --out directory
 
 
 SOURCES: dict[str, tuple[Source, ...]] = {

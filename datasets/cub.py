@@ -15,7 +15,8 @@ from benchmark.core.registry import register_bench, register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
-from ._io import first_existing, read_gray, read_rgb, read_table, scan_table
+from ._io import Problem, first_existing, read_gray, read_rgb, read_table, scan_table
+from ._io import image_size as header_size
 from ._views import (CROP_FILL_UINT8, CUB_FLIP_PERMUTATION, crop_fill, cut_borders, cv2_resize, flip_keypoints,
                      image_tensor, inside, long_side_size, pil_resize, short_side_size, square_box)
 
@@ -114,6 +115,7 @@ class CUB(RealDataset):
         report = _collect or Reporter(fix=FIX)
         index = _read_official(self.root, report)
         self._mat: Any = None
+        self._kp_line: np.ndarray | None = None  # official index only: line numbers for keypoint errors
         rows = None
         if index is not None and split_source == "kanazawa":
             self._mat, rows = _read_kanazawa(self.kanazawa_dir, split, index, report)
@@ -130,6 +132,7 @@ class CUB(RealDataset):
         """Hold the annotations of the split source; the images of this split (bool per index row)."""
         if self.split_source == "official":
             self._paths, self._bbox, self._kp, self._vis = index["paths"], index["bbox"], index["kp"], index["vis"]
+            self._kp_line = index["kp_line"]
             self._class = index["class_id"]
             return index["is_train"] == (1 if self.split == "train" else 0)
         self._bbox, self._kp, self._vis = rows["bbox"], rows["kp"], rows["vis"]
@@ -182,6 +185,9 @@ class CUB(RealDataset):
         i = int(self._select[index])
         image = read_rgb(self._image_path(i))
         h, w = image.shape[:2]
+        if self._kp_line is not None:
+            keypoint_bounds_problems(self.root / "parts" / "part_locs.txt", self._kp[i], self._vis[i],
+                                     self._kp_line[i], (h, w), str(self._paths[i]), Reporter(fix=FIX))
         raw_mask = self._raw_mask(i, (h, w))
         kp = torch.from_numpy(self._kp[i].astype(np.float32))
         vis = torch.from_numpy(self._vis[i].copy())
@@ -306,6 +312,8 @@ class CUB(RealDataset):
         problems = []
         for name, kinds in TABLES.items():
             problems += scan_table(root / name, kinds)
+        loc_path = root / "parts" / "part_locs.txt"
+        problems += [Problem(loc_path, line, message) for line, message in nonfinite_keypoint_lines(loc_path)]
         collect = Reporter(collect=True)
         parts_file_problems(root, collect)
         problems += collect.problems
@@ -315,10 +323,22 @@ class CUB(RealDataset):
         datasets = []
         for split in cls.splits:
             ds = cls(root, split=split, _collect=report, **options)
-            if report.problems:
+            if report.problems and len(ds._paths) == 0:  # the index itself is unusable
                 return [], report.problems
             datasets.append(ds)
-        return datasets, []
+        # Every visible keypoint outside its image (sizes from the image headers; missing images are
+        # reported by the file check).
+        for ds in datasets:
+            if ds._kp_line is None:
+                continue
+            for i in ds._select:
+                try:
+                    w, h = header_size(ds._image_path(int(i)))
+                except UserError:
+                    continue
+                keypoint_bounds_problems(loc_path, ds._kp[i], ds._vis[i], ds._kp_line[i], (h, w),
+                                         str(ds._paths[i]), report)
+        return datasets, list(report.problems)
 
 
 def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None:
@@ -338,7 +358,7 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
     if keypoints is None or bbox is None:
         return None
     return {"ids": images["ids"], "paths": images["paths"], "is_train": split[1], "bbox": bbox,
-            "class_id": labels[1], "kp": keypoints[0], "vis": keypoints[1]}
+            "class_id": labels[1], "kp": keypoints[0], "vis": keypoints[1], "kp_line": keypoints[2]}
 
 
 def _read_images(root: Path, report: Reporter) -> dict[str, np.ndarray] | None:
@@ -374,13 +394,22 @@ def _aligned_table(root: Path, name: str, images: dict[str, np.ndarray], report:
     return None
 
 
-def _read_keypoints(root: Path, images: dict[str, np.ndarray], report: Reporter) -> tuple[np.ndarray, np.ndarray] | None:
+def _read_keypoints(root: Path, images: dict[str, np.ndarray], report: Reporter
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(N, 15, 2)`` keypoints and ``(N, 15)`` visibility from ``parts/part_locs.txt``: 15 lines per image,
     sorted by image then part; checked, then reshaped without a Python loop."""
     ids, paths = images["ids"], images["paths"]
     n = len(ids)
-    locs = read_table(root / "parts/part_locs.txt", TABLES["parts/part_locs.txt"], fix=FIX)
     loc_path = root / "parts" / "part_locs.txt"
+    try:
+        locs = read_table(loc_path, TABLES["parts/part_locs.txt"], fix=FIX)
+    except UserError:
+        bad = nonfinite_keypoint_lines(loc_path)
+        if not bad:
+            raise
+        for line, message in bad:
+            report(loc_path, line, message)
+        return None
     known = np.isin(locs[0], ids)
     if not known.all():
         line = int(np.flatnonzero(~known)[0])
@@ -400,7 +429,9 @@ def _read_keypoints(root: Path, images: dict[str, np.ndarray], report: Reporter)
                                   f"1..{NUM_PARTS} exactly once")
         return None
     kp = np.stack([locs[2][o], locs[3][o]], axis=1).reshape(n, NUM_PARTS, 2)
-    return kp, (locs[4][o] > 0.5).reshape(n, NUM_PARTS)
+    kp_line = (o + 1).reshape(n, NUM_PARTS)  # line of each keypoint in part_locs.txt, for error messages
+    keypoint_value_problems(loc_path, locs, report)  # loading: raises at the first; data check: lists all
+    return kp, (locs[4][o] > 0.5).reshape(n, NUM_PARTS), kp_line
 
 
 def _checked_boxes(root: Path, boxes: list[np.ndarray], images: dict[str, np.ndarray],
@@ -414,6 +445,64 @@ def _checked_boxes(root: Path, boxes: list[np.ndarray], images: dict[str, np.nda
                                                              f"{bbox[k].tolist()} (needs x, y >= 0 and w, h >= 1)")
         return None
     return bbox
+
+
+#: how far (pixels) a visible keypoint may lie outside its image before it is refused as impossible
+KEYPOINT_SLACK = 1.0
+
+
+def nonfinite_keypoint_lines(path: Path) -> list[tuple[int, str]]:
+    """(line, message) for every line of ``part_locs.txt`` with a NaN or infinite value (the fast reader
+    only says that the file did not parse)."""
+    bad = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return bad
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if len(fields) == 5:
+            try:
+                values = [float(v) for v in fields[2:]]
+            except ValueError:
+                continue
+            if not all(np.isfinite(values)):
+                bad.append((number, f"keypoint value is not a finite number: {line.strip()!r}"))
+    return bad
+
+
+def keypoint_value_problems(path: Path, locs: list[np.ndarray], report: Reporter) -> bool:
+    """Every impossible keypoint line: non-finite values, a visibility flag other than 0/1, a visible
+    keypoint at a negative coordinate beyond :data:`KEYPOINT_SLACK` (the far edges need the image size:
+    :func:`keypoint_bounds_problems`). Returns whether any was found (and reported)."""
+    x, y, flag = locs[2], locs[3], locs[4]
+    finite = np.isfinite(x) & np.isfinite(y) & np.isfinite(flag)
+    bad_flag = finite & (flag != 0) & (flag != 1)
+    visible = finite & (flag == 1)
+    negative = visible & ((x < -KEYPOINT_SLACK) | (y < -KEYPOINT_SLACK))
+    found = False
+    for line in np.flatnonzero(~finite | bad_flag | negative):
+        found = True
+        if not finite[line]:
+            why = "is not a finite number"
+        elif bad_flag[line]:
+            why = f"has visibility {flag[line]:g}, expected 0 or 1"
+        else:
+            why = f"is a visible keypoint at ({x[line]:g}, {y[line]:g}), outside the image"
+        report(path, int(line) + 1, f"keypoint {int(locs[1][line])} of image {int(locs[0][line])} {why}")
+    return found
+
+
+def keypoint_bounds_problems(path: Path, kp: np.ndarray, vis: np.ndarray, lines: np.ndarray,
+                             size: tuple[int, int], image: str, report: Reporter) -> None:
+    """Report every visible keypoint of one image (``kp`` (P, 2) in pixels, image ``size`` = (h, w)) lying
+    more than :data:`KEYPOINT_SLACK` pixels outside it, with its line in ``part_locs.txt``."""
+    h, w = size
+    outside = vis & ((kp[:, 0] > w + KEYPOINT_SLACK) | (kp[:, 1] > h + KEYPOINT_SLACK)
+                     | (kp[:, 0] < -KEYPOINT_SLACK) | (kp[:, 1] < -KEYPOINT_SLACK))
+    for p in np.flatnonzero(outside):
+        report(path, int(lines[p]), f"visible keypoint {int(p) + 1} of {image} at ({kp[p, 0]:g}, {kp[p, 1]:g}) "
+                                    f"lies outside the {w}x{h} image")
 
 
 def parts_file_problems(root: Path, report: Reporter) -> None:

@@ -40,7 +40,7 @@ PART_NAMES: dict[str, tuple[str, ...]] = {
     "aeroplane": ("background", "body", "engine", "lwing", "rwing", "stern", "tail", "wheel"),
 }
 CATEGORIES = tuple(PART_NAMES)
-FIX = "Re-extract the PASCAL-Part annotations (benchmark data download pascal-part --to DIR)"
+FIX = "Re-extract the PASCAL-Part annotations (benchmark data download pascal-part --out DIR)"
 
 
 def part_base_name(part_name: str) -> str:
@@ -104,7 +104,7 @@ class PascalPart(RealDataset):
         "objects without parts skipped and counted; parts painted in reverse order; 5% padded square box "
         "(train: +-5% jitter, flip), fill 1/255, long side 256 (cv2 bilinear / nearest labels), edge-replicated "
         "to 256x256; full = same crop with all pixels")
-    data_hint = ("Download: benchmark data download pascal-part --to DIR, then --data-root DIR "
+    data_hint = ("Download: benchmark data download pascal-part --out DIR, then --data-root DIR "
                  "(Annotations_Part/ and VOC2010/ or VOCdevkit/VOC2010/).")
 
     def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None,

@@ -124,6 +124,38 @@ def imagenet_weights_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
+def missing_imagenet_weights(arch: str, weights: str = "imagenet", param: str = "weights") -> str | None:
+    """``None`` when ``weights`` of ``arch`` can be loaded here without a download; else what is missing and
+    how to get it (one sentence, for ``benchmark list`` and ``run``)."""
+    if weights == "random" or os.environ.get(ALLOW_DOWNLOAD_ENV) == "1":
+        return None
+    if weights != "imagenet":
+        return None if Path(weights).is_file() else f"weights file {weights} does not exist"
+    path = imagenet_weights_path(arch)
+    if path.is_file():
+        return None
+    return (f"ImageNet {arch} weights missing: copy them to {path} or set {ALLOW_DOWNLOAD_ENV}=1, or pass "
+            f"-p {param}=PATH|random")
+
+
+def resnet50_missing(init: str) -> str | None:
+    """The segmenter's counterpart of :func:`missing_imagenet_weights` for an ``init`` value
+    (``torchvision`` needs the ImageNet ResNet-50 in the torch cache, ``caffe:PATH`` the file)."""
+    if init == "random":
+        return None
+    if init.startswith("caffe:"):
+        path = Path(init[len("caffe:"):])
+        return None if path.is_file() else f"Caffe ResNet-50 weights {path} do not exist"
+    if init == "torchvision":
+        import torchvision
+
+        url = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
+        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+        return None if path.is_file() else (f"ImageNet ResNet-50 weights missing: copy them to {path}, or pass "
+                                            "-p init=caffe:PATH|random")
+    return None
+
+
 def _missing_imagenet_message(arch: str, path: Path) -> str:
     import torchvision
 

@@ -86,6 +86,17 @@ class DFF(Method):
         self.batch_size = batch_size
 
     @classmethod
+    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
+        from benchmark.methods.backbones import missing_imagenet_weights
+
+        params = params or {}
+        return missing_imagenet_weights(str(params.get("arch", "vgg19")), str(params.get("weights", "imagenet")))
+
+    @classmethod
+    def random_weights_params(cls) -> dict[str, Any]:
+        return {"weights": "random"}
+
+    @classmethod
     def demo_params(cls) -> dict[str, Any]:
         return {"weights": "random", "max_iter": 100, "batch_size": 8}
 

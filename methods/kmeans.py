@@ -255,6 +255,17 @@ class KMeansParts(Method):
         return _faiss_missing()
 
     @classmethod
+    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
+        from benchmark.methods.backbones import missing_imagenet_weights
+
+        params = params or {}
+        return missing_imagenet_weights(str(params.get("arch", "vgg19")), str(params.get("weights", "imagenet")))
+
+    @classmethod
+    def random_weights_params(cls) -> dict[str, Any]:
+        return {"weights": "random"}
+
+    @classmethod
     def demo_params(cls) -> dict[str, Any]:
         return {"weights": "random", "niter": 20, "nredo": 2, "batch_size": 8}
 

@@ -34,8 +34,9 @@ one candidate may exist. ``<ext>`` is one of:
 
 Keys inside an ``.npz`` override it. ``export`` also writes ``"folders"``: the maps are then stored per
 evaluation view in ``DIR/<split>/<view>/`` (the same image can appear in several views, e.g. a bbox crop
-and the full image); for each image the file whose ``image_sha256`` (else ``image_size``) matches the
-evaluated image is used. Plus ``"method"``, ``"weights_id"``, ... (provenance; ``weights_id`` goes into
+and the full image); for each image only the file whose ``image_sha256`` (else ``image_size``) matches the
+evaluated image is used: when the file of one view is deleted, the image is missing in that view (an error,
+or a skip counted in the rows under ``-p on_missing=skip``), never replaced by another view's maps. Plus ``"method"``, ``"weights_id"``, ... (provenance; ``weights_id`` goes into
 the result rows).
 
 **Rules when something is not said.** ``kind``: probabilities if every value is in ``[0, 1]`` and the
@@ -147,6 +148,12 @@ class PredictionsMethod(Method):
     def demo_params(cls) -> dict[str, Any] | None:
         return None  # needs a folder of saved maps: not part of the demo
 
+    def fit(self, data, *, seed: int = 0, device: str = "cpu") -> "PredictionsMethod":
+        """Nothing to learn; the folder and its description are checked now, before any image is read."""
+        self._root()
+        self._sidecar()
+        return self
+
     def weights_id(self) -> str:
         sidecar = self._sidecar() if self.dir else {}
         return str(sidecar.get("weights_id", "external"))
@@ -217,24 +224,38 @@ class PredictionsMethod(Method):
         folders = [root / _safe_relative(str(v)) for v in views] if views else [root]
         found = [folder / (stem + ext) for folder in folders for stem in stems for ext in EXTENSIONS]
         found = [p for p in found if p.is_file()]
-        if views and len(found) > 1:
-            found = self._pick_view(found, image, size)
+        if views:
+            found = self._for_this_image(found, image, size)
         return found
 
-    def _pick_view(self, paths: list[Path], image: torch.Tensor, size: tuple[int, int]) -> list[Path]:
-        """Among per-view files of one image, the one written for this very image (digest), else size."""
-        digest = image_digest(image)
-        meta = {}
+    def _for_this_image(self, paths: list[Path], image: torch.Tensor, size: tuple[int, int]) -> list[Path]:
+        """Among per-view files of one id, only those written for this very image: the file's
+        ``image_sha256`` must equal the evaluated image's digest (else its ``image_size`` its size, for
+        files without a digest). A file written for another view of the same id is never a stand-in: when
+        this view's file is missing the image is missing (an error, or a skip under ``on_missing=skip``)."""
+        digest = None
+        kept = []
         for p in paths:
+            saved_digest = saved_size = None
             if p.suffix == ".npz":
-                with np.load(p, allow_pickle=False) as z:
-                    meta[p] = (str(z["image_sha256"]) if "image_sha256" in z.files else None,
-                               tuple(int(v) for v in z["image_size"]) if "image_size" in z.files else None)
-        by_digest = [p for p in paths if meta.get(p, (None, None))[0] == digest]
-        if len(by_digest) == 1:
-            return by_digest
-        by_size = [p for p in paths if meta.get(p, (None, None))[1] == tuple(size)]
-        return by_size if len(by_size) == 1 else paths
+                try:
+                    with np.load(p, allow_pickle=False) as z:
+                        if "image_sha256" in z.files:
+                            saved_digest = str(z["image_sha256"])
+                        if "image_size" in z.files:
+                            saved_size = tuple(int(v) for v in np.asarray(z["image_size"]).reshape(-1))
+                except (OSError, ValueError, EOFError) as exc:
+                    raise UserError(f"{p}: cannot read part maps ({exc}); export them again") from None
+            if saved_digest is not None:
+                digest = digest or image_digest(image)
+                if saved_digest == digest:
+                    kept.append(p)
+            elif saved_size is not None:
+                if saved_size == tuple(size):
+                    kept.append(p)
+            elif len(paths) == 1:
+                kept.append(p)  # no description to check (.npy/.png): the only file of this id
+        return kept
 
     def _read(self, path: Path, image_size: tuple[int, int]) -> _Entry:
         sidecar = self._sidecar()
@@ -366,6 +387,11 @@ class PredictionsMethod(Method):
                         self.skipped_ids.append(sample_id)
                     entries.append(None)
                     continue
+                views = self._sidecar().get("folders")
+                if views:
+                    raise UserError(f"missing part maps for image {sample_id!r} in this evaluation view: no file "
+                                    f"of the view folders ({', '.join(map(str, views))}) under {self._root()} was "
+                                    "written for it; export again or pass -p on_missing=skip")
                 expected = map_path(self._root(), sample_id, ".npz")
                 raise UserError(f"missing part maps for image {sample_id!r}: expected {expected} (or .npy/.png); "
                                 "save one file per image or pass -p on_missing=skip")

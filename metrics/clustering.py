@@ -149,6 +149,20 @@ class ContingencyTable:
             return np.zeros((0, 0), dtype=np.int64)
         return table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
 
+    def require_items(self, min_items: int = 1, what: str = "label pairs") -> None:
+        """Raise :class:`~benchmark.core.errors.EmptyEvaluationError` unless at least ``min_items`` pairs
+        were counted (at least one). The pure :meth:`nmi`/:meth:`ari` follow scikit-learn, which scores an
+        empty input 1.0; a metric reported to users calls this first, so that an evaluation over nothing
+        (or over fewer items than the labels it must tell apart) is an error, never 100.00."""
+        from benchmark.core.errors import EmptyEvaluationError
+
+        total = self.total
+        if total == 0:
+            raise EmptyEvaluationError(f"no {what} to score (0 items)")
+        if total < min_items:
+            raise EmptyEvaluationError(f"only {total} {what} to score, fewer than the {min_items} labels "
+                                       "they must tell apart")
+
     def nmi(self) -> float:
         """Normalised mutual information, arithmetic mean normaliser (scikit-learn's default)."""
         return _nmi_from_counts(self.counts())

@@ -1,5 +1,9 @@
 """The registered clustering metrics: ``fg_nmi``, ``fg_ari``, ``nmi``, ``ari``.
 
+An evaluation over no items, or over fewer items than the labels to tell apart (the number of parts K,
+plus the background in the full view), raises :class:`~benchmark.core.errors.EmptyEvaluationError` from
+:meth:`compute` instead of returning a value.
+
 Each holds one exact :class:`~benchmark.metrics.clustering.ContingencyTable` fed with the label pairs
 of its view (``role``) and label set (:meth:`label_set`) from
 :func:`benchmark.metrics.scoring.label_pairs`; values are fractions in [0, 1] (ARI may be negative).
@@ -29,7 +33,15 @@ class _ClusteringMetric(Metric):
     def update(self, true: Any, pred: Any) -> None:  # type: ignore[override]
         self.table.update(true, pred)
 
+    def min_items(self) -> int:
+        """How many labels the metric must tell apart: the number of parts (``num_parts=`` option, given by
+        the runner), plus the background label in the full-image view; 1 when unknown."""
+        parts = int(self.options.get("num_parts") or 0)
+        return max(1, parts + (1 if self.role == "full" and self.options.get("background", True) else 0))
+
     def compute(self) -> float:
+        what = "keypoints" if self.ground_truth == "keypoints" else "pixels"
+        self.table.require_items(self.min_items(), f"{self.role} {what}")
         return self.table.nmi() if self.score == "nmi" else self.table.ari()
 
     def merge(self, other: Metric) -> None:

@@ -23,7 +23,7 @@ def test_run_then_report(tmp_path):
     assert {"method", "metric", "value", "protocol", "masks", "seed", "git_sha"} <= set(rows[0])
     tables = tmp_path / "tables"
     for fmt, marker in (("markdown", "| Method"), ("latex", "\\toprule"), ("csv", "mean")):
-        report = invoke("report", str(out), "--format", fmt, "--to", str(tables))
+        report = invoke("report", str(out), "--format", fmt, "--out", str(tables))
         assert report.exit_code == 0 and marker in report.output
     assert {p.suffix for p in tables.iterdir()} == {".csv", ".md", ".tex"}
     assert "±" in (tables / "results.md").read_text()  # two seeds -> mean ± std
@@ -41,7 +41,7 @@ def test_run_then_report(tmp_path):
     (("run", "-m", "random", "-d", "synthetic", "-o", "num_test=abc"), "option 'num_test' must be an integer"),
     (("run", "-m", "random", "-d", "synthetic", "-o", "masks=none"), "give the masks with --masks"),
     (("report", "/no/such/runs"), "does not exist"),
-    (("sweep", "-m", "random", "-d", "synthetic", "--seeds", "4-1"), "empty --seeds range '4-1'"),
+    (("sweep", "-m", "random", "-d", "synthetic", "--seed", "4-1"), "empty --seed range '4-1'"),
     (("sweep", "-m", "random", "-d", "synthetic", "--data-root", "/no/such/dir"), "does not exist"),
     (("bench", "nope"), "unknown benchmark 'nope'"),
     (("bench", "metrics", "-p", "n=abc"), "benchmark 'metrics': option 'n' must be an integer"),
@@ -84,7 +84,7 @@ def test_demo_subset_writes_tables_and_figure(tmp_path):
 
 
 def test_sweep_runs_the_grid_and_resumes(tmp_path):
-    args = ["sweep", "-m", "random", "-d", "synthetic", *TINY, "--seeds", "0-1", "-k", "2", "-k", "3",
+    args = ["sweep", "-m", "random", "-d", "synthetic", *TINY, "--seed", "0-1", "-k", "2", "-k", "3",
             "--out", str(tmp_path)]
     first = invoke(*args)
     assert first.exit_code == 0 and "4 to do" in first.output
@@ -95,8 +95,8 @@ def test_sweep_runs_the_grid_and_resumes(tmp_path):
 
 def test_sweep_help_example_and_run_options(tmp_path):
     text = invoke("sweep", "--help").output
-    assert "--seeds 0-4 \\\n" in text  # the continuation backslash of the slurm example survives
-    for option in ("--category", "--split", "--batch-size", "gt|predicted:DIR|method|none"):
+    assert "--seed 0-4 \\\n" in text  # the continuation backslash of the slurm example survives
+    for option in ("--category", "--split", "--eval-batch-size", "gt|predicted:DIR|method|none"):
         assert option in text
     result = invoke("sweep", "-m", "random", "-d", "synthetic", *TINY, "--split", "train", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
@@ -109,7 +109,7 @@ def test_export_hint_is_a_command_that_runs(tmp_path, monkeypatch):
     import shlex
 
     monkeypatch.chdir(tmp_path)
-    result = invoke("export", "-m", "random", "-d", "synthetic", *TINY, "-k", "3", "--to", "exp", "-q")
+    result = invoke("export", "-m", "random", "-d", "synthetic", *TINY, "-k", "3", "--out", "exp", "-q")
     assert result.exit_code == 0, result.output
     hint = result.output.split("evaluate with: ")[1].strip()
     args = shlex.split(hint)
@@ -151,19 +151,24 @@ def test_missing_imagenet_weights_hint_names_an_option_of_run(tmp_path, monkeypa
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
-    result = CliRunner().invoke(cli, ["run", "-m", method, "-d", "synthetic", *TINY, "--no-cache",
-                                      "--out", str(tmp_path / "runs")])
+    missing = METHODS.get(method).missing_weights()
+    assert hint in missing and hint.split()[1].split("=")[0] in METHODS.get(method).param_names()
+    # On the synthetic data the run falls back to random weights, loudly, and being a method that trains
+    # it refuses to start a long training on the CPU.
+    result = CliRunner().invoke(cli, ["run", "-m", method, "-d", "synthetic", "-p", "preset=tiny", *TINY,
+                                      "--no-cache", "--device", "cpu", "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
-    assert hint in result.output and "Traceback" not in result.output
-    assert hint.split()[1].split("=")[0] in METHODS.get(method).param_names()
+    assert "--train-if-missing" in result.output
+    assert "s/step here" in result.output and "Traceback" not in result.output
 
 
 def test_too_small_training_set_names_the_run_option(tmp_path):
-    # In `run`, --batch-size is the evaluation batch: the fix for the training batch is -p batch_size=N.
+    # In `run`, --eval-batch-size is the evaluation batch: the fix for the training batch is -p batch_size=N.
     result = CliRunner().invoke(cli, ["run", "-m", "ours", "-p", "preset=tiny", "-p", "init=random",
                                       "-p", "vgg_weights=random", "-p", "steps=1", "-d", "synthetic",
                                       "-o", "num_train=2", "-o", "num_test=2", "-o", "image_size=32",
-                                      "--no-cache", "--device", "cpu", "--out", str(tmp_path), "-q"])
+                                      "--no-cache", "--device", "cpu", "--out", str(tmp_path), "-q",
+                                      "--train-if-missing"])
     assert result.exit_code == 2, result.output
     assert "fewer than one batch" in result.output and "-p batch_size=N with `benchmark run`" in result.output
 
@@ -171,7 +176,7 @@ def test_too_small_training_set_names_the_run_option(tmp_path):
 def test_sweep_gives_each_parameter_to_the_methods_that_have_it(tmp_path):
     # -p resolution=3 belongs to `random` only; `predictions` lacks it and must still run without it.
     exported = tmp_path / "exp"
-    assert invoke("export", "-m", "random", "-d", "synthetic", *TINY, "--to", str(exported), "-q").exit_code == 0
+    assert invoke("export", "-m", "random", "-d", "synthetic", *TINY, "--out", str(exported), "-q").exit_code == 0
     result = invoke("sweep", "-m", "random", "-m", "predictions", "-d", "synthetic", *TINY, "-p", "resolution=3",
                     "-p", f"dir={exported}", "--out", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output

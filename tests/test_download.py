@@ -150,11 +150,11 @@ def test_fetch_and_cli(server, tmp_path):
     with pytest.raises(UserError, match="no archive named 'pictures'"):
         fetch("cub", tmp_path / "b", urls={"pictures": "http://x"}, progress=False, log=logs.append)
 
-    result = CliRunner().invoke(cli, ["data", "download", "cub", "--to", str(tmp_path / "c"), "--no-progress",
+    result = CliRunner().invoke(cli, ["data", "download", "cub", "--out", str(tmp_path / "c"), "-q",
                                       "--url", f"images={server.url}/good.tgz", "--url", f"segmentations={server.url}/segs.tgz",
                                       "--md5", f"images={md5(GOOD)}"])
     assert result.exit_code == 0, result.output
     assert "--data-root" in result.output and (tmp_path / "c/CUB_200_2011/images.txt").is_file()
-    result = CliRunner().invoke(cli, ["data", "download", "cub", "--to", str(tmp_path / "d"), "--no-progress",
+    result = CliRunner().invoke(cli, ["data", "download", "cub", "--out", str(tmp_path / "d"), "-q",
                                       "--url", f"images={server.url}/good.tgz", "--url", f"segmentations={server.url}/segs.tgz"])
     assert result.exit_code == 2 and "expected 97eceeb196236b17998738112f37df78" in result.output

@@ -15,7 +15,7 @@ from benchmark.core.registry import BENCHES, DATASETS, METHODS
 from benchmark.methods.segmenter import PartSegmenter
 
 TINY = ["--dataset", "synthetic", "-o", "num_train=6", "-o", "num_test=4", "-o", "image_size=32",
-        "--preset", "tiny", "--batch-size", "3", "--image-size", "32", "--init", "random",
+        "--preset", "tiny", "--train-batch-size", "3", "--image-size", "32", "--init", "random",
         "-p", "vgg_weights=random", "--quiet", "--num-workers", "0"]
 
 
@@ -39,7 +39,7 @@ def test_cli_train_then_resume(tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    result = CliRunner().invoke(cli, ["train", *TINY, "--batch-size", "2", "--out", str(tmp_path)])
+    result = CliRunner().invoke(cli, ["train", *TINY, "--train-batch-size", "2", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "randint(1, B-1)" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["train", "--method", "random", "--dataset", "synthetic"])
     assert result.exit_code == 2 and "cannot be trained" in result.output

@@ -44,9 +44,21 @@ def test_importing_benchmark_is_light():
 
 @pytest.mark.slow
 def test_wheel_install_into_a_target_imports_from_outside_the_repo(tmp_path):
+    import shutil
+
     target = tmp_path / "site"
+    # Build from a copy: setuptools writes build/ (and *.egg-info) next to the sources it builds, and the
+    # test suite must leave the source tree as it found it.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "benchmark", "methods", "metrics", "datasets"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif (ROOT / name).exists():
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(ROOT)], check=True, capture_output=True)
+                    "--target", str(target), str(source)], check=True, capture_output=True)
+    assert not (ROOT / "build").exists(), "pytest must leave no build/ folder in the source tree"
     assert not (target / "methods").exists() and not (target / "datasets").exists()
     code = ("import benchmark.methods, benchmark.metrics, benchmark.datasets, benchmark.runner, sys;"
             f"assert benchmark.methods.__file__.startswith({str(target)!r}), benchmark.methods.__file__;"

@@ -61,7 +61,7 @@ def test_export_then_predictions_reproduces_every_view(tmp_path, two_views):
 
 def test_export_command_line(tmp_path, two_views):
     result = CliRunner().invoke(cli, ["export", "-m", "random", "-d", two_views, "-k", "2", "--view", "fg",
-                                      "--to", str(tmp_path / "e"), "--device", "cpu", "-q"])
+                                      "--out", str(tmp_path / "e"), "--device", "cpu", "-q"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "e" / "test" / "fg" / "test" / "dir0").iterdir()) == \
         ["img0.jpg.npz", "img2.jpg.npz", "img4.jpg.npz"]
@@ -70,9 +70,9 @@ def test_export_command_line(tmp_path, two_views):
 
 def test_export_rejects_bad_input(tmp_path, two_views):
     result = CliRunner().invoke(cli, ["export", "-m", "random", "-d", two_views, "-p", "nope=1",
-                                      "--to", str(tmp_path / "e")])
+                                      "--out", str(tmp_path / "e")])
     assert result.exit_code == 2 and "no parameter 'nope'" in result.output
-    result = CliRunner().invoke(cli, ["export", "-m", "predictions", "-d", two_views, "--to", str(tmp_path / "e")])
+    result = CliRunner().invoke(cli, ["export", "-m", "predictions", "-d", two_views, "--out", str(tmp_path / "e")])
     assert result.exit_code == 2
 
 

@@ -122,7 +122,7 @@ def test_changed_files_behind_a_parameter_make_a_new_run(tmp_path):
 
     exported = tmp_path / "exported"
     tiny = [arg for key, value in SYNTHETIC_TINY.items() for arg in ("-o", f"{key}={value}")]
-    export = ["export", "-m", "random", "-d", "synthetic", *tiny, "--to", str(exported)]
+    export = ["export", "-m", "random", "-d", "synthetic", *tiny, "--out", str(exported)]
     assert CliRunner().invoke(cli, export).exit_code == 0
     config = RunConfig(method="predictions", dataset="synthetic", params={"dir": str(exported)},
                        dataset_options=SYNTHETIC_TINY, metrics=("fg_nmi",))

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
 from pathlib import Path
 
 import click
 
+from benchmark import options as opt
 from benchmark.core.errors import UserError
-
-
-def _parse_pairs(values: tuple[str, ...], what: str) -> dict[str, Any]:
-    """Dataset options: ``key=value`` with literal values, as everywhere in the CLI."""
-    from benchmark.runner import parse_params
-
-    return parse_params(values, what)
 
 
 def _raw_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -43,8 +36,10 @@ def data_group() -> None:
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="dataset option KEY=VALUE (e.g. classes=(1,2,3))")
 @click.option("--quick", is_flag=True, help="only check that files exist and have readable headers (no decoding)")
-@click.option("--max-problems", default=200, show_default=True, help="how many problems to print")
-def check_command(dataset, data_root, splits, category, masks, protocol, options, quick, max_problems) -> None:
+@click.option("--max-problems", type=click.IntRange(min=1), default=200, show_default=True,
+              help="how many problems to print")
+@opt.quiet_option()
+def check_command(dataset, data_root, splits, category, masks, protocol, options, quick, max_problems, quiet) -> None:
     """Validate a data tree: index files (every malformed line), ids that do not match, expected counts per
     split, missing or unreadable files, masks of the wrong size. Prints a summary; exit status 2 when
     something is wrong.
@@ -58,7 +53,7 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
     from benchmark.datasets._check import check_dataset
     from benchmark.runner import check_dataset_options
 
-    opts = _parse_pairs(options, "--option")
+    opts = opt.parse_params(options, "--option")
     if category is not None:
         opts["category"] = category
     if masks != "gt":
@@ -66,7 +61,8 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
     if protocol != "corrected":
         opts["protocol"] = protocol
     check_dataset_options(dataset, opts)
-    report = check_dataset(dataset, data_root, deep=not quick, splits=tuple(splits) or None, progress=True, **opts)
+    report = check_dataset(dataset, data_root, deep=not quick, splits=tuple(splits) or None, progress=not quiet,
+                           **opts)
     click.echo(report.text(max_problems=max_problems))
     if not report.ok:
         raise UserError(f"{len(report.problems)} problem(s) in {data_root}; fix them (see the list above) and "
@@ -75,19 +71,19 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
 
 @data_group.command("download")
 @click.argument("dataset", type=click.Choice(["cub", "pascal-part", "deepfashion"]))
-@click.option("--to", "to", type=click.Path(path_type=Path), help="download and extract into this folder")
+@opt.out_option(None, "download and extract into this folder")
 @click.option("--url", "urls", multiple=True, help="override a location: NAME=URL (cub: images, segmentations; "
                                                      "pascal-part: voc, parts)")
 @click.option("--md5", "md5s", multiple=True, help="override an expected checksum: NAME=HEX")
-@click.option("--no-progress", is_flag=True, help="no progress bar")
-def download_command(dataset, to, urls, md5s, no_progress) -> None:
+@opt.quiet_option()
+def download_command(dataset, out_dir, urls, md5s, quiet) -> None:
     """Download DATASET from its official location (resumable, MD5-checked) and extract it safely.
     DeepFashion needs a signed agreement: the steps are printed instead.
 
     \b
     Examples:
-      benchmark data download cub --to /data          # then --data-root /data/CUB_200_2011
-      benchmark data download pascal-part --to /data --url voc=https://mirror.example/VOCtrainval_03-May-2010.tar
+      benchmark data download cub --out /data          # then --data-root /data/CUB_200_2011
+      benchmark data download pascal-part --out /data --url voc=https://mirror.example/VOCtrainval_03-May-2010.tar
     """
     from benchmark.datasets._download import DATA_ROOT_AFTER, fetch
 
@@ -96,11 +92,11 @@ def download_command(dataset, to, urls, md5s, no_progress) -> None:
 
         click.echo(DOWNLOAD_STEPS)
         return
-    if to is None:
-        raise UserError("pass --to DIR: the folder to download and extract into")
-    fetch(dataset, to, urls=_raw_pairs(urls, "--url"), md5s=_raw_pairs(md5s, "--md5"),
-          progress=not no_progress, log=lambda msg: click.echo(msg, err=True))
-    root = (Path(to) / DATA_ROOT_AFTER[dataset]).resolve()
+    if out_dir is None:
+        raise UserError("pass --out DIR: the folder to download and extract into")
+    fetch(dataset, Path(out_dir), urls=_raw_pairs(urls, "--url"), md5s=_raw_pairs(md5s, "--md5"),
+          progress=not quiet, log=lambda msg: click.echo(msg, err=True))
+    root = (Path(out_dir) / DATA_ROOT_AFTER[dataset]).resolve()
     click.echo(f"done: use --data-root {root}")
 
 

@@ -1,6 +1,6 @@
 """``benchmark export``: save any registered method's part maps in the ``predictions`` format.
 
-``benchmark export -m kmeans -d cub --data-root ... --to exported/`` writes one ``.npz`` per image and
+``benchmark export -m kmeans -d cub --data-root ... --out exported/`` writes one ``.npz`` per image and
 evaluation view (``exported/<split>/<view>/<sample id>.npz``, format in
 :mod:`benchmark.methods.predictions`) plus ``exported/predictions.json``. Then
 ``benchmark run -m predictions -p dir=exported/ -d cub ...`` reproduces the direct run's numbers exactly:
@@ -8,7 +8,7 @@ the scores are stored bit for bit as predicted (before any resizing), with their
 upsampling convention, and the method is fitted and run by the very traversal a run uses
 (:func:`benchmark.runner.traverse`: once for trained/inductive methods, per view for transductive ones,
 in the same order and seed).
-Use the run's ``--batch-size`` (default 16 for both): a network's float results can differ in the last bits
+Use the run's ``--eval-batch-size`` (default 16 for both): a network's float results can differ in the last bits
 with the batch composition, which moves some metrics in their ninth digit.
 """
 
@@ -21,6 +21,7 @@ from typing import Any, Callable
 import click
 import torch
 
+from benchmark import options as opt
 from benchmark.core.errors import UserError
 
 VIEW_CHOICES = ("fg", "full", "all")
@@ -42,7 +43,7 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
     if method == "predictions":
         raise UserError("exporting the `predictions` method would only copy its folder; export the method "
                         "that produced the maps instead")
-    out = check_writable_dir(to, "--to directory")
+    out = check_writable_dir(to, "--out directory")
     device = resolve_device(device)
     config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=dict(params or {}),
                        dataset_options=dict(dataset_options or {}), data_root=data_root, split=split,
@@ -107,44 +108,42 @@ def _jsonable(value: Any) -> Any:
 
 
 @click.command("export")
-@click.option("--method", "-m", required=True, help="Registered method name (see `benchmark list`).")
-@click.option("--dataset", "-d", required=True, help="Registered dataset name (see `benchmark list`).")
-@click.option("--to", "to", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Root of the dataset tree (not needed for `synthetic`).")
-@click.option("--num-parts", "-k", type=int, default=4, show_default=True, help="Number of parts K.")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Method parameter. Repeatable.")
-@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option. Repeatable.")
-@click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Shortcut for -p checkpoint=PATH.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--split", default="test", show_default=True, help="Evaluation split.")
-@click.option("--protocol", type=click.Choice(["corrected", "legacy"]), default="corrected", show_default=True)
+@opt.method_option()
+@opt.dataset_option()
+@opt.out_option(None, "Output folder.", required=True)
+@opt.data_root_option()
+@opt.num_parts_option()
+@opt.param_option("Method parameter. Repeatable.")
+@opt.dataset_options_option()
+@opt.category_option()
+@opt.checkpoint_option()
+@opt.single_seed_option()
+@opt.split_option()
+@opt.protocol_option()
 @click.option("--masks", default="gt", show_default=True, metavar="gt|predicted:DIR|method|none",
               help="Mask source the views are loaded with (use the one the evaluation run will use).")
 @click.option("--view", type=click.Choice(VIEW_CHOICES), default="all", show_default=True,
               help="Which evaluation views to export (all = fg, full and the landmark splits).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
-@click.option("--num-workers", type=int, default=0, show_default=True)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def export_command(method, dataset, to, data_root, num_parts, params, options, category, checkpoint, seed, split,
-                   protocol, masks, view, device, batch_size, cache_dir, num_workers, quiet):
+@opt.device_option()
+@opt.eval_batch_size_option()
+@opt.cache_dir_option()
+@opt.num_workers_option()
+@opt.quiet_option()
+def export_command(method, dataset, out_dir, data_root, num_parts, params, options, category, checkpoint, seed, split,
+                   protocol, masks, view, device, eval_batch_size, cache_dir, num_workers, quiet):
     """Write a method's part maps in the `predictions` format (one .npz per image and view).
 
     \b
     Example:
-      benchmark export -m kmeans -d synthetic --to exported/
+      benchmark export -m kmeans -d synthetic --out exported/
       benchmark run -m predictions -p dir=exported/ -d synthetic     # the same numbers as `run -m kmeans`
     """
-    from benchmark.runner import command_line_inputs
-
-    method_params, dataset_options = command_line_inputs(params, options, category=category, checkpoint=checkpoint)
-    out = export_predictions(method, dataset, to=to, num_parts=num_parts, params=method_params,
+    method_params, dataset_options = opt.command_line_inputs(params, options, category=category,
+                                                             checkpoint=checkpoint)
+    method_params = opt.synthetic_weights(method, dataset, method_params)
+    out = export_predictions(method, dataset, to=out_dir, num_parts=num_parts, params=method_params,
                              dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
-                             masks=masks, seed=seed, view=view, device=device, batch_size=batch_size,
+                             masks=masks, seed=seed, view=view, device=device, batch_size=eval_batch_size,
                              cache_dir=cache_dir, num_workers=num_workers, progress=not quiet, echo=click.echo)
     # The hint repeats every setting that changes which images are evaluated, so that it can be pasted.
     extra = [f"--data-root {shlex.quote(str(data_root))}"] if data_root is not None else []
@@ -153,6 +152,9 @@ def export_command(method, dataset, to, data_root, num_parts, params, options, c
     extra += [f"--split {split}"] if split != "test" else []
     extra += [f"--protocol {protocol}"] if protocol != "corrected" else []
     extra += [f"--masks {shlex.quote(masks)}"] if masks != "gt" else []
+    extra += [f"--eval-batch-size {eval_batch_size}"] if eval_batch_size != 16 else []
+    # Only the exported views can be evaluated: the metrics that read them.
+    extra += {"fg": ["--metric fg_nmi --metric fg_ari"], "full": ["--metric nmi --metric ari"]}.get(view, [])
     click.echo(f"wrote {out}; evaluate with: benchmark run -m predictions -p dir={shlex.quote(str(out))} "
                f"-d {dataset}" + "".join(f" {e}" for e in extra))
 

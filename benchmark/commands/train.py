@@ -17,16 +17,11 @@ from typing import Any
 
 import click
 
+from benchmark import options as opt
 from benchmark.core.errors import UserError
 import benchmark.methods.ours.method  # noqa: F401,E402 -- registers `ours` (and its train-step bench)
 
 ABLATABLE = ("feature", "contrastive", "color", "equivariance")
-
-
-def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
-    from benchmark.runner import parse_params
-
-    return parse_params(pairs, option)
 
 
 def _device(name: str) -> str:
@@ -60,13 +55,48 @@ def build_method(method: str, given: dict[str, Any]):
                         f"{', '.join(sorted(known))}")
     import inspect
 
-    from benchmark.runner import _check_value_types
+    opt.check_value_types(f"method {method!r}: parameter", inspect.signature(cls.__init__).parameters.values(), given)
+    # Counts given as -p (steps, checkpoint_every, ...) are checked here, not deep inside the trainer.
+    opt.check_positive(f"method {method!r}: parameter", given,
+                       ("steps", "batch_size", "image_size", "checkpoint_every", "num_parts"))
+    try:
+        return cls(**given)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"method {method!r}: bad parameters {given}: {exc}") from None
 
-    _check_value_types(f"method {method!r}: parameter", inspect.signature(cls.__init__).parameters.values(), given)
-    return cls(**given)
+
+class _TrainCommand(click.Command):
+    """``train --help`` ends with the real values of every preset of every trainable method."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = preset_rows()
+        if rows:
+            with formatter.section("Presets (what --preset sets; options given explicitly override it)"):
+                formatter.write_dl(rows)
+        super().format_epilog(ctx, formatter)
 
 
-@click.command("train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def preset_rows() -> list[tuple[str, str]]:
+    """(``method/preset``, its steps, batch size, image size and checkpoint interval) from the presets."""
+    import importlib
+
+    from benchmark.core.registry import METHODS
+
+    rows = []
+    for name, cls in METHODS.items():
+        # A method keeps its presets in its module or in a sibling ``presets`` module (``ours``).
+        presets = getattr(importlib.import_module(cls.__module__), "PRESETS", None)
+        if presets is None and cls.__module__.endswith(".method"):
+            sibling = importlib.import_module(cls.__module__.rsplit(".", 1)[0] + ".presets")
+            presets = getattr(sibling, "PRESETS", None)
+        for preset, values in (presets or {}).items():
+            rows.append((f"{name} {preset}", f"{values.steps:,} steps, batch {values.batch_size}, "
+                                             f"{values.image_size} px, checkpoint every {values.checkpoint_every:,} steps"))
+    return rows
+
+
+@click.command("train", cls=_TrainCommand,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--method", "-m", "method_name", default="ours", show_default=True,
               help="A method that trains (ours, scops).")
 @click.option("--dataset", "-d", "dataset_name", required=True,
@@ -75,26 +105,26 @@ def build_method(method: str, given: dict[str, Any]):
 @click.option("--option", "-o", "dataset_options", multiple=True, metavar="KEY=VALUE",
               help="Dataset option, e.g. -o num_train=64 (repeatable).")
 @click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")
-@click.option("--num-parts", "-k", type=int, default=None, help="Number of parts K [method default: 4].")
-@click.option("--preset", default=None, help="Training preset: paper (§1.6 exactly) or tiny (CPU demo).")
-@click.option("--steps", type=int, default=None, help="Number of training steps [preset].")
-@click.option("--batch-size", type=int, default=None, help="Global batch size [preset: 6].")
-@click.option("--image-size", type=int, default=None, help="Training image side [preset: 256].")
+@opt.num_parts_option(None)
+@click.option("--preset", default=None, help="Training preset: paper (the reference exactly) or tiny (CPU demo).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Number of training steps [preset].")
+@opt.train_batch_size_option()
+@click.option("--image-size", type=click.IntRange(min=16), default=None, help="Training image side [preset].")
 @click.option("--init", default=None, help="Segmenter init: caffe:PATH | torchvision | random.")
 @click.option("--ablate", multiple=True, type=click.Choice(ABLATABLE),
               help="Drop a loss term (repeatable): the paper's loss ablation.")
 @click.option("--amp", type=click.Choice(["bf16"]), default=None, help="bf16 autocast (default float32).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output directory [train_runs/METHOD-DATASET-seedS].")
+@opt.out_option(None, "Output directory [train_runs/METHOD-DATASET-seedS].")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out (exactly).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the whole run.")
+@opt.single_seed_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--num-workers", type=int, default=4, show_default=True, help="DataLoader worker processes.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@opt.num_workers_option(4)
+@opt.quiet_option()
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Any other method parameter, e.g. -p legacy_positive=false -p lambda_equivariance=5.7e4.")
-def train_command(method_name, dataset_name, data_root, dataset_options, category, num_parts, preset, steps, batch_size,
+def train_command(method_name, dataset_name, data_root, dataset_options, category, num_parts, preset, steps,
+                  train_batch_size,
                   image_size, init, ablate, amp, compile_, out_dir, resume, seed, device, num_workers, quiet, params):
     """Train a part-discovery method and write its checkpoints and loss log.
 
@@ -116,16 +146,16 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
       benchmark train --dataset pascal-part --data-root /data/VOCdevkit_2010 --category car
       # tiny CPU run on the built-in synthetic data
       benchmark train --dataset synthetic --preset tiny --init random -p vgg_weights=random
-      # 4 GPUs with DDP (global batch 6 must divide by the processes: use --batch-size 8)
-      torchrun --nproc_per_node 4 -m benchmark train --dataset cub --data-root D --batch-size 8
+      # 4 GPUs with DDP (global batch 6 must divide by the processes: use --train-batch-size 8)
+      torchrun --nproc_per_node 4 -m benchmark train --dataset cub --data-root D --train-batch-size 8
 
     Then evaluate the result:  benchmark run --method ours --checkpoint OUT/model.pt --dataset cub ...
     """
     from benchmark.core.method import RunContext
     from benchmark.runner import build_dataset
 
-    given = parse_pairs(params, "-p")
-    for key, value in (("num_parts", num_parts), ("preset", preset), ("steps", steps), ("batch_size", batch_size),
+    given = opt.parse_params(params, "-p")
+    for key, value in (("num_parts", num_parts), ("preset", preset), ("steps", steps), ("batch_size", train_batch_size),
                        ("image_size", image_size), ("init", init), ("amp", amp)):
         if value is not None:
             given[key] = value
@@ -133,8 +163,14 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
         given["ablate"] = tuple(ablate)
     if compile_:
         given["compile"] = True
+    given = opt.synthetic_weights(method_name, dataset_name, given)  # missing weights on synthetic: random, loudly
     method = build_method(method_name, given)
-    options = parse_pairs(dataset_options, "-o")
+    randoms = [f"{key}=random" for key in ("init", "vgg_weights") if getattr(method, key, None) == "random"]
+    if randoms:
+        # The same loud warning as `run`: random weights must never pass unnoticed.
+        click.echo(f"warning: training with RANDOM weights ({', '.join(randoms)}), recorded in the checkpoint; "
+                   "such a model says nothing about the method beyond a smoke test", err=True)
+    options = opt.parse_params(dataset_options, "-o")
     if category is not None:
         options["category"] = category
     if data_root is not None and not Path(data_root).is_dir():
@@ -142,7 +178,7 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
     # build_dataset names an unknown option or a value of the wrong type in one line (as `run` does).
     data = build_dataset(dataset_name, data_root=data_root, split="train", view="train", masks="gt",
                          options=options)
-    out_dir = out_dir or Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
+    out_dir = Path(out_dir) if out_dir is not None else Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"
     rank = int(os.environ.get("RANK", "0"))
     method.context = RunContext(cache_dir=None, work_dir=out_dir, num_workers=num_workers,
                                 progress=not quiet and rank == 0, data_root=data_root)

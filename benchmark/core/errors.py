@@ -23,3 +23,12 @@ class UnknownNameError(UserError, KeyError):
 
 class UnavailableError(UserError):
     """A registered plug-in that cannot run here (missing optional dependency, no GPU, ...)."""
+
+
+class InvalidParameterError(UserError, ValueError):
+    """A parameter value out of its range (``steps=0``, ``n=-5``); also a ValueError for library callers."""
+
+
+class EmptyEvaluationError(UserError, ValueError):
+    """A metric asked for a value over no items, or over fewer items than the labels it must tell apart:
+    an error, never a number (an NMI over nothing would read 100.00)."""

@@ -87,6 +87,20 @@ class Method(Plugin):
 
     # -- description --------------------------------------------------------------------------------
     @classmethod
+    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
+        """``None`` when the pretrained weights the method needs with ``params`` (its defaults when
+        ``None``) are on this machine; else one sentence saying which are missing and how to get them.
+        ``benchmark list`` then shows "needs weights", and ``run`` on the built-in synthetic dataset uses
+        :meth:`random_weights_params` instead, with a loud warning (recorded in every row)."""
+        return None
+
+    @classmethod
+    def random_weights_params(cls) -> dict[str, Any]:
+        """The parameters that replace every pretrained weight of the method by random ones (``{}``: the
+        method has no pretrained weights)."""
+        return {}
+
+    @classmethod
     def demo_params(cls) -> dict[str, Any] | None:
         """Parameter overrides for ``benchmark demo`` (tiny settings, random weights allowed); ``None``
         leaves the method out of the demo."""

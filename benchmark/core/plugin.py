@@ -13,9 +13,10 @@ class Plugin:
 
     @classmethod
     def description(cls) -> str:
-        """One line for ``benchmark list``: the first line of the class docstring."""
+        """One line for ``benchmark list``: the first paragraph of the class docstring, whole (a sentence
+        wrapped over several lines is joined, never cut at the line break)."""
         doc = (inspect.getdoc(cls) or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        return " ".join(doc.split("\n\n")[0].split())
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

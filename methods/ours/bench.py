@@ -18,7 +18,7 @@ import torch
 from benchmark.core.registry import register_bench
 
 
-def _synthetic_batch(batch_size: int, size: int, device: torch.device):
+def synthetic_batch(batch_size: int, size: int, device: torch.device):
     from benchmark.core.types import Batch
 
     g = torch.Generator().manual_seed(0)
@@ -47,7 +47,7 @@ def _make_step(method, batch_size: int, size: int, amp: str | None, compile_: bo
     from benchmark.methods.ours.method import Ours
     from benchmark.methods.ours.train_step import OursObjective, segmenter_param_groups
     from benchmark.methods.training import StepInfo, TrainConfig
-    from benchmark.methods.training.loop import _step_generator, build_optimizer
+    from benchmark.methods.training.loop import step_generator, build_optimizer
     from benchmark.methods.training.schedule import set_lrs
 
     if method != "ours":
@@ -65,14 +65,14 @@ def _make_step(method, batch_size: int, size: int, amp: str | None, compile_: bo
     optimizer = build_optimizer(segmenter_param_groups(model, config), train_config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     step_model = torch.compile(model) if compile_ else model
-    batch = _synthetic_batch(batch_size, size, device)
+    batch = synthetic_batch(batch_size, size, device)
     counter = [0]
 
     def step() -> None:
         i = counter[0]
         counter[0] += 1
         set_lrs(optimizer, config.lr, i, train_config.schedule_horizon, config.poly_power)
-        info = StepInfo(i, _step_generator(device, 0, i, 0), _step_generator(device, 0, i, "shared"))
+        info = StepInfo(i, step_generator(device, 0, i, 0), step_generator(device, 0, i, "shared"))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
             total, _ = objective(step_model, batch, info)
         optimizer.zero_grad(set_to_none=True)
@@ -103,6 +103,25 @@ def _flops(step) -> int:
     with FlopCounterMode(display=False) as counter:
         step()
     return int(counter.get_total_flops())
+
+
+def measure_step_ms(method: str, batch_size: int, size: int, *, device: str = "cpu", preset: str = "paper",
+                    steps: int = 1, warmup: int = 1) -> float:
+    """Median milliseconds of ``steps`` training steps after ``warmup`` (random weights, synthetic batch):
+    the basis of the training-time estimate ``run`` prints before it trains a method."""
+    return _measure(_make_step(method, batch_size, size, None, False, torch.device(device), preset),
+                    torch.device(device), warmup, steps)
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.4 h`` or ``2.1 days``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 @register_bench("train-step")

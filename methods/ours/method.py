@@ -72,6 +72,34 @@ class Ours(Method):
 
     # -- description -------------------------------------------------------------------------------------
     @classmethod
+    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
+        from benchmark.methods.backbones import missing_imagenet_weights, resnet50_missing
+
+        params = params or {}
+        if params.get("checkpoint"):
+            return None
+        missing = [m for m in (missing_imagenet_weights("vgg19", str(params.get("vgg_weights", "imagenet")), "vgg_weights"),
+                               resnet50_missing(str(params.get("init", "torchvision")))) if m]
+        return "; ".join(missing) + "; or evaluate a trained model with --checkpoint PATH" if missing else None
+
+    @classmethod
+    def random_weights_params(cls) -> dict[str, Any]:
+        return {"init": "random", "vgg_weights": "random"}
+
+    @classmethod
+    def training_estimate(cls, params: dict[str, Any], device: str) -> str:
+        """What training from ``params`` will do and how long it is estimated to take on ``device``, from
+        the median time of two measured training steps (random weights, synthetic batches)."""
+        from benchmark.methods.ours.bench import format_duration, measure_step_ms
+
+        known = {k: v for k, v in params.items() if k in cls.param_names()}
+        config = cls(**known).config_for(None)
+        ms = measure_step_ms("ours", config.batch_size, config.image_size, device=device, preset=config.preset)
+        return (f"{config.steps:,} steps of batch {config.batch_size} at {config.image_size} px (preset "
+                f"{config.preset}), measured {ms / 1000:.2f} s/step here, about "
+                f"{format_duration(ms / 1000.0 * config.steps)}")
+
+    @classmethod
     def demo_params(cls) -> dict[str, Any]:
         """The ``tiny`` preset from random weights (no downloads): ``benchmark demo`` on 2 CPU cores."""
         return {"preset": "tiny", "init": "random", "vgg_weights": "random"}

@@ -21,7 +21,8 @@ field                      paper (reference)      fixed
                            (§8.5)
 =========================  =====================  ======================================================
 
-``tiny`` is for ``benchmark demo`` and tests on CPU: 64 px images, batch 4, 20 steps, from random
+``tiny`` is for ``benchmark demo`` and tests on CPU: 64 px images, batch 4, 20 steps (a checkpoint every 5,
+so that ``--resume`` after a kill has something to resume from), from random
 weights (segmenter and VGG), learning rate 0.02 (the paper's 1e-5 moves random weights nowhere in 20
 steps), the poly horizon = the steps, batch-mean L_f (its weight then does not depend on the batch size).
 Same losses, lambdas, warp and augmentation as ``paper``. Tuned on the synthetic demo data (seed 0, FG-NMI
@@ -105,11 +106,11 @@ class OursConfig:
                 f"batch size {self.batch_size} is too small for the reference's positive sampling: it draws "
                 "the positive of each prototype from positions 1..B-2 of the other B-1 images "
                 "(randint(1, B-1)), an empty range for B < 3 (the reference crashes there). Use "
-                "a training batch of 3 or more (--batch-size with `benchmark train`, -p batch_size=N with "
+                "a training batch of 3 or more (--train-batch-size with `benchmark train`, -p batch_size=N with "
                 "`benchmark run`), or -p legacy_positive=false to draw from all other images")
         if not self.legacy_positive and "contrastive" not in self.ablate and self.batch_size < 2:
             raise UserError("the contrastive loss needs at least 2 images per batch; use a training batch of 2 or "
-                            "more (--batch-size with `benchmark train`, -p batch_size=N with `benchmark run`)")
+                            "more (--train-batch-size with `benchmark train`, -p batch_size=N with `benchmark run`)")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,7 +124,7 @@ class OursConfig:
 PRESETS: dict[str, OursConfig] = {
     "paper": OursConfig(),
     "tiny": OursConfig(preset="tiny", steps=20, batch_size=4, image_size=64, lr=2e-2, max_iter=None,
-                       checkpoint_every=1000, feature_reduction="mean"),
+                       checkpoint_every=5, feature_reduction="mean"),  # often enough for --resume
 }
 
 # Per-dataset overrides applied unless the user sets the field explicitly.

@@ -8,14 +8,14 @@ import warnings
 
 import torch
 
-from benchmark.methods.ours.bench import STEP_BUILDERS, _synthetic_batch
+from benchmark.methods.ours.bench import STEP_BUILDERS, synthetic_batch
 
 
 def make_step(batch_size: int, size: int, amp: str | None, compile_: bool, device: torch.device, preset: str):
     from benchmark.methods.backbones import RandomWeightsWarning
     from benchmark.methods.scops.method import SCOPS
     from benchmark.methods.training import StepInfo
-    from benchmark.methods.training.loop import _step_generator
+    from benchmark.methods.training.loop import step_generator
     from benchmark.methods.training.schedule import set_lrs
 
     scops = SCOPS(preset=preset, batch_size=batch_size, image_size=size, init="random", vgg_weights="random",
@@ -30,14 +30,14 @@ def make_step(batch_size: int, size: int, amp: str | None, compile_: bool, devic
     for group in optimizer.param_groups:
         clip_groups.setdefault(group["clip_group"], []).extend(group["params"])
     step_model = torch.compile(net) if compile_ else net
-    batch = _synthetic_batch(batch_size, size, device)
+    batch = synthetic_batch(batch_size, size, device)
     counter = [0]
 
     def step() -> None:
         i = counter[0]
         counter[0] += 1
         set_lrs(optimizer, config.lr, i, config.schedule_horizon, config.poly_power)
-        info = StepInfo(i, _step_generator(device, 0, i, 0), _step_generator(device, 0, i, "shared"))
+        info = StepInfo(i, step_generator(device, 0, i, 0), step_generator(device, 0, i, "shared"))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
             total, _ = trainer.loss_fn(step_model, batch, info)
         optimizer.zero_grad(set_to_none=True)

@@ -103,7 +103,7 @@ PRESETS: dict[str, Settings] = {
     "tiny": Settings(image_size=48, batch_size=4, steps=10, lr=2.5e-4, lr_basis=0.01, momentum=0.9,
                      weight_decay=5e-4, poly_power=0.9, clip=5.0, lambda_con=10.0, lambda_eqv=1e3,
                      lambda_lmeqv=1e2, lambda_sc=1e4, lambda_orth=0.1, init="random",
-                     vgg_weights="random", checkpoint_every=10**9),
+                     vgg_weights="random", checkpoint_every=5),  # a killed tiny run resumes
 }
 OVERRIDABLE = tuple(f.name for f in fields(Settings))
 
@@ -180,6 +180,39 @@ class SCOPS(Method):
         self.compile = compile  # torch.compile the network for training
 
     # -- description -----------------------------------------------------------------------------------
+    @classmethod
+    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
+        from benchmark.methods.backbones import missing_imagenet_weights, resnet50_missing
+
+        params = params or {}
+        if params.get("checkpoint"):
+            return None
+        preset = PRESETS.get(str(params.get("preset", "paper")), PRESETS["paper"])
+        vgg = params.get("vgg_weights") or preset.vgg_weights
+        init = params.get("init") or preset.init
+        missing = [m for m in (missing_imagenet_weights("vgg19", str(vgg), "vgg_weights"), resnet50_missing(str(init)))
+                   if m]
+        return "; ".join(missing) + "; or evaluate a trained model with --checkpoint PATH" if missing else None
+
+    @classmethod
+    def training_estimate(cls, params: dict[str, Any], device: str) -> str:
+        """What training from ``params`` will do and how long it should take on ``device``, from one
+        measured training step (random weights, synthetic batch)."""
+        import benchmark.methods.scops.bench  # noqa: F401  (registers the SCOPS step builder)
+        from benchmark.methods.ours.bench import format_duration, measure_step_ms
+
+        preset = PRESETS.get(str(params.get("preset", "paper")), PRESETS["paper"])
+        steps = int(params.get("steps") or preset.steps)
+        batch = int(params.get("batch_size") or preset.batch_size)
+        size = int(params.get("image_size") or preset.image_size)
+        ms = measure_step_ms("scops", batch, size, device=device, preset=str(params.get("preset", "paper")))
+        return (f"{steps:,} steps of batch {batch} at {size} px, measured {ms / 1000:.2f} s/step here, about "
+                f"{format_duration(ms / 1000.0 * steps)}")
+
+    @classmethod
+    def random_weights_params(cls) -> dict[str, Any]:
+        return {"init": "random", "vgg_weights": "random"}
+
     @classmethod
     def demo_params(cls) -> dict[str, Any]:
         return {"preset": "tiny"}

@@ -29,7 +29,7 @@ class DataOrder:
         if num_samples < batch_size:
             raise UserError(f"the training data has {num_samples} samples, fewer than one batch of "
                             f"{batch_size} (incomplete batches are dropped); use a smaller training batch "
-                            f"(--batch-size with `benchmark train`, -p batch_size=N with `benchmark run`)")
+                            f"(--train-batch-size with `benchmark train`, -p batch_size=N with `benchmark run`)")
         self.num_samples = int(num_samples)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -70,7 +70,7 @@ class DataOrder:
         if (state["num_samples"], state["batch_size"]) != (self.num_samples, self.batch_size):
             raise UserError(f"cannot resume: the checkpoint was trained on {state['num_samples']} samples with "
                             f"batch {state['batch_size']}, this run has {self.num_samples} samples and batch "
-                            f"{self.batch_size}; resume with the same dataset and --batch-size")
+                            f"{self.batch_size}; resume with the same dataset and --train-batch-size")
         self.shuffle = bool(state["shuffle"])
         self.generator.set_state(state["epoch_start_state"])
         self._epoch_start_state = state["epoch_start_state"].clone()

@@ -108,10 +108,13 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _step_generator(device: torch.device, seed: int, *keys: object) -> torch.Generator:
+def step_generator(device: torch.device, seed: int, *keys: object) -> torch.Generator:
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(seed, "step", *keys))
     return generator
+
+
+_step_generator = step_generator  # the name used inside this module
 
 
 class Trainer:
