@@ -106,6 +106,7 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
       benchmark run -m kmeans -d synthetic --seed 0-2
       benchmark run -m ours -d cub --data-root /data/CUB_200_2011 --checkpoint model_60000.pth --protocol legacy
       benchmark run -m dff -d pascal-part --data-root /data/VOCdevkit_2010 --category car -k 8
+      benchmark run -m kmeans -d cub --data-root /data/CUB_200_2011 -p backbone=dino_vits8 -p stride=4
       benchmark run -m predictions -p dir=exported/ -d cub --data-root /data/CUB_200_2011
     """
     from benchmark.core.atomic import check_writable_dir, remove_empty_dirs

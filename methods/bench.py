@@ -35,12 +35,23 @@ def _bench_images(n: int, size: int, seed: int) -> Tensor:
 
 @register_bench("features")
 def bench_features(images: int = 8, size: int = 256, batch_size: int = 8, arch: str = "vgg19",
-                   layers: str = "relu5_2,relu5_4", device: str = "cpu", precision: str = "auto",
-                   split_size: int = 5794, seed: int = 0) -> str:
+                   layers: str | None = None, facet: str | None = None, stride: int | None = None,
+                   device: str = "cpu", precision: str = "auto", split_size: int = 5794, seed: int = 0) -> str:
     """Backbone throughput: batched single-pass extraction vs torchvision's whole stack image by image.
 
     The baseline is the straightforward way: torchvision's whole ``features`` stack run image by image
-    with forward hooks on the taps, same weights."""
+    with forward hooks on the taps, same weights. ``layers`` defaults to relu5_2,relu5_4. A ViT ``arch``
+    (``dinov2_vits14`` ...; ``layers`` = blocks, ``facet``) is compared with a plain per-image timm forward
+    instead (:func:`benchmark.methods.vit.bench_vit_features`)."""
+    from benchmark.methods.vit import VIT_BACKBONES, bench_vit_features
+
+    if arch in VIT_BACKBONES:
+        return bench_vit_features(images=images, size=size, batch_size=batch_size, arch=arch, layers=layers,
+                                  facet=facet, stride=stride, device=device, precision=precision,
+                                  split_size=split_size, seed=seed)
+    if facet is not None or stride is not None:
+        raise UserError(f"-p facet/-p stride apply to ViT backbones only, not {arch}")
+    layers = layers or "relu5_2,relu5_4"
     import warnings
 
     import torchvision

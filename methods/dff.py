@@ -5,6 +5,10 @@ Pipeline (transductive: ``fit`` receives the evaluation view itself):
 1. Features: VGG19 ``relu5_4`` (512 channels; the reference deletes the final max-pool), ImageNet
    mean/std, images fed at the view's resolution or resized to ``image_size`` first (the DFF demo used
    224; bilinear with anti-aliasing, like its ``skimage.transform.resize``).
+   ``-p backbone=`` picks another backbone (:mod:`benchmark.methods.feature_backbones`): ``vgg16`` taps or
+   a DINO/DINOv2 ViT facet (``layer`` = a block index, ``facet``, ``stride``) at its native patch grid.
+   A ViT facet is signed, so NMF sees it L2-normalised per position and split into its positive and
+   negative parts (``2C`` non-negative columns; ``docs/backbones.md``).
 2. One matrix for the whole split: ``V`` = every spatial position of every image (background included, as
    in DFF) x 512 channels, float32, on the run's device.
 3. NMF ``V ~ W H`` with DFF's initialisation, multiplicative updates, zero handling and stopping rule
@@ -35,11 +39,13 @@ from benchmark.core.method import Method
 from benchmark.core.registry import register_method
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Batch, PartMaps
-from benchmark.methods.backbones import VGGFeatures, weights_identity
+from benchmark.methods import feature_backbones as backbones
 from benchmark.methods.features import FeatureExtractor, image_digests
 from benchmark.methods.nmf import nmf
+from benchmark.methods.vit import nonnegative_parts
 
 ASSIGN_RULES = ("normalised", "raw")
+VGG_LAYER = "relu5_4"  # DFF's tap (the reference deletes VGG19's last max-pool); ViTs default to their last block
 
 
 def heatmaps_to_probs(maps: Tensor, size: tuple[int, int], assign: str) -> Tensor:
@@ -55,18 +61,21 @@ def heatmaps_to_probs(maps: Tensor, size: tuple[int, int], assign: str) -> Tenso
 
 @register_method("dff")
 class DFF(Method):
-    """Deep Feature Factorization: NMF of VGG19 relu5_4 features over the whole evaluation split."""
+    """Deep Feature Factorization: NMF of VGG19 relu5_4 (or DINO/DINOv2 ViT) features over the whole split."""
 
     transductive = True
     uses_masks = False  # NMF runs on all positions, as in DFF; the harness applies the foreground
 
-    def __init__(self, num_parts: int = 4, arch: str = "vgg19", weights: str = "imagenet", layer: str = "relu5_4",
+    def __init__(self, num_parts: int = 4, backbone: str = "vgg19", weights: str = "pretrained",
+                 layer: str | int | None = None, facet: str | None = None, stride: int | None = None,
                  image_size: int | None = None, max_iter: int = 200, tol: float = 1e-4, assign: str = "normalised",
                  batch_size: int = 16):
         self.num_parts = num_parts
-        self.arch = arch
+        self.backbone = backbone
         self.weights = weights
         self.layer = layer
+        self.facet = facet
+        self.stride = stride
         self.image_size = image_size
         self.max_iter = max_iter
         self.tol = tol
@@ -89,7 +98,13 @@ class DFF(Method):
         return {"weights": "random", "max_iter": 100, "batch_size": 8}
 
     def weights_id(self) -> str:
-        return weights_identity(self.arch, self.weights)
+        return backbones.weights_identity(self.backbone, self.weights)
+
+    def _nmf_input(self, f: Tensor) -> Tensor:
+        """The backbone map as NMF sees it: VGG's ReLU maps as they are; a ViT's signed facet L2-normalised
+        per position and split into its positive and negative parts (``2C`` non-negative channels), rounded
+        through float16 like every backbone map, so that the float16 chunks of ``fit`` hold it exactly."""
+        return nonnegative_parts(f).half().float() if backbones.is_vit(self.backbone) else f
 
     def _settings(self) -> tuple[int, int | None, int, float, int]:
         """The numeric parameters as numbers (``-p key=value`` may hand them over as text)."""
@@ -103,7 +118,12 @@ class DFF(Method):
         if k < 1 or max_iter < 0 or batch_size < 1:
             raise UserError("dff needs num_parts >= 1 and max_iter >= 0")
         device = torch.device(device)
-        backbone = VGGFeatures(self.arch, self.weights, layers=(self.layer,)).to(device)
+        recipe = backbones.resolve(self.backbone, self.layer, self.facet, self.stride, (VGG_LAYER,))
+        if len(recipe.layers) != 1:
+            raise UserError(f"dff factorises one layer, got layer={self.layer!r}; pass -p layer=NAME (VGG) or "
+                            f"-p layer=BLOCK (ViT)")
+        backbone = backbones.build(recipe, self.weights).to(device)
+        self.layer_ = backbone.layers[0]  # the name of the map it returns (relu5_4, block11.token, ...)
         self.extractor_ = FeatureExtractor(backbone, input_size=image_size, cache_dir=self.context.cache_dir)
         chunks: list[Tensor] = []
         index: dict[tuple[str, str], tuple[int, int, int]] = {}  # (id, digest) -> (first row, h, w)
@@ -111,7 +131,7 @@ class DFF(Method):
         for batch, feats in self.extractor_.stream(data, batch_size=batch_size, device=device,
                                                    progress="dff features" if self.context.progress else False,
                                                    num_workers=self.context.num_workers):
-            f = feats[self.layer]
+            f = self._nmf_input(feats[self.layer_])
             n, c, h, w = f.shape
             # float16 holds these values exactly (the extractor rounds through it): half the memory until V.
             chunks.append(f.permute(0, 2, 3, 1).reshape(n * h * w, c).half())
@@ -137,7 +157,7 @@ class DFF(Method):
 
     def _project(self, images: Tensor, ids) -> Tensor:
         """``(N, K, h, w)`` W of unseen images, with the fitted H fixed (deterministic, per-row independent)."""
-        f = self.extractor_(images, ids)[self.layer]
+        f = self._nmf_input(self.extractor_(images, ids)[self.layer_])
         n, c, h, w = f.shape
         v = f.permute(0, 2, 3, 1).reshape(n * h * w, c)
         k, _, max_iter, _, _ = self._settings()

@@ -4,7 +4,10 @@ Pipeline (transductive: ``fit`` receives the evaluation view itself):
 
 1. Features: VGG19 ``relu5_2`` and ``relu5_4`` (512 + 512 = 1024-d) from one cascaded pass, each resized
    bilinearly (``align_corners=False``) to ``feature_size`` x ``feature_size`` (64), concatenated, and
-   L2-normalised per pixel.
+   L2-normalised per pixel. ``-p backbone=`` picks another backbone (:mod:`benchmark.methods.feature_backbones`):
+   ``vgg16`` taps, or a DINO/DINOv2 ViT facet (``layers`` = block indices, ``facet``, ``stride``), whose patch
+   maps go through exactly the same resizing, concatenation and normalisation (``docs/backbones.md``).
+   ``image_size`` resizes the images before the backbone (default: as the view gives them).
 2. Training sample (``fit``, one streamed pass): foreground pixels only -- the mask area-resampled to
    64x64 and thresholded at 0.5; all pixels when the batch has no masks. faiss clusters at most
    ``K * max_points_per_centroid`` points (its default of 256 per centroid, what the appendix's faiss run
@@ -44,7 +47,7 @@ from benchmark.core.method import Method
 from benchmark.core.registry import register_method
 from benchmark.core.seeding import derive_seed, make_generator
 from benchmark.core.types import Batch, PartMaps
-from benchmark.methods.backbones import VGGFeatures, weights_identity
+from benchmark.methods import feature_backbones as backbones
 from benchmark.methods.features import FeatureExtractor
 
 
@@ -60,6 +63,7 @@ def _faiss_missing() -> str | None:
 # Native-resolution features of the first images of a split are kept (float16) up to this budget, so the
 # assignment pass over a small split needs no second backbone pass (see FeatureExtractor).
 FEATURE_MEMORY_MB = 512
+VGG_LAYERS = ("relu5_2", "relu5_4")  # the paper's taps (VGG19); ViT backbones default to their last block
 EPS = 1e-12  # as F.normalize: x = u / max(||u||, EPS)
 
 
@@ -90,7 +94,8 @@ def feature_statistics(feats: dict[str, Tensor], layers, size: int, *, centroids
     rounding): the projections on the centroids are computed at the native resolution and then resized; the
     squared norm of the resized vector is the quadratic form ``a^T G a`` of the per-image Gram matrix ``G``
     of the native positions; and single rows are read with ``grid_sample`` at the pixel centres (the same
-    bilinear weights, border clamping = the resize's edge clamping).
+    bilinear weights, border clamping = the resize's edge clamping). A layer finer than half the output grid
+    in area (``4 h w > size^2``) is resized outright instead, which is then the cheaper way.
     """
     first = next(iter(feats.values()))
     n, device = first.shape[0], first.device
@@ -102,6 +107,19 @@ def feature_statistics(feats: dict[str, Tensor], layers, size: int, *, centroids
         f = feats[name].float()
         _, c, h, w = f.shape
         ay, ax = resize_matrix(size, h, device), resize_matrix(size, w, device)
+        if 4 * h * w > size * size:
+            # A fine map (a ViT's patch grid, overlapping patches): its (hw)^2 Gram matrix would cost more than
+            # the resized map itself (C x size^2), so resize it and read everything from it. VGG19's relu5 taps
+            # of images up to 500 px (at most 31x31 positions for 64x64) never take this branch.
+            resized = torch.einsum("yi,ncij,xj->ncyx", ay, f, ax)
+            norm2 += resized.pow(2).sum(1)
+            if centroids is not None:
+                up = torch.einsum("ncyx,kc->nkyx", resized, centroids[:, offset:offset + c])
+                cross = up if cross is None else cross + up
+            if positions is not None:
+                rows.append(resized[positions[0], :, positions[1], positions[2]])
+            offset += c
+            continue
         flat = f.reshape(n, c, h * w)
         gram = (flat.transpose(1, 2) @ flat).reshape(n, h, w, h, w)
         t = torch.einsum("yi,nijkl->nyjkl", ay, gram)
@@ -208,18 +226,22 @@ class StreamingSample:
 
 @register_method("kmeans")
 class KMeansParts(Method):
-    """K-means (faiss) of L2-normalised VGG19 relu5_2+relu5_4 pixel features over the evaluation split."""
+    """K-means (faiss) of L2-normalised pixel features (VGG19 relu5_2+relu5_4, or DINO/DINOv2 ViT facets)."""
 
     transductive = True
     uses_masks = True
 
-    def __init__(self, num_parts: int = 4, arch: str = "vgg19", weights: str = "imagenet",
-                 layers: tuple[str, ...] = ("relu5_2", "relu5_4"), feature_size: int = 64, niter: int = 100,
-                 nredo: int = 5, max_points_per_centroid: int = 256, fuzziness: float = 2.0, batch_size: int = 16):
+    def __init__(self, num_parts: int = 4, backbone: str = "vgg19", weights: str = "pretrained",
+                 layers: tuple[str, ...] | int | None = None, facet: str | None = None, stride: int | None = None,
+                 image_size: int | None = None, feature_size: int = 64, niter: int = 100, nredo: int = 5,
+                 max_points_per_centroid: int = 256, fuzziness: float = 2.0, batch_size: int = 16):
         self.num_parts = num_parts
-        self.arch = arch
+        self.backbone = backbone
         self.weights = weights
         self.layers = layers
+        self.facet = facet
+        self.stride = stride
+        self.image_size = image_size
         self.feature_size = feature_size
         self.niter = niter
         self.nredo = nredo
@@ -247,14 +269,14 @@ class KMeansParts(Method):
         return {"weights": "random", "niter": 20, "nredo": 2, "batch_size": 8}
 
     def weights_id(self) -> str:
-        return weights_identity(self.arch, self.weights)
+        return backbones.weights_identity(self.backbone, self.weights)
 
     # -- fit ----------------------------------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:
         """The parameters as typed values (``-p key=value`` may hand them over as text), validated."""
-        layers = self.layers.split(",") if isinstance(self.layers, str) else self.layers
-        s = {"k": int(self.num_parts), "layers": tuple(name.strip() for name in layers),
-             "size": int(self.feature_size), "niter": int(self.niter), "nredo": int(self.nredo),
+        recipe = backbones.resolve(self.backbone, self.layers, self.facet, self.stride, VGG_LAYERS)
+        image_size = int(self.image_size) if self.image_size not in (None, "", "none", "None", 0, "0") else None
+        s = {"k": int(self.num_parts), "recipe": recipe, "image_size": image_size, "size": int(self.feature_size), "niter": int(self.niter), "nredo": int(self.nredo),
              "mppc": int(self.max_points_per_centroid), "fuzziness": float(self.fuzziness),
              "batch_size": int(self.batch_size)}
         if min(s["k"], s["size"], s["niter"], s["nredo"], s["mppc"], s["batch_size"]) < 1:
@@ -272,8 +294,9 @@ class KMeansParts(Method):
         import faiss
 
         device = torch.device(device)
-        backbone = VGGFeatures(self.arch, self.weights, layers=s["layers"]).to(device)
-        self.extractor_ = FeatureExtractor(backbone, cache_dir=self.context.cache_dir,
+        backbone = backbones.build(s["recipe"], self.weights).to(device)
+        s["layers"] = backbone.layers  # the names of the maps it returns (relu5_4, block11.key, ...)
+        self.extractor_ = FeatureExtractor(backbone, input_size=s["image_size"], cache_dir=self.context.cache_dir,
                                            memory_budget_mb=FEATURE_MEMORY_MB)
         k, size = s["k"], s["size"]
         sample = StreamingSample(k * s["mppc"], make_generator(derive_seed(seed, "kmeans", "sample"), device))

@@ -29,7 +29,8 @@ def test_registered_with_tags_and_defaults():
     cls = METHODS.get("dff")
     assert cls.transductive and not cls.requires_training
     d = cls.param_defaults()
-    assert (d["layer"], d["max_iter"], d["tol"], d["assign"]) == ("relu5_4", 200, 1e-4, "normalised")
+    assert (d["backbone"], d["max_iter"], d["tol"], d["assign"]) == ("vgg19", 200, 1e-4, "normalised")
+    assert d["layer"] is None  # the backbone's default: relu5_4 for VGG (test_one_factorisation_... reads it)
     assert cls.demo_params()["weights"] == "random" and tiny_dff().weights_id() == "random:seed0"
     with pytest.raises(UserError, match="assign"):
         tiny_dff(assign="softmax").fit(synthetic(num_test=1), seed=0)
@@ -51,6 +52,7 @@ def test_one_factorisation_of_the_whole_split_and_dff_heatmaps():
     (NumPy), assignment = their argmax."""
     data = synthetic(num_test=5, image_size=48)
     method = tiny_dff().fit(data, seed=4)
+    assert method.layer_ == "relu5_4"
     batches = list(data.batches(4))
     rows = []
     for batch in batches:

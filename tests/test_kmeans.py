@@ -33,7 +33,9 @@ def test_registered_with_tags_and_defaults():
     cls = METHODS.get("kmeans")
     assert cls.transductive and cls.uses_masks and not cls.requires_training
     defaults = cls.param_defaults()
-    assert defaults["layers"] == ("relu5_2", "relu5_4") and defaults["feature_size"] == 64
+    assert defaults["backbone"] == "vgg19" and defaults["feature_size"] == 64
+    # layers=None is the backbone's default recipe: for VGG19 the paper's relu5_2 + relu5_4.
+    assert cls(**defaults)._settings()["recipe"].layers == ("relu5_2", "relu5_4")
     assert (defaults["niter"], defaults["nredo"], defaults["max_points_per_centroid"]) == (100, 5, 256)
     assert cls.demo_params()["weights"] == "random"
     assert cls().weights_id() == "imagenet:vgg19" and tiny_kmeans().weights_id() == "random:seed0"
@@ -143,11 +145,12 @@ def test_streaming_sample_is_uniform_without_replacement():
 
 def test_feature_statistics_equal_the_materialised_features():
     g = torch.Generator().manual_seed(0)
-    feats = {"a": torch.rand(3, 5, 4, 3, generator=g), "b": torch.rand(3, 7, 4, 3, generator=g)}
+    # "b" is finer than "a": at size 9 it is resized outright while "a" goes through its Gram matrix.
+    feats = {"a": torch.rand(3, 5, 4, 3, generator=g), "b": torch.rand(3, 7, 8, 6, generator=g)}
     feats["a"][0, :, 1, 1] = 0
-    feats["b"][0, :, 1, 1] = 0  # one all-zero vector: stays zero after normalisation
+    feats["b"][0, :, 2:4, 2:4] = 0  # zero patches: the normalisation's eps case
     centroids = F.normalize(torch.randn(4, 12, generator=g), dim=1)
-    for size in (9, 16):
+    for size in (4, 9, 16):
         x = km.pixel_features(feats, ("a", "b"), size)
         n_idx = torch.randint(0, 3, (20,), generator=g)
         pos = (n_idx, torch.randint(0, size, (20,), generator=g), torch.randint(0, size, (20,), generator=g))
