@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from benchmark import options as opt
 from benchmark.core.errors import UserError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -37,10 +38,9 @@ def _dataset_args(f):
                      help="Dataset option, e.g. -o category=car. Repeatable.")(f)
     f = click.option("--category", default=None, help="Shortcut for -o category=NAME (PASCAL-Part).")(f)
     f = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")(f)
-    f = click.option("--batch-size", type=int, default=16, show_default=True, help="Images per batch.")(f)
-    f = click.option("--num-workers", type=int, default=0, show_default=True,
-                     help="DataLoader worker processes (image decoding).")(f)
-    f = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(f)
+    f = opt.eval_batch_size_option()(f)
+    f = opt.num_workers_option(0, "DataLoader worker processes (image decoding).")(f)
+    f = opt.quiet_option()(f)
     return f
 
 
@@ -69,7 +69,7 @@ def _batch_size(value: int) -> int:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder the masks are written to (mirrors the image tree).")
 @_dataset_args
-def predict_command(checkpoint, source, out_dir, dataset, data_root, split, options, category, device, batch_size,
+def predict_command(checkpoint, source, out_dir, dataset, data_root, split, options, category, device, eval_batch_size,
                     num_workers, quiet):
     """Write one 0/255 PNG mask per image of a split, at the image's original resolution, in exactly the
     layout `--masks predicted:DIR` reads. Files are written atomically and existing ones are skipped, so a
@@ -99,7 +99,7 @@ def predict_command(checkpoint, source, out_dir, dataset, data_root, split, opti
     out = check_writable_dir(out_dir, "--out directory")
     predictor = generated.predictor(device)
     t0 = time.perf_counter()
-    summary = predict_masks(predictor, data, out, batch_size=_batch_size(batch_size), device=device,
+    summary = predict_masks(predictor, data, out, batch_size=_batch_size(eval_batch_size), device=device,
                             num_workers=num_workers, progress=not quiet)
     click.echo(f"{summary.written} mask(s) written, {summary.skipped} already there ({summary.images} images of "
                f"{dataset}/{split}) in {time.perf_counter() - t0:.1f}s -> {out}")
@@ -123,7 +123,7 @@ def _full_view(dataset: str) -> str:
               help="Cache of generated masks (model:/unsupervised:; default $PARTBENCH_CACHE).")
 @_dataset_args
 def score_command(source, protocol, out_dir, cache_dir, dataset, data_root, split, options, category, device,
-                  batch_size, num_workers, quiet):
+                  eval_batch_size, num_workers, quiet):
     """IoU, precision and recall of a mask source against the ground-truth masks (pooled over every pixel of
     the split, in the dataset's full view); rows in the results format, so `benchmark report` tables them.
 
@@ -154,10 +154,10 @@ def score_command(source, protocol, out_dir, cache_dir, dataset, data_root, spli
     if masks.needs_preparation:
         view = build_dataset(dataset, data_root=data_root, split=split, view=_full_view(dataset), masks="none",
                              options=opts)
-        masks = prepared(masks, [view], device=device, cache_dir=cache_dir, batch_size=_batch_size(batch_size),
+        masks = prepared(masks, [view], device=device, cache_dir=cache_dir, batch_size=_batch_size(eval_batch_size),
                          num_workers=num_workers, progress=not quiet)
     score, data = score_masks(dataset, masks, data_root=data_root, split=split, options=opts, protocol=protocol,
-                              batch_size=_batch_size(batch_size), device=device, progress=not quiet,
+                              batch_size=_batch_size(eval_batch_size), device=device, progress=not quiet,
                               num_workers=num_workers)
     values, undefined = score.compute()
     for name, why in undefined.items():
