@@ -252,12 +252,13 @@ def bench_masks_predict(n: int = 32, image_size: int = 64, batch_size: int = 16,
     from benchmark.methods.segmenter import PartSegmenter
     from pathlib import Path
 
+    import benchmark.datasets as D
     from benchmark.maskgen import predict_masks
-    from benchmark.runner import build_dataset, resolve_device
 
-    device = resolve_device(device)
-    data = build_dataset("synthetic", split="test", view="full", masks="none",
-                         options={"num_test": n, "num_train": 0, "image_size": image_size})
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    data = D.load("synthetic", split="test", view="full", masks="none", num_test=n, num_train=0,
+                  image_size=image_size)
     torch.manual_seed(0)
     predictor = MaskPredictor(PartSegmenter(2), FgBgConfig(image_size=image_size), identity="bench").to(device)
     for i in range(n):  # render (and cache) the scenes outside the timings
