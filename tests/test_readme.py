@@ -88,3 +88,28 @@ def test_every_real_data_command_parses_and_data_check_runs_on_a_miniature_tree(
                 words = [str(root) if w == "/data/CUB_200_2011" else w for w in args]
                 result = CliRunner().invoke(cli, words + ["-q"])
                 assert result.exit_code == 0, result.output
+
+
+def section_commands(heading: str) -> list[str]:
+    """The command lines of the bash blocks under README heading ``heading`` (continuations joined)."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    lines = []
+    for body in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
+        for line in body.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line:
+                lines.append(line)
+    return lines
+
+
+def test_every_backbone_command_of_the_readme_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
+    lines = section_commands("Backbones of kmeans and dff")
+    assert len(lines) >= 2
+    for line in lines:
+        for args in commands(line):
+            result = CliRunner().invoke(cli, args)
+            assert result.exit_code == 0, f"{line}\n{result.output}"
