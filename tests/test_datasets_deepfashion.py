@@ -13,7 +13,7 @@ from PIL import Image
 import benchmark.datasets as D
 from benchmark.core.errors import UserError
 
-# method-spec.md §4.3, written out independently of the loader
+# the DeepFashion palette of docs/protocol.md, written out independently of the loader
 SPEC_PALETTE = {0: (0, 0, 0), 1: (0, 100, 0), 2: (16, 78, 139), 3: (50, 205, 50), 4: (70, 130, 180),
                 5: (127, 255, 212), 6: (144, 238, 144), 7: (211, 211, 211), 8: (220, 220, 220),
                 9: (245, 222, 179), 10: (250, 235, 215), 11: (255, 0, 0), 12: (255, 140, 0),

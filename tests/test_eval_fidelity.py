@@ -1,4 +1,4 @@
-"""Evaluation-path fidelity to method-spec.md §1.1 / §3.2-§3.5 (the review's findings), each against a
+"""Evaluation-path fidelity to the legacy deviations of docs/protocol.md (the review's findings), each against a
 hand-computed value or an independent numpy/PIL/torch implementation of the spec step."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def df_root(tmp_path_factory):
     return write_df(tmp_path_factory.mktemp("dffid") / "In-shop Clothes Retrieval Benchmark")
 
 
-# -- §3.2 step 3: the notebook shifts keypoints by the *float* box corner ----------------------------------
+# -- the notebook shifts keypoints by the *float* box corner ----------------------------------
 def test_cub_fg_legacy_shifts_keypoints_by_the_float_box(cub_root):
     # image 1: box (10.7, 5.2, 47.9, 40.3); the crop starts at int (10, 5) but the reference's cub200.py
     # subtracts boxes[1], boxes[2] (floats). Short side int(40.3) = 40 -> scale 6.4; width int(47.9) = 47
@@ -43,7 +43,7 @@ def test_cub_fg_legacy_shifts_keypoints_by_the_float_box(cub_root):
     assert torch.allclose(corrected.keypoints[0], torch.tensor([(30 - 10) * 6.4 - 6, (20 - 5) * 6.4]))
 
 
-# -- §4.1: the reference's mask_type='gt' is (segmentation == 255) ---------------------------------------
+# -- the reference's mask_type='gt' is (segmentation == 255) ---------------------------------------
 def test_cub_legacy_gt_mask_is_vote_255_resized_bilinearly(cub_root):
     rel, _, _, (w, h), _ = CUB_IMAGES[1]
     seg = np.asarray(Image.open(cub_root / "segmentations" / rel.replace(".jpg", ".png")))
@@ -55,7 +55,7 @@ def test_cub_legacy_gt_mask_is_vote_255_resized_bilinearly(cub_root):
     assert np.array_equal(mask.numpy(), oracle.astype(np.float32))
 
 
-# -- §1.1: the square training-code crops resize masks with nearest (cv2), also under legacy --------------
+# -- the square training-code crops resize masks with nearest (cv2), also under legacy --------------
 def test_square_crop_legacy_mask_is_nearest_and_unthresholded(cub_root, tmp_path):
     pred = tmp_path / "supervisedlabels"
     rel, _, _, (w, h), _ = CUB_IMAGES[1]
@@ -77,7 +77,7 @@ def test_square_crop_legacy_mask_is_nearest_and_unthresholded(cub_root, tmp_path
     assert np.array_equal(s.mask.numpy(), padded[np.ix_(idx, idx)])
 
 
-# -- §3.3 FG: pad_if_smaller centres the padding -------------------------------------------------------
+# -- DeepFashion FG: pad_if_smaller centres the padding -------------------------------------------------------
 def test_deepfashion_fg_padding_is_centred(df_root):
     s = D.load("deepfashion", root=df_root, split="test", view="fg")[0]
     # 40x60 -> 171 wide; 85 columns of padding: 42 on the left, 43 on the right
@@ -91,7 +91,7 @@ def test_deepfashion_fg_padding_is_centred(df_root):
     assert torch.equal(s.image[:, :, 213:], s.image[:, :, 212:213].expand(-1, -1, 43))
 
 
-# -- §3.3 / §3.4 / §3.5(b): the reference's per-view upsampling convention under legacy -------------------
+# -- the reference's per-view upsampling convention under legacy -------------------
 class _Coarse(Method):
     """Fixed coarse 3x3 logits (method convention align_corners=False) whose argmax at 256x256 depends
     on the upsampling convention."""
@@ -142,7 +142,7 @@ def test_reference_upsampling_conventions_per_view():
     assert D.DATASETS.get("pascal-part").legacy_align_corners == {"fg": True, "full": True}
 
 
-# -- §3.3 / §8.17: how the DeepFashion notebook read SCOPS' own background channel ------------------------
+# -- how the DeepFashion notebook read SCOPS' own background channel ------------------------
 class _WithBackground(Method):
     """K+1 fixed logits at the image resolution (channel 0 = background), the same for every image."""
 
@@ -187,7 +187,7 @@ def test_legacy_deepfashion_scops_background_rules(df_root):
     assert values["nmi"] == pytest.approx(normalized_mutual_info_score(gts, pred), abs=1e-9)
 
 
-# -- §3.5(c): the notebook's cut_borders clamps the box (corner >= 0, size <= view) -----------------------
+# -- the notebook's cut_borders clamps the box (corner >= 0, size <= view) -----------------------
 def test_cub_legacy_bbox_is_clamped_as_cut_borders(cub_root, tmp_path):
     import shutil
 
@@ -204,7 +204,7 @@ def test_cub_legacy_bbox_is_clamped_as_cut_borders(cub_root, tmp_path):
     assert torch.allclose(corrected, torch.tensor([0.2 * s - 2, 5.2 * s, 79.5 * s, 40.3 * s]), atol=1e-4)
 
 
-# -- §3.2 step 8: keypoints at exact half-pixel ties (the notebook's float32 grid_sample decides) ----------
+# -- keypoints at exact half-pixel ties (the notebook's float32 grid_sample decides) ----------
 TIE_IMAGE = {1: ("001.Black_footed_Albatross/Black_Footed_Albatross_0001_1.jpg", 0, 1, (288, 256),
                  (0.0, 0.0, 288.0, 256.0))}
 TIE_XS = (10, 11, 12, 13, 28, 30, 31, 32, 33, 35, 39, 42, 46, 53, 57)  # integer x: a tie between two pixels
@@ -245,7 +245,7 @@ def test_keypoint_ties_read_what_the_notebook_reads(tmp_path):
     assert not torch.equal(readings["legacy"], readings["corrected"])  # the fixture has real ties
 
 
-# -- §3.2 step 3: a box extending past the image is clipped by the notebook's array slice ---------------
+# -- a box extending past the image is clipped by the notebook's array slice ---------------
 def test_cub_fg_box_past_the_image_is_clipped_under_legacy(tmp_path):
     images = {1: (CUB_IMAGES[1][0], 0, 1, (80, 60), (30.0, 20.0, 60.0, 50.0))}  # past right and bottom
 
