@@ -237,6 +237,10 @@ class PreparedMasks(FolderMasks):
     def spec(self) -> str:
         return self.origin.spec
 
+    @property
+    def trains_methods(self) -> bool:  # type: ignore[override]
+        return self.origin.trains_methods
+
     def fingerprint(self) -> Any:
         return self.origin.fingerprint()
 
@@ -270,6 +274,7 @@ class UnsupervisedMasks(GeneratedMasks):
     """Masks of a training-free source (:data:`benchmark.methods.saliency.UNSUPERVISED`)."""
 
     argument = "NAME"
+    trains_methods = True  # the unsupervised setting trains and evaluates with the same masks
 
     def __init__(self, argument: str | None = None):
         from benchmark.methods.saliency import UNSUPERVISED

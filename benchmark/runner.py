@@ -189,12 +189,12 @@ def build_dataset(name: str, *, data_root: str | Path | None = None, split: str 
 
 
 def training_masks(source: MaskSource) -> MaskSource:
-    """The masks a method that trains within a run trains on: the run's own mask source when it gives masks
-    (``gt``, ``predicted:DIR``, ``model:CKPT``, ``unsupervised:NAME`` -- the paper's unsupervised setting
-    trains and evaluates with the same masks, and a tree without GT masks stays usable), else (``none``,
-    ``method``: no masks to train with) the GT masks, as the paper trained. Recorded in the ``train_masks``
-    column of every row (``docs/masks.md``)."""
-    return source if source.dataset_reads is not None else MaskSource.parse("gt")
+    """The masks a method that trains within a run trains on: the GT masks, as the paper trained (it
+    evaluates with predicted masks but trains on GT), except for a source with ``trains_methods``
+    (``unsupervised:NAME``: the paper's fully unsupervised setting trains and evaluates with the same
+    masks). ``benchmark train --masks`` trains on any source. Recorded in the ``train_masks`` column of
+    every row (``docs/masks.md``)."""
+    return source if source.trains_methods and source.dataset_reads is not None else MaskSource.parse("gt")
 
 
 def training_view(eval_data: Dataset, *, device: str = "cpu") -> Dataset:

@@ -269,7 +269,7 @@ def test_unsupervised_source_predicts_scores_and_trains(tmp_path):
                                              ("gt", "gt"), ("none", "gt")])
 def test_a_method_trained_within_a_run_trains_on_the_runs_masks(tmp_path, masks, expected):
     """`run -m ours --masks unsupervised:NAME` trains with the masks it evaluates with (the paper's unsupervised
-    setting; model:CKPT and predicted:DIR likewise); none/method give no masks, so GT masks train. The row
+    setting); every other source trains on GT masks, as the paper did. The row
     records what trained in `train_masks`; nothing trained in the run (a checkpoint) leaves it empty."""
     from benchmark.core.method import Method
     from benchmark.core.registry import METHODS, register_method

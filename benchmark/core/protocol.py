@@ -139,6 +139,10 @@ class MaskSource:
     dataset_reads: ClassVar[str | None] = None
     background: ClassVar[str] = "mask"
     needs_preparation: ClassVar[bool] = False
+    # Whether a method that trains within a run trains on these masks too. The paper trains on GT masks
+    # and evaluates with predicted ones; only its fully unsupervised setting (a training-free source)
+    # uses the same masks for both.
+    trains_methods: ClassVar[bool] = False
 
     def __init__(self, argument: str | None = None):
         self.value = argument
