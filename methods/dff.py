@@ -84,10 +84,9 @@ class DFF(Method):
 
     @classmethod
     def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
-        from benchmark.methods.backbones import missing_imagenet_weights
+        from benchmark.methods.feature_backbones import missing_weights
 
-        params = params or {}
-        return missing_imagenet_weights(str(params.get("arch", "vgg19")), str(params.get("weights", "imagenet")))
+        return missing_weights(params)
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:

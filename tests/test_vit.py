@@ -305,3 +305,22 @@ def test_bench_features_runs_for_a_vit_against_timm():
     assert difference < 2e-3  # float16 rounding only: the same features as timm's forward
     with pytest.raises(UserError, match="overlapping"):
         BENCHES.get("features")(arch="dino_vits8", stride=4)
+
+
+@pytest.mark.parametrize("method", ["kmeans", "dff"])
+def test_missing_weights_names_the_chosen_backbone(method, tmp_path, monkeypatch):
+    """`benchmark list` and run's synthetic fallback ask the method what it misses: for a ViT backbone that is the
+    DINO/DINOv2 release, not the VGG19 ImageNet file (even when the VGG file is present)."""
+    from benchmark.core.registry import METHODS
+    from benchmark.methods.backbones import imagenet_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    cls = METHODS.get(method)
+    vgg_file = imagenet_weights_path("vgg19")
+    vgg_file.parent.mkdir(parents=True, exist_ok=True)
+    vgg_file.write_bytes(b"present")
+    assert cls.missing_weights({}) is None
+    assert "dino_vits8" in cls.missing_weights({"backbone": "dino_vits8"})
+    assert cls.missing_weights({"backbone": "dino_vits8", "weights": "random"}) is None
