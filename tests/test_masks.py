@@ -56,6 +56,46 @@ def test_fgbg_rejects_bad_settings():
         resolve_config("tiny", outputs=3)
     with pytest.raises(UserError, match="unknown fgbg preset"):
         resolve_config("huge")
+    with pytest.raises(UserError, match="optimizer must be one of sgd, adam"):
+        resolve_config("tiny", optimizer="rmsprop")
+    with pytest.raises(UserError, match="warmup_steps must be >= 0"):
+        resolve_config("tiny", warmup_steps=-1)
+
+
+def test_fgbg_presets_build_their_optimisers():
+    """paper: the DeepLab SGD recipe without warm-up; tiny: Adam with a warm-up (the faster learner from
+    random weights on a CPU); both keep the classifier's 10x learning rate."""
+    from benchmark.methods.fgbg import OPTIMIZER_FACTORIES, resolve_config
+    from benchmark.methods.training import ParamGroup, TrainConfig
+
+    net = torch.nn.Conv2d(3, 2, 1)
+    groups = [ParamGroup("backbone", [net.weight]), ParamGroup("classifier", [net.bias], lr_mult=10.0)]
+    paper, tiny = resolve_config("paper"), resolve_config("tiny")
+    assert (paper.optimizer, paper.warmup_steps, tiny.optimizer) == ("sgd", 0, "adam") and tiny.warmup_steps > 0
+    for config, kind in ((paper, torch.optim.SGD), (tiny, torch.optim.Adam)):
+        train_config = TrainConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                                   weight_decay=config.weight_decay, warmup_steps=config.warmup_steps)
+        optimizer = OPTIMIZER_FACTORIES[config.optimizer](groups, train_config)
+        assert type(optimizer) is kind
+        assert [g["lr_mult"] for g in optimizer.param_groups] == [1.0, 10.0]
+        assert all(g["weight_decay"] == config.weight_decay for g in optimizer.param_groups)
+
+
+def test_tiny_fgbg_learns_the_synthetic_foreground(tmp_path):
+    """The ``tiny`` preset as shipped (default synthetic data, default schedule, ~1 min on two cores) learns
+    the foreground: IoU on the 200 test images well above the trivial predictors (all-foreground: 0.125).
+    Measured 0.536 (docs/masks.md#measured); the bar leaves room for other CPUs' rounding. The issue's 0.8
+    is out of reach for this budget: see the resolution ceiling and learning curves in docs/masks.md."""
+    run = tmp_path / "run"
+    trained = invoke("train", "-m", "fgbg", "-d", "synthetic", "--preset", "tiny", "--init", "random",
+                     "--out", run, "-q")
+    assert trained.exit_code == 0, trained.output
+    scored = invoke("masks", "score", "-d", "synthetic", "--masks", f"model:{run / 'model.pt'}",
+                    "--out", tmp_path / "scores", "-q")
+    assert scored.exit_code == 0, scored.output
+    path = Path(scored.output.strip().splitlines()[-1].split("-> ")[1])
+    rows = {r["metric"]: float(r["value"]) for r in csv.DictReader(open(path))}
+    assert rows["mask_iou"] >= 0.45 and rows["mask_precision"] >= 0.6 and rows["mask_recall"] >= 0.5, rows
 
 
 def test_fgbg_one_logit_objective_and_two_class_agree_on_the_decision():

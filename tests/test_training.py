@@ -15,6 +15,7 @@ from benchmark.methods.training import (DataOrder, ParamGroup, TrainConfig, Trai
                                         load_state_dict_strict, poly_lr)
 from benchmark.methods.training.checkpoint import checkpoint_path, list_checkpoints
 from benchmark.methods.training.loop import build_optimizer
+from benchmark.methods.training.schedule import set_lrs, warmup_factor
 
 
 class Killed(Exception):
@@ -52,6 +53,30 @@ def test_poly_lr_hand_values():
     assert math.isclose(poly_lr(1e-5, 50000, 100000, 0.9), 1e-5 * 0.5 ** 0.9, rel_tol=1e-12)
     assert math.isclose(poly_lr(1.0, 99999, 100000, 0.9), (1e-5) ** 0.9, rel_tol=1e-9)
     assert poly_lr(1.0, 100000, 100000) == 0.0 and poly_lr(1.0, 200000, 100000) == 0.0
+
+
+def test_warmup_ramps_linearly_then_leaves_the_poly_schedule_alone():
+    assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0  # 0 = no warm-up, the references' behaviour
+    with pytest.raises(ValueError, match="warmup_steps"):
+        warmup_factor(0, -1)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        config(warmup_steps=-2)
+    model = TinyNet()
+    fixed = torch.nn.Parameter(torch.zeros(1))
+    opt = build_optimizer(groups(model) + [ParamGroup("fixed", [fixed], lr=0.3)], config())
+    base = set_lrs(opt, 0.1, 1, 10, 0.9, warmup_steps=4)
+    assert math.isclose(base, 0.1 * (1 - 1 / 10) ** 0.9 * 0.5, rel_tol=1e-12)
+    # lr_mult on top of the warm-up; a constant-lr group stays outside both
+    assert [g["lr"] for g in opt.param_groups] == [base, base * 10.0, 0.3]
+    assert set_lrs(opt, 0.1, 6, 10, 0.9, warmup_steps=4) == poly_lr(0.1, 6, 10, 0.9)
+
+
+def test_warmup_is_logged_per_step(tmp_path):
+    train(tmp_path / "run", steps=5, max_iter=10, lr=0.1, warmup_steps=3)
+    rows = read_log(tmp_path / "run" / "train_log.csv")[1:]
+    expected = [0.1 * (1 - s / 10) ** 0.9 * min(1.0, (s + 1) / 3) for s in range(5)]
+    assert [float(r[1]) for r in rows] == pytest.approx(expected, rel=1e-6)
 
 
 def test_optimizer_groups_and_duplicates():
@@ -110,6 +135,23 @@ def test_resume_refuses_changed_configuration(tmp_path):
         train(tmp_path / "empty", resume=True)
     with pytest.raises(UserError, match="already holds a training run.*--resume"):
         train(tmp_path / "run")
+
+
+def test_resume_accepts_a_checkpoint_older_than_a_new_knob_only_at_its_default(tmp_path):
+    """A checkpoint written before ``warmup_steps`` existed lacks the key: resuming at the default (0)
+    changes nothing and is allowed; a non-default value is a real change and is refused."""
+    from benchmark.methods.training import checkpoint as ckpt
+
+    with pytest.raises(Killed):
+        train(tmp_path / "run", loss=killing(noisy_loss, 4))
+    path = ckpt.latest_checkpoint(tmp_path / "run")
+    state = torch.load(path, weights_only=True)
+    del state["config"]["warmup_steps"]
+    torch.save(state, path)
+    with pytest.raises(UserError, match="warmup_steps: checkpoint None vs now 2"):
+        train(tmp_path / "run", resume=True, warmup_steps=2)
+    _, result = train(tmp_path / "run", resume=True)
+    assert result.resumed_from == 3 and result.steps == 7
 
 
 def test_corrupted_checkpoint_names_file_and_keeps_previous(tmp_path):

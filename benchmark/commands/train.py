@@ -158,7 +158,8 @@ def preset_rows() -> list[tuple[str, str]]:
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out (exactly).")
 @opt.single_seed_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@opt.num_workers_option(4)
+# Up to 4 loader processes, never more than the machine's cores (more only contend with the training step).
+@opt.num_workers_option(min(4, os.cpu_count() or 1))
 @opt.quiet_option()
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Any other method parameter, e.g. -p legacy_positive=false -p lambda_equivariance=5.7e4.")

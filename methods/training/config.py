@@ -24,6 +24,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     max_iter: int | None = None
+    warmup_steps: int = 0  # linear warm-up of the scheduled groups over the first steps (0 = none, as the references)
     clip_grad_norm: float | None = 5.0
     checkpoint_every: int = 5000
     keep_checkpoints: int = 0  # 0 = keep every periodic checkpoint (the reference keeps them all)
@@ -39,6 +40,8 @@ class TrainConfig:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.amp not in (None, "bf16"):

@@ -6,7 +6,8 @@ A method supplies a model, its parameter groups and a loss function
 
 * the global RNGs (Python, NumPy, torch) seeded from (seed, rank) at the start of a fresh run, so dropout
   and dataset-side augmentation follow the run's seed;
-* SGD (momentum, weight decay per group) with the poly schedule recomputed before every step;
+* SGD (momentum, weight decay per group) with the poly schedule recomputed before every step (and an
+  optional linear warm-up, ``warmup_steps``);
 * optional bf16 autocast and ``torch.compile`` of the model;
 * global-norm gradient clipping (``clip_grad_norm_(model.parameters(), c)`` as the references do), per
   clip group when groups name one (SCOPS clips its network and its part basis separately);
@@ -55,9 +56,10 @@ LossFn = Callable[[nn.Module, Batch, StepInfo], "tuple[Tensor, dict[str, Tensor]
 OptimizerFactory = Callable[[list[ParamGroup], TrainConfig], torch.optim.Optimizer]
 
 
-def build_optimizer(groups: list[ParamGroup], config: TrainConfig) -> torch.optim.SGD:
-    """SGD over the named groups; a parameter listed twice is an error (SCOPS's duplicated-parameter bug
-    must not come back silently)."""
+def optimizer_groups(groups: list[ParamGroup], config: TrainConfig) -> list[dict[str, Any]]:
+    """The ``torch.optim`` parameter groups of the named groups (with the keys the schedule and clipping
+    read); a parameter listed twice is an error (SCOPS's duplicated-parameter bug must not come back
+    silently)."""
     seen: dict[int, str] = {}
     param_groups = []
     for group in groups:
@@ -75,7 +77,13 @@ def build_optimizer(groups: list[ParamGroup], config: TrainConfig) -> torch.opti
                              "weight_decay": config.weight_decay if group.weight_decay is None else group.weight_decay})
     if not param_groups:
         raise ValueError("no trainable parameters")
-    return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return param_groups
+
+
+def build_optimizer(groups: list[ParamGroup], config: TrainConfig) -> torch.optim.SGD:
+    """SGD over the named groups (:func:`optimizer_groups`)."""
+    return torch.optim.SGD(optimizer_groups(groups, config), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
 
 
 def _seed_global_rngs(seed: int) -> None:
@@ -136,6 +144,10 @@ class Trainer:
     def _check_config(self, stored: dict[str, Any], source: Path) -> None:
         current = _flatten(json.loads(json.dumps(self.config.to_dict(), default=str)))
         stored = _flatten(json.loads(json.dumps(stored, default=str)))
+        # A knob added after the checkpoint was written is absent from it; at its default it changes nothing.
+        defaults = TrainConfig(steps=1, batch_size=1, lr=0.0).to_dict()
+        added = {k: v for k, v in current.items() if k in defaults and k not in stored and v == defaults[k]}
+        stored = {**added, **stored}
         differing = sorted(k for k in set(current) | set(stored)
                            if k.rsplit(".", 1)[-1] not in TrainConfig.RESUMABLE_CHANGES
                            and current.get(k) != stored.get(k))
@@ -292,7 +304,7 @@ class Trainer:
                                                    rank=env.rank, num_workers=cfg.num_workers,
                                                    image_size=cfg.image_size, pin_memory=device.type == "cuda"))
                 batch = next(iterator).to(device, non_blocking=True)
-                lr = set_lrs(optimizer, cfg.lr, step, cfg.schedule_horizon, cfg.poly_power)
+                lr = set_lrs(optimizer, cfg.lr, step, cfg.schedule_horizon, cfg.poly_power, cfg.warmup_steps)
                 info = StepInfo(step=step, generator=_step_generator(device, self.seed, step, env.rank),
                                 shared_generator=_step_generator(device, self.seed, step, "shared"),
                                 rank=env.rank, world_size=env.world_size)

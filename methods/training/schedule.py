@@ -1,4 +1,4 @@
-"""The poly learning-rate schedule of DeepLab (used by unsup-parts and SCOPS)."""
+"""The poly learning-rate schedule of DeepLab (used by unsup-parts and SCOPS), with an optional linear warm-up."""
 
 from __future__ import annotations
 
@@ -15,11 +15,21 @@ def poly_lr(base_lr: float, step: int, max_iter: int, power: float = 0.9) -> flo
     return float(base_lr) * (max(frac, 0.0) ** float(power))
 
 
-def set_lrs(optimizer, base_lr: float, step: int, max_iter: int, power: float) -> float:
-    """Set every group's ``lr`` to ``poly_lr(...) * group['lr_mult']`` (or its ``constant_lr``); returns
-    the base LR of the step.
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """``(step + 1) / warmup_steps`` for the first ``warmup_steps`` 0-based steps, then 1 (0 = no warm-up).
+
+    The references have no warm-up; it exists for optimisers whose first steps from random weights are
+    too large (the ``fgbg`` ``tiny`` preset's Adam)."""
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    return 1.0 if step >= warmup_steps else float(step + 1) / float(warmup_steps)
+
+
+def set_lrs(optimizer, base_lr: float, step: int, max_iter: int, power: float, warmup_steps: int = 0) -> float:
+    """Set every group's ``lr`` to ``poly_lr(...) * warmup_factor(...) * group['lr_mult']`` (or its
+    ``constant_lr``); returns the base LR of the step.
     Plain Python floats: no device work, no host sync."""
-    lr = poly_lr(base_lr, step, max_iter, power)
+    lr = poly_lr(base_lr, step, max_iter, power) * warmup_factor(step, warmup_steps)
     for group in optimizer.param_groups:
         if group.get("constant_lr") is not None:  # a group outside the schedule (ParamGroup.lr)
             group["lr"] = group["constant_lr"]
