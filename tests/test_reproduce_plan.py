@@ -80,14 +80,9 @@ def test_every_shipped_plan_dry_runs_against_fixture_trees(name, fixture_roots, 
     assert "report" in result.output
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
     if name != "synthetic":
-        # No ImageNet weights and no fg/bg model here: blocked, naming the input and how to provide it.
+        # No ImageNet weights here: blocked, naming the input and how to provide it.
         assert "blocked because:" in result.output
         assert "no --data-root" not in result.output
-        from benchmark.reproduce.graph import fgbg_available
-
-        if name in ("supp-k", "baselines") and not fgbg_available():
-            assert "blocked  fgbg-train/cub" in result.output
-            assert "the fg/bg mask model is not part of this partbench version" in result.output
     else:
         assert "blocked" not in result.output.split("steps:")[1].splitlines()[0] or " 0 blocked" in result.output
 

@@ -3,6 +3,7 @@ process pool and the submitit path give the same tables, and a killed synthetic 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -201,7 +202,14 @@ def test_slurm_submission_has_dependencies_and_resources_per_step_kind(tmp_path)
     params, waits = plan["tables/synthetic-methods"]
     assert params["gpus_per_node"] == 0 and "slurm_partition" not in params
     assert len(waits) == 8 and all(w.startswith("evaluate/") for w in waits)
-    assert plan["report"][1] and all(w.startswith(("tables/", "figures/")) for w in plan["report"][1])
+    assert plan["report"][1] and all(w.startswith(("tables/", "figures/", "masks-score/")) for w in plan["report"][1])
+    assert {"masks-score/synthetic", "masks-score/unsupervised-spectral-random/synthetic"} <= set(plan["report"][1])
+    # The mask steps: the fg/bg model trains on a GPU, its masks are predicted after it, evaluations wait for both.
+    params, waits = plan["fgbg-train/synthetic"]
+    assert waits == [] and params["gpus_per_node"] == 1 and params["name"] == "partbench-fgbg-train"
+    assert plan["masks-predict/synthetic"][1] == ["fgbg-train/synthetic"]
+    assert sorted(plan["evaluate/ours/synthetic/K4/seed0/legacy/fgbg"][1]) == ["masks-predict/synthetic",
+                                                                             "train/ours/synthetic/K4/seed0"]
     # Without Slurm on this machine the slurm cluster is a clear error, before anything is submitted.
     result = invoke("synthetic", "--executor", "slurm", "--out", tmp_path / "x", "--cache-dir", tmp_path / "cache")
     assert result.exit_code == 2 and "sbatch is not available" in result.output and "cluster=local" in result.output
@@ -239,17 +247,23 @@ def test_synthetic_plan_fills_every_cell_and_a_killed_run_resumes(tmp_path):
         assert f"start {step_id}\n" not in result.output
     tables = [t for path in sorted((out / "tables").glob("*.json")) for t in json.loads(path.read_text())["tables"]]
     assert {t["experiment"] for t in tables} == {"synthetic-methods", "synthetic-k", "synthetic-seeds",
-                                                 "synthetic-ablation"}
+                                                 "synthetic-ablation", "synthetic-masks", "synthetic-unsup-masks"}
     for table in tables:
         assert table["rows"] and all(cell not in ("", "–") for row in table["rows"] for cell in row), table
+    # Every mask source of the plan was evaluated with, and its quality is in the report.
+    sources = {t["masks"] for t in tables if t["experiment"] == "synthetic-masks"}
+    assert sources == {"gt", "fgbg", "unsupervised:spectral-random"}, sources
+    scored = {r["masks"].split(":")[0] + ":" + r["metric"] for path in (out / "runs" / "synthetic" / "masks").glob("*.csv")
+              for r in csv.DictReader(open(path))}
+    assert scored == {f"{s}:{m}" for s in ("predicted", "unsupervised")
+                      for m in ("mask_iou", "mask_precision", "mask_recall")}
+    html = (out / "report.html").read_text()
+    assert "Mask quality" in html and "unsupervised:spectral-random" in html
+    assert "train/ours/synthetic/K4/seed0/trained-on-unsupervised-spectral-random" in html
     assert (out / "report.html").is_file() and len(list((out / "figures").glob("*.png"))) == 2
 
 
-def test_generated_mask_sources_when_the_fgbg_commands_exist(tmp_path):
-    from benchmark.reproduce.graph import fgbg_available
-
-    if not fgbg_available():
-        pytest.skip("this partbench has no fg/bg mask commands (benchmark masks predict)")
+def test_generated_mask_sources(tmp_path):
     plan = tmp_path / "masks.toml"
     plan.write_text(TINY.replace('["rnd", "km"]', '["rnd"]').replace('"0-1"', '"0"')
                     .replace('["legacy", "corrected"]', '["corrected"]\nmasks = ["unsupervised:spectral-random"]'))

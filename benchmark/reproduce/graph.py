@@ -3,7 +3,9 @@
 Step kinds, in the order they feed each other (resources per kind in :mod:`.executors`):
 
 1. ``fgbg-train``    -- the fg/bg mask model of one dataset (variant), when a mask source is ``fgbg``;
-2. ``masks-predict`` -- that model's masks for the splits an evaluation reads;
+2. ``masks-predict`` -- that model's masks for the splits an evaluation reads; ``masks-score`` -- the mask
+   quality (IoU, precision, recall against the annotated masks) of every ``fgbg`` and ``unsupervised:NAME``
+   source, shown in the report;
 3. ``train``         -- a part method that trains (``ours``, ``scops``) per (dataset, K, seed, parameters),
    into the same content-keyed cache ``benchmark run`` uses, so a trained model is found by both;
 4. ``evaluate``      -- one :func:`benchmark.runner.run` per (method, dataset, K, seed, protocol, mask source),
@@ -159,17 +161,10 @@ def _mask_label(source: str) -> str:
     return source.split(":", 1)[0] + (f"-{Path(source.split(':', 1)[1]).name}" if ":" in source else "")
 
 
-def fgbg_available() -> bool:
-    """Whether this partbench has the fg/bg mask model and ``benchmark masks predict`` (issue 10)."""
-    from benchmark.cli import cli
-
-    masks = cli.commands.get("masks")
-    return masks is not None and "predict" in getattr(masks, "commands", {})
-
-
-FGBG_MISSING = ("the fg/bg mask model is not part of this partbench version (`benchmark train -m fgbg` and "
-                "`benchmark masks predict` are not available); use masks = [\"gt\"] or a folder of predicted "
-                "masks (masks = [\"predicted:DIR\"])")
+def _trained_on(train_masks: str) -> str:
+    """The step-id suffix of a training on other masks than the GT (ids stay readable and distinct from the
+    same cell trained on GT masks)."""
+    return "" if train_masks == "gt" else f"/trained-on-{_mask_label(train_masks)}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,7 +215,7 @@ class _Builder:
     def fgbg_steps(self, experiment: Experiment, dataset: str, options: dict, root: str | None,
                    missing_root: str | None, splits: tuple[str, ...], label: str) -> Step:
         given = _given_checkpoint(self.settings, "fgbg", "fgbg", dataset, options, None, None)
-        blocked = missing_root or (None if fgbg_available() else FGBG_MISSING)
+        blocked = missing_root
         if given:
             model_key, model_step = f"file:{file_digest(given)}", None
         else:
@@ -237,11 +232,18 @@ class _Builder:
         predict = self.add(Step(f"masks-predict/{label}", "masks-predict", key,
                                 (model_step.id,) if model_step else (), spec, blocked=blocked))
         # Mask quality (IoU, precision, recall against the annotated masks) for the report.
-        score = {k: spec[k] for k in ("dataset", "root", "options", "out")}
+        score = {**{k: spec[k] for k in ("dataset", "root", "options")}, "masks": f"predicted:{spec['out']}"}
         self.scores.append(self.add(Step(f"masks-score/{label}", "masks-score",
                                          content_key({"kind": "masks-score", "masks": key, "v": GRAPH_VERSION}),
                                          (predict.id,), score, blocked=blocked)).id)
         return predict
+
+    def score_source(self, source: str, cell: "_Cell", blocked: str | None) -> None:
+        """Mask quality of a training-free source (``unsupervised:NAME``) on the cell's dataset, for the report."""
+        spec = {"dataset": cell.dataset, "root": cell.root, "options": cell.options, "masks": source}
+        key = content_key({"kind": "masks-score", **spec, "v": GRAPH_VERSION})
+        label = f"masks-score/{source.replace(':', '-')}/{cell.shown}"
+        self.scores.append(self.add(Step(label, "masks-score", key, (), spec, blocked=blocked)).id)
 
     def train_step(self, experiment: Experiment, label: str, dataset: str, options: dict, root: str | None,
                    missing_root: str | None, num_parts: int, seed: int, shown: str) -> tuple[Step | None, str | None, str]:
@@ -263,11 +265,9 @@ class _Builder:
                 and callable(getattr(cls, "cache_key", None))):
             return None, None, "none"
         shown = shown if options == eval_options else dataset_label(dataset, options)
-        step_id = f"train/{label}/{shown}/K{num_parts}/seed{seed}"
+        step_id = f"train/{label}/{shown}/K{num_parts}/seed{seed}" + _trained_on(experiment.train_masks)
         blocked = missing_root or _unavailable(spec.method, spec.params, num_parts)
         train_masks = experiment.train_masks
-        if train_masks != "gt" and not fgbg_available():
-            blocked = blocked or f"training with masks {train_masks}: " + FGBG_MISSING
         description = {"method": spec.method, "params": spec.params, "dataset": dataset, "root": root,
                        "options": options, "num_parts": num_parts, "seed": seed,
                        "protocol": experiment.train_protocol, "masks": train_masks}
@@ -325,8 +325,8 @@ class _Builder:
                                                            "the predicted masks there (or use masks \"fgbg\" to "
                                                            "predict them)")
             return f"predicted:{folder}", f"predicted:{_folder_digest(folder)}", [], None
-        if source.startswith("unsupervised:") and not fgbg_available():
-            return source, source, [], f"mask source {source}: " + FGBG_MISSING
+        if source.startswith("unsupervised:"):
+            self.score_source(source, cell, cell.missing_root)
         return source, source, [], None
 
     def evaluation(self, cell: "_Cell", training: tuple, protocol: str, source: str) -> Step | None:
@@ -350,7 +350,8 @@ class _Builder:
         description["params"] = spec.params  # the trained weights enter through weights_key
         key = content_key({"kind": "evaluate", "config": description, "weights": weights_key, "masks": masks_key,
                            "examples": EXAMPLES, "harness": HARNESS_VERSION, "v": GRAPH_VERSION})
-        step_id = f"evaluate/{cell.label}/{cell.shown}/K{cell.num_parts}/seed{cell.seed}/{protocol}/{_mask_label(source)}"
+        step_id = (f"evaluate/{cell.label}/{cell.shown}/K{cell.num_parts}/seed{cell.seed}/{protocol}/"
+                   f"{_mask_label(source)}" + (_trained_on(cell.experiment.train_masks) if train else ""))
         return self.add(Step(step_id, "evaluate", key, tuple(([train.id] if train else []) + mask_deps), {
             "config": _config_dict(config), "label": cell.label, "experiment": cell.experiment.name,
             "mask_source": source, "examples": EXAMPLES, "dataset_label": cell.shown}, blocked=blocked))

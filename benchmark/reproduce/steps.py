@@ -56,9 +56,8 @@ def _train(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
     model = Path(spec["model"])
     if spec["masks"] != "gt":
         data = build_dataset(spec["dataset"], data_root=spec["root"], split="train", view="train",
-                             protocol=spec["protocol"], masks=_generated_masks(spec, settings, device),
+                             protocol=spec["protocol"], masks=_training_masks(spec, settings, device),
                              options=spec["options"])
-        data.mask_source = spec["masks"]
         method.train(data, out_dir=model.parent, resume=latest_checkpoint(model.parent) is not None,
                      seed=spec["seed"], device=device, keep_checkpoints=1)
     else:
@@ -101,16 +100,17 @@ def _evaluate(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
                      "seed": config["seed"], "run_wall_s": first.get("wall_time_s")}
 
 
-def _generated_masks(spec: dict, settings: Settings, device: str) -> str:
-    """``predicted:DIR`` of the training split's masks from a generated source (the fg/bg area's cache)."""
-    from benchmark import runner
+def _training_masks(spec: dict, settings: Settings, device: str):
+    """The generated source (``unsupervised:NAME``) prepared for the training split's images in the plan's
+    cache, as ``benchmark train --masks`` prepares it."""
+    from benchmark.core.registry import DATASETS
+    from benchmark.maskgen import prepared
+    from benchmark.runner import build_dataset
 
-    generate = getattr(runner, "generated_masks", None)
-    if generate is None:
-        raise UserError(f"training masks {spec['masks']}: this partbench has no generated mask sources")
-    config = runner.RunConfig(method=spec["method"], dataset=spec["dataset"], data_root=spec["root"], split="train",
-                              protocol=spec["protocol"], masks=spec["masks"], dataset_options=spec["options"])
-    return generate(spec["masks"], config, device=device, progress=not settings.quiet, cache_dir=settings.cache_dir)
+    images = build_dataset(spec["dataset"], data_root=spec["root"], split="train",
+                           view=DATASETS.get(spec["dataset"]).full_view, masks="none", options=spec["options"])
+    return prepared(spec["masks"], [images], device=device, cache_dir=settings.cache_dir,
+                    progress=not settings.quiet)
 
 
 def _cli(args: list[str]) -> None:
@@ -154,9 +154,10 @@ def _masks_predict(step: Step, settings: Settings, device: str) -> tuple[Any, di
 def _masks_score(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
     """IoU, precision and recall of the predicted masks: result rows the report shows as mask quality."""
     spec = step.spec
-    _cli(["masks", "score", "--masks", f"predicted:{spec['out']}", *_option_args(spec), "--split", "test",
-          "--out", str(Path(settings.out_dir) / "runs"), "--device", device, "--cache-dir", settings.cache_dir])
-    return {}, {"dataset": spec["dataset"], "masks": spec["out"]}
+    _cli(["masks", "score", "--masks", spec["masks"], *_option_args(spec), "--split", "test",
+          "--out", str(Path(settings.out_dir) / "runs"), "--device", device, "--cache-dir", settings.cache_dir]
+         + (["-q"] if settings.quiet else []))
+    return {}, {"dataset": spec["dataset"], "masks": spec["masks"]}
 
 
 def _tables(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
