@@ -217,3 +217,42 @@ def test_published_numbers_sit_only_beside_cells_with_their_kind_of_masks(tmp_pa
                               'metric = "nmi"\nmean = 1.0\nmasks = "gt"\n')
     number = published_numbers(None, load_plan(str(path)).published)[("rnd", "synthetic", 4, "nmi")]
     assert number.matches("gt") and not number.matches("fgbg")
+
+
+def test_mask_quality_is_blocked_only_where_the_tree_lacks_ground_truth_masks(tmp_path):
+    """A CUB tree without `segmentations/` (a separate download) evaluates with training-free masks, but the
+    mask-quality step has nothing to score against: it is blocked with the reason, everything else is to do."""
+    from test_datasets_cub import write_tree
+
+    plan = _write(tmp_path, """\
+description = "unsupervised masks on CUB"
+[[experiment]]
+name = "u"
+title = "u"
+methods = ["random"]
+datasets = ["cub"]
+protocols = ["corrected"]
+masks = ["unsupervised:spectral-random"]
+metrics = ["fg_nmi"]
+figures = false
+""")
+    bare = write_tree(tmp_path / "bare" / "CUB_200_2011", segment_ids=())
+    result = invoke(plan, "--dry-run", "--data-root", f"cub={bare}", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "blocked  masks-score/unsupervised-spectral-random/cub" in result.output
+    assert "to do    evaluate/random/cub/K4/seed0/corrected/unsupervised-spectral-random" in result.output
+    assert "mask quality on cub needs its ground-truth masks" in result.output and "--skip-blocked" in result.output
+    full = write_tree(tmp_path / "full" / "CUB_200_2011")
+    result = invoke(plan, "--dry-run", "--data-root", f"cub={full}", "--out", tmp_path / "out")
+    assert result.exit_code == 0 and "to do    masks-score/unsupervised-spectral-random/cub" in result.output, result.output
+    # A real run: refused while mask quality is blocked, then --skip-blocked evaluates and reports the rest.
+    result = invoke(plan, "--data-root", f"cub={bare}", "--out", tmp_path / "run", "--cache-dir", tmp_path / "c", "-q")
+    assert result.exit_code == 2 and "--skip-blocked" in result.output
+    result = invoke(plan, "--data-root", f"cub={bare}", "--out", tmp_path / "run", "--cache-dir", tmp_path / "c", "-q",
+                    "--skip-blocked", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "tables" / "u.md").is_file() and (tmp_path / "run" / "report.html").is_file()
+    # An experiment that evaluates with GT masks still needs them: refused before any work, naming a file.
+    gt_plan = _write(tmp_path, plan.read_text().replace('masks = ["unsupervised:spectral-random"]', 'masks = ["gt"]'))
+    result = invoke(gt_plan, "--dry-run", "--data-root", f"cub={bare}", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "segmentations" in result.output and "has problems" in result.output

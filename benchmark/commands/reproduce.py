@@ -65,25 +65,40 @@ def print_graph(plan, steps, settings, echo) -> None:
                     not reason.startswith("needs ") else ""))
 
 
+def _reads_gt_masks(plan, experiment) -> bool:
+    """Whether an experiment reads the trees' ground-truth masks: it evaluates with them (``gt``), trains the
+    fg/bg model on them (``fgbg``), or trains a part method on them (``train_masks = "gt"``). Mask quality
+    also needs them, but only its own step, which the graph blocks on its own when they are missing."""
+    from benchmark.core.registry import METHODS
+
+    trains = any(getattr(METHODS.get(plan.method_spec(label).method), "requires_training", False)
+                 for label in experiment.methods)
+    return bool({"gt", "fgbg"} & set(experiment.masks)) or (trains and experiment.train_masks == "gt")
+
+
 def _check_trees(plan, roots: dict[str, str]) -> None:
-    """The quick tree check (index files parse, needed files exist) of every root the plan uses."""
+    """The quick tree check (index files parse, needed files exist) of every root the plan uses; missing
+    ground-truth masks count only for experiments that read them (a CUB tree without ``segmentations/``
+    serves keypoint metrics with generated masks)."""
     from benchmark.core.registry import DATASETS
 
     checked = set()
     for experiment in plan.experiments:
+        reads_masks = _reads_gt_masks(plan, experiment)
         for dataset in experiment.datasets:
             if dataset not in roots or not hasattr(DATASETS.get(dataset), "check_tree"):
                 continue
             for options in experiment.variants(dataset):
-                memo = (dataset, repr(sorted(options.items())))
+                memo = (dataset, repr(sorted(options.items())), reads_masks)
                 if memo in checked:
                     continue
                 checked.add(memo)
                 from benchmark.datasets._check import check_dataset
 
                 report = check_dataset(dataset, roots[dataset], deep=False, **options)
-                if report.problems:
-                    shown = "; ".join(str(p) for p in report.problems[:3])
+                problems = [p for p in report.problems if reads_masks or p.kind != "mask"]
+                if problems:
+                    shown = "; ".join(str(p) for p in problems[:3])
                     raise UserError(f"the {dataset} tree at {roots[dataset]} has problems: {shown}. Run "
                                     f"`benchmark data check -d {dataset} --data-root {roots[dataset]}` for the list")
 

@@ -177,6 +177,7 @@ class _Builder:
         self.by_key: dict[tuple[str, str], str] = {}
         self._datasets: dict[str, Any] = {}
         self.scores: list[str] = []  # masks-score steps: mask quality for the report
+        self._gt_masks: dict[str, str | None] = {}
 
     # -- helpers -------------------------------------------------------------------------------------
     def add(self, step: Step) -> Step:
@@ -211,6 +212,25 @@ class _Builder:
                                                  masks=masks, options=options)
         return self._datasets[memo]
 
+    def gt_masks_missing(self, dataset: str, root: str | None, options: dict) -> str | None:
+        """Why mask quality cannot be scored on this tree (its test split's ground-truth masks are missing or
+        damaged, e.g. a CUB tree without the separately downloaded ``segmentations/``), or None. Evaluation
+        with generated masks does not need them; only the ``masks-score`` step does."""
+        from benchmark.core.registry import DATASETS
+        from benchmark.datasets._check import check_dataset
+
+        if root is None or not hasattr(DATASETS.get(dataset), "check_tree"):
+            return None  # no tree (built-in data), or no root at all (blocked for that reason already)
+        memo = json.dumps([dataset, root, options], sort_keys=True, default=str)
+        if memo not in self._gt_masks:
+            report = check_dataset(dataset, root, deep=False, splits=("test",), **options)
+            problems = [p for p in report.problems if p.kind == "mask"]
+            self._gt_masks[memo] = None if not problems else (
+                f"mask quality on {dataset} needs its ground-truth masks, and {len(problems)} of them are missing "
+                f"or damaged in {root} (first: {problems[0]}); add them (`benchmark data check -d {dataset} "
+                f"--data-root {root}` lists them), or pass --skip-blocked to run everything else")
+        return self._gt_masks[memo]
+
     # -- steps -----------------------------------------------------------------------------------------
     def fgbg_steps(self, experiment: Experiment, dataset: str, options: dict, root: str | None,
                    missing_root: str | None, splits: tuple[str, ...], label: str) -> Step:
@@ -235,7 +255,8 @@ class _Builder:
         score = {**{k: spec[k] for k in ("dataset", "root", "options")}, "masks": f"predicted:{spec['out']}"}
         self.scores.append(self.add(Step(f"masks-score/{label}", "masks-score",
                                          content_key({"kind": "masks-score", "masks": key, "v": GRAPH_VERSION}),
-                                         (predict.id,), score, blocked=blocked)).id)
+                                         (predict.id,), score,
+                                         blocked=blocked or self.gt_masks_missing(dataset, root, options))).id)
         return predict
 
     def score_source(self, source: str, cell: "_Cell", blocked: str | None) -> None:
@@ -326,7 +347,8 @@ class _Builder:
                                                            "predict them)")
             return f"predicted:{folder}", f"predicted:{_folder_digest(folder)}", [], None
         if source.startswith("unsupervised:"):
-            self.score_source(source, cell, cell.missing_root)
+            self.score_source(source, cell, cell.missing_root or self.gt_masks_missing(cell.dataset, cell.root,
+                                                                                        cell.options))
         return source, source, [], None
 
     def evaluation(self, cell: "_Cell", training: tuple, protocol: str, source: str) -> Step | None:
