@@ -21,7 +21,7 @@ partbench uses DeepLab-v2's own recipe on the part segmenter's input size: 20000
 SGD lr 2.5e-4 (classifier 10x), momentum 0.9, weight decay 5e-4, poly power 0.9, no gradient clipping,
 ImageNet (torchvision) initialisation. ``tiny`` -- CPU, random initialisation: 96 px, batch 4, 180 steps,
 Adam lr 1e-3 (classifier 10x) with a 15-step linear warm-up, no weight decay (about a minute on two cores;
-``docs/masks.md`` gives the IoU it reaches and why 64 px cannot do better than 0.75).
+``docs/masks.md`` gives the IoU it reaches and why cross-entropy at 64 px stays near 0.75).
 
 The registered class is a :data:`benchmark.core.registry.MASK_MODELS` plug-in; ``benchmark train -m fgbg``
 calls :meth:`FgBg.train`. Its output ``model.pt`` is what ``benchmark masks predict --checkpoint`` and
@@ -87,7 +87,8 @@ class FgBgConfig:
 PRESETS: dict[str, FgBgConfig] = {
     "paper": FgBgConfig(),
     # CPU tests and laptops, from random weights (docs/masks.md#measured). 96 px input: at 64 px the output
-    # stride of 8 leaves a 9 x 9 logit map, whose best possible IoU on the synthetic foreground is 0.75.
+    # stride of 8 leaves a 9 x 9 logit map, which fitted by cross-entropy reaches only IoU 0.75 on the synthetic
+    # foreground.
     # Adam with a warm-up learns several times faster per step than the SGD recipe from random weights;
     # batch 4 gave more IoU per second than batch 8 or 2.
     "tiny": FgBgConfig(preset="tiny", steps=180, batch_size=4, image_size=96, lr=1e-3, weight_decay=0.0,
@@ -133,21 +134,17 @@ class FgBgObjective:
         return loss, {"cross_entropy": loss.detach()}
 
 
-def _adam(groups, train_config) -> torch.optim.Adam:
-    """Adam over the trainer's groups (L2 weight decay as in SGD; the poly schedule and warm-up still apply)."""
-    from benchmark.methods.training.loop import optimizer_groups
+def optimizer_factory(name: str):
+    """The trainer's optimiser factory for ``name`` (one of :data:`OPTIMIZERS`): ``sgd`` is the trainer's own
+    SGD; ``adam`` takes the same groups (L2 weight decay as in SGD; the poly schedule and warm-up still
+    apply). Imported lazily: the training machinery is not needed to list or load the plug-in."""
+    from benchmark.methods.training.loop import build_optimizer, optimizer_groups
 
-    return torch.optim.Adam(optimizer_groups(groups, train_config), lr=train_config.lr,
-                            weight_decay=train_config.weight_decay)
+    def adam(groups, train_config) -> torch.optim.Adam:
+        return torch.optim.Adam(optimizer_groups(groups, train_config), lr=train_config.lr,
+                                weight_decay=train_config.weight_decay)
 
-
-def _sgd(groups, train_config) -> torch.optim.SGD:
-    from benchmark.methods.training.loop import build_optimizer
-
-    return build_optimizer(groups, train_config)
-
-
-OPTIMIZER_FACTORIES = {"sgd": _sgd, "adam": _adam}
+    return {"sgd": build_optimizer, "adam": adam}[name]
 
 
 @register_mask_model("fgbg")
@@ -253,7 +250,7 @@ class FgBg(Plugin):
 
         trainer = Trainer(model, groups, FgBgObjective(config), train_config, out_dir=out_dir, device=device,
                           seed=seed, progress=self.context.progress,
-                          optimizer_factory=OPTIMIZER_FACTORIES[config.optimizer],
+                          optimizer_factory=optimizer_factory(config.optimizer),
                           description=f"fgbg/{getattr(data, 'name', 'data')}")
         result = trainer.fit(data, resume=resume)
         self.model_ = model.eval()

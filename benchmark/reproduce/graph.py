@@ -263,7 +263,7 @@ class _Builder:
         """Mask quality of a training-free source (``unsupervised:NAME``) on the cell's dataset, for the report."""
         spec = {"dataset": cell.dataset, "root": cell.root, "options": cell.options, "masks": source}
         key = content_key({"kind": "masks-score", **spec, "v": GRAPH_VERSION})
-        label = f"masks-score/{source.replace(':', '-')}/{cell.shown}"
+        label = f"masks-score/{_mask_label(source)}/{cell.shown}"
         self.scores.append(self.add(Step(label, "masks-score", key, (), spec, blocked=blocked)).id)
 
     def train_step(self, experiment: Experiment, label: str, dataset: str, options: dict, root: str | None,
