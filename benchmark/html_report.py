@@ -98,15 +98,11 @@ def build_html(paths: Iterable[str | Path], title: str = "partbench results") ->
     import pandas as pd
 
     from benchmark.report import tables as summary_tables
-    from benchmark.results import find_result_files, read_rows
+    from benchmark.results import read_result_files
 
     folders = _folders(paths)
-    files = []
-    try:
-        files = find_result_files(folders)
-    except UserError:
-        files = []
-    rows = [row for f in files for row in read_rows(f)]
+    # A folder may hold only reproduction tables; a damaged or duplicated result file is still refused.
+    rows = read_result_files(folders, required=False)
     df = pd.DataFrame(rows) if rows else None
     mask_rows = df[df["metric"].astype(str).str.startswith(MASK_METRIC_PREFIXES)] if df is not None else None
     part_rows = df.drop(mask_rows.index) if df is not None else None

@@ -309,6 +309,9 @@ class MaskScore:
     """Streaming pixel counts of a predicted foreground against the ground truth: IoU, precision, recall
     pooled over every pixel of the split (exact integer counts, no per-image averaging)."""
 
+    metrics = ("mask_iou", "mask_precision", "mask_recall")
+    value_range = (0.0, 1.0)  # every one is a ratio of pixel counts (see Metric.value_range)
+
     def __init__(self) -> None:
         self.tp = self.fp = self.fn = self.pixels = self.images = 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -39,6 +40,16 @@ def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+#: What makes a result row one number of one run: a second row with the same values would be averaged in
+#: as if it were another seed (a copied file, a re-run under another output folder).
+RUN_IDENTITY = ("method", "method_params", "dataset", "dataset_options", "split", "protocol", "masks",
+                "num_parts", "seed", "metric")
+
+
+def run_identity(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(row.get(column, "")) for column in RUN_IDENTITY)
+
+
 def _damaged(path: Path, why: str) -> UserError:
     return UserError(f"damaged result file {path}: {why}; delete it and run the command that wrote it again")
 
@@ -49,11 +60,14 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     row, or missing rows, is refused by name)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a file saved by a spreadsheet (Excel) starts with a byte-order mark; it is legal CSV.
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise UserError(f"cannot read result file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise _damaged(path, f"not UTF-8 text ({exc.reason})") from None
+    if "\0" in text:
+        raise _damaged(path, "it holds NUL bytes (binary, not a CSV)")
     try:
         reader = csv.DictReader(io.StringIO(text), restkey="_extra")
         fields = reader.fieldnames or []
@@ -68,6 +82,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
                              "partbench?)")
     if not rows:
         raise _damaged(path, "it holds no rows")
+    seen: dict[tuple, int] = {}  # run_identity -> line
     for number, row in enumerate(rows, start=1):
         line = number + 1
         if "_extra" in row or any(row.get(column) is None for column in fields):
@@ -82,24 +97,72 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
                     row[key] = int(row[key])
         except ValueError as exc:
             raise _damaged(path, f"line {line}: malformed value ({exc})") from None
+        _check_value(path, line, row["metric"], row["value"])
+        identity = run_identity(row)
+        if identity in seen:
+            raise _damaged(path, f"line {line} repeats {row['metric']} of line {seen[identity]} (one row per metric "
+                                 "and run; it would be averaged in twice)")
+        seen[identity] = line
         del row[COMPLETENESS_COLUMN]
     return rows
 
 
+def metric_range(metric: str) -> tuple[float, float]:
+    """The closed interval a value of ``metric`` lies in: the registered metric's ``value_range``, the
+    mask-quality ratios' [0, 1], and any finite number for a metric not installed here."""
+    from benchmark.core.errors import UnknownNameError
+    from benchmark.core.registry import METRICS
+    from benchmark.maskgen import MaskScore
+
+    if metric in MaskScore.metrics:
+        return MaskScore.value_range
+    try:
+        return METRICS.get(metric).value_range
+    except UnknownNameError:
+        return (-math.inf, math.inf)
+
+
+# Room for rounding in the last bits of a stored value (an NMI of 1 computed as 1.0000000000000002).
+_RANGE_TOLERANCE = 1e-9
+
+
+def _check_value(path: Path, line: int, metric: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise _damaged(path, f"line {line}: {metric} is {value}, not a number a metric can take")
+    low, high = metric_range(metric)
+    if not low - _RANGE_TOLERANCE <= value <= high + _RANGE_TOLERANCE:
+        raise _damaged(path, f"line {line}: {metric} = {value} is outside its range [{low}, {high}]")
+
+
 def is_result_file(path: Path) -> bool:
     """Whether ``path`` starts with the result header (other CSVs in a folder, such as the tables
-    ``report`` writes or training loss logs, are not result files)."""
+    ``report`` writes or training loss logs, are not result files). A file that is not CSV text at all
+    (empty, or binary) cannot be told apart from a damaged result file and is refused by name."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            header = handle.readline()
+        with open(path, "rb") as handle:
+            first_line = handle.readline(1 << 16)
     except OSError:
         return True  # let read_rows name the problem
+    why = None
+    if not first_line.strip():
+        why = "it is empty"
+    elif b"\0" in first_line:
+        why = "it holds NUL bytes (binary)"
+    else:
+        try:
+            header = first_line.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            why = f"not UTF-8 text ({exc.reason})"
+    if why:
+        raise UserError(f"{path} is not a CSV file: {why}; delete it or move it out of the folder, then run "
+                        "the command again")
     return header.startswith("method,dataset,")
 
 
-def find_result_files(paths: Iterable[str | Path]) -> list[Path]:
+def find_result_files(paths: Iterable[str | Path], required: bool = True) -> list[Path]:
     """CSV result files named directly, or found recursively below the given directories (there, CSVs
-    that are not result files, e.g. tables written by ``report``, are left out)."""
+    that are not result files, e.g. tables written by ``report``, are left out). A file reached twice
+    (overlapping arguments) is listed once. ``required``: finding none is an error."""
     files: list[Path] = []
     for entry in paths:
         entry = Path(entry)
@@ -110,18 +173,43 @@ def find_result_files(paths: Iterable[str | Path]) -> list[Path]:
             files.append(entry)
         else:
             raise UserError(f"{entry} does not exist; pass result CSV files or directories holding them")
-    if not files:
+    if not files and required:
         raise UserError("no result files found; run `benchmark run ...` first or pass the --out directory it used")
-    return files
+    return list({file.resolve(): file for file in reversed(files)}.values())[::-1]
+
+
+
+
+def read_result_files(paths: Iterable[str | Path], required: bool = True) -> list[dict[str, Any]]:
+    """All rows of the given result files/directories, each file used once and each run once: two files
+    with the same run key, or holding the same metric of the same run and seed, are refused by name."""
+    rows: list[dict[str, Any]] = []
+    owner_of_key: dict[str, Path] = {}
+    owner_of_number: dict[tuple, Path] = {}
+    for file in find_result_files(paths, required):
+        file_rows = read_rows(file)
+        keys = {row.get("run_key") for row in file_rows} - {None, ""}
+        for key in keys:
+            if key in owner_of_key:
+                raise UserError(f"{owner_of_key[key]} and {file} hold the same run (run key {key}): one is a copy; "
+                                "delete one of them (or pass only one folder), then run report again")
+            owner_of_key[key] = file
+        for row in file_rows:
+            identity = run_identity(row)
+            if identity in owner_of_number:
+                raise UserError(f"{owner_of_number[identity]} and {file} both hold {row['metric']} of "
+                                f"{row['method']} seed {row.get('seed')} on {row['dataset']} with the same "
+                                "settings: it would count twice; delete one of them, then run report again")
+            owner_of_number[identity] = file
+        rows.extend(file_rows)
+    return rows
 
 
 def load_results(paths: Iterable[str | Path]):
-    """All rows of the given result files/directories as a pandas DataFrame."""
+    """All rows of the given result files/directories (see :func:`read_result_files`) as a DataFrame."""
     import pandas as pd
 
-    rows: list[dict[str, Any]] = []
-    for file in find_result_files(paths):
-        rows.extend(read_rows(file))
+    rows = read_result_files(paths)
     if not rows:
         raise UserError("the result files hold no rows")
     return pd.DataFrame(rows)

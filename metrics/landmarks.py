@@ -214,6 +214,7 @@ class LandmarkError(Metric):
     kind = "landmarks"
     role = "landmarks"
     higher_is_better = False
+    value_range = (0.0, float("inf"))
 
     def __init__(self, protocol: str = "corrected", ground_truth: str = "keypoints", **options: Any):
         landmark_protocol = options.get("landmark_protocol")

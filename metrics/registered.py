@@ -60,6 +60,7 @@ class FgNMI(_ClusteringMetric):
 
     role = "fg"
     score = "nmi"
+    value_range = (0.0, 1.0)
 
 
 @register_metric("fg_ari")
@@ -68,6 +69,7 @@ class FgARI(_ClusteringMetric):
 
     role = "fg"
     score = "ari"
+    value_range = (-1.0, 1.0)
 
 
 @register_metric("nmi")
@@ -76,6 +78,7 @@ class FullNMI(_ClusteringMetric):
 
     role = "full"
     score = "nmi"
+    value_range = (0.0, 1.0)
 
 
 @register_metric("ari")
@@ -84,3 +87,4 @@ class FullARI(_ClusteringMetric):
 
     role = "full"
     score = "ari"
+    value_range = (-1.0, 1.0)

@@ -12,6 +12,9 @@ it reads (``role``: ``"fg"`` or ``"full"``) and which label set of that view thr
 integer tensors. The landmark metric (``role = "landmarks"``, ``kind = "landmarks"``) is called as
 ``update(maps, batch, split="fit"|"eval")`` on the fitting split and on the evaluation split of the
 dataset's ``landmark_view``, and computes the regression error at the end.
+
+``value_range`` is the closed interval every value of the metric lies in (``(0, 1)`` for NMI, ``(-1, 1)``
+for ARI, ``(0, inf)`` for an error); ``benchmark report`` refuses a stored value outside it, or not finite.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Metric(Plugin):
     kind: ClassVar[str] = "clustering"  # "clustering" (label pairs) or "landmarks" (centres)
     role: ClassVar[str] = "fg"  # which evaluation view it reads: "fg", "full" or "landmarks"
     higher_is_better: ClassVar[bool] = True
+    value_range: ClassVar[tuple[float, float]] = (float("-inf"), float("inf"))  # closed; see the docstring
 
     def __init__(self, protocol: str | EvaluationProtocol = "corrected", ground_truth: str = "pixels",
                  **options: Any):

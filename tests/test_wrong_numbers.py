@@ -1,0 +1,137 @@
+"""Issue 23, "wrong numbers with exit 0": each case below printed a number, or took bad input, and exited 0.
+
+`report` over garbage, empty, BOM-prefixed, copied or repeated result files and impossible values; `export`
+into a folder holding an older export; degenerate saved probability maps; CUB/PASCAL annotations that
+`data check` passed but that dropped images or moved landmarks.
+"""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from benchmark.cli import cli
+from benchmark.results import RESULT_COLUMNS, read_rows, write_rows
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_error_line(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+# -- report ---------------------------------------------------------------------------------------------
+def _run_rows(seed, values=None, key=None):
+    values = values or {"fg_nmi": 0.40 + seed / 10, "ari": 0.9, "landmark_error": 0.1}
+    common = {"method": "kmeans", "dataset": "synthetic", "split": "test", "protocol": "corrected", "masks": "gt",
+              "num_parts": 4, "seed": seed, "n": 100, "method_params": '{"num_parts": 4}',
+              "dataset_options": "{}", "run_key": key or f"key{seed}"}
+    return [{**common, "metric": metric, "value": value} for metric, value in values.items()]
+
+
+def _two_seeds(tmp_path):
+    runs = tmp_path / "runs" / "synthetic" / "kmeans"
+    runs.mkdir(parents=True)
+    for seed in (0, 1):
+        write_rows(runs / f"seed{seed}-key{seed}.csv", _run_rows(seed))
+    return runs
+
+
+def _report(tmp_path):
+    return invoke("report", tmp_path / "runs", "--out", tmp_path / "tables", "--format", "csv")
+
+
+def test_report_of_two_seeds_is_the_baseline(tmp_path):
+    _two_seeds(tmp_path)
+    result = _report(tmp_path)
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "tables" / "results.csv").read_text()
+    assert "fg_nmi,45.0000,7.0711,2,100" in text
+
+
+@pytest.mark.parametrize("content, why", [(b"", "it is empty"), (b"\n\n", "it is empty"),
+                                          (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8"),
+                                          (b"method\x00\x00\x01\n", "NUL bytes"),
+                                          (b"\xff\xfe\xfa garbage\n", "not UTF-8")])
+def test_report_names_and_refuses_a_csv_that_is_not_text(tmp_path, content, why):
+    runs = _two_seeds(tmp_path)
+    bad = runs / "seed2-key2.csv"
+    bad.write_bytes(content)
+    one_error_line(_report(tmp_path), str(bad), why)
+    assert not (tmp_path / "tables").exists()
+
+
+def test_report_reads_a_result_file_saved_with_a_byte_order_mark(tmp_path):
+    runs = _two_seeds(tmp_path)
+    path = runs / "seed2-key2.csv"
+    write_rows(path, _run_rows(2, {"fg_nmi": 0.6, "ari": 0.9, "landmark_error": 0.1}))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as a spreadsheet saves it
+    assert read_rows(path)[0]["method"] == "kmeans"
+    result = _report(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "fg_nmi,50.0000,10.0000,3,100" in (tmp_path / "tables" / "results.csv").read_text()
+
+
+def test_report_refuses_a_copy_of_a_seed(tmp_path):
+    runs = _two_seeds(tmp_path)
+    copy = runs.parent / "copy" / "seed1-key1.csv"
+    copy.parent.mkdir()
+    copy.write_bytes((runs / "seed1-key1.csv").read_bytes())
+    one_error_line(_report(tmp_path), str(runs / "seed1-key1.csv"), str(copy), "key1")
+
+
+def test_report_refuses_one_run_stored_twice_under_different_keys(tmp_path):
+    runs = _two_seeds(tmp_path)
+    write_rows(runs / "seed1-other.csv", _run_rows(1, key="other"))
+    one_error_line(_report(tmp_path), "seed1-other.csv", "seed 1", "count twice")
+
+
+def test_report_passed_one_folder_twice_reads_each_file_once(tmp_path):
+    runs = _two_seeds(tmp_path)
+    result = invoke("report", tmp_path / "runs", runs, runs / "seed0-key0.csv", "--out", tmp_path / "tables",
+                    "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert "fg_nmi,45.0000,7.0711,2,100" in (tmp_path / "tables" / "results.csv").read_text()
+
+
+def test_report_refuses_a_repeated_metric_row(tmp_path):
+    runs = _two_seeds(tmp_path)
+    path = runs / "seed1-key1.csv"
+    rows = read_rows(path)
+    write_rows(path, rows + [{**rows[0], "value": 0.9}])
+    one_error_line(_report(tmp_path), str(path), "line 5 repeats fg_nmi of line 2")
+
+
+@pytest.mark.parametrize("metric, value", [("fg_nmi", "nan"), ("ari", "inf"), ("landmark_error", "-inf"),
+                                           ("fg_nmi", "1.5"), ("fg_nmi", "-0.01"), ("ari", "-1.2"),
+                                           ("landmark_error", "-0.1")])
+def test_report_refuses_a_value_no_metric_can_take(tmp_path, metric, value):
+    runs = _two_seeds(tmp_path)
+    path = runs / "seed1-key1.csv"
+    rows = read_rows(path)
+    line = 2 + [r["metric"] for r in rows].index(metric)
+    write_rows(path, [{**r, "value": value if r["metric"] == metric else r["value"]} for r in rows])
+    one_error_line(_report(tmp_path), str(path), f"line {line}: {metric}")
+
+
+def test_values_at_the_ends_of_a_range_are_kept(tmp_path):
+    runs = _two_seeds(tmp_path)
+    write_rows(runs / "seed2-key2.csv", _run_rows(2, {"fg_nmi": 1.0, "ari": -1.0, "landmark_error": 3.5}))
+    assert _report(tmp_path).exit_code == 0
+
+
+def test_every_registered_metric_declares_its_range():
+    from benchmark.core.registry import METRICS
+
+    ranges = {name: METRICS.get(name).value_range for name in METRICS.names()}
+    assert ranges["fg_nmi"] == ranges["nmi"] == (0.0, 1.0) and ranges["ari"] == ranges["fg_ari"] == (-1.0, 1.0)
+    assert ranges["landmark_error"] == (0.0, float("inf"))
+    assert RESULT_COLUMNS[-1] == "row_of"
