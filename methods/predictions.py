@@ -40,7 +40,8 @@ or a skip counted in the rows under ``-p on_missing=skip``), never replaced by a
 the result rows).
 
 **Rules when something is not said.** ``kind``: probabilities if every value is in ``[0, 1]`` and the
-channels of every pixel sum to 1 (within 1e-3), else logits. ``has_background``: true iff ``C == K + 1``
+channels of every pixel sum to 1 (within 1e-3), else logits (values in ``[0, 1]`` whose channels sum to
+1 or to 0 are probability maps with empty pixels, refused below). ``has_background``: true iff ``C == K + 1``
 with ``K`` the number of parts (``-p num_parts=K``/``--num-parts``, the json, or else ``C`` of the first
 file read). A channel count other than ``K`` or ``K + 1`` is an error.
 
@@ -49,7 +50,8 @@ its aspect ratio up to one map pixel of rounding; they are resized bilinearly to
 harness (:class:`~benchmark.core.types.PartMaps`), after which softmax/argmax are taken.
 
 **Bad input** (a missing file, a shape that does not match its image, a wrong channel count, NaN or
-infinite values, negative probabilities, a label outside ``0..K``, mixed formats within a batch) raises
+infinite values, maps that are zero everywhere, negative probabilities, probabilities whose channels sum
+to 0 at some pixel, a label outside ``0..K``, mixed formats within a batch) raises
 one :class:`~benchmark.core.errors.UserError` naming the file. With ``-p on_missing=skip`` missing files
 are skipped instead: their ids are collected (once each) in :attr:`PredictionsMethod.skipped_ids` and their
 rows of the returned scores are NaN; the runner drops every image listed in ``skipped_ids`` before scoring
@@ -307,12 +309,26 @@ class PredictionsMethod(Method):
             has_bg = self._infer_background(path, channels)
         parts = channels - int(has_bg)
         self._check_parts(path, parts, channels, has_bg)
+        if not scores.any():
+            # Zero everywhere: no part information at all (an unwritten buffer), whatever the kind says.
+            raise UserError(f"{path}: part maps are zero everywhere; save the method's real scores")
+        sums = scores.sum(axis=0, dtype=np.float64)
         if kind is None:
-            sums = scores.sum(axis=0, dtype=np.float64)
-            probs_like = scores.min() >= 0 and scores.max() <= 1 and np.abs(sums - 1).max() <= PROBS_SUM_TOL
-            kind = "probs" if probs_like else "logits"
-        if kind == "probs" and scores.min() < 0:
-            raise UserError(f"{path}: probabilities must not be negative; save logits with kind='logits'")
+            in_unit = scores.min() >= 0 and scores.max() <= 1
+            ones = np.abs(sums - 1) <= PROBS_SUM_TOL
+            if in_unit and not ones.all() and (ones | (sums <= PROBS_SUM_TOL)).all():
+                # Probabilities with empty pixels: read as logits, they would give those pixels part 0.
+                kind = "probs"
+            else:
+                kind = "probs" if in_unit and ones.all() else "logits"
+        if kind == "probs":
+            if scores.min() < 0:
+                raise UserError(f"{path}: probabilities must not be negative; save logits with kind='logits'")
+            empty = np.argwhere(sums <= 0)
+            if len(empty):
+                y, x = (int(v) for v in empty[0])
+                raise UserError(f"{path}: the probabilities of {len(empty)} pixel(s) sum to 0 (first at row {y}, "
+                                f"column {x}), so they name no part; save maps whose channels sum to 1 per pixel")
         return _Entry(path, scores, kind, bool(has_bg), align)
 
     def _read_label_png(self, path: Path, image_size: tuple[int, int]) -> _Entry:

@@ -131,7 +131,7 @@ def test_shape_not_matching_the_image(tmp_path):
 
 
 def test_coarse_maps_with_rounded_aspect_are_accepted(tmp_path):
-    np.save(tmp_path / "x.npy", np.zeros((4, 33, 26), dtype=np.float32))  # stride-8 maps of a 256x200 image
+    np.save(tmp_path / "x.npy", np.full((4, 33, 26), 2.0, dtype=np.float32))  # stride-8 maps of a 256x200 image
     assert _method(tmp_path).predict(_batch(size=(256, 200), ids=["x"])).scores.shape == (1, 4, 33, 26)
 
 
@@ -148,7 +148,7 @@ def test_ambiguous_files(tmp_path):
 
 
 def test_mixed_formats_in_a_batch(tmp_path):
-    np.save(tmp_path / "x.npy", np.zeros((4, 4, 6), dtype=np.float32))
+    np.save(tmp_path / "x.npy", np.full((4, 4, 6), 2.0, dtype=np.float32))  # logits
     np.save(tmp_path / "y.npy", np.full((4, 4, 6), 0.25, dtype=np.float32))  # looks like probabilities
     assert "one format" in _error(tmp_path, _batch(ids=["x", "y"]))
 

@@ -135,3 +135,39 @@ def test_every_registered_metric_declares_its_range():
     assert ranges["fg_nmi"] == ranges["nmi"] == (0.0, 1.0) and ranges["ari"] == ranges["fg_ari"] == (-1.0, 1.0)
     assert ranges["landmark_error"] == (0.0, float("inf"))
     assert RESULT_COLUMNS[-1] == "row_of"
+
+
+# -- -m predictions -------------------------------------------------------------------------------------
+def _predictions_error(tmp_path, maps, **saved):
+    import numpy as np
+    import torch
+
+    from benchmark.core.errors import UserError
+    from benchmark.core.registry import METHODS
+    from benchmark.core.types import Batch
+
+    np.savez(tmp_path / "x.npz", **{"scores": maps}, **saved)
+    batch = Batch(images=torch.rand(1, 3, 4, 6), ids=["x"])
+    with pytest.raises(UserError) as info:
+        METHODS.get("predictions")(dir=str(tmp_path), num_parts=4).predict(batch)
+    assert str(tmp_path / "x.npz") in str(info.value)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("kind", [None, "probs", "logits"])
+def test_predictions_refuse_all_zero_maps(tmp_path, kind):
+    import numpy as np
+
+    saved = {} if kind is None else {"kind": kind}
+    assert "zero everywhere" in _predictions_error(tmp_path, np.zeros((4, 4, 6), np.float32), **saved)
+
+
+@pytest.mark.parametrize("kind", [None, "probs"])
+def test_predictions_refuse_probabilities_that_sum_to_zero_at_a_pixel(tmp_path, kind):
+    import numpy as np
+
+    maps = np.zeros((4, 4, 6), np.float32)
+    maps[1] = 1.0
+    maps[:, 2, 3] = 0.0  # one pixel names no part
+    saved = {} if kind is None else {"kind": kind}
+    assert "1 pixel(s) sum to 0 (first at row 2, column 3)" in _predictions_error(tmp_path, maps, **saved)
