@@ -171,3 +171,53 @@ def test_predictions_refuse_probabilities_that_sum_to_zero_at_a_pixel(tmp_path, 
     maps[:, 2, 3] = 0.0  # one pixel names no part
     saved = {} if kind is None else {"kind": kind}
     assert "1 pixel(s) sum to 0 (first at row 2, column 3)" in _predictions_error(tmp_path, maps, **saved)
+
+
+# -- export owns its folder -----------------------------------------------------------------------------
+TINY = ["-d", "synthetic", "-o", "num_train=4", "-o", "num_test=4", "-o", "image_size=16", "--device", "cpu", "-q"]
+
+
+def _export(out, *extra):
+    return invoke("export", "-m", "random", *TINY, "--out", out, *extra)
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_export_refuses_a_folder_holding_an_older_export(tmp_path):
+    out = tmp_path / "exp"
+    assert _export(out, "--view", "fg").exit_code == 0
+    before = {name: (out / name).read_bytes() for name in _files(out)}
+    one_error_line(_export(out, "--view", "full"), str(out), "--overwrite")
+    assert {name: (out / name).read_bytes() for name in _files(out)} == before
+
+
+def test_export_overwrite_replaces_the_older_export(tmp_path):
+    import json
+
+    out = tmp_path / "exp"
+    assert _export(out, "--view", "fg").exit_code == 0
+    (out / "stale.npz").write_bytes(b"old")
+    result = _export(out, "--view", "full", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "predictions.json").read_text())["folders"] == ["test/full"]
+    assert {name.split("/")[1] for name in _files(out) if "/" in name} == {"full"}
+    assert not (out / "stale.npz").exists() and not list(out.glob(".export-new*"))
+
+
+def test_a_failed_overwrite_leaves_the_older_export_as_it_was(tmp_path):
+    out = tmp_path / "exp"
+    assert _export(out, "--view", "fg").exit_code == 0
+    before = {name: (out / name).read_bytes() for name in _files(out)}
+    one_error_line(_export(out, "--overwrite", "-p", "nope=1"), "nope")
+    assert {name: (out / name).read_bytes() for name in _files(out)} == before
+    assert not list(out.glob(".export-new*"))
+
+
+def test_export_overwrite_clears_only_an_earlier_export(tmp_path):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    one_error_line(_export(out, "--overwrite"), str(out), "not an earlier export")
+    assert (out / "thesis.tex").read_text() == "precious"

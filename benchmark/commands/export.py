@@ -2,7 +2,9 @@
 
 ``benchmark export -m kmeans -d cub --data-root ... --out exported/`` writes one ``.npz`` per image and
 evaluation view (``exported/<split>/<view>/<sample id>.npz``, format in
-:mod:`benchmark.methods.predictions`) plus ``exported/predictions.json``. Then
+:mod:`benchmark.methods.predictions`) plus ``exported/predictions.json``. An export owns its folder: a
+non-empty ``--out`` is refused, unless it holds an earlier export and ``--overwrite`` is given; the new
+export is then written beside the old one inside the folder and replaces it only once complete. Then
 ``benchmark run -m predictions -p dir=exported/ -d cub ...`` reproduces the direct run's numbers exactly:
 the scores are stored bit for bit as predicted (before any resizing), with their kind, background flag and
 upsampling convention, and the method is fitted and run by the very traversal a run uses
@@ -14,7 +16,10 @@ with the batch composition, which moves some metrics in their ninth digit.
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,19 +37,78 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
                        data_root: str | None = None, split: str = "test", protocol: str = "corrected",
                        masks: str = "gt", seed: int = 0, view: str = "all", device: str = "auto",
                        batch_size: int = 16, cache_dir: str | Path | None = None, num_workers: int = 0,
-                       progress: bool = False, echo: Callable[[str], None] = lambda _: None) -> Path:
-    """Fit ``method`` as a run would and write its part maps for the chosen evaluation views."""
+                       progress: bool = False, echo: Callable[[str], None] = lambda _: None,
+                       overwrite: bool = False) -> Path:
+    """Fit ``method`` as a run would and write its part maps for the chosen evaluation views into ``to``,
+    which must be empty, or hold an earlier export and ``overwrite`` be set: the export then replaces it
+    once it is complete."""
     from benchmark.core.atomic import check_writable_dir
     from benchmark.core.registry import METHODS
-    from benchmark.methods.predictions import write_sidecar
-    from benchmark.runner import RunConfig, first_view, resolve_device, resolve_protocol, traverse
 
     if view not in VIEW_CHOICES:
         raise UserError(f"--view must be one of {', '.join(VIEW_CHOICES)}, got {view!r}")
     if METHODS.get(method).reads_saved_maps:
         raise UserError(f"method {method!r} reads saved part maps: exporting it would only copy its folder; "
                         "export the method that produced the maps instead")
+    older = _older_export(Path(to), overwrite)
     out = check_writable_dir(to, "--out directory")
+    # Over an older export, write into a fresh folder inside it and swap only once everything is written:
+    # a failure at any point leaves the older export as it was.
+    target = Path(tempfile.mkdtemp(prefix=".export-new.", dir=out)) if older else out
+    try:
+        _export_into(target, method, dataset, num_parts=num_parts, params=params, dataset_options=dataset_options,
+                     data_root=data_root, split=split, protocol=protocol, masks=masks, seed=seed, view=view,
+                     device=device, batch_size=batch_size, cache_dir=cache_dir, num_workers=num_workers,
+                     progress=progress, echo=echo)
+    except BaseException:
+        if target != out:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    if target != out:
+        _replace_contents(out, target)
+    return out
+
+
+def _older_export(out: Path, overwrite: bool) -> list[Path]:
+    """What ``out`` holds already; refused unless ``overwrite`` and it is an earlier export (an export
+    owns its folder: stale maps mixed with new ones would be read as one export)."""
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder")
+    entries = sorted(out.iterdir())
+    if not entries:
+        return []
+    from benchmark.methods.predictions import SIDECAR
+
+    if not overwrite:
+        raise UserError(f"--out {out} is not empty ({len(entries)} entries, e.g. {entries[0].name}); pass "
+                        "--overwrite to replace an earlier export, or choose an empty folder")
+    if not (out / SIDECAR).is_file():
+        raise UserError(f"--out {out} is not empty and holds no {SIDECAR}, so it is not an earlier export; "
+                        "--overwrite replaces only an export: choose an empty folder or empty it yourself")
+    return entries
+
+
+def _replace_contents(out: Path, new: Path) -> None:
+    """Delete everything in ``out`` but ``new``, then move the contents of ``new`` up into ``out``."""
+    for entry in out.iterdir():
+        if entry == new:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    for entry in new.iterdir():
+        os.replace(entry, out / entry.name)
+    new.rmdir()
+
+
+def _export_into(out: Path, method: str, dataset: str, *, num_parts, params, dataset_options, data_root, split,
+                 protocol, masks, seed, view, device, batch_size, cache_dir, num_workers, progress, echo) -> None:
+    from benchmark.methods.predictions import write_sidecar
+    from benchmark.runner import RunConfig, first_view, resolve_device, resolve_protocol, traverse
+
     device = resolve_device(device)
     config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=dict(params or {}),
                        dataset_options=dict(dataset_options or {}), data_root=data_root, split=split,
@@ -66,7 +130,6 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
                         "method_params": {k: _jsonable(v) for k, v in model.get_params().items()},
                         "weights_id": model.weights_id(), "dataset": dataset, "split": split,
                         "protocol": evaluation.name, "masks": evaluation.masks.spec, "seed": seed})
-    return out
 
 
 def exported_views(first, view: str) -> list[str]:
@@ -111,7 +174,9 @@ def _jsonable(value: Any) -> Any:
 @click.command("export")
 @opt.method_option()
 @opt.dataset_option()
-@opt.out_option(None, "Output folder.", required=True)
+@opt.out_option(None, "Output folder: empty, or an earlier export with --overwrite.", required=True)
+@click.option("--overwrite", is_flag=True,
+              help="Replace the earlier export in --out (once the new one is complete).")
 @opt.data_root_option()
 @opt.num_parts_option()
 @opt.param_option("Method parameter. Repeatable.")
@@ -130,13 +195,14 @@ def _jsonable(value: Any) -> Any:
 @opt.cache_dir_option()
 @opt.num_workers_option()
 @opt.quiet_option()
-def export_command(method, dataset, out_dir, data_root, num_parts, params, options, category, checkpoint, seed, split,
+def export_command(method, dataset, out_dir, overwrite, data_root, num_parts, params, options, category, checkpoint, seed, split,
                    protocol, masks, view, device, eval_batch_size, cache_dir, num_workers, quiet):
     """Write a method's part maps in the `predictions` format (one .npz per image and view).
 
     \b
     Example:
       benchmark export -m kmeans -d synthetic --out exported/
+      benchmark export -m dff -d synthetic --out exported/ --overwrite   # replaces the kmeans export
       benchmark run -m predictions -p dir=exported/ -d synthetic     # the same numbers as `run -m kmeans`
     """
     method_params, dataset_options = opt.command_line_inputs(params, options, category=category,
@@ -145,7 +211,8 @@ def export_command(method, dataset, out_dir, data_root, num_parts, params, optio
     out = export_predictions(method, dataset, to=out_dir, num_parts=num_parts, params=method_params,
                              dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
                              masks=masks, seed=seed, view=view, device=device, batch_size=eval_batch_size,
-                             cache_dir=cache_dir, num_workers=num_workers, progress=not quiet, echo=click.echo)
+                             cache_dir=cache_dir, num_workers=num_workers, progress=not quiet, echo=click.echo,
+                             overwrite=overwrite)
     # The hint repeats every setting that changes which images are evaluated, so that it can be pasted.
     extra = [f"--data-root {shlex.quote(str(data_root))}"] if data_root is not None else []
     extra += [f"-o {shlex.quote(f'{key}={value}')}" for key, value in dataset_options.items()]
