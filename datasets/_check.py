@@ -71,6 +71,8 @@ def check_dataset(name: str, root: str | Path, *, deep: bool = True, splits: tup
         raise UserError(f"dataset {name!r} has no data tree to check")
     if root is None or not Path(root).is_dir():
         raise UserError(f"data root {root} does not exist or is not a directory; pass --data-root. {cls.data_hint}")
+    for split in splits or ():
+        cls.check_split(split, cls.splits_for(**options))
     report = CheckReport(name, Path(root), masks=str(options.get("masks", "gt")))
     datasets, problems = cls.check_tree(root, **options)
     report.problems += problems

@@ -24,7 +24,7 @@ PART_NAMES = ("back", "beak", "belly", "breast", "crown", "forehead", "left eye"
               "nape", "right eye", "right leg", "right wing", "tail", "throat")
 KANAZAWA_SPLITS = ("train", "val", "test", "testval")  # <split>_cub_cleaned.mat of the CMR cachedir
 NUM_PARTS = len(PART_NAMES)
-FIX = "The CUB-200-2011 tree is damaged: re-extract CUB_200_2011.tgz (benchmark data download cub --to DIR)"
+FIX = "The CUB-200-2011 tree is damaged: re-extract CUB_200_2011.tgz (benchmark data download cub --out DIR)"
 
 #: the index files of the official tree and their column types
 TABLES: dict[str, tuple[type, ...]] = {
@@ -96,8 +96,12 @@ class CUB(RealDataset):
         "to multiples of 16, keypoints shifted/clamped/scaled, outside -> invisible; full: same without the "
         "crop; train: 5% padded +-5% jittered square box, fill 1/255, 256x256 (cv2 bilinear), flip with "
         "keypoint permutation; masks: corrected = binarised + nearest, legacy = un-thresholded bilinear (gt: vote == 255; crops: nearest)")
-    data_hint = ("Download: benchmark data download cub --to DIR, then --data-root DIR/CUB_200_2011 "
+    data_hint = ("Download: benchmark data download cub --out DIR, then --data-root DIR/CUB_200_2011 "
                  "(images.txt, parts/, segmentations/).")
+
+    @classmethod
+    def splits_for(cls, **options: Any) -> tuple[str, ...]:
+        return KANAZAWA_SPLITS if options.get("split_source") == "kanazawa" else cls.splits
 
     def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None,
                  split_source: str = "official", classes: Sequence[int] | None = None,
@@ -116,6 +120,7 @@ class CUB(RealDataset):
         index = _read_official(self.root, report)
         self._mat: Any = None
         self._kp_line: np.ndarray | None = None  # official index only: line numbers for keypoint errors
+        self._bbox_line: np.ndarray | None = None  # ... and for box errors
         rows = None
         if index is not None and split_source == "kanazawa":
             self._mat, rows = _read_kanazawa(self.kanazawa_dir, split, index, report)
@@ -132,7 +137,7 @@ class CUB(RealDataset):
         """Hold the annotations of the split source; the images of this split (bool per index row)."""
         if self.split_source == "official":
             self._paths, self._bbox, self._kp, self._vis = index["paths"], index["bbox"], index["kp"], index["vis"]
-            self._kp_line = index["kp_line"]
+            self._kp_line, self._bbox_line = index["kp_line"], index["bbox_line"]
             self._class = index["class_id"]
             return index["is_train"] == (1 if self.split == "train" else 0)
         self._bbox, self._kp, self._vis = rows["bbox"], rows["kp"], rows["vis"]
@@ -186,8 +191,7 @@ class CUB(RealDataset):
         image = read_rgb(self._image_path(i))
         h, w = image.shape[:2]
         if self._kp_line is not None:
-            keypoint_bounds_problems(self.root / "parts" / "part_locs.txt", self._kp[i], self._vis[i],
-                                     self._kp_line[i], (h, w), str(self._paths[i]), Reporter(fix=FIX))
+            self._bounds_problems(i, (h, w), Reporter(fix=FIX))
         raw_mask = self._raw_mask(i, (h, w))
         kp = torch.from_numpy(self._kp[i].astype(np.float32))
         vis = torch.from_numpy(self._vis[i].copy())
@@ -200,6 +204,14 @@ class CUB(RealDataset):
         return self._notebook_view(i, image, raw_mask, kp, vis, box, meta)
 
     # -- internals -------------------------------------------------------------------------------------
+    def _bounds_problems(self, i: int, size: tuple[int, int], report: Reporter) -> None:
+        """Annotations of image ``i`` (official index) that its size (``(h, w)``) makes impossible: visible
+        keypoints and a box outside it. Loading raises the first; ``data check`` lists them all."""
+        keypoint_bounds_problems(self.root / "parts" / "part_locs.txt", self._kp[i], self._vis[i],
+                                 self._kp_line[i], size, str(self._paths[i]), report)
+        box_bounds_problems(self.root / "bounding_boxes.txt", self._bbox[i], self._bbox_line[i], size,
+                            str(self._paths[i]), report)
+
     def _fg_box(self, i: int) -> tuple[int, int, int, int]:
         """``(x, y, w, h)`` of the FG crop: the integer-truncated box, zero-padded where it extends past the
         image (``box_crop="pad"``), or clipped at the image edge as the notebook's array slice
@@ -334,8 +346,8 @@ class CUB(RealDataset):
             if report.problems and len(ds._paths) == 0:  # the index itself is unusable
                 return [], report.problems
             datasets.append(ds)
-        # Every visible keypoint outside its image (sizes from the image headers; missing images are
-        # reported by the file check).
+        # Every visible keypoint and box outside its image (sizes from the image headers; missing images
+        # are reported by the file check): the very check loading a sample makes.
         for ds in datasets:
             if ds._kp_line is None:
                 continue
@@ -344,8 +356,7 @@ class CUB(RealDataset):
                     w, h = header_size(ds._image_path(int(i)))
                 except UserError:
                     continue
-                keypoint_bounds_problems(loc_path, ds._kp[i], ds._vis[i], ds._kp_line[i], (h, w),
-                                         str(ds._paths[i]), report)
+                ds._bounds_problems(int(i), (h, w), report)
         return datasets, list(report.problems)
 
 
@@ -357,16 +368,43 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
     split = _aligned_table(root, "train_test_split.txt", images, report)
     boxes = _aligned_table(root, "bounding_boxes.txt", images, report)
     labels = _aligned_table(root, "image_class_labels.txt", images, report)
-    read_table(root / "classes.txt", TABLES["classes.txt"], fix=FIX)
+    class_ids = read_table(root / "classes.txt", TABLES["classes.txt"], fix=FIX)[0]
     parts_file_problems(root, report)
     if split is None or boxes is None or labels is None:
+        return None
+    # Both are reported in full before giving up: an image with neither flag would be in no split, one of
+    # an unknown class in no class filter.
+    bad_split = _flag_problems(root / "train_test_split.txt", split, images, (0, 1), "is_training_image", report)
+    bad_class = _flag_problems(root / "image_class_labels.txt", labels, images, class_ids,
+                               f"class id (one of classes.txt, {root / 'classes.txt'})", report)
+    if bad_split or bad_class:
         return None
     keypoints = _read_keypoints(root, images, report)
     bbox = _checked_boxes(root, boxes, images, report)
     if keypoints is None or bbox is None:
         return None
     return {"ids": images["ids"], "paths": images["paths"], "is_train": split[1], "bbox": bbox,
-            "class_id": labels[1], "kp": keypoints[0], "vis": keypoints[1], "kp_line": keypoints[2]}
+            "bbox_line": boxes[5], "class_id": labels[1], "kp": keypoints[0], "vis": keypoints[1],
+            "kp_line": keypoints[2]}
+
+
+def _flag_problems(path: Path, table: list[np.ndarray], images: dict[str, np.ndarray], allowed, what: str,
+                   report: Reporter) -> bool:
+    """Report every line of an aligned two-column table (:func:`_aligned_table`) whose value is not one of
+    ``allowed``; whether there was one."""
+    values, lines = table[1], table[2]
+    bad = np.flatnonzero(~np.isin(values, np.asarray(allowed)))
+    for k in bad:
+        report(path, int(lines[k]), f"image id {int(images['ids'][k])} has {what} {int(values[k])}, expected "
+                                    f"{_allowed_text(allowed)}")
+    return bool(bad.size)
+
+
+def _allowed_text(allowed) -> str:
+    allowed = sorted(int(v) for v in np.unique(np.asarray(allowed)))
+    if len(allowed) > 3 and allowed == list(range(allowed[0], allowed[-1] + 1)):
+        return f"{allowed[0]}..{allowed[-1]}"
+    return " or ".join(str(v) for v in allowed)
 
 
 def _read_images(root: Path, report: Reporter) -> dict[str, np.ndarray] | None:
@@ -511,6 +549,17 @@ def keypoint_bounds_problems(path: Path, kp: np.ndarray, vis: np.ndarray, lines:
     for p in np.flatnonzero(outside):
         report(path, int(lines[p]), f"visible keypoint {int(p) + 1} of {image} at ({kp[p, 0]:g}, {kp[p, 1]:g}) "
                                     f"lies outside the {w}x{h} image")
+
+
+def box_bounds_problems(path: Path, box: np.ndarray, line: int, size: tuple[int, int], image: str,
+                        report: Reporter) -> None:
+    """Report the box ``(x, y, w, h)`` of one image (``size`` = (h, w)) when it does not overlap the image:
+    its crop would be all padding and its landmark normalisation meaningless. A box that merely extends
+    past the image is real CUB data (see the ``fg`` view) and is kept."""
+    h, w = size
+    if box[0] >= w or box[1] >= h:
+        report(path, int(line), f"the box {[float(v) for v in box]} of {image} lies outside its {w}x{h} image "
+                                "(x must be < width and y < height)")
 
 
 def parts_file_problems(root: Path, report: Reporter) -> None:

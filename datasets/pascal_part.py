@@ -15,6 +15,7 @@ from benchmark.core.registry import register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
+from ._io import image_size as header_size
 from ._io import read_gray, read_rgb, read_table
 from ._views import CROP_FILL_UINT8, crop_fill, cv2_resize, long_side_size, pad_to, square_box
 
@@ -124,6 +125,7 @@ class PascalPart(RealDataset):
         self.voc = self._find_voc()
         report = _collect or Reporter(fix=FIX)
         self._objects: list[tuple[str, int, tuple[int, int, int, int]]] = []
+        self._mask_sizes: dict[str, tuple[int, int]] = {}  # (H, W) of the masks of each image with objects
         # Indexing opens every .mat of the split; with_view() and the other views of a run reuse it.
         key = _memo_key(self, threshold)
         if key is not None and key in _INDEX_MEMO and _collect is None:
@@ -162,9 +164,7 @@ class PascalPart(RealDataset):
         image = read_rgb(self._image_path(image_id))
         objects = _load_objects(self._mat_path(image_id))
         cls, obj_mask, parts = objects[k]
-        if tuple(obj_mask.shape) != image.shape[:2]:
-            raise UserError(f"{self._mat_path(image_id)}: object masks are {obj_mask.shape[1]}x{obj_mask.shape[0]} "
-                            f"(WxH) but the image is {image.shape[1]}x{image.shape[0]}. {FIX}")
+        self._size_problems(image_id, tuple(obj_mask.shape), image.shape[:2], Reporter(fix=FIX))
         labels = paint_labels(parts, self.part_names, obj_mask.shape, str(self._mat_path(image_id)))
         raw_mask = None
         if self._pred_dir is not None:
@@ -218,10 +218,29 @@ class PascalPart(RealDataset):
     def _mat_path(self, image_id: str) -> Path:
         return self.root / "Annotations_Part" / f"{image_id}.mat"
 
+    def _size_problems(self, image_id: str, mask_hw: tuple[int, ...], image_hw: tuple[int, ...],
+                       report: Reporter) -> None:
+        """The annotation masks of an image must have its size (else every label lands on other pixels).
+        Loading raises; ``data check`` lists every such image (sizes from the JPEG headers)."""
+        if tuple(mask_hw) != tuple(image_hw):
+            report(self._mat_path(image_id), 0, f"object masks are {mask_hw[1]}x{mask_hw[0]} (WxH) but the image "
+                                                f"{self._image_path(image_id)} is {image_hw[1]}x{image_hw[0]}")
+
     @classmethod
     def check_tree(cls, root, **options):
         report = Reporter(collect=True)
         datasets = [cls(root, split=s, _collect=report, **options) for s in cls.splits]
+        checked: set[str] = set()  # an image may be in both splits' objects: checked once
+        for ds in datasets:
+            for image_id, mask_hw in ds._mask_sizes.items():
+                if image_id in checked:
+                    continue
+                checked.add(image_id)
+                try:
+                    w, h = header_size(ds._image_path(image_id))
+                except UserError:
+                    continue  # a missing or unreadable image is reported by the file check
+                ds._size_problems(image_id, mask_hw, (h, w), report)
         return (datasets, []) if not report.problems else ([], report.problems)
 
 
@@ -273,6 +292,12 @@ def _index(ds: PascalPart, threshold: float, report: Reporter) -> dict[str, int]
         report(split_file, 0, "is missing; it lists the images of the split (re-extract the VOC2010 trainval tar)")
         return {}
     ids, flags = read_table(split_file, (str, int), fix="Re-extract the VOC2010 trainval tar")
+    # -1: no object of the category, 0: only difficult ones, 1: present. Another value is not VOC's.
+    bad = np.flatnonzero(~np.isin(flags, (-1, 0, 1)))
+    for line in bad:
+        report(split_file, int(line) + 1, f"image {ids[line]} has flag {int(flags[line])}, expected -1, 0 or 1")
+    if bad.size:
+        return {}
     counts = {"images_listed": len(ids), "images_opened": 0, "objects_of_category": 0,
               "skipped_small": 0, "skipped_without_parts": 0, "skipped_empty_mask": 0}
     for image_id in (str(i) for i, f in zip(ids, flags) if f != -1):
@@ -305,4 +330,5 @@ def _index(ds: PascalPart, threshold: float, report: Reporter) -> dict[str, int]
                 counts["skipped_small"] += 1
                 continue
             ds._objects.append((image_id, k, (x0, y0, x1, y1)))
+            ds._mask_sizes[image_id] = (h, w)
     return counts

@@ -221,3 +221,108 @@ def test_export_overwrite_clears_only_an_earlier_export(tmp_path):
     (out / "thesis.tex").write_text("precious")
     one_error_line(_export(out, "--overwrite"), str(out), "not an earlier export")
     assert (out / "thesis.tex").read_text() == "precious"
+
+
+# -- CUB and PASCAL-Part annotations: `data check` and loading apply the same checks ---------------------
+def _cub(tmp_path):
+    from test_datasets_cub import write_tree
+
+    return write_tree(tmp_path / "CUB_200_2011")
+
+
+def _edit_line(path, number, text):
+    lines = path.read_text().splitlines()
+    lines[number - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _check(dataset, root, *extra):
+    return invoke("data", "check", "-d", dataset, "--data-root", root, "-q", *extra)
+
+
+def _load_error(dataset, root, split="test", index=None, **options):
+    import benchmark.datasets as D
+    from benchmark.core.errors import UserError
+
+    with pytest.raises(UserError) as info:
+        data = D.load(dataset, root=root, split=split, masks="none", **options)
+        if index is not None:
+            data[index]
+    return str(info.value)
+
+
+@pytest.mark.parametrize("file, line, text, says", [
+    ("train_test_split.txt", 3, "3 2", "image id 3 has is_training_image 2, expected 0 or 1"),
+    ("image_class_labels.txt", 4, "4 7", "image id 4 has class id"),
+])
+def test_cub_index_values_outside_their_set_are_named(tmp_path, file, line, text, says):
+    root = _cub(tmp_path)
+    _edit_line(root / file, line, text)
+    where = f"{root / file}, line {line}: {says}"
+    assert where in _load_error("cub", root)
+    result = _check("cub", root)
+    assert result.exit_code == 2 and where in result.output, result.output
+
+
+def test_cub_box_outside_its_image_is_named_by_loading_and_by_data_check(tmp_path):
+    root = _cub(tmp_path)
+    _edit_line(root / "bounding_boxes.txt", 1, "1 85.0 5.0 47.9 40.3")  # image 1 is 80 px wide
+    where = f"{root / 'bounding_boxes.txt'}, line 1: the box [85.0, 5.0, 47.9, 40.3]"
+    for view in ("fg", "full"):
+        assert where in _load_error("cub", root, index=0, view=view)
+    result = _check("cub", root)
+    assert result.exit_code == 2 and where in result.output and "lies outside its 80x60 image" in result.output
+
+
+def test_data_check_refuses_an_unknown_split(tmp_path):
+    root = _cub(tmp_path)
+    one_error_line(_check("cub", root, "--split", "nope"), "has no split 'nope'", "train, test")
+    assert _check("cub", root, "--split", "test").exit_code == 0
+
+
+def _pascal(tmp_path):
+    from test_datasets_pascal_part import write_tree
+
+    return write_tree(tmp_path / "pascal")
+
+
+def test_pascal_jpeg_of_another_size_than_its_annotation_is_named(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    root = _pascal(tmp_path)
+    jpeg = root / "VOC2010" / "JPEGImages" / "2008_000001.jpg"
+    Image.fromarray(np.zeros((50, 70, 3), np.uint8)).save(jpeg)
+    says = f"{root / 'Annotations_Part' / '2008_000001.mat'}: object masks are"
+    assert says in _load_error("pascal-part", root, index=0, category="car")
+    result = _check("pascal-part", root, "--category", "car")
+    assert result.exit_code == 2 and says in result.output and "is 70x50" in result.output, result.output
+
+
+def test_pascal_imagesets_flag_outside_minus_one_to_one_is_named(tmp_path):
+    root = _pascal(tmp_path)
+    split_file = root / "VOC2010" / "ImageSets" / "Main" / "car_val.txt"
+    _edit_line(split_file, 3, "2008_000003  7")
+    where = f"{split_file}, line 3: image 2008_000003 has flag 7, expected -1, 0 or 1"
+    assert where in _load_error("pascal-part", root, category="car")
+    result = _check("pascal-part", root, "--category", "car")
+    assert result.exit_code == 2 and where in result.output, result.output
+
+
+# -- old option spellings in what users read -----------------------------------------------------------
+def test_no_message_or_doc_shows_an_old_option_spelling():
+    """`--to`, `--seeds`, ... still parse (aliases in benchmark/options.py) but hints, errors and docs show
+    the current names: a pasted hint must match `--help`."""
+    import re
+    from pathlib import Path
+
+    from test_cli_vocabulary import OLD_SPELLINGS
+
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile("(?<![\\w-])(" + "|".join(re.escape(s) for s in OLD_SPELLINGS) + ")(?![\\w-])")
+    files = [p for folder in ("benchmark", "methods", "datasets", "metrics", "tools", "docs", "results")
+             for p in (root / folder).rglob("*") if p.suffix in (".py", ".md", ".sh", ".toml")]
+    files.append(root / "README.md")
+    found = [f"{p.relative_to(root)}:{n}: {line.strip()}" for p in files if p.name != "options.py"
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not found, "\n".join(found)

@@ -57,7 +57,7 @@ def _inputs(dataset, data_root, options, category):
 
 def _batch_size(value: int) -> int:
     if value < 1:
-        raise UserError(f"--batch-size must be >= 1, got {value}")
+        raise UserError(f"--eval-batch-size must be >= 1, got {value}")
     return value
 
 

@@ -77,8 +77,7 @@ class Dataset(Plugin, torch.utils.data.Dataset):
 
     def __init__(self, root: str | Path | None = None, *, split: str = "test", view: str = "fg",
                  protocol: str | EvaluationProtocol = "corrected", masks: str | MaskSource | None = None):
-        if split not in self.splits:
-            raise UserError(f"dataset {self.name!r} has no split {split!r}; choose one of {', '.join(self.splits)}")
+        self.check_split(split, self.splits)
         if view not in self.views:
             raise UserError(f"dataset {self.name!r} has no view {view!r}; choose one of {', '.join(self.views)}")
         self.protocol = EvaluationProtocol.resolve(protocol, masks, dataset=type(self))
@@ -92,6 +91,19 @@ class Dataset(Plugin, torch.utils.data.Dataset):
         self.root = Path(root) if root is not None else None
         self.split = split
         self.view = view
+
+    @classmethod
+    def check_split(cls, split: str, splits: tuple[str, ...] | None = None) -> None:
+        """Refuse a split the dataset does not have (``splits``: those of the chosen options, e.g. CUB's
+        Kanazawa split source; default :attr:`splits`). Loading and ``data check`` both ask here."""
+        splits = splits or cls.splits
+        if split not in splits:
+            raise UserError(f"dataset {cls.name!r} has no split {split!r}; choose one of {', '.join(splits)}")
+
+    @classmethod
+    def splits_for(cls, **options: Any) -> tuple[str, ...]:
+        """The splits of the dataset under ``options`` (default: :attr:`splits` whatever the options)."""
+        return cls.splits
 
     # -- description --------------------------------------------------------------------------------
     @classmethod
