@@ -65,6 +65,33 @@ def cli() -> None:
       benchmark run --method kmeans --dataset cub --data-root /data/CUB_200_2011
       benchmark report runs/ --format markdown
     """
+    _random_weights_warned_once()
+
+
+def _random_weights_warned_once() -> None:
+    """Show each random-weights warning once per command: the backbone is rebuilt for every seed of a run,
+    and the same warning repeated per seed drowns the results. (The ``"once"`` warning filter cannot do it:
+    a ``catch_warnings`` block around the warning, as numerical libraries use, forgets what was shown.)"""
+    import warnings
+
+    _SHOWN_RANDOM_WEIGHTS.clear()
+    if getattr(warnings.showwarning, "random_weights_once", False):
+        return
+    shown_before = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if "RANDOM weights" in text:
+            if text in _SHOWN_RANDOM_WEIGHTS:
+                return
+            _SHOWN_RANDOM_WEIGHTS.add(text)
+        shown_before(message, category, filename, lineno, file, line)
+
+    show.random_weights_once = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
+_SHOWN_RANDOM_WEIGHTS: set[str] = set()
 
 
 

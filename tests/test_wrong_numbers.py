@@ -326,3 +326,17 @@ def test_no_message_or_doc_shows_an_old_option_spelling():
     found = [f"{p.relative_to(root)}:{n}: {line.strip()}" for p in files if p.name != "options.py"
              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert not found, "\n".join(found)
+
+
+# -- the random-weights warning: once per command, not once per seed ---------------------------------------
+def test_random_weights_warning_once_per_command_not_per_seed(tmp_path):
+    import warnings
+
+    args = ["run", "-m", "kmeans", "-d", "synthetic", "--seed", "0-1", "-o", "num_train=8", "-o", "num_test=8",
+            "-o", "image_size=32", "--out", tmp_path / "runs", "--no-cache", "-q"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    backbone = [w for w in caught if "backbone uses RANDOM weights" in str(w.message)]
+    assert len(backbone) == 1, [str(w.message) for w in caught]
