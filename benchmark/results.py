@@ -42,8 +42,8 @@ def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
 
 #: What makes a result row one number of one run: a second row with the same values would be averaged in
 #: as if it were another seed (a copied file, a re-run under another output folder).
-RUN_IDENTITY = ("method", "method_params", "dataset", "dataset_options", "split", "protocol", "masks",
-                "num_parts", "seed", "metric")
+RUN_IDENTITY = ("method", "method_params", "dataset", "dataset_options", "split", "view", "protocol", "masks",
+                "train_masks", "ground_truth", "landmark_protocol", "num_parts", "seed", "weights", "metric")
 
 
 def run_identity(row: dict[str, Any]) -> tuple[str, ...]:
@@ -175,9 +175,10 @@ def find_result_files(paths: Iterable[str | Path], required: bool = True) -> lis
             raise UserError(f"{entry} does not exist; pass result CSV files or directories holding them")
     if not files and required:
         raise UserError("no result files found; run `benchmark run ...` first or pass the --out directory it used")
-    return list({file.resolve(): file for file in reversed(files)}.values())[::-1]
-
-
+    unique: dict[Path, Path] = {}
+    for file in files:
+        unique.setdefault(file.resolve(), file)
+    return list(unique.values())
 
 
 def read_result_files(paths: Iterable[str | Path], required: bool = True) -> list[dict[str, Any]]:
@@ -192,14 +193,14 @@ def read_result_files(paths: Iterable[str | Path], required: bool = True) -> lis
         for key in keys:
             if key in owner_of_key:
                 raise UserError(f"{owner_of_key[key]} and {file} hold the same run (run key {key}): one is a copy; "
-                                "delete one of them (or pass only one folder), then run report again")
+                                "delete one of them (or pass only one folder), then run the command again")
             owner_of_key[key] = file
         for row in file_rows:
             identity = run_identity(row)
             if identity in owner_of_number:
                 raise UserError(f"{owner_of_number[identity]} and {file} both hold {row['metric']} of "
                                 f"{row['method']} seed {row.get('seed')} on {row['dataset']} with the same "
-                                "settings: it would count twice; delete one of them, then run report again")
+                                "settings: it would count twice; delete one of them, then run the command again")
             owner_of_number[identity] = file
         rows.extend(file_rows)
     return rows
