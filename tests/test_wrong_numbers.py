@@ -340,3 +340,11 @@ def test_random_weights_warning_once_per_command_not_per_seed(tmp_path):
     assert result.exit_code == 0, result.output
     backbone = [w for w in caught if "backbone uses RANDOM weights" in str(w.message)]
     assert len(backbone) == 1, [str(w.message) for w in caught]
+
+
+def test_a_killed_export_leaves_only_a_staging_folder_that_the_next_export_clears(tmp_path):
+    out = tmp_path / "exp"
+    (out / ".export-new.killed" / "test").mkdir(parents=True)  # what a SIGKILL mid-export leaves
+    result = _export(out, "--view", "fg")
+    assert result.exit_code == 0, result.output
+    assert (out / "predictions.json").is_file() and not list(out.glob(".export-new*"))

@@ -50,35 +50,37 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
     if METHODS.get(method).reads_saved_maps:
         raise UserError(f"method {method!r} reads saved part maps: exporting it would only copy its folder; "
                         "export the method that produced the maps instead")
-    older = _older_export(Path(to), overwrite)
+    _check_out_folder(Path(to), overwrite)
     out = check_writable_dir(to, "--out directory")
-    # Over an older export, write into a fresh folder inside it and swap only once everything is written:
-    # a failure at any point leaves the older export as it was.
-    target = Path(tempfile.mkdtemp(prefix=".export-new.", dir=out)) if older else out
+    # Written into a fresh folder inside --out and moved into place only once complete: a failure at any
+    # point leaves --out as it was (an older export intact), and a killed export only a STAGING folder.
+    target = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
     try:
         _export_into(target, method, dataset, num_parts=num_parts, params=params, dataset_options=dataset_options,
                      data_root=data_root, split=split, protocol=protocol, masks=masks, seed=seed, view=view,
                      device=device, batch_size=batch_size, cache_dir=cache_dir, num_workers=num_workers,
                      progress=progress, echo=echo)
     except BaseException:
-        if target != out:
-            shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
         raise
-    if target != out:
-        _replace_contents(out, target)
+    _replace_contents(out, target)
     return out
 
 
-def _older_export(out: Path, overwrite: bool) -> list[Path]:
-    """What ``out`` holds already; refused unless ``overwrite`` and it is an earlier export (an export
-    owns its folder: stale maps mixed with new ones would be read as one export)."""
+STAGING = ".export-new."  # prefix of the folder an export is written into before it replaces --out's contents
+
+
+def _check_out_folder(out: Path, overwrite: bool) -> None:
+    """``out`` must be empty (but for the staging folders of killed exports), or hold an earlier export and
+    ``overwrite`` be set: an export owns its folder, since stale maps mixed with new ones would be read as
+    one export."""
     if not out.exists():
-        return []
+        return
     if not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder")
-    entries = sorted(out.iterdir())
+    entries = sorted(p for p in out.iterdir() if not p.name.startswith(STAGING))
     if not entries:
-        return []
+        return
     from benchmark.methods.predictions import SIDECAR
 
     if not overwrite:
@@ -87,11 +89,11 @@ def _older_export(out: Path, overwrite: bool) -> list[Path]:
     if not (out / SIDECAR).is_file():
         raise UserError(f"--out {out} is not empty and holds no {SIDECAR}, so it is not an earlier export; "
                         "--overwrite replaces only an export: choose an empty folder or empty it yourself")
-    return entries
 
 
 def _replace_contents(out: Path, new: Path) -> None:
-    """Delete everything in ``out`` but ``new``, then move the contents of ``new`` up into ``out``."""
+    """Delete everything in ``out`` but ``new`` (an earlier export, staging folders of killed exports), then
+    move the contents of ``new`` up into ``out``."""
     for entry in out.iterdir():
         if entry == new:
             continue
