@@ -374,9 +374,10 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
         return None
     # Both are reported in full before giving up: an image with neither flag would be in no split, one of
     # an unknown class in no class filter.
-    bad_split = _flag_problems(root / "train_test_split.txt", split, images, (0, 1), "is_training_image", report)
-    bad_class = _flag_problems(root / "image_class_labels.txt", labels, images, class_ids,
-                               f"class id (one of classes.txt, {root / 'classes.txt'})", report)
+    bad_split = _flag_problems(root / "train_test_split.txt", split, images, (0, 1), "is_training_image",
+                               "0 or 1", report)
+    bad_class = _flag_problems(root / "image_class_labels.txt", labels, images, class_ids, "class id",
+                               f"an id listed in {root / 'classes.txt'} ({_ids_text(class_ids)})", report)
     if bad_split or bad_class:
         return None
     keypoints = _read_keypoints(root, images, report)
@@ -389,22 +390,23 @@ def _read_official(root: Path, report: Reporter) -> dict[str, np.ndarray] | None
 
 
 def _flag_problems(path: Path, table: list[np.ndarray], images: dict[str, np.ndarray], allowed, what: str,
-                   report: Reporter) -> bool:
+                   expected: str, report: Reporter) -> bool:
     """Report every line of an aligned two-column table (:func:`_aligned_table`) whose value is not one of
     ``allowed``; whether there was one."""
     values, lines = table[1], table[2]
     bad = np.flatnonzero(~np.isin(values, np.asarray(allowed)))
     for k in bad:
         report(path, int(lines[k]), f"image id {int(images['ids'][k])} has {what} {int(values[k])}, expected "
-                                    f"{_allowed_text(allowed)}")
+                                    f"{expected}")
     return bool(bad.size)
 
 
-def _allowed_text(allowed) -> str:
-    allowed = sorted(int(v) for v in np.unique(np.asarray(allowed)))
-    if len(allowed) > 3 and allowed == list(range(allowed[0], allowed[-1] + 1)):
-        return f"{allowed[0]}..{allowed[-1]}"
-    return " or ".join(str(v) for v in allowed)
+def _ids_text(ids) -> str:
+    """``1..200`` for a run of ids, else the ids (the first ten)."""
+    ids = sorted(int(v) for v in np.unique(np.asarray(ids)))
+    if ids and ids == list(range(ids[0], ids[-1] + 1)):
+        return f"{ids[0]}..{ids[-1]}"
+    return ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
 
 
 def _read_images(root: Path, report: Reporter) -> dict[str, np.ndarray] | None:

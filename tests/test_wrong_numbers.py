@@ -253,7 +253,7 @@ def _load_error(dataset, root, split="test", index=None, **options):
 
 @pytest.mark.parametrize("file, line, text, says", [
     ("train_test_split.txt", 3, "3 2", "image id 3 has is_training_image 2, expected 0 or 1"),
-    ("image_class_labels.txt", 4, "4 7", "image id 4 has class id"),
+    ("image_class_labels.txt", 4, "4 7", "image id 4 has class id 7, expected an id listed in"),
 ])
 def test_cub_index_values_outside_their_set_are_named(tmp_path, file, line, text, says):
     root = _cub(tmp_path)
