@@ -134,7 +134,7 @@ def reproduce_command(plan_name, dry_run, data_roots, checkpoints, only, executo
 
     \b
     Examples:
-      benchmark reproduce synthetic                  # the whole pipeline on built-in data, about a minute on 2 CPU cores
+      benchmark reproduce synthetic                  # the whole pipeline on built-in data (timed in docs/reproduce.md)
       benchmark reproduce supp-k --dry-run --data-root cub=/data/CUB_200_2011
       benchmark reproduce supp-seeds --data-root cub=/data/CUB_200_2011 \\
           --data-root deepfashion=/data/DeepFashion --executor slurm --slurm slurm_partition=gpu
