@@ -280,9 +280,6 @@ def test_bad_parameters_are_one_line_errors(params, fragment):
 def test_beats_random_on_synthetic_with_random_vit_weights():
     data = DATASETS.get("synthetic")(split="test", view="fg", num_test=16, image_size=48)
     method = METHODS.get("dino-coseg")(**dict(METHODS.get("dino-coseg").demo_params(), num_parts=4)).fit(data, seed=0)
-    again = METHODS.get("dino-coseg")(**dict(METHODS.get("dino-coseg").demo_params(), num_parts=4)).fit(data, seed=0)
-    batch = next(data.batches(4))
-    torch.testing.assert_close(method.predict(batch).scores, again.predict(batch).scores, atol=0, rtol=0)
     score = fg_nmi(method, data)
     baseline = fg_nmi(METHODS.get("random")().fit(data, seed=0), data)
     assert score > baseline + 0.05, (score, baseline)
@@ -292,3 +289,10 @@ def test_unavailable_without_faiss(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
     reason = METHODS.get("dino-coseg").unavailable_reason()
     assert reason is not None and "faiss" in reason
+
+
+def test_bench_labels_equal_the_release_way_on_the_same_images():
+    from benchmark.core.registry import BENCHES
+
+    report = BENCHES.get("dino-coseg")(images=3, size=48, niter=5, nredo=1, max_clusters=4)
+    assert "NMI(partbench labels, baseline labels) = 1.000" in report, report
