@@ -27,7 +27,7 @@ fuzzy-c-means memberships of the squared distances (``u ~ d^(-2/(m-1))``, ``m = 
 the nearest centroid of step 5. They are upsampled from the descriptor grid to the load size with PyTorch's
 legacy nearest rule, as the release does, and then to the evaluated image size (nearest).
 
-Deviations from the release (``docs/backbones.md`` lists them with their reasons): no dense-CRF refinement of
+Deviations from the release (``docs/dino-coseg.md`` lists them with their reasons): no dense-CRF refinement of
 the labels (step 5 gives the release's labels before its CRF); images resized with anti-aliased bilinear
 instead of Lanczos; position embeddings resampled with timm's dynamic-size rule (the suite's ViT backbone)
 instead of DINO's ``+0.1`` scale-factor rule; descriptors and saliency pass through float16 (the suite's
