@@ -10,7 +10,7 @@ split at once, with the release's defaults (two clustering stages, no crop augme
    dimensions (the six heads' keys side by side), L2-normalised before every clustering and distance.
 2. Saliency: the class token's attention at the last block, averaged over heads 0, 2, 4 and 5 and
    min-max normalised per image. With ``low_res_saliency`` (the default) it is computed on the image resized to
-   half the load size, at the patch size's stride, and resized to the descriptor grid with PIL's nearest rule;
+   half the load size (the image's own size when ``load_size`` is ``None``), at the patch size's stride, and resized to the descriptor grid with PIL's nearest rule;
    otherwise on the descriptor pass itself.
 3. Stage 1, foreground/background: faiss K-means (``niter=300``, ``nredo=10``) of every 100th descriptor of
    each image (``sample_interval``), for k = 1, 2, ... up to ``max_clusters`` (14); after each k the mean squared
@@ -199,7 +199,10 @@ class CosegFeatures(nn.Module):
             raise ValueError(f"CosegFeatures expects (N, 3, H, W) RGB images, got shape {tuple(images.shape)}")
         x = images.to(self.device, torch.float32)
         size = load_shape(int(x.shape[-2]), int(x.shape[-1]), self.load_size)
-        if min(size) < self.patch or (self.low_res_saliency and min(size) // 2 < self.patch):
+        # The release's low-resolution saliency pass runs at half the load size, or at the image's own size
+        # when no load size is set; always with the plain patch stride.
+        saliency_size = size if self.load_size is None else (size[0] // 2, size[1] // 2)
+        if min(size) < self.patch or (self.low_res_saliency and min(saliency_size) < self.patch):
             raise UserError(f"dino-coseg: images of {size[0]}x{size[1]} px are too small for {self.patch} px patches"
                             f"{' at half size (the saliency pass)' if self.low_res_saliency else ''}; raise "
                             f"-p load_size")
@@ -209,8 +212,8 @@ class CosegFeatures(nn.Module):
                 descriptors, saliency, _ = self._run(x, self.stride, True, True)
             else:
                 descriptors, _, grid = self._run(x, self.stride, True, False)
-                half = self._resize(images.to(self.device, torch.float32), (size[0] // 2, size[1] // 2))
-                _, low, _ = self._run(half, self.patch, False, True)
+                low_res = self._resize(images.to(self.device, torch.float32), saliency_size)
+                _, low, _ = self._run(low_res, self.patch, False, True)
                 saliency = pil_nearest_resize(low, grid)
         return {DESCRIPTORS: descriptors, SALIENCY: saliency.float()}
 

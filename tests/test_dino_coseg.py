@@ -110,6 +110,21 @@ def test_low_resolution_saliency_is_the_half_size_map_resized_like_pil_nearest(f
         np.testing.assert_allclose(ours["saliency"][i, 0].numpy(), resized, atol=1e-5, rtol=1e-4)
 
 
+def test_without_a_load_size_the_low_resolution_saliency_runs_at_the_image_size(features, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(features, "low_res_saliency", True)
+    images = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(2))
+    ours = features(images)
+    assert ours["descriptors"].shape[-2:] == (9, 11)  # 1 + (40 - 8) // 4, 1 + (48 - 8) // 4
+    model, captured = timm_twin(features, 8)
+    with torch.no_grad():
+        model.forward_features(normalised(images))  # 5 x 6 patches at the plain stride, no resizing
+    small = release_saliency(captured[("attn", 11)]).reshape(5, 6).numpy()
+    resized = np.array(Image.fromarray(small.astype(np.float32)).resize((11, 9), Image.NEAREST))
+    np.testing.assert_allclose(ours["saliency"][0, 0].numpy(), resized, atol=1e-5, rtol=1e-4)
+
+
 def test_load_shape_resizes_the_shorter_side_like_torchvision():
     assert dc.load_shape(300, 400, 224) == (224, 298) and dc.load_shape(400, 300, 224) == (298, 224)
     assert dc.load_shape(64, 64, 224) == (224, 224) and dc.load_shape(50, 70, None) == (50, 70)
@@ -256,6 +271,15 @@ def test_two_stages_equal_the_release_reading(monkeypatch):
         labels = F.interpolate(maps.scores, size=(6, 6), mode="nearest-exact").argmax(1).flatten(1)
         ours += list(((labels - 1) % 4).numpy())  # background channel 0 -> the release's label 3
     np.testing.assert_array_equal(np.stack(ours), np.stack(final))
+
+
+def test_labels_do_not_depend_on_the_batch_size(monkeypatch):
+    data, params = toy_setup(monkeypatch)
+    maps = []
+    for batch_size in (3, 10):
+        method = METHODS.get("dino-coseg")(weights="random", **dict(params, batch_size=batch_size)).fit(data, seed=1)
+        maps.append(torch.cat([method.predict(batch).scores.argmax(1) for batch in data.batches(4)]))
+    assert torch.equal(maps[0], maps[1])
 
 
 def test_degenerate_votes_are_errors_not_maps(monkeypatch):
