@@ -169,3 +169,57 @@ def test_predict_moves_the_release_background_to_channel_0(release_snapshot):
     other = method.predict(Batch(images=torch.rand(1, 3, 40, 24), ids=["c"]))
     assert other.image_size == (40, 24) and tuple(other.scores.shape[-2:]) == (2, 2)
     assert method.weights_id().startswith("pdiscoformer:")
+
+
+# -- losses ---------------------------------------------------------------------------------------------------
+# Values of the release's loss functions (engine/losses/*.py; classification: torch's CrossEntropyLoss of the
+# parts' mean score, as its trainer calls it), computed once outside this repository on the inputs that
+# loss_inputs() rebuilds; the equivariance case undoes angle 30, translation (3, -2) image pixels of a 32-pixel-wide
+# image, scale 1.2. The presence loss is the release's "original" variant, fed the foreground maps by its trainer.
+RELEASE_LOSSES = {"orthogonality": 0.0426709, "equivariance": 0.6559467, "presence": 0.5324984,
+                  "enforced_presence": 1.2336812, "total_variation": 2.0360355, "pixel_entropy": 0.8081364,
+                  "concentration": 0.0422041, "classification": 1.691783}
+
+
+def loss_inputs():
+    g = torch.Generator().manual_seed(7)
+    maps = (torch.randn(2, 4, 8, 8, generator=g) * 2).softmax(1)
+    equiv = (torch.randn(2, 4, 8, 8, generator=g) * 2).softmax(1)
+    features = torch.randn(2, 16, 4, generator=g)
+    scores = torch.randn(2, 5, 3, generator=g)
+    return maps, equiv, features, scores, torch.tensor([1, 4])
+
+
+def test_losses_equal_the_release_on_stored_values():
+    from benchmark.methods.pdiscoformer import losses as L
+
+    maps, equiv, features, scores, targets = loss_inputs()
+    mine = {"orthogonality": L.orthogonality_loss(features),
+            "equivariance": L.equivariance_loss(maps, equiv, image_width=32, angle=30.0, translate=(3, -2), scale=1.2),
+            "presence": L.presence_loss(maps), "enforced_presence": L.enforced_presence_loss(maps),
+            "total_variation": L.total_variation_loss(maps), "pixel_entropy": L.pixel_entropy_loss(maps),
+            "concentration": L.concentration_loss(maps), "classification": L.classification_loss(scores, targets)}
+    assert set(mine) == set(RELEASE_LOSSES) == set(L.PAPER_WEIGHTS)
+    for name, value in mine.items():
+        assert abs(float(value) - RELEASE_LOSSES[name]) < 1e-6, (name, float(value), RELEASE_LOSSES[name])
+    assert L.PAPER_WEIGHTS["enforced_presence"] == 2.0 and L.PAPER_WEIGHTS["concentration"] == 0.0
+
+
+def test_losses_on_known_answer_cases():
+    from benchmark.methods.pdiscoformer import losses as L
+
+    maps, equiv, _, _, _ = loss_inputs()
+    # no transformation: the maps are their own warped-back maps
+    assert float(L.equivariance_loss(maps, maps, image_width=32, angle=0.0, translate=(0, 0), scale=1.0)) < 1e-6
+    uniform = torch.full((1, 4, 6, 6), 0.25)
+    assert float(L.total_variation_loss(uniform)) == 0.0
+    assert abs(float(L.pixel_entropy_loss(uniform)) - float(torch.log(torch.tensor(4.0)))) < 1e-6
+    assert float(L.presence_loss(uniform)) == pytest.approx(0.75)
+    onehot = torch.eye(4).unsqueeze(0)  # orthonormal part features: nothing to penalise
+    assert float(L.orthogonality_loss(onehot)) == 0.0
+    # a background of 1 at the border: the enforced presence is satisfied (BCE of 1 against 1)
+    border = torch.zeros(1, 2, 8, 8)
+    border[:, 1] = 1.0
+    assert float(L.enforced_presence_loss(border)) == 0.0
+    with pytest.raises(ValueError, match="at least 4x4"):
+        L.enforced_presence_loss(torch.full((1, 2, 3, 3), 0.5))
