@@ -112,7 +112,7 @@ def metric_range(metric: str) -> tuple[float, float]:
     mask-quality ratios' [0, 1], and any finite number for a metric not installed here."""
     from benchmark.core.errors import UnknownNameError
     from benchmark.core.registry import METRICS
-    from benchmark.maskgen import MaskScore
+    from benchmark.metrics.mask_quality import MaskScore
 
     if metric in MaskScore.metrics:
         return MaskScore.value_range
