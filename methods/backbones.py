@@ -38,18 +38,19 @@ Precision: ``"fp32"`` (exact), ``"tf32"`` (TF32 convolutions on CUDA; the defaul
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
-from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
 
 from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
+from benchmark.core.requirements import ALLOW_DOWNLOAD_ENV, downloads_allowed
+from benchmark.methods import pretrained
+from benchmark.methods.pretrained import imagenet_weights_path  # noqa: F401  (re-exported: where the file is read)
 from benchmark.methods.weights import check_state_dict as check_keys
 from benchmark.methods.weights import read_state_dict
 
@@ -59,7 +60,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # Bump when the input pipeline (normalisation, resizing conventions) changes: invalidates feature caches.
 TRANSFORM_VERSION = "imagenet-meanstd-v1"
-ALLOW_DOWNLOAD_ENV = "PARTBENCH_ALLOW_DOWNLOAD"
 
 
 class RandomWeightsWarning(UserWarning):
@@ -119,72 +119,24 @@ def layer_info(arch: str, layer: str) -> tuple[int, int]:
 
 
 # -- weights --------------------------------------------------------------------------------------------
-def imagenet_weights_path(arch: str) -> Path:
-    """Where torchvision keeps (and we look for) the ImageNet state dict of ``arch``."""
+def _load_imagenet(arch: str) -> tuple[dict[str, Tensor], str]:
+    """torchvision's ImageNet state dict of ``arch`` from the place the catalogue names (downloaded only when
+    allowed), and the source to name in errors."""
     import torchvision
 
-    url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-
-
-def missing_imagenet_weights(arch: str, weights: str = "imagenet", param: str = "weights") -> str | None:
-    """``None`` when ``weights`` of ``arch`` can be loaded here without a download; else what is missing and
-    how to get it (one sentence, for ``benchmark list`` and ``run``)."""
-    if weights == "random" or os.environ.get(ALLOW_DOWNLOAD_ENV) == "1":
-        return None
-    if weights != "imagenet":
-        return None if Path(weights).is_file() else f"weights file {weights} does not exist"
-    path = imagenet_weights_path(arch)
-    if path.is_file():
-        return None
-    return (f"ImageNet {arch} weights missing: copy them to {path} or set {ALLOW_DOWNLOAD_ENV}=1, or pass "
-            f"-p {param}=PATH|random")
-
-
-def resnet50_missing(init: str) -> str | None:
-    """The segmenter's counterpart of :func:`missing_imagenet_weights` for an ``init`` value
-    (``torchvision`` needs the ImageNet ResNet-50 in the torch cache, ``caffe:PATH`` the file)."""
-    if init == "random":
-        return None
-    if init.startswith("caffe:"):
-        path = Path(init[len("caffe:"):])
-        return None if path.is_file() else f"Caffe ResNet-50 weights {path} do not exist"
-    if init == "torchvision":
-        import torchvision
-
-        url = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
-        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-        return None if path.is_file() else (f"ImageNet ResNet-50 weights missing: copy them to {path}, or pass "
-                                            "-p init=caffe:PATH|random")
-    return None
-
-
-def _missing_imagenet_message(arch: str, path: Path) -> str:
-    import torchvision
-
-    url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
-    return (f"ImageNet weights for {arch} are not available offline: {path} does not exist. Either "
-            f"(1) on a machine with internet run `python -c \"import torchvision; torchvision.models.{arch}("
-            f"weights='IMAGENET1K_V1')\"` (or download {url}) and copy the file to {path}, or point "
-            f"TORCH_HOME at the folder holding hub/checkpoints/{path.name}; "
-            f"(2) set {ALLOW_DOWNLOAD_ENV}=1 to let partbench download it now; "
-            f"(3) pass a torchvision-format {arch} state dict with `-p weights=PATH` (kmeans, dff) or "
-            f"`-p vgg_weights=PATH` (ours, scops).")
-
-
-def _load_imagenet(arch: str) -> dict[str, Tensor]:
-    import torchvision
-
-    path = imagenet_weights_path(arch)
-    if path.is_file():
-        return _torch_load(path)
-    if os.environ.get(ALLOW_DOWNLOAD_ENV, "") not in ("", "0"):
+    need = pretrained.imagenet_weights(arch)
+    path = need.found()
+    if path is not None:
+        return _torch_load(path), f"ImageNet weights file {path}"
+    missing = f"{need.what} are not available offline: {need.paths[0]} does not exist. Either {need.fix}."
+    if downloads_allowed():
         url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
         try:
-            return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
+            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
         except Exception as exc:  # network errors come in many types; the fix is the same
-            raise UserError(f"downloading {url} failed ({exc}). " + _missing_imagenet_message(arch, path)) from None
-    raise UserError(_missing_imagenet_message(arch, path))
+            raise UserError(f"downloading {url} failed ({exc}). {missing}") from None
+        return state, f"downloaded {url}"
+    raise UserError(missing)
 
 
 _VGG_FIX = "pass a torchvision-format VGG state dict saved with torch.save(model.state_dict(), PATH)"
@@ -277,8 +229,7 @@ class VGGFeatures(nn.Module):
                           stacklevel=2)
         else:
             if weights == "imagenet":
-                state = _load_imagenet(arch)
-                source = f"ImageNet weights file {imagenet_weights_path(arch)}"
+                state, source = _load_imagenet(arch)
             else:
                 path = Path(weights).expanduser()
                 state = _torch_load(path)

@@ -75,8 +75,9 @@ from torch import Tensor, nn
 
 from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
-from benchmark.methods.backbones import (ALLOW_DOWNLOAD_ENV, IMAGENET_MEAN, IMAGENET_STD, PRECISIONS,
-                                         RandomWeightsWarning)
+from benchmark.core.requirements import ALLOW_DOWNLOAD_ENV, downloads_allowed  # noqa: F401  (re-exported)
+from benchmark.methods import pretrained
+from benchmark.methods.backbones import IMAGENET_MEAN, IMAGENET_STD, PRECISIONS, RandomWeightsWarning
 
 FACETS = ("key", "query", "value", "token")
 QKV_FACETS = ("query", "key", "value")  # the order of timm's fused qkv projection
@@ -205,45 +206,17 @@ def resolve_stride(backbone: str, stride: int | str | None) -> int:
 # -- weights --------------------------------------------------------------------------------------------
 def release_weights_path(backbone: str) -> Path:
     """Where ``torch.hub.load_state_dict_from_url(<release URL>)`` keeps the release file."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / vit_spec(backbone).release_file
-
-
-def _hf_hub_cache() -> Path:
-    """The Hugging Face hub cache folder, read from the environment at call time (as huggingface_hub does)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    base = Path(os.environ["XDG_CACHE_HOME"]).expanduser() if os.environ.get("XDG_CACHE_HOME") else \
-        Path.home() / ".cache"
-    return base / "huggingface" / "hub"
+    return pretrained.torch_hub_checkpoint(vit_spec(backbone).url)
 
 
 def timm_hub_weights_path(backbone: str) -> Path | None:
-    """timm's cached file for ``backbone`` (``model.safetensors`` or ``pytorch_model.bin`` of the snapshot
-    that ``refs/main`` names), or ``None``."""
-    folder = _hf_hub_cache() / ("models--" + vit_spec(backbone).hub_repo.replace("/", "--"))
-    ref = folder / "refs" / "main"
-    snapshots = [folder / "snapshots" / ref.read_text().strip()] if ref.is_file() else \
-        sorted((folder / "snapshots").glob("*"))
-    for snapshot in snapshots:
-        for name in ("model.safetensors", "pytorch_model.bin"):
-            if (snapshot / name).is_file():
-                return snapshot / name
-    return None
+    """timm's cached file for ``backbone`` (see :func:`benchmark.methods.pretrained.hf_hub_file`), or ``None``."""
+    return pretrained.hf_hub_file(vit_spec(backbone).hub_repo)
 
 
 def missing_weights_message(backbone: str) -> str:
-    spec = vit_spec(backbone)
-    path = release_weights_path(backbone)
-    return (f"{spec.title} weights for {backbone} are not available offline: neither {path} nor timm's "
-            f"cache entry {spec.hub_repo} (under {_hf_hub_cache()}) exists. Either (1) on a machine with internet "
-            f"run `python -c \"import torch; torch.hub.load_state_dict_from_url('{spec.url}')\"` and copy "
-            f"hub/checkpoints/{spec.release_file} to {path} (or point TORCH_HOME at the folder holding "
-            f"hub/checkpoints/{spec.release_file}), or run `python -c \"import timm; timm.create_model("
-            f"'{spec.timm_name}.{spec.timm_tag}', pretrained=True)\"` and copy the Hugging Face cache (HF_HOME "
-            f"moves it); (2) set {ALLOW_DOWNLOAD_ENV}=1 to let partbench download {spec.url} now; (3) pass the "
-            f"release file or a timm state dict with `-p weights=PATH`.")
+    need = pretrained.vit_weights(backbone)
+    return f"{need.what} are not available offline: {need.fix}."
 
 
 def read_weights_file(path: Path) -> dict[str, Tensor]:
@@ -306,13 +279,11 @@ def check_state_dict(model: nn.Module, state: dict[str, Tensor], backbone: str, 
 
 def _load_pretrained(backbone: str) -> tuple[dict[str, Tensor], str]:
     spec = vit_spec(backbone)
-    path = release_weights_path(backbone)
-    if path.is_file():
-        return read_weights_file(path), f"{spec.title} weights file {path}"
-    hub = timm_hub_weights_path(backbone)
-    if hub is not None:
-        return read_weights_file(hub), f"timm weights file {hub}"
-    if os.environ.get(ALLOW_DOWNLOAD_ENV, "") not in ("", "0"):
+    path = pretrained.vit_weights(backbone).found()  # the release file first, then timm's cache
+    if path is not None:
+        title = spec.title if path == release_weights_path(backbone) else "timm"
+        return read_weights_file(path), f"{title} weights file {path}"
+    if downloads_allowed():
         try:
             state = torch.hub.load_state_dict_from_url(spec.url, map_location="cpu", weights_only=True)
         except Exception as exc:  # network errors come in many types; the fix is the same

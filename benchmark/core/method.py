@@ -79,6 +79,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchmark.core.plugin import Plugin
+from benchmark.core.requirements import WeightsFile, describe_missing
 
 if TYPE_CHECKING:
     from benchmark.core.dataset import Dataset
@@ -125,12 +126,21 @@ class Method(Plugin):
 
     # -- description --------------------------------------------------------------------------------
     @classmethod
+    def weights_needed(cls, params: dict[str, Any] | None = None) -> "list[WeightsFile]":
+        """The weights files the method reads with ``params`` (its defaults when ``None``), as data: one
+        :class:`~benchmark.core.requirements.WeightsFile` per file, with where it is looked for and how to
+        get it (:mod:`benchmark.methods.pretrained` builds them). ``[]``: no pretrained weights. ``list``,
+        ``run``, ``train``, ``sweep`` and ``reproduce`` all ask this one declaration."""
+        return []
+
+    @classmethod
     def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
-        """``None`` when the pretrained weights the method needs with ``params`` (its defaults when
-        ``None``) are on this machine; else one sentence saying which are missing and how to get them.
-        ``benchmark list`` then shows "needs weights", and ``run`` on the built-in synthetic dataset uses
-        :meth:`random_weights_params` instead, with a loud warning (recorded in every row)."""
-        return None
+        """``None`` when every file of :meth:`weights_needed` is on this machine; else one sentence saying
+        which are missing and how to get them. ``benchmark list`` then shows "needs weights", and ``run`` on
+        the built-in synthetic dataset uses :meth:`random_weights_params` instead, with a loud warning
+        (recorded in every row). Not meant to be overridden: declare :meth:`weights_needed`."""
+        alternative = "or evaluate a trained model with --checkpoint PATH" if cls.requires_training else ""
+        return describe_missing(cls.weights_needed(dict(params or {})), alternative=alternative)
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:
