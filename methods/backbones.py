@@ -37,33 +37,27 @@ Precision: ``"fp32"`` (exact), ``"tf32"`` (TF32 convolutions on CUDA; the defaul
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
-from benchmark.core.requirements import ALLOW_DOWNLOAD_ENV, downloads_allowed
+from benchmark.core.requirements import ALLOW_DOWNLOAD_ENV, downloads_allowed  # noqa: F401  (re-exported)
 from benchmark.methods import pretrained
+from benchmark.methods.frozen import (IMAGENET_MEAN, IMAGENET_STD, PRECISIONS,  # noqa: F401  (re-exported)
+                                      FrozenBackbone, RandomWeightsWarning)
 from benchmark.methods.pretrained import imagenet_weights_path  # noqa: F401  (re-exported: where the file is read)
 from benchmark.methods.weights import check_state_dict as check_keys
 from benchmark.methods.weights import read_state_dict
 
 ARCHS = ("vgg16", "vgg19")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # Bump when the input pipeline (normalisation, resizing conventions) changes: invalidates feature caches.
 TRANSFORM_VERSION = "imagenet-meanstd-v1"
-
-
-class RandomWeightsWarning(UserWarning):
-    """Features come from a randomly initialised backbone (tests / synthetic demo only)."""
 
 
 # -- the network definition ---------------------------------------------------------------------------
@@ -146,13 +140,6 @@ def _torch_load(path: Path) -> dict[str, Tensor]:
     return read_state_dict(path, what="weights file", fix=_VGG_FIX, unwrap=())
 
 
-def check_state_dict(state: dict[str, Tensor], arch: str, source: str) -> None:
-    """Strict key/shape check of a torchvision-format VGG state dict (``classifier.*`` may be absent)."""
-    check_keys(_torchvision_vgg(arch).state_dict(), state, source=source, target=f"torchvision {arch}",
-               optional=lambda key: key.startswith("classifier."),
-               fix=f"pass the state_dict() of torchvision.models.{arch} (keys features.N.weight/bias, classifier.*)")
-
-
 def _random_init(features: nn.Sequential, seed: int) -> None:
     """Seeded He (fan_in, ReLU gain) normal weights and zero biases, layer by layer in network order."""
     generator = torch.Generator().manual_seed(int(seed))
@@ -180,7 +167,7 @@ def weights_identity(arch: str, weights: str, seed: int = 0) -> str:
 
 
 # -- the module -----------------------------------------------------------------------------------------
-class VGGFeatures(nn.Module):
+class VGGFeatures(FrozenBackbone):
     """A frozen torchvision VGG returning named layer outputs from one cascaded pass (see module docstring).
 
     ``forward(images)`` takes ``(N, 3, H, W)`` float RGB in ``[0, 1]`` on the module's device, applies the
@@ -189,7 +176,7 @@ class VGGFeatures(nn.Module):
 
     def __init__(self, arch: str = "vgg19", weights: str = "imagenet",
                  layers: Sequence[str] = ("relu3_2", "relu5_4"), seed: int = 0, precision: str = "auto"):
-        super().__init__()
+        super().__init__(precision)
         _check_arch(arch)
         if isinstance(layers, str):
             layers = (layers,)
@@ -202,11 +189,8 @@ class VGGFeatures(nn.Module):
             raise UserError(f"{arch} has no layer(s) {', '.join(map(repr, unknown))}; available: {', '.join(known)}")
         if len(set(layers)) != len(layers):
             raise UserError(f"duplicate layer names in {layers}")
-        if precision not in PRECISIONS:
-            raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.arch = arch
         self.layers = layers
-        self.precision = precision
         self.seed = int(seed)
 
         index_of = {row[0]: row[1] for row in _layer_table(arch)}
@@ -234,28 +218,15 @@ class VGGFeatures(nn.Module):
                 path = Path(weights).expanduser()
                 state = _torch_load(path)
                 source = f"weights file {path}"
-            check_state_dict(state, arch, source)
+            check_keys(_torchvision_vgg(arch).state_dict(), state, source=source, target=f"torchvision {arch}",
+                       optional=lambda key: key.startswith("classifier."),  # the head is never used
+                       fix=f"pass the state_dict() of torchvision.models.{arch} (keys features.N.weight/bias, "
+                           f"classifier.*)")
             features.load_state_dict({k[len("features."):]: v for k, v in state.items()
                                       if k.startswith("features.") and int(k.split(".")[1]) < cut})
         self.weights = weights
         self.features = features
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    # A frozen feature extractor: .train() never switches it out of eval mode.
-    def train(self, mode: bool = True) -> "VGGFeatures":
-        return super().train(False)
-
-    @property
-    def device(self) -> torch.device:
-        return self.mean.device
-
-    def resolved_precision(self) -> str:
-        if self.precision != "auto":
-            return self.precision if self.device.type == "cuda" else "fp32"
-        return "tf32" if self.device.type == "cuda" else "fp32"
+        self.freeze()
 
     def channels(self, layer: str) -> int:
         return layer_info(self.arch, layer)[0]
@@ -268,30 +239,13 @@ class VGGFeatures(nn.Module):
         return {"backbone": self.arch, "weights": self.weights_id, "layers": list(self.layers),
                 "precision": self.resolved_precision(), "transform": TRANSFORM_VERSION}
 
-    @contextlib.contextmanager
-    def _precision_context(self) -> Iterator[None]:
-        precision = self.resolved_precision()
-        if self.device.type != "cuda":
-            yield
-            return
-        previous = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = precision in ("tf32", "bf16")
-        try:
-            if precision == "bf16":
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    yield
-            else:
-                yield
-        finally:
-            torch.backends.cudnn.allow_tf32 = previous
-
     @torch.no_grad()
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"VGGFeatures expects (N, 3, H, W) RGB images, got shape {tuple(images.shape)}")
-        x = (images.to(self.device, torch.float32, non_blocking=True) - self.mean) / self.std
+        x = self.normalise(images)
         out: dict[str, Tensor] = {}
-        with self._precision_context():
+        with self.precision_context():
             for index, module in enumerate(self.features):
                 x = module(x)
                 if index in self._taps:
