@@ -196,7 +196,7 @@ class FgBg(Plugin):
         """The file ``--init`` reads (the ImageNet ResNet-50 by default), as :meth:`Method.weights_needed`."""
         from benchmark.methods.pretrained import segmenter_init
 
-        return segmenter_init(str((params or {}).get("init") or "torchvision"), "--init")
+        return segmenter_init(str((params or {}).get("init") or "torchvision"), "--init ")
 
     @classmethod
     def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:

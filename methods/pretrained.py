@@ -146,17 +146,18 @@ def feature_backbone(backbone: str, weights: str) -> list[WeightsFile]:
     return []
 
 
-def segmenter_init(init: str, param: str = "-p init") -> list[WeightsFile]:
+def segmenter_init(init: str, option: str = "-p init=") -> list[WeightsFile]:
     """``--init`` / ``-p init`` of the DeepLab ResNet-50 segmenter (``ours``, ``scops``, ``fgbg``):
-    ``torchvision`` reads the ImageNet ResNet-50, ``caffe:PATH`` the DeepLab caffe file, ``random`` nothing."""
+    ``torchvision`` reads the ImageNet ResNet-50, ``caffe:PATH`` the DeepLab caffe file, ``random`` nothing.
+    ``option`` is how the user sets it, up to the value (``"-p init="``, ``"--init "``)."""
     if init == "torchvision" or init.startswith("torchvision:"):
         tag = init.partition(":")[2] or "IMAGENET1K_V1"
         try:
-            return [imagenet_weights("resnet50", f"{param}=caffe:PATH|random", tag)]
+            return [imagenet_weights("resnet50", f"{option}caffe:PATH|random", tag)]
         except KeyError:
             return []  # an unknown tag: refused by the segmenter with its own error
     if init.startswith("caffe:"):
-        return [user_file(init[len("caffe:"):], f"DeepLab ResNet-50 caffe weights ({param}=caffe:PATH)",
+        return [user_file(init[len("caffe:"):], f"DeepLab ResNet-50 caffe weights ({option}caffe:PATH)",
                           "pass resnet50-caffe-22edcc82.pth (the DeepLab caffe ResNet-50 converted to PyTorch), "
-                          f"or {param}=torchvision|random")]
+                          f"or {option}torchvision|random")]
     return []  # random, or a value refused by the segmenter with its own error

@@ -27,7 +27,7 @@ fixtures of ``conftest.py`` build the kit once per test session under pytest's t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +152,27 @@ def write_released_checkpoints(folder: Path) -> dict[str, Path]:
     return {"ours": folder / "model_60000.pth", "scops": scops / "model_60000.pth"}
 
 
+def write_fgbg_model(path: Path) -> Path:
+    """A ``benchmark train -m fgbg`` ``model.pt`` (partbench's own format; there is no released fg/bg model)
+    whose classifier marks every pixel foreground: random backbone, zero classifier weights, biases -1/+1
+    (masks that are neither empty nor random, so every metric downstream has foreground to score)."""
+    from benchmark.methods.fgbg import FORMAT, PRESETS
+    from benchmark.methods.training.checkpoint import MODEL_FORMAT
+
+    state = random_state(_shapes(_segmenter(2)), 13)
+    for key in [k for k in state if k.startswith("layer5.")]:
+        state[key] = torch.zeros(state[key].shape)
+        if key.endswith("bias"):
+            state[key][:] = torch.tensor([-1.0, 1.0])
+    fgbg = asdict(PRESETS["tiny"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": MODEL_FORMAT, "model_state_dict": state, "iter": 1, "step": 1,
+                "config": {"steps": 1, "image_size": fgbg["image_size"],
+                           "extra": {"method": "fgbg", "format": FORMAT, "fgbg": fgbg, "init": "random",
+                                     "masks": "gt", "dataset": "cub"}}}, path)
+    return path
+
+
 # -- dataset trees at real sizes ---------------------------------------------------------------------------
 def _photo(width: int, height: int, seed: int) -> np.ndarray:
     """A smooth random colour field with an elliptic "object" (JPEG-friendly, not constant)."""
@@ -208,7 +229,39 @@ def write_cub(root: Path) -> Path:
     (root / "parts" / "part_locs.txt").write_text("\n".join(lines["part_locs"]) + "\n")
     (root / "parts" / "parts.txt").write_text("".join(f"{k + 1} {n}\n" for k, n in enumerate(CUB_PARTS)))
     (root / "classes.txt").write_text("".join(f"{k + 1} {c}\n" for k, c in enumerate(classes)))
+    _write_cmr_cachedir(root, [line.split() for line in lines["part_locs"]])
     return root
+
+
+def _write_cmr_cachedir(root: Path, part_locs: list[list[str]]) -> None:
+    """The CMR (Kanazawa et al.) ``cachedir/cub/data/{train,val,test,testval}_cub_cleaned.mat``: one struct
+    per image (``id, rel_path, train, test, bbox{x1,y1,x2,y2}, width, height, parts (3 x 15: x, y, visible),
+    mask, class_id``), 1-based pixel coordinates; train from the official training images, the official
+    test images split into val and test."""
+    import scipy.io
+
+    classes = sorted({c for c, _, _, _ in CUB_IMAGES})
+    fields = ["id", "rel_path", "train", "test", "bbox", "width", "height", "parts", "mask", "class_id"]
+    test_ids = [i for i, (_, _, train, _) in enumerate(CUB_IMAGES, start=1) if not train]
+    splits = {"train": [i for i in range(1, len(CUB_IMAGES) + 1) if i not in test_ids],
+              "val": test_ids[:1], "test": test_ids[1:], "testval": test_ids}
+    folder = root / "cachedir" / "cub" / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, ids in splits.items():
+        records = np.zeros((1, len(ids)), dtype=[(f, "O") for f in fields])
+        for k, i in enumerate(ids):
+            cls, name, train, (w, h) = CUB_IMAGES[i - 1]
+            parts = np.zeros((3, 15))
+            for row in part_locs:
+                if int(row[0]) == i:
+                    parts[:, int(row[1]) - 1] = (float(row[2]) + 1, float(row[3]) + 1, 1)
+            values = {"id": i, "rel_path": f"{cls}/{name}", "train": train, "test": 1 - train,
+                      "bbox": {"x1": w / 6 + 1, "y1": h / 6 + 1, "x2": 5 * w / 6, "y2": 5 * h / 6},
+                      "width": w, "height": h, "parts": parts, "mask": _ellipse(w, h).astype(np.uint8),
+                      "class_id": classes.index(cls) + 1}
+            for field, value in values.items():
+                records[0, k][field] = value
+        scipy.io.savemat(str(folder / f"{split}_cub_cleaned.mat"), {"images": records})
 
 
 def write_supervisedlabels(cub_root: Path) -> Path:
@@ -265,7 +318,7 @@ def write_pascal_part(root: Path) -> Path:
     """``VOC2010/JPEGImages``, ``VOC2010/ImageSets/Main/<class>_{train,val}.txt`` and ``Annotations_Part/*.mat``
     (the real struct layout) with objects of every category the shipped plans name."""
     categories = ["sheep", "horse", "cow", "motorbike", "aeroplane", "bus", "car", "bicycle", "dog", "cat"]
-    parts = {"sheep": ["head", "torso", "lfleg", "rfleg"], "horse": ["head", "torso", "lfuleg", "tail"],
+    parts = {"sheep": ["head", "torso", "lfuleg", "rfuleg"], "horse": ["head", "torso", "lfuleg", "tail"],
              "cow": ["head", "torso", "lhorn", "rfuleg"], "motorbike": ["fwheel", "bwheel", "handlebar", "headlight_1"],
              "aeroplane": ["body", "lwing", "rwing", "tail"], "bus": ["frontside", "leftside", "wheel_1", "door_1"],
              "car": ["frontside", "leftside", "wheel_1", "window_1"], "bicycle": ["fwheel", "bwheel", "saddle", "chainwheel"],
@@ -330,6 +383,7 @@ class Kit:
     caffe: Path
     ours: Path  # released unsup-parts model_60000.pth
     scops: Path  # released SCOPS checkpoint
+    fgbg: Path  # a partbench fg/bg model.pt (every pixel foreground)
     cub: Path
     supervisedlabels: Path
     deepfashion: Path
@@ -357,6 +411,7 @@ def build_kit(folder: Path) -> Kit:
     released = write_released_checkpoints(folder / "released")
     cub = write_cub(folder / "data" / "CUB_200_2011")
     return Kit(torch_home=torch_home, hf_home=hf_home, caffe=write_caffe_resnet50(folder / "weights" / "resnet50-caffe-22edcc82.pth"),
-               ours=released["ours"], scops=released["scops"], cub=cub, supervisedlabels=write_supervisedlabels(cub),
+               ours=released["ours"], scops=released["scops"], fgbg=write_fgbg_model(folder / "fgbg" / "model.pt"),
+               cub=cub, supervisedlabels=write_supervisedlabels(cub),
                deepfashion=write_deepfashion(folder / "data" / "In-shop Clothes Retrieval Benchmark"),
                pascal_part=write_pascal_part(folder / "data" / "VOCdevkit_2010"))
