@@ -6,9 +6,17 @@ layout, with random values; these tests run the commands a user runs on it.
 
 from __future__ import annotations
 
+import csv
+import json
+import math
+
+import pytest
 from click.testing import CliRunner
 
 from benchmark.cli import cli
+
+# One torch thread: on a shared 2-core machine these real-size forward passes ran ~10x slower with two.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def invoke(*args):
@@ -98,3 +106,37 @@ def test_train_fgbg_without_the_resnet50_file_stops_before_reading_data_with_the
     result = invoke("train", "-m", "fgbg", "-d", "cub", "--data-root", rehearsal_kit.cub, "--out", tmp_path / "m")
     assert result.exit_code == 2 and "ImageNet weights for resnet50 missing" in result.output, result.output
     assert "--init caffe:PATH|random" in result.output and not (tmp_path / "m").exists()
+
+
+def test_readme_run_of_the_released_ours_checkpoint_with_supervisedlabels(with_kit_weights, tmp_path):
+    # The README's command, as written, on the kit's CUB tree, released model_60000.pth and supervisedlabels.
+    kit = with_kit_weights
+    result = invoke("run", "-m", "ours", "-d", "cub", "--data-root", kit.cub, "--checkpoint", kit.ours,
+                    "--masks", f"predicted:{kit.supervisedlabels}", "--protocol", "legacy",
+                    "--out", tmp_path / "runs", "-q")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(next((tmp_path / "runs").rglob("*.csv")))))
+    metrics = {row["metric"] for row in rows}
+    assert {"fg_nmi", "fg_ari", "nmi", "ari", "landmark_error"} <= metrics, metrics
+    assert all(math.isfinite(float(row["value"])) for row in rows)
+    assert {row["protocol"] for row in rows} == {"legacy"} and {row["weights"] for row in rows} != {"none"}
+
+
+@pytest.mark.slow
+def test_paper_evaluation_steps_run_on_the_miniature_trees(with_kit_weights, tmp_path):
+    # Evaluation steps of `paper`: every method of its baselines table (dff, kmeans, scops and ours, the last
+    # two from their released checkpoints) on CUB with the fg/bg model's masks, through masks-predict. The
+    # smallest subset that runs every kind of evaluation: the 290 evaluation steps of `paper` take ~5-20 s
+    # each on 2 cores, far beyond the suite's budget.
+    kit = with_kit_weights
+    result = invoke("reproduce", "baselines", "--data-root", f"cub={kit.cub}", *_paper_checkpoints(kit),
+                    "--only", "evaluate/*/cub/K4/seed0/corrected/fgbg", "--skip-blocked", "-q", "--device", "cpu",
+                    "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    ledgers = [json.loads(p.read_text()) for p in (tmp_path / "out" / "steps").glob("evaluate-*.json")]
+    methods = set()
+    for ledger in ledgers:
+        rows = list(csv.DictReader(open(ledger["outputs"]["result"])))
+        assert rows and all(math.isfinite(float(row["value"])) for row in rows), ledger
+        methods |= {row["method"] for row in rows}
+    assert {"dff", "kmeans", "scops", "ours"} <= methods
