@@ -285,8 +285,12 @@ def list_command():
     click.echo("Foreground mask models (not part methods; benchmark train -m NAME, --masks model:CKPT):")
     for name, cls in MASK_MODELS.items():
         click.echo(f"  {name:<12} {status(cls):<4}  {cls.description()}")
-    for name, (_, text) in sorted(UNSUPERVISED.items()):
-        click.echo(f"  unsupervised:{name:<15} training-free (--masks unsupervised:{name}): {text}")
+    from benchmark.core.requirements import describe_missing
+
+    for name, (build, text) in sorted(UNSUPERVISED.items()):
+        missing = describe_missing(build().weights_needed())
+        click.echo(f"  unsupervised:{name:<15} training-free (--masks unsupervised:{name}): {text}"
+                   + (f"  -> needs weights: {missing}" if missing else ""))
     click.echo("Datasets:")
     for name, cls in DATASETS.items():
         needs = "needs --data-root" if cls.needs_data_root else "built in"

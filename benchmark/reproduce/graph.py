@@ -288,8 +288,9 @@ class _Builder:
             return None, None, "none"
         shown = shown if options == eval_options else dataset_label(dataset, options)
         step_id = f"train/{label}/{shown}/K{num_parts}/seed{seed}" + _trained_on(experiment.train_masks)
-        blocked = missing_root or _unavailable(spec.method, spec.params, num_parts)
         train_masks = experiment.train_masks
+        blocked = (missing_root or _unavailable(spec.method, spec.params, num_parts)
+                   or _mask_source_unavailable(train_masks))
         description = {"method": spec.method, "params": spec.params, "dataset": dataset, "root": root,
                        "options": options, "num_parts": num_parts, "seed": seed,
                        "protocol": experiment.train_protocol, "masks": train_masks}
@@ -348,8 +349,10 @@ class _Builder:
                                                            "predict them)")
             return f"predicted:{folder}", f"predicted:{_folder_digest(folder)}", [], None
         if source.startswith("unsupervised:"):
-            self.score_source(source, cell, cell.missing_root or self.gt_masks_missing(cell.dataset, cell.root,
-                                                                                        cell.options))
+            weights = _mask_source_unavailable(source)
+            self.score_source(source, cell, cell.missing_root or weights
+                              or self.gt_masks_missing(cell.dataset, cell.root, cell.options))
+            return source, source, [], weights
         return source, source, [], None
 
     def evaluation(self, cell: "_Cell", training: tuple, protocol: str, source: str) -> Step | None:
@@ -486,6 +489,20 @@ def _unavailable_memo(method: str, params_json: str, num_parts: int) -> str | No
     if not params.get("checkpoint"):
         build_method(method, num_parts=num_parts, params=params)  # a bad parameter is the plan's error, now
     return METHODS.get(method).missing_weights(params)
+
+
+def _mask_source_unavailable(source: str) -> str | None:
+    """What a training-free mask source (``unsupervised:NAME``) misses here: its backbone's weights file."""
+    if not source.startswith("unsupervised:"):
+        return None
+    from benchmark.core.requirements import describe_missing
+    from benchmark.methods.saliency import UNSUPERVISED, unsupervised_source
+
+    name = source.split(":", 1)[1]
+    if name not in UNSUPERVISED:
+        return None  # refused by the plan's own validation
+    missing = describe_missing(unsupervised_source(name).weights_needed())
+    return f"mask source {source}: {missing}" if missing else None
 
 
 def _fgbg_unavailable(params: dict) -> str | None:
