@@ -9,8 +9,9 @@ into a validated recipe, builds the frozen feature module and names its weights:
   transformer blocks by index and a facet (``key``, ``query``, ``value``, ``token``); ``stride`` below the
   patch size gives overlapping patches. Weights ``pretrained`` = the DINO/DINOv2 release.
 
-Both modules share one interface: ``module(images) -> {name: (N, C, h, w)}``, ``.layers`` (the output
-names), ``.device``, ``.identity()``, ``.weights_id``.
+Both are :class:`~benchmark.methods.frozen.FrozenBackbone` s with one interface: ``module(images) -> {name:
+(N, C, h, w)}``, ``.layers`` (the output names), ``.device``, ``.identity()``, ``.weights_id``. The weights
+files each backbone and ``-p weights`` value read are declared in :mod:`benchmark.methods.pretrained`.
 """
 
 from __future__ import annotations

@@ -140,3 +140,12 @@ def test_paper_evaluation_steps_run_on_the_miniature_trees(with_kit_weights, tmp
         assert rows and all(math.isfinite(float(row["value"])) for row in rows), ledger
         methods |= {row["method"] for row in rows}
     assert {"dff", "kmeans", "scops", "ours"} <= methods
+
+
+def test_run_on_a_real_tree_without_the_weights_stops_before_reading_data(rehearsal_kit, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
+    result = invoke("run", "-m", "kmeans", "-d", "cub", "--data-root", rehearsal_kit.cub, "--out", tmp_path / "runs")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "ImageNet weights for vgg19 missing" in result.output and "-p weights=PATH|random" in result.output
+    assert not (tmp_path / "runs").exists()
