@@ -166,19 +166,19 @@ def needs_data_root(dataset: str) -> bool:
     return bool(getattr(DATASETS.get(dataset), "needs_data_root", True))
 
 
-def synthetic_weights(method: str, dataset: str, params: dict) -> dict:
+def synthetic_weights(method: str, dataset: str, params: dict, *, mask_models: bool = False) -> dict:
     """The weights check of ``run``, ``sweep``, ``export`` and ``train``, before any data is read, asked of the
     method's own declaration (``weights_needed``, as ``list`` and ``reproduce`` do).
 
     On the built-in synthetic dataset, methods whose ImageNet weights are missing here run with random
     weights (as the demo does), with a loud warning; the rows record it (column ``weights``). On real
     datasets the weights are never replaced: a missing file stops the command with what is missing and how
-    to get it (or -p weights=random)."""
+    to get it (or -p weights=random). ``mask_models``: the command also takes mask models (``train``)."""
     from benchmark.core.registry import MASK_MODELS, METHODS
 
     if method in METHODS.names():
         cls = METHODS.get(method)
-    elif method in MASK_MODELS.names():
+    elif mask_models and method in MASK_MODELS.names():
         cls = MASK_MODELS.get(method)
     else:
         return params  # an unknown name is refused with its own error
