@@ -76,7 +76,8 @@ from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
 from benchmark.core.requirements import ALLOW_DOWNLOAD_ENV, downloads_allowed  # noqa: F401  (re-exported)
 from benchmark.methods import pretrained
-from benchmark.methods.frozen import FrozenBackbone, RandomWeightsWarning
+from benchmark.methods.frozen import (IMAGENET_MEAN, IMAGENET_STD, PRECISIONS,  # noqa: F401  (re-exported)
+                                      FrozenBackbone, RandomWeightsWarning)
 from benchmark.methods.weights import check_state_dict, read_state_dict
 
 FACETS = ("key", "query", "value", "token")
