@@ -153,14 +153,13 @@ def _refuse_cpu_training(method: str, num_parts: int, params: dict, device: str,
     if method not in METHODS.names():
         return
     cls = METHODS.get(method)
-    if not getattr(cls, "requires_training", False) or params.get("checkpoint"):
+    if not cls.requires_training or params.get("checkpoint"):
         return
     from benchmark.runner import build_method, resolve_device
 
     build_method(method, num_parts=num_parts, params=params)  # bad parameters: one clear error first
     where = resolve_device(device)
-    estimate = getattr(cls, "training_estimate", None)
-    text = estimate(params, where) if estimate is not None else "its full training, duration unknown"
+    text = cls.training_estimate(params, where) or "its full training, duration unknown"
     if where == "cpu" and not allowed:
         raise UserError(f"method {method!r} has no --checkpoint, so this run would first train it on the CPU: "
                         f"{text}. Pass --checkpoint PATH, a smaller -p steps=N / -p preset=tiny, or "
@@ -174,7 +173,7 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, m
     of the tree, so a CUB tree without ``segmentations/`` works for them)."""
     from benchmark.core.registry import DATASETS
 
-    if not hasattr(DATASETS.get(dataset), "check_tree"):
+    if not DATASETS.get(dataset).has_tree_check():
         return
     from benchmark.datasets._check import check_dataset
     from benchmark.runner import check_dataset_options
@@ -182,23 +181,16 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, m
     check_dataset_options(dataset, options)
     from benchmark.core.protocol import MaskSource
 
-    parsed = MaskSource.parse(masks)  # an unknown source is named here, in one line
-    # The mask files of the tree the run reads: GT masks, a given folder, or none (computed masks are
-    # written to a cache folder by the run itself; none/method read no mask file).
-    if parsed.needs_gt_masks:
-        source = "gt"
-    elif parsed.dataset_reads == "folder" and not parsed.needs_preparation:
-        source = f"predicted:{parsed.folder}"
-    else:
-        source = "none"
-    report = check_dataset(dataset, data_root, deep=False, **options, **({} if source == "gt" else {"masks": source}))
+    checked = MaskSource.parse(masks).files_to_check()  # an unknown source is named here, in one line
+    default = checked == MaskSource.parse(None)  # the default source needs no --masks in the hint below
+    report = check_dataset(dataset, data_root, deep=False, **options, **({} if default else {"masks": checked.spec}))
     if report.problems:
         shown = "; ".join(str(p) for p in report.problems[:3])
         more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
         # The suggested command checks the same tree with the same options (e.g. the PASCAL-Part category).
         same = "".join(f" -o {shlex.quote(f'{k}={v}')}" for k, v in options.items())
-        if source != "gt":
-            same += f" --masks {shlex.quote(source)}"
+        if not default:
+            same += f" --masks {shlex.quote(checked.spec)}"
         blocks = " ".join(report.blocked_uses()[:1])
         raise UserError(f"the {dataset} tree at {data_root} has problems: {shown}{more}. "
                         + (f"{blocks}. " if blocks else "")
@@ -258,25 +250,27 @@ def list_command():
     Example:
       benchmark list            # then e.g. benchmark run -m kmeans -d synthetic
     """
+    from benchmark.core.method import Method
     from benchmark.core.registry import BENCHES, DATASETS, METHODS, METRICS
     import benchmark.benches  # noqa: F401  (registers the speed benchmarks)
 
-    def status(cls) -> str:
+    def status(cls, missing: str | None = None) -> str:
+        """``missing``: what the plug-in's declared weights files (``weights_needed``) lack here."""
         reason = cls.unavailable_reason()
         if reason:
             return f"UNAVAILABLE: {reason}"
-        missing = getattr(cls, "missing_weights", lambda: None)()
-        if missing:
-            return f"needs weights: {missing} (on the synthetic dataset: random weights, with a warning)"
+        if missing:  # part methods fall back to random weights on synthetic data; mask models never do
+            return f"needs weights: {missing}" + (" (on the synthetic dataset: random weights, with a warning)"
+                                                  if issubclass(cls, Method) else "")
         return "ok"
 
     click.echo("Methods:")
     for name, cls in METHODS.items():
-        tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t, False)]
+        tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t)]
         if cls.trainable():  # the `benchmark train` capability, with its presets
             tags.append(f"trainable: presets {'/'.join(cls.train_presets()) or '-'}")
         click.echo(f"  {name:<12} {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
-        click.echo(f"  {'':<12} -> {status(cls)}")
+        click.echo(f"  {'':<12} -> {status(cls, cls.missing_weights())}")
     for name, why in sorted(METHODS.broken.items()):
         click.echo(f"  {name:<12} BROKEN: {why}")
     from benchmark.core.registry import MASK_MODELS
@@ -284,7 +278,7 @@ def list_command():
 
     click.echo("Foreground mask models (not part methods; benchmark train -m NAME, --masks model:CKPT):")
     for name, cls in MASK_MODELS.items():
-        click.echo(f"  {name:<12} {status(cls):<4}  {cls.description()}")
+        click.echo(f"  {name:<12} {status(cls, cls.missing_weights()):<4}  {cls.description()}")
     from benchmark.core.requirements import describe_missing
 
     for name, (build, text) in sorted(UNSUPERVISED.items()):

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 import click
 
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import PROTOCOL_NAMES as PROTOCOLS
+from benchmark.core.protocol import DEFAULT_PROTOCOL, PROTOCOL_NAMES as PROTOCOLS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def parse_seeds(values: Iterable[str], option: str = "--seed") -> tuple[int, ...
 def needs_data_root(dataset: str) -> bool:
     from benchmark.core.registry import DATASETS
 
-    return bool(getattr(DATASETS.get(dataset), "needs_data_root", True))
+    return DATASETS.get(dataset).needs_data_root
 
 
 def synthetic_weights(method: str, dataset: str, params: dict, *, mask_models: bool = False) -> dict:
@@ -178,8 +178,10 @@ def synthetic_weights(method: str, dataset: str, params: dict, *, mask_models: b
 
     if method in METHODS.names():
         cls = METHODS.get(method)
+        random_params = cls.random_weights_params()
     elif mask_models and method in MASK_MODELS.names():
         cls = MASK_MODELS.get(method)
+        random_params = {}  # a mask model never falls back to random weights (--init random says so)
     else:
         return params  # an unknown name is refused with its own error
     missing = cls.missing_weights(params)
@@ -187,7 +189,7 @@ def synthetic_weights(method: str, dataset: str, params: dict, *, mask_models: b
         return params
     if needs_data_root(dataset):
         raise UserError(f"{method} needs weights that are not on this machine: {missing}")
-    fills = {k: v for k, v in getattr(cls, "random_weights_params", dict)().items() if k not in params}
+    fills = {k: v for k, v in random_params.items() if k not in params}
     if not fills or params.get("checkpoint"):
         raise UserError(f"{method} needs weights that are not on this machine: {missing}")
     given = " ".join(f"-p {k}={v}" for k, v in fills.items())
@@ -288,7 +290,7 @@ def split_option() -> Callable:
 
 
 def protocol_option() -> Callable:
-    return click.option("--protocol", type=click.Choice(PROTOCOLS), default="corrected", show_default=True,
+    return click.option("--protocol", type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL, show_default=True,
                         help="corrected: known defects of the reference evaluation fixed; legacy: the released "
                              "notebooks exactly.")
 
