@@ -51,9 +51,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import PAPER_PROTOCOL, PROTOCOL_NAMES
+from benchmark.core.protocol import NOTEBOOK_PROTOCOLS, PAPER_PROTOCOL, PROTOCOL_NAMES, canonical_protocol
 
-PROTOCOLS = tuple(sorted(PROTOCOL_NAMES, key=lambda p: p != PAPER_PROTOCOL))  # the paper's first
+#: the protocols of a plan that names none: the notebook family, the paper's first
+PROTOCOLS = tuple(sorted(NOTEBOOK_PROTOCOLS, key=lambda p: p != PAPER_PROTOCOL))
 #: Mask sources a plan may name. ``fgbg``: the fg/bg model the plan trains per dataset, then its
 #: predicted masks; ``predicted:DIR`` (``{root}`` = the dataset's --data-root); ``unsupervised:NAME``.
 MASK_WORDS = ("gt", "none", "method", "fgbg")
@@ -261,7 +262,7 @@ METHOD_KEYS = {"method": "a registered method name", "params": "method parameter
 EXPERIMENT_KEYS = {
     "name": "a unique name", "title": "the table title", "methods": "labels or registered method names",
     "datasets": "registered dataset names", "num_parts": "K values", "seeds": "seeds, or a range such as '0-4'",
-    "protocols": "legacy and/or corrected", "masks": "mask sources: gt, none, method, fgbg, predicted:DIR, "
+    "protocols": "legacy, corrected, whole-image[:SIZE[-crop]]", "masks": "mask sources: gt, none, method, fgbg, predicted:DIR, "
     "unsupervised:NAME", "metrics": "metric names (default: every one that applies)",
     "published": "a named published table (k-sweep, five-seeds)", "figures": "qualitative figures (true/false)",
     "dataset_options": "dataset -> option table, or array of option tables (one variant each)",
@@ -484,8 +485,14 @@ def _check_names(check: _Checker, merged: dict, origin, methods: dict[str, Metho
             raise check.fail(origin("datasets"), f"unknown dataset {name!r}; registered datasets: "
                                                  f"{', '.join(DATASETS.names())}")
     for protocol in merged.get("protocols", PROTOCOLS):
-        if protocol not in PROTOCOLS:
-            raise check.fail(origin("protocols"), f"unknown protocol {protocol!r}; use legacy and/or corrected")
+        try:
+            spelt = canonical_protocol(protocol)
+        except UserError:
+            spelt = None
+        if spelt != protocol:
+            raise check.fail(origin("protocols"), f"unknown protocol {protocol!r}; use "
+                                                  f"{', '.join(PROTOCOL_NAMES)} (whole-image takes a size: "
+                                                  f"whole-image:518-crop)" + (f"; write it {spelt!r}" if spelt else ""))
     for source in merged.get("masks", ["gt"]):
         if source not in MASK_WORDS and not (source.startswith(MASK_PREFIXES) and ":" in source
                                              and source.split(":", 1)[1]):
