@@ -510,6 +510,7 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
         "protocol": data.protocol.spec,
         "masks": data.masks.spec,
         "train_masks": trained_with_masks(method, data),
+        "supervision": method.supervision_track(),
         "ground_truth": data.ground_truth,
         "num_parts": config.num_parts,
         "seed": config.seed,

@@ -226,6 +226,7 @@ def test_cli_run_records_the_protocol(tmp_path):
 
     rows = read_rows(next(tmp_path.rglob("*.csv")))
     assert {r["protocol"] for r in rows} == {"whole-image:64-crop"}
+    assert {r["supervision"] for r in rows} == {"none"}  # the method's track, in every row
     assert {r["metric"] for r in rows} == {"fg_nmi", "fg_ari", "nmi", "ari"}  # no landmark regression
     assert {r["view"] for r in rows} == {"full"}
     bad = CliRunner().invoke(cli, ["run", "-m", "random", "-d", "synthetic", "--protocol", "whole-image:x"])
