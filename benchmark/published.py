@@ -86,8 +86,16 @@ def published_results(*, method: str | None = None, dataset: str | None = None, 
             if all(value is None or getattr(row, key) == value for key, value in wanted.items())]
 
 
+def protocol_family(protocol: str) -> str:
+    """``"whole-image:518-crop"`` -> ``"whole-image"``: the newer papers evaluate at their own input sizes
+    (their ``source`` says which), so their numbers sit beside every ``whole-image`` setting."""
+    return str(protocol).split(":", 1)[0]
+
+
 def published_table_rows(dataset: str, num_parts: int, protocol: str) -> list[dict]:
-    """Pseudo summary rows (x100) for a report setting: ``label``, ``metric``, ``mean``, ``std``, ``seeds``."""
+    """Pseudo summary rows (x100) for a report setting: ``label``, ``metric``, ``mean``, ``std``, ``seeds``
+    (published under the setting's protocol family)."""
     return [{"label": row.row_label, "supervision": row.supervision, "metric": row.metric, "mean": row.mean_x100,
              "std": row.std_x100, "seeds": row.seeds}
-            for row in published_results(dataset=dataset, num_parts=num_parts, protocol=protocol)]
+            for row in published_results(dataset=dataset, num_parts=num_parts)
+            if protocol_family(row.protocol) == protocol_family(protocol)]

@@ -63,3 +63,20 @@ def test_protocols_side_by_side_for_one_model():
     assert header.index("FG-NMI [legacy]") < header.index("NMI [legacy]") < header.index("NMI [whole-image]")
     body = [line for line in text.splitlines() if line.startswith("| ours")]
     assert len(body) == 1 and "43.00" in body[0] and "51.00" in body[0] and "46.00" in body[0]
+
+
+def test_newer_papers_join_every_whole_image_setting_with_their_track():
+    from benchmark.published import published_results
+
+    rows = [_row("dff", "none", "whole-image:518-crop", "nmi", 0.40, "{}")]
+    rows = [{**r, "num_parts": 16} for r in rows]
+    text = render(pd.DataFrame(rows), "markdown", with_paper=True)
+    line = next(l for l in text.splitlines() if "pdiscoformer (paper)" in l)
+    assert "class-labels" in line and "73.38" in line and "**" not in line
+    assert "mpae (model zoo)" in text and "79.00" in text
+    legacy = render(pd.DataFrame([{**rows[0], "protocol": "legacy"}]), "markdown", with_paper=True)
+    assert "pdiscoformer" not in legacy
+    newer = published_results(protocol="whole-image")
+    assert {r.method for r in newer} == {"pdisconet", "pdisconet-vitb", "pdiscoformer", "mpae"}
+    assert all(r.source and r.supervision in SUPERVISION_TRACKS for r in newer)
+    assert {(r.dataset, r.num_parts) for r in newer} == {("cub", 16), ("partimagenet", 50), ("partimagenet", 25)}
