@@ -22,6 +22,8 @@ from ._views import centre_crop_offset, image_tensor, pil_resize, short_side_siz
 
 RELEASES = ("ood", "seg")
 SPLIT_SOURCES = ("official", "pdisco")
+#: PDiscoFormer's re-split of the OOD training split, looked for in the data root unless ``split_file=`` says
+SPLIT_FILE = "train_test_split_pimagenet_ood.txt"
 #: the training view's square side (PDiscoNet trains PartImageNet at 256)
 TRAIN_SIZE = 256
 FIX = ("Re-extract the PartImageNet archive so that <root>/annotations/<split>.json and <root>/images/<split>/ "
@@ -35,7 +37,8 @@ DOWNLOAD_STEPS = """PartImageNet is distributed through the authors' links, not 
        <root>/images/{train,val,test}/<wnid>/<wnid>_<n>.JPEG   (images directly in images/<split>/ work too)
   3. For the split of PDiscoNet / PDiscoFormer (their test set is a held-out part of the OOD *training*
      split), get data_sets/train_test_split_pimagenet_ood.txt from
-     https://github.com/ananthu-aniraj/pdiscoformer and pass -o split_source=pdisco -o split_file=<that file>.
+     https://github.com/ananthu-aniraj/pdiscoformer into <root> (or pass -o split_file=PATH) and use
+     -o split_source=pdisco.
   4. Check the tree: benchmark data check -d partimagenet --data-root <root>"""
 
 
@@ -49,7 +52,8 @@ class PartImageNet(RealDataset):
 
     Splits: ``split_source="official"``: the release's ``train``, ``val``, ``test``. ``"pdisco"``: the
     re-split of the OOD *training* split that PDiscoNet and PDiscoFormer evaluate on (``train`` / ``test``),
-    read from their ``train_test_split_pimagenet_ood.txt`` (``split_file=``; tab-separated ``image_id
+    read from their ``train_test_split_pimagenet_ood.txt`` (``split_file=``, default: that file in the data
+    root; tab-separated ``image_id
     is_test label_id wnid file_name``, ``image_id`` = the id in ``annotations/train.json``).
 
     Ground truth (PDiscoFormer's ``PartImageNetDataset`` and ``eval_nmi_ari_part_imagenet``): annotations
@@ -102,9 +106,10 @@ class PartImageNet(RealDataset):
         if self.masks.dataset_reads == "folder":
             raise UserError(f"partimagenet reads no mask folders; use --masks gt, none or method "
                             f"(got --masks {self.masks.spec})")
-        if split_source == "pdisco" and (release != "ood" or not split_file):
-            raise UserError("partimagenet: split_source='pdisco' re-splits the OOD training split: pass "
-                            "-o release=ood -o split_file=<train_test_split_pimagenet_ood.txt of PDiscoFormer>")
+        if split_source == "pdisco" and release != "ood":
+            raise UserError("partimagenet: split_source='pdisco' re-splits the OOD training split: use -o release=ood")
+        if split_source == "pdisco" and not split_file:
+            split_file = self.root / SPLIT_FILE
         self.release, self.split_source = release, split_source
         self.split_file = str(split_file) if split_file else None
         self.folder = "train" if split_source == "pdisco" else split

@@ -144,20 +144,27 @@ def test_ties_overlaps_and_skipped_annotations(root):
     assert set(second.part_labels.unique().tolist()) == {0, 2}
 
 
+def write_pdisco_split(path):
+    """PDiscoFormer's split file format: image 0 (and the unannotated 3) for training, 1 and 2 for testing."""
+    path.write_text("0\t0\t1\tn01440764\tn01440764_10.JPEG\n1\t1\t2\tn02085620\tn02085620_7.JPEG\n"
+                    "2\t1\t2\tn02085620\tn02085620_9.JPEG\n3\t0\t1\tn01440764\tn01440764_99.JPEG\n")
+    return path
+
+
 def test_official_and_pdisco_splits_and_flat_layout(tmp_path):
     root = write_tree(tmp_path / "PIN", flat=True)
     assert len(D.load("partimagenet", root=root, split="val", protocol="whole-image")) == 3
-    split = tmp_path / "split.txt"
-    split.write_text("0\t0\t1\tn01440764\tn01440764_10.JPEG\n1\t1\t2\tn02085620\tn02085620_7.JPEG\n"
-                     "2\t1\t2\tn02085620\tn02085620_9.JPEG\n3\t0\t1\tn01440764\tn01440764_99.JPEG\n")
+    split = write_pdisco_split(tmp_path / "split.txt")
     test = D.load("partimagenet", root=root, split="test", protocol="whole-image:16-crop", split_source="pdisco",
                   split_file=str(split))
     train = D.load("partimagenet", root=root, split="train", protocol="whole-image", split_source="pdisco",
                    split_file=str(split))
     assert [s["id"] for s in test._images] == [1, 2] and [s["id"] for s in train._images] == [0]
     assert test[0].size == (16, 16)  # images read from images/train/ (the re-split of the training split)
-    with pytest.raises(UserError, match="split_file"):
+    with pytest.raises(UserError, match="train_test_split_pimagenet_ood.txt: split file is missing"):
         D.load("partimagenet", root=root, split_source="pdisco", protocol="whole-image")
+    (root / "train_test_split_pimagenet_ood.txt").write_text(split.read_text())  # the default place
+    assert len(D.load("partimagenet", root=root, split_source="pdisco", protocol="whole-image")) == 2
     with pytest.raises(UserError, match="whole-image"):
         D.load("partimagenet", root=root, protocol="corrected")
     bad = tmp_path / "bad.txt"
