@@ -68,3 +68,6 @@ def test_whole_image_plan_fills_every_cell_on_stand_ins(tmp_path):
     protocols = {row.get("protocol") for row in rows}
     assert {"legacy", "corrected", "whole-image:64", "whole-image:32-crop"} <= protocols, protocols
     assert {row.get("num_parts") for row in rows} >= {"4", "8", "16", "25", "50"}
+    assert {(row["method"], row["supervision"]) for row in rows} == {("random", "none"), ("kmeans", "fg-masks"),
+                                                                     ("scops", "fg-masks")}
+    assert "| Supervision" in (out / "tables" / "whole-image-cub.md").read_text()
