@@ -124,7 +124,7 @@ class CUB(RealDataset):
         self.kanazawa_dir = Path(kanazawa_dir) if kanazawa_dir else self.root / "cachedir" / "cub" / "data"
         self._pred_dir = self.mask_folder
         report = _collect or Reporter(fix=FIX)
-        index = _read_official(self.root, report)
+        index = self._read_index(report)
         self._mat: Any = None
         self._kp_line: np.ndarray | None = None  # official index only: line numbers for keypoint errors
         rows = None
@@ -138,6 +138,10 @@ class CUB(RealDataset):
         self._select = np.flatnonzero(keep & self._class_filter(index))
         self._counts = {"images_in_tree": len(index["paths"]), "in_split": in_split,
                         "removed_by_class_filter": in_split - len(self._select)}
+
+    def _read_index(self, report: Reporter) -> dict[str, np.ndarray] | None:
+        """The official index of the tree (a CUB-like dataset with other index files overrides this)."""
+        return _read_official(self.root, report)
 
     def _take_index(self, index: dict[str, np.ndarray], rows: dict[str, np.ndarray] | None) -> np.ndarray:
         """Hold the annotations of the split source; the images of this split (bool per index row)."""
@@ -345,7 +349,7 @@ class CUB(RealDataset):
                             dtype=torch.float32)
         flipped = bool(train and torch.rand(()) < 0.5)
         if flipped:
-            img, kp_vis = img.flip(-1), flip_keypoints(kp, vis, out_hw[1], CUB_FLIP_PERMUTATION)
+            img, kp_vis = img.flip(-1), flip_keypoints(kp, vis, out_hw[1], self.flip_permutation)
             kp, vis = kp_vis
             mask = mask.flip(-1) if mask is not None else None
             bbox[0] = out_hw[1] - bbox[0] - bbox[2]
