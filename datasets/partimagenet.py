@@ -44,8 +44,10 @@ DOWNLOAD_STEPS = """PartImageNet is distributed through the authors' links, not 
 
 @register_dataset("partimagenet")
 class PartImageNet(RealDataset):
-    """PartImageNet, both releases (``release="ood"``: classes disjoint across train/val/test;
-    ``release="seg"``), COCO-style polygon part annotations rasterised with pycocotools.
+    """PartImageNet OOD and Seg: COCO polygon part masks of 158 ImageNet classes, pixel NMI/ARI under --protocol whole-image.
+
+    Releases: ``release="ood"`` (classes disjoint across train/val/test) or ``"seg"``; the polygons are
+    rasterised with pycocotools.
 
     Tree: ``<root>/annotations/<split>.json`` and ``<root>/images/<split>/<wnid>/<file_name>`` (or
     ``images/<split>/<file_name>``).
