@@ -65,7 +65,7 @@ def _sort_key(metric: str) -> Any:
 
 
 def _split_metric(metric: str) -> tuple[str, str]:
-    """``"nmi [legacy]"`` -> ``("nmi", "legacy")``; ``"nmi"`` -> ``("nmi", "")``."""
+    """``"nmi [whole-image]"`` -> ``("nmi", "whole-image")``; ``"nmi"`` -> ``("nmi", "")``."""
     base, _, rest = str(metric).partition(" [")
     return base, rest.rstrip("]")
 
