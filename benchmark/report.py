@@ -237,9 +237,9 @@ def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = Fals
         else:
             # tabulate escapes LaTeX specials; mark bold/± with placeholders that survive escaping.
             body = [[f"BOLDOPEN{c}BOLDCLOSE" if b else c for c, b in zip(row, flags)] for row, flags in zip(rows, bold)]
-            # Names left-aligned, numbers right-aligned (the last column, seeds, is a number too).
+            # Names and supervision tracks left-aligned, numbers right-aligned (seeds, last, is a number too).
             text = tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True,
-                            colalign=("left",) + ("right",) * (len(header) - 1))
+                            colalign=("left", "left") + ("right",) * (len(header) - 2))
             text = (text.replace("BOLDOPEN", r"\textbf{").replace("BOLDCLOSE", "}")
                     .replace("±", r"$\pm$"))
             caption = _title(setting).replace("_", r"\_")
