@@ -25,8 +25,9 @@ CHEAP = {
     '"whole-image:224-crop"]': '"whole-image:32-crop"]',
     # the miniature tree's official splits (PDiscoFormer's re-split is tested in test_datasets_partimagenet.py)
     'split_source = "pdisco"': 'split_source = "official"',
-    'methods = ["random", "dff", "kmeans", "scops", "ours"]': 'methods = ["random", "kmeans"]',
-    'methods = ["scops"]\ndatasets = ["cub"]\nnum_parts = [4, 8, 16]': 'methods = ["scops"]\ndatasets = ["cub"]\nnum_parts = [4]',
+    'methods = ["random", "dff", "kmeans", "dino-coseg", "scops", "ours"]': 'methods = ["random", "kmeans"]',
+    'methods = ["scops", "dino-coseg"]\ndatasets = ["cub"]\nnum_parts = [4, 8, 16]':
+        'methods = ["scops"]\ndatasets = ["cub"]\nnum_parts = [4]',
 }
 
 
