@@ -230,6 +230,7 @@ class KMeansParts(Method):
 
     transductive = True
     uses_masks = True
+    supervision = "fg-masks"  # clusters the features of the run's foreground pixels only
 
     def __init__(self, num_parts: int = 4, backbone: str = "vgg19", weights: str = "pretrained",
                  layers: tuple[str, ...] | int | None = None, facet: str | None = None, stride: int | None = None,

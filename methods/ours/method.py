@@ -38,6 +38,7 @@ class Ours(TrainableMethod):
 
     requires_training = True
     uses_masks = True
+    supervision = "fg-masks"  # trains on the foreground masks of the training view (the paper: GT masks)
     code_version = TRAIN_CODE_VERSION
 
     def __init__(self, num_parts: int = 4, preset: str = "paper", steps: int | None = None,

@@ -132,6 +132,7 @@ class SCOPS(TrainableMethod):
 
     requires_training = True
     provides_background = True
+    supervision = "fg-masks"  # trains on the foreground masks of the training view
     code_version = TRAIN_CODE_VERSION
     checkpoint_label = "scops-checkpoint"
 
