@@ -27,14 +27,13 @@ def data_group() -> None:
 
 
 @data_group.command("check")
-@click.option("--dataset", "-d", "dataset", required=True, help="cub, deepfashion or pascal-part")
-@click.option("--data-root", required=True, type=click.Path(path_type=Path), help="root of the dataset tree")
+@opt.dataset_option("cub, deepfashion or pascal-part")
+@opt.data_root_option(required=True, help="root of the dataset tree")
 @click.option("--split", "splits", multiple=True, help="only these splits (default: all)")
-@click.option("--category", default=None, help="PASCAL-Part category (e.g. car)")
-@click.option("--masks", default="gt", show_default=True, help="gt, none or predicted:DIR (checked too)")
-@click.option("--protocol", default="corrected", show_default=True, type=click.Choice(["corrected", "legacy"]))
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="dataset option KEY=VALUE (e.g. classes=(1,2,3))")
+@opt.category_option()
+@opt.masks_option("gt, none or predicted:DIR (checked too)", metavar="gt|none|predicted:DIR")
+@opt.protocol_option("How mask files are read: corrected or legacy (docs/protocol.md).")
+@opt.dataset_options_option("dataset option KEY=VALUE (e.g. classes=(1,2,3))")
 @click.option("--quick", is_flag=True, help="only check that files exist and have readable headers (no decoding)")
 @click.option("--max-problems", type=click.IntRange(min=1), default=200, show_default=True,
               help="how many problems to print")
@@ -51,11 +50,9 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
       benchmark data check -d cub --data-root /data/CUB_200_2011 --masks predicted:/data/CUB_200_2011/supervisedlabels
     """
     from benchmark.datasets._check import check_dataset
-    from benchmark.runner import check_dataset_options
+    from benchmark.factories import check_dataset_options
 
-    opts = opt.parse_params(options, "--option")
-    if category is not None:
-        opts["category"] = category
+    _, opts = opt.command_line_inputs((), options, category=category)
     if masks != "gt":
         opts["masks"] = masks
     if protocol != "corrected":

@@ -1,6 +1,6 @@
 """A plan expanded into a graph of steps, each with a content key, its dependencies and its state.
 
-Step kinds, in the order they feed each other (resources per kind in :mod:`.executors`):
+Step kinds, in the order they feed each other (what does each, and its resources: :data:`.steps.STEP_KINDS`):
 
 1. ``fgbg-train``    -- the fg/bg mask model of one dataset (variant), when a mask source is ``fgbg``;
 2. ``masks-predict`` -- that model's masks for the splits an evaluation reads; ``masks-score`` -- the mask
@@ -204,7 +204,7 @@ class _Builder:
 
     def dataset(self, name: str, root: str | None, options: dict, *, split: str, view: str, protocol: str,
                 masks: str):
-        from benchmark.runner import build_dataset
+        from benchmark.factories import build_dataset
 
         memo = json.dumps([name, root, split, view, protocol, masks, options], sort_keys=True, default=str)
         if memo not in self._datasets:
@@ -271,7 +271,7 @@ class _Builder:
         """(train step or None, checkpoint path to evaluate, weights key)."""
         from benchmark.core.method import RunContext
         from benchmark.core.registry import METHODS
-        from benchmark.runner import build_method
+        from benchmark.factories import build_method
 
         spec = self.plan.method_spec(label)
         cls = METHODS.get(spec.method)
@@ -476,7 +476,7 @@ def _unavailable(method: str, params: dict, num_parts: int) -> str | None:
 def _unavailable_memo(method: str, params_json: str, num_parts: int) -> str | None:
     params = json.loads(params_json)
     from benchmark.core.registry import METHODS
-    from benchmark.runner import build_method
+    from benchmark.factories import build_method
 
     reason = METHODS.get(method).unavailable_reason()
     if reason:

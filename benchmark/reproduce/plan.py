@@ -58,7 +58,6 @@ PROTOCOLS = tuple(sorted(PROTOCOL_NAMES, key=lambda p: p != PAPER_PROTOCOL))  # 
 #: predicted masks; ``predicted:DIR`` (``{root}`` = the dataset's --data-root); ``unsupervised:NAME``.
 MASK_WORDS = ("gt", "none", "method", "fgbg")
 MASK_PREFIXES = ("predicted:", "unsupervised:")
-STEP_KINDS = ("fgbg-train", "masks-predict", "masks-score", "train", "evaluate", "tables", "figures", "report")
 
 
 class PlanError(UserError):
@@ -339,6 +338,8 @@ def _load(path: Path, seen: tuple[Path, ...]) -> Plan:
         experiments.append(_experiment(check, entry, defaults, ("experiment", index), methods, path.stem))
     published = [_published(check, entry, ("published", i))
                   for i, entry in enumerate(_array(check, data, "published"))]
+    from benchmark.reproduce.steps import STEP_KINDS  # the one table of step kinds (here: their names)
+
     resources = check.typed(data.get("resources", {}), ("resources",), "table")
     for kind, table in resources.items():
         if kind not in STEP_KINDS:
@@ -389,7 +390,7 @@ def _methods(check: _Checker, table: Any) -> dict[str, MethodSpec]:
 
 def _check_method_params(check: _Checker, where: tuple, method: str, params: dict) -> None:
     from benchmark.core.registry import METHODS
-    from benchmark.runner import build_method
+    from benchmark.factories import build_method
 
     valid = METHODS.get(method).param_names()
     for key in params:
@@ -503,7 +504,7 @@ def _check_names(check: _Checker, merged: dict, origin, methods: dict[str, Metho
 
 
 def _check_dataset_options(check: _Checker, where: tuple, dataset: str, options: dict) -> None:
-    from benchmark.runner import check_dataset_options
+    from benchmark.factories import check_dataset_options
 
     for key in ("split", "protocol", "masks"):
         if key in options:
