@@ -80,3 +80,18 @@ def test_masks_are_prepared_in_one_place():
     callers = sorted(str(path.relative_to(root)) for folder in ("benchmark", "methods", "datasets", "metrics")
                      for path in (root / folder).rglob("*.py") if call.search(path.read_text()))
     assert callers == ["benchmark/maskgen.py"], callers
+
+
+def test_generated_masks_are_made_for_the_splits_read_only(tmp_path):
+    """`unsupervised:NAME` predicts the evaluated split, plus the landmark fitting split only when
+    landmark_error is asked for; the folder mirrors the full view (whole images)."""
+    from benchmark.runner import RunConfig, run
+
+    options = {"num_train": 3, "num_test": 2, "image_size": 32}
+    common = dict(method="random", dataset="synthetic", dataset_options=options,
+                  masks="unsupervised:spectral-random")
+    run(RunConfig(metrics=("nmi",), **common), out_dir=None, cache_dir=tmp_path / "cache")
+    (folder,) = (tmp_path / "cache" / "masks").iterdir()
+    assert sorted(p.relative_to(folder).parts[0] for p in folder.rglob("*.png")) == ["test"] * 2
+    run(RunConfig(metrics=("landmark_error",), **common), out_dir=None, cache_dir=tmp_path / "cache")
+    assert sorted(p.relative_to(folder).parts[0] for p in folder.rglob("*.png")) == ["test"] * 2 + ["train"] * 3
