@@ -156,14 +156,13 @@ def _refuse_cpu_training(method: str, num_parts: int, params: dict, device: str,
     if method not in METHODS.names():
         return
     cls = METHODS.get(method)
-    if not getattr(cls, "requires_training", False) or params.get("checkpoint"):
+    if not cls.requires_training or params.get("checkpoint"):
         return
     from benchmark.factories import build_method, resolve_device
 
     build_method(method, num_parts=num_parts, params=params)  # bad parameters: one clear error first
     where = resolve_device(device)
-    estimate = getattr(cls, "training_estimate", None)
-    text = estimate(params, where) if estimate is not None else "its full training, duration unknown"
+    text = cls.training_estimate(params, where) or "its full training, duration unknown"
     if where == "cpu" and not allowed:
         raise UserError(f"method {method!r} has no --checkpoint, so this run would first train it on the CPU: "
                         f"{text}. Pass --checkpoint PATH, a smaller -p steps=N / -p preset=tiny, or "
@@ -181,7 +180,7 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, m
     from benchmark.core.registry import DATASETS, METHODS
 
     cls = DATASETS.get(dataset)
-    if not hasattr(cls, "check_tree"):
+    if not cls.has_tree_check():
         return
     from benchmark.datasets._check import check_dataset
     from benchmark.factories import build_mask_source, check_dataset_options
@@ -189,29 +188,23 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, m
 
     check_dataset_options(dataset, options)
     parsed = build_mask_source(masks)  # an unknown source is named here, in one line
-    # The mask files of the tree the run reads: GT masks, a given folder, or none (computed masks are
-    # written to a cache folder by the run itself; none/method read no mask file).
-    if parsed.needs_gt_masks:
-        source = "gt"
-    elif parsed.dataset_reads == "folder" and not parsed.needs_preparation:
-        source = f"predicted:{parsed.folder}"
-    else:
-        source = "none"
+    checked = parsed.files_to_check()  # the mask files of the tree the run reads (none for computed masks)
+    default = checked == build_mask_source(None)  # the default source needs no --masks in the hint below
     # A method that trains within the run reads the training split with GT masks (or the run's own, for a
     # source that trains methods).
-    trains = (method in METHODS.names() and bool(getattr(METHODS.get(method), "requires_training", False))
+    trains = (method in METHODS.names() and METHODS.get(method).requires_training
               and (parsed.needs_gt_masks or parsed.trains_methods))
     splits = tuple(mask_splits(cls, split, metrics, trains=trains))
     report = check_dataset(dataset, data_root, deep=False, splits=splits, **options,
-                           **({} if source == "gt" else {"masks": source}))
+                           **({} if default else {"masks": checked.spec}))
     if report.problems:
         shown = "; ".join(str(p) for p in report.problems[:3])
         more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
         where = (f" in split {', '.join(map(repr, report.failing_splits))}" if report.failing_splits else "")
         # The suggested command checks the same tree with the same options (e.g. the PASCAL-Part category).
         same = "".join(f" -o {shlex.quote(f'{k}={v}')}" for k, v in options.items())
-        if source != "gt":
-            same += f" --masks {shlex.quote(source)}"
+        if not default:
+            same += f" --masks {shlex.quote(checked.spec)}"
         same += "".join(f" --split {s}" for s in report.failing_splits)
         blocks = " ".join(report.blocked_uses()[:1])
         raise UserError(f"the {dataset} tree at {data_root} has problems{where}: {shown}{more}. "
@@ -272,6 +265,7 @@ def list_command():
     Example:
       benchmark list            # then e.g. benchmark run -m kmeans -d synthetic
     """
+    from benchmark.core.method import Method
     from benchmark.core.registry import BENCHES, DATASETS, METHODS, METRICS
     import benchmark.benches  # noqa: F401  (registers the speed benchmarks)
 
@@ -279,14 +273,14 @@ def list_command():
         reason = cls.unavailable_reason()
         if reason:
             return f"UNAVAILABLE: {reason}"
-        missing = getattr(cls, "missing_weights", lambda: None)()
+        missing = cls.missing_weights() if issubclass(cls, Method) else None  # datasets, mask models: none
         if missing:
             return f"needs weights: {missing} (on the synthetic dataset: random weights, with a warning)"
         return "ok"
 
     click.echo("Methods:")
     for name, cls in METHODS.items():
-        tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t, False)]
+        tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t)]
         if cls.trainable():  # the `benchmark train` capability, with its presets
             tags.append(f"trainable: presets {'/'.join(cls.train_presets()) or '-'}")
         click.echo(f"  {name:<12} {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))

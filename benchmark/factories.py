@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import UnavailableError, UserError
+from benchmark.core.protocol import DEFAULT_PROTOCOL
 from benchmark.options import check_positive, check_value_types
 
 #: method parameters that ``benchmark train`` sets through options of its own: an error names the option
@@ -149,7 +150,7 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
 
 
 def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str = "fg",
-                  protocol: Any = "corrected", masks: Any = None, options: dict[str, Any] | None = None):
+                  protocol: Any = DEFAULT_PROTOCOL, masks: Any = None, options: dict[str, Any] | None = None):
     """Instantiate registered dataset ``name`` for one split and view (``masks=None``: the protocol
     object's own mask source, or ``gt``)."""
     from benchmark.core.registry import DATASETS

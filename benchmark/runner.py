@@ -51,7 +51,7 @@ from benchmark.core.dataset import Dataset
 from benchmark.core.errors import UserError
 from benchmark.core.method import Method, RunContext
 from benchmark.core.metric import Metric
-from benchmark.core.protocol import EvaluationProtocol, MaskSource
+from benchmark.core.protocol import DEFAULT_PROTOCOL, EvaluationProtocol, MaskSource
 from benchmark.core.registry import DATASETS, METRICS
 from benchmark.core.seeding import seed_everything
 from benchmark.core.types import Batch, PartMaps
@@ -82,7 +82,7 @@ class RunConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     data_root: str | None = None
     split: str = "test"
-    protocol: str = "corrected"
+    protocol: str = DEFAULT_PROTOCOL
     masks: str = "gt"
     device: str = "auto"
     batch_size: int = 16
@@ -135,7 +135,7 @@ def trained_with_masks(method: Method, eval_data: Dataset) -> str:
     """The ``train_masks`` of a row: the :func:`training_masks` spec when ``method`` trains within the run (no
     ``checkpoint``; a model cached from an identical earlier training counts, its cache key holds the
     masks), else ``""``."""
-    if not method.requires_training or getattr(method, "checkpoint", None):
+    if not method.requires_training or method.get_params().get("checkpoint"):
         return ""
     return training_masks(eval_data.masks).spec
 
@@ -166,7 +166,7 @@ def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: st
         else:
             # num_parts/background: how many labels the metric must tell apart (fewer items is an error).
             metrics.append(cls(protocol=protocol, ground_truth=ground_truth, num_parts=config.num_parts,
-                               background=config.masks != "none"))
+                               background=protocol.masks.gives_background))
     return metrics
 
 
@@ -316,7 +316,7 @@ def _update_clustering(metrics: Sequence[Metric], maps: PartMaps, batch: Batch, 
 def _update_landmarks(metrics: Sequence[Metric], maps: PartMaps, batch: Batch, *, split: str) -> None:
     for metric in metrics:
         if metric.kind == "landmarks":
-            metric.update(maps, batch, split=split)
+            metric.update(batch, maps, split=split)
 
 
 def without_skipped(batch, maps, skipped_ids) -> tuple[Any, Any] | None:
@@ -338,7 +338,7 @@ def _for_scoring(method: Method, batch: Batch, maps: PartMaps, protocol: Evaluat
     align = protocol.align_corners(view_name)
     if align is not None and align != maps.align_corners:
         maps = dataclasses.replace(maps, align_corners=align)
-    return without_skipped(batch, maps, getattr(method, "skipped_ids", None))
+    return without_skipped(batch, maps, method.skipped_ids)
 
 
 def _keep_examples(maps, batch, count: int, background: str) -> dict[str, Any]:
@@ -443,7 +443,7 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
         "dataset_options": json.dumps(_jsonable(data.options()), sort_keys=True),
         "transductive": bool(method.transductive),
         "weights": method.weights_id(),
-        "skipped_images": len(getattr(method, "skipped_ids", []) or []),
+        "skipped_images": len(method.skipped_ids),
     }
     values = []
     for metric in metrics:

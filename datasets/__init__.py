@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmark.core.protocol import DEFAULT_PROTOCOL
 from benchmark.core.registry import DATASETS  # noqa: F401  (re-exported: the registry of this package)
 
 
-def load(name: str, root: Any = None, split: str = "test", *, view: str = "fg", protocol: Any = "corrected",
+def load(name: str, root: Any = None, split: str = "test", *, view: str = "fg", protocol: Any = DEFAULT_PROTOCOL,
          masks: Any = None, **options: Any):
     """Instantiate dataset ``name`` for ``split`` in ``view`` under ``protocol`` and ``masks``, with the
     dataset's own options (e.g. ``category=`` for PASCAL-Part) validated as ``-o`` options are: the one

@@ -8,6 +8,7 @@ import click
 
 from benchmark import options as opt
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import DEFAULT_PROTOCOL, MaskSource
 
 
 def _raw_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -53,9 +54,9 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
     from benchmark.factories import check_dataset_options
 
     _, opts = opt.command_line_inputs((), options, category=category)
-    if masks != "gt":
+    if MaskSource.parse(masks) != MaskSource.parse(None):
         opts["masks"] = masks
-    if protocol != "corrected":
+    if protocol != DEFAULT_PROTOCOL:
         opts["protocol"] = protocol
     check_dataset_options(dataset, opts)
     report = check_dataset(dataset, data_root, deep=not quick, splits=tuple(splits) or None, progress=not quiet,

@@ -69,12 +69,12 @@ def predict_command(checkpoint, source, out_dir, dataset, data_root, split, opti
       benchmark masks predict --source unsupervised:spectral -d synthetic --out masks/spectral
     """
     from benchmark.core.protocol import MaskSource
-    from benchmark.maskgen import UnsupervisedMasks
+    from benchmark.mask_sources import ModelMasks, UnsupervisedMasks
     from benchmark.tasks import PredictMasksConfig, predict_masks
 
     if (checkpoint is None) == (source is None):
         raise UserError("give exactly one of --checkpoint CKPT (a trained fg/bg model) or --source unsupervised:NAME")
-    generated = MaskSource.parse(f"model:{checkpoint}" if checkpoint is not None else source)
+    generated = MaskSource.parse(ModelMasks.spell(checkpoint) if checkpoint is not None else source)
     if source is not None and not isinstance(generated, UnsupervisedMasks):
         raise UserError(f"--source {source!r}: only unsupervised:NAME sources; pass a trained model with --checkpoint")
     opts = _inputs(data_root, options, category)

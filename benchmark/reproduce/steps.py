@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from benchmark.core.atomic import atomic_write_text
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import MaskSource
 from benchmark.reproduce.graph import Settings, Step, estimate_class, ledger_dir
 
 
@@ -60,7 +61,7 @@ def _train(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
     method.context = RunContext(cache_dir=Path(settings.cache_dir), num_workers=0, progress=not settings.quiet,
                                 data_root=Path(spec["root"]) if spec["root"] else None)
     model = Path(spec["model"])
-    if spec["masks"] != "gt":
+    if not MaskSource.kind_of(spec["masks"], in_plans=True).needs_gt_masks:
         # The generated source prepared for the training split in the plan's cache, as `benchmark train` does.
         masks = prepare_masks(spec["masks"], spec["dataset"], ["train"], data_root=spec["root"],
                               options=spec["options"], device=device, cache_dir=settings.cache_dir,
@@ -127,11 +128,12 @@ def _fgbg_train(step: Step, settings: Settings, device: str) -> tuple[Any, dict]
 
 
 def _masks_predict(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
+    from benchmark.mask_sources import ModelMasks
     from benchmark.tasks import PredictMasksConfig, predict_masks
 
     spec = step.spec
     for split in spec["splits"]:
-        predict_masks(PredictMasksConfig(source=f"model:{spec['checkpoint']}", dataset=spec["dataset"],
+        predict_masks(PredictMasksConfig(source=ModelMasks.spell(spec["checkpoint"]), dataset=spec["dataset"],
                                          out_dir=spec["out"], data_root=spec.get("root") or None, split=split,
                                          options=dict(spec.get("options") or {}), device=device,
                                          progress=not settings.quiet))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import DEFAULT_PROTOCOL
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def predict_masks(config: PredictMasksConfig) -> PredictMasksResult:
     from benchmark.core.atomic import check_writable_dir
     from benchmark.core.registry import DATASETS
     from benchmark.factories import build_dataset, build_mask_source, resolve_device
-    from benchmark.maskgen import GeneratedMasks, predict_masks as write_masks
+    from benchmark.mask_sources import GeneratedMasks
+    from benchmark.maskgen import predict_masks as write_masks
 
     source = build_mask_source(config.source)
     if not isinstance(source, GeneratedMasks):
@@ -72,7 +74,7 @@ class ScoreMasksConfig:
     data_root: str | Path | None = None
     split: str = "test"
     options: dict[str, Any] = field(default_factory=dict)
-    protocol: str = "corrected"
+    protocol: str = DEFAULT_PROTOCOL
     out_dir: str | Path = "runs"
     cache_dir: str | Path | None = None  # generated masks (None: $PARTBENCH_CACHE or ~/.cache/partbench)
     device: str = "auto"

@@ -69,7 +69,7 @@ def train(config: TrainConfig, *, echo: Echo = lambda _: None) -> TrainOutcome:
     source = prepare_masks(source, config.dataset, ["train"], data_root=config.data_root, options=config.options,
                            device=device, cache_dir=config.cache_dir, progress=config.progress)
     # Mask models train on whole images (the images they predict on); part methods on the augmented crops.
-    view = getattr(type(method), "train_view", "train")
+    view = type(method).train_view
     data = build_dataset(config.dataset, data_root=config.data_root, split="train", view=view, masks=source,
                          options=config.options)
     out_dir = Path(config.out_dir) if config.out_dir is not None else default_out_dir(config.method, config.dataset,
