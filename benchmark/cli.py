@@ -225,7 +225,10 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, m
 @click.option("--with-paper", is_flag=True,
               help="Add the published numbers of the same dataset, K and protocol (the package's "
                    "published.csv) as rows.")
-def report_command(runs, fmt, out_dir, name, decimals, with_paper):
+@click.option("--protocols-side-by-side", "side_by_side", is_flag=True,
+              help="One table per setting with the protocols as columns (e.g. legacy and whole-image numbers "
+                   "of the same trained model in one row).")
+def report_command(runs, fmt, out_dir, name, decimals, with_paper, side_by_side):
     """Tables (mean ± std over seeds, x100, best in bold) from result CSVs or directories of them.
 
     \b
@@ -233,6 +236,7 @@ def report_command(runs, fmt, out_dir, name, decimals, with_paper):
       benchmark report runs/ --format markdown                 # writes runs/results.{csv,md,tex}
       benchmark report runs/cub runs/deepfashion --format latex --name paper_table --with-paper --out tables/
       benchmark report results/synthetic --format html --name report   # one self-contained page
+      benchmark report runs/cub --protocols-side-by-side        # legacy | corrected | whole-image columns
     """
     from benchmark.report import render, write_report
     from benchmark.results import load_results
@@ -252,8 +256,8 @@ def report_command(runs, fmt, out_dir, name, decimals, with_paper):
     if out_dir is None:
         first = Path(runs[0])
         out_dir = first if first.is_dir() else first.parent
-    written = write_report(df, out_dir, name, decimals=decimals, with_paper=with_paper)
-    click.echo(render(df, fmt, decimals, with_paper), nl=False)
+    written = write_report(df, out_dir, name, decimals=decimals, with_paper=with_paper, side_by_side=side_by_side)
+    click.echo(render(df, fmt, decimals, with_paper, side_by_side), nl=False)
     click.echo(f"\nwritten: {', '.join(str(p) for p in written)}", err=True)
 
 
@@ -269,22 +273,24 @@ def list_command():
     from benchmark.core.registry import BENCHES, DATASETS, METHODS, METRICS
     import benchmark.benches  # noqa: F401  (registers the speed benchmarks)
 
-    def status(cls) -> str:
+    def status(cls, missing: str | None = None) -> str:
+        """``missing``: what the plug-in's declared weights files (``weights_needed``) lack here."""
         reason = cls.unavailable_reason()
         if reason:
             return f"UNAVAILABLE: {reason}"
-        missing = cls.missing_weights() if issubclass(cls, Method) else None  # datasets, mask models: none
-        if missing:
-            return f"needs weights: {missing} (on the synthetic dataset: random weights, with a warning)"
+        if missing:  # part methods fall back to random weights on synthetic data; mask models never do
+            return f"needs weights: {missing}" + (" (on the synthetic dataset: random weights, with a warning)"
+                                                  if issubclass(cls, Method) else "")
         return "ok"
 
     click.echo("Methods:")
     for name, cls in METHODS.items():
-        tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t)]
+        tags = [f"supervision: {cls.supervision or 'that of the saved maps'}"]
+        tags += [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t)]
         if cls.trainable():  # the `benchmark train` capability, with its presets
             tags.append(f"trainable: presets {'/'.join(cls.train_presets()) or '-'}")
         click.echo(f"  {name:<12} {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
-        click.echo(f"  {'':<12} -> {status(cls)}")
+        click.echo(f"  {'':<12} -> {status(cls, cls.missing_weights())}")
     for name, why in sorted(METHODS.broken.items()):
         click.echo(f"  {name:<12} BROKEN: {why}")
     from benchmark.core.registry import MASK_MODELS
@@ -292,9 +298,13 @@ def list_command():
 
     click.echo("Foreground mask models (not part methods; benchmark train -m NAME, --masks model:CKPT):")
     for name, cls in MASK_MODELS.items():
-        click.echo(f"  {name:<12} {status(cls):<4}  {cls.description()}")
-    for name, (_, text) in sorted(UNSUPERVISED.items()):
-        click.echo(f"  unsupervised:{name:<15} training-free (--masks unsupervised:{name}): {text}")
+        click.echo(f"  {name:<12} {status(cls, cls.missing_weights()):<4}  {cls.description()}")
+    from benchmark.core.requirements import describe_missing
+
+    for name, (build, text) in sorted(UNSUPERVISED.items()):
+        missing = describe_missing(build().weights_needed())
+        click.echo(f"  unsupervised:{name:<15} training-free (--masks unsupervised:{name}): {text}"
+                   + (f"  -> needs weights: {missing}" if missing else ""))
     click.echo("Datasets:")
     for name, cls in DATASETS.items():
         needs = "needs --data-root" if cls.needs_data_root else "built in"

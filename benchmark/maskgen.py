@@ -186,8 +186,8 @@ def prepare_masks(source: "str | MaskSource", dataset: str, splits: Sequence[str
                   progress: bool = False) -> MaskSource:
     """``source`` parsed and, when its kind computes its masks (``model:``, ``unsupervised:``), prepared for
     every image of ``splits``: the source the datasets then read. The one rule of every job (run, export,
-    train, masks score, reproduce): masks are made from the dataset's **full view** of each split -- whole
-    images, the tree a mask folder mirrors -- loaded without masks. ``cache_dir=None`` is the kind's
+    train, masks score, reproduce): masks are made from the dataset's **full view** of each split under
+    ``protocol`` (whole images, the tree a mask folder mirrors) loaded without masks. ``cache_dir=None`` is the kind's
     default cache (``$PARTBENCH_CACHE``); a job without a cache passes a folder of its own
     (:func:`mask_cache`)."""
     from benchmark.core.registry import DATASETS
@@ -196,7 +196,7 @@ def prepare_masks(source: "str | MaskSource", dataset: str, splits: Sequence[str
     source = MaskSource.parse(source)
     if not source.needs_preparation:
         return source
-    view = DATASETS.get(dataset).full_view
+    view = DATASETS.get(dataset).role_view("full", protocol)  # the whole-image view under that protocol
     images = [build_dataset(dataset, data_root=data_root, split=split, view=view, protocol=protocol, masks="none",
                             options=options) for split in dict.fromkeys(splits)]
     return source.prepare(images, device=device, cache_dir=cache_dir, batch_size=batch_size, progress=progress,

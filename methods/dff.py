@@ -64,6 +64,7 @@ class DFF(Method):
     """Deep Feature Factorization: NMF of VGG19 relu5_4 (or DINO/DINOv2 ViT) features over the whole split."""
 
     transductive = True
+    supervision = "none"  # NMF of pretrained features of all positions
     uses_masks = False  # NMF runs on all positions, as in DFF; the harness applies the foreground
 
     def __init__(self, num_parts: int = 4, backbone: str = "vgg19", weights: str = "pretrained",
@@ -83,10 +84,10 @@ class DFF(Method):
         self.batch_size = batch_size
 
     @classmethod
-    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
-        from benchmark.methods.feature_backbones import missing_weights
+    def weights_needed(cls, params: dict[str, Any] | None = None):
+        from benchmark.methods.feature_backbones import weights_needed
 
-        return missing_weights(params)
+        return weights_needed(params)
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:

@@ -230,6 +230,7 @@ class KMeansParts(Method):
 
     transductive = True
     uses_masks = True
+    supervision = "fg-masks"  # clusters the features of the run's foreground pixels only
 
     def __init__(self, num_parts: int = 4, backbone: str = "vgg19", weights: str = "pretrained",
                  layers: tuple[str, ...] | int | None = None, facet: str | None = None, stride: int | None = None,
@@ -254,10 +255,10 @@ class KMeansParts(Method):
         return faiss_missing_reason()
 
     @classmethod
-    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
-        from benchmark.methods.feature_backbones import missing_weights
+    def weights_needed(cls, params: dict[str, Any] | None = None):
+        from benchmark.methods.feature_backbones import weights_needed
 
-        return missing_weights(params)
+        return weights_needed(params)
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from benchmark.core.types import Batch, PartMaps
 class RandomParts(Method):
     """Uniform random part probabilities per pixel (the lower bound; NMI ~ 0)."""
 
+    supervision = "none"
+
     def __init__(self, num_parts: int = 4, resolution: int = 0):
         self.num_parts = num_parts
         self.resolution = resolution  # 0 = one random draw per image pixel; r > 0 = r x r maps upsampled

@@ -139,7 +139,8 @@ def train_command(method_name, dataset, data_root, options, category, num_parts,
         given["ablate"] = tuple(ablate)
     if compile_:
         given["compile"] = True
-    given = opt.synthetic_weights(method_name, dataset, given)  # missing weights on synthetic: random, loudly
+    # Weights checked before any data is read (missing on synthetic: random, loudly).
+    given = opt.synthetic_weights(method_name, dataset, given, mask_models=True)
     _, dataset_options = opt.command_line_inputs((), options, category=category)
     outcome = train(TrainConfig(method=method_name, dataset=dataset, params=given, data_root=data_root,
                                 options=dataset_options, masks=masks, out_dir=out_dir, resume=resume, seed=seed,

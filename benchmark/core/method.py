@@ -35,6 +35,17 @@ Conventions (scikit-learn's estimator rules, checked for every registered method
   ``batch.masks`` holds the run's foreground masks when the mask policy provides them.
 * Tags (class attributes): ``requires_training``, ``transductive``, ``provides_background`` (a background
   channel 0, usable with ``--masks method``), ``uses_masks`` (needs ``batch.masks`` at fit/predict time).
+* ``supervision`` (tag, required of every registered method): the strongest annotation the method learns
+  from, one of :data:`SUPERVISION_TRACKS`:
+
+  - ``"none"``: images only (pretrained backbones allowed), e.g. ``dff``, ``random``;
+  - ``"fg-masks"``: foreground masks of the training or evaluated images (e.g. ``ours`` and ``scops``
+    train on them, ``kmeans`` clusters only foreground features);
+  - ``"class-labels"``: image-level class labels (PDiscoNet, PDiscoFormer train a classifier).
+
+  ``benchmark list``, the ``supervision`` column of result rows and the tables show it; tables rank
+  (bold) methods only within one track. A method whose supervision depends on its input (``predictions``)
+  overrides :meth:`supervision_track`.
 * :meth:`unavailable_reason` says why the method cannot run here (a missing optional dependency ...);
   the method then stays registered, is listed as unavailable by ``benchmark list`` and skipped by the demo.
 * :meth:`demo_params` gives tiny settings for ``benchmark demo`` (2 CPU cores, a few seconds per method);
@@ -53,8 +64,11 @@ special; a method overrides only what applies to it (nothing is looked up by nam
   during ``predict``. After every predicted batch the harness drops those images (their rows in the
   returned maps are ignored) and records their count in the ``skipped_images`` column.
 * :meth:`effective_params`: the parameters the method really runs with (a preset's values in place of
-  parameters left ``None``). ``benchmark reproduce`` reads the pretrained weights a method needs from it
-  (``weights``, ``vgg_weights``, ``init``, ``arch``) to block a step whose files are missing.
+  parameters left ``None``).
+* :meth:`weights_needed` (classmethod): the weights files the method reads with ``params``, as data
+  (:class:`~benchmark.core.requirements.WeightsFile`, from the catalogue in ``methods/pretrained.py``).
+  ``benchmark list``, ``run``, ``train``, ``sweep`` and every ``reproduce`` step ask it (through
+  :meth:`missing_weights`) to say "needs weights", stop before reading data, or block a step.
 * :meth:`training_estimate` (classmethod): one sentence on what training from ``params`` will do and how
   long it should take on ``device``, or ``None`` when unknown. ``benchmark run`` prints it before it
   trains a ``requires_training`` method that has no ``checkpoint`` (and refuses on a CPU without
@@ -96,6 +110,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from benchmark.core.plugin import Plugin
+from benchmark.core.requirements import WeightsFile, describe_missing
+
+#: the supervision tracks a method declares (``Method.supervision``), from the weakest
+SUPERVISION_TRACKS = ("none", "fg-masks", "class-labels")
 
 if TYPE_CHECKING:
     from benchmark.core.dataset import Dataset
@@ -132,6 +150,7 @@ class Method(Plugin):
     transductive: ClassVar[bool] = False
     provides_background: ClassVar[bool] = False
     uses_masks: ClassVar[bool] = False
+    supervision: ClassVar[str | None] = None  # one of SUPERVISION_TRACKS; see the module docstring
     reads_saved_maps: ClassVar[bool] = False
     train_view: ClassVar[str] = "train"
 
@@ -146,12 +165,21 @@ class Method(Plugin):
 
     # -- description --------------------------------------------------------------------------------
     @classmethod
+    def weights_needed(cls, params: dict[str, Any] | None = None) -> "list[WeightsFile]":
+        """The weights files the method reads with ``params`` (its defaults when ``None``), as data: one
+        :class:`~benchmark.core.requirements.WeightsFile` per file, with where it is looked for and how to
+        get it (:mod:`benchmark.methods.pretrained` builds them). ``[]``: no pretrained weights. ``list``,
+        ``run``, ``train``, ``sweep`` and ``reproduce`` all ask this one declaration."""
+        return []
+
+    @classmethod
     def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
-        """``None`` when the pretrained weights the method needs with ``params`` (its defaults when
-        ``None``) are on this machine; else one sentence saying which are missing and how to get them.
-        ``benchmark list`` then shows "needs weights", and ``run`` on the built-in synthetic dataset uses
-        :meth:`random_weights_params` instead, with a loud warning (recorded in every row)."""
-        return None
+        """``None`` when every file of :meth:`weights_needed` is on this machine; else one sentence saying
+        which are missing and how to get them. ``benchmark list`` then shows "needs weights", and ``run`` on
+        the built-in synthetic dataset uses :meth:`random_weights_params` instead, with a loud warning
+        (recorded in every row). Not meant to be overridden: declare :meth:`weights_needed`."""
+        alternative = "or evaluate a trained model with --checkpoint PATH" if cls.requires_training else ""
+        return describe_missing(cls.weights_needed(dict(params or {})), alternative=alternative)
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:
@@ -197,6 +225,11 @@ class Method(Plugin):
     def weights_id(self) -> str:
         """Identity of the pretrained weights the predictions depend on (``"none"`` if none)."""
         return "none"
+
+    def supervision_track(self) -> str:
+        """The supervision this instance learnt from (default: the class tag ``supervision``); ``""`` when
+        it is not known."""
+        return self.supervision or ""
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
