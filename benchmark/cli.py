@@ -11,7 +11,6 @@ exit status 2 (no traceback).
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 import re
 import shlex
@@ -96,7 +95,9 @@ _SHOWN_RANDOM_WEIGHTS: set[str] = set()
 
 
 def _default_cache_dir() -> str:
-    return os.environ.get("PARTBENCH_CACHE", str(Path.home() / ".cache" / "partbench"))
+    from benchmark.core.cache import default_cache_dir
+
+    return default_cache_dir()
 
 
 @cli.command("run")
@@ -137,7 +138,8 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
       benchmark run -m predictions -p dir=exported/ -d cub --data-root /data/CUB_200_2011
     """
     from benchmark.core.atomic import check_writable_dir, remove_empty_dirs
-    from benchmark.runner import RunConfig, run
+    from benchmark.runner import RunConfig
+    from benchmark.tasks import EvaluateConfig, evaluate
 
     method_params, dataset_options = opt.command_line_inputs(params, options, category=category,
                                                              checkpoint=checkpoint)
@@ -154,14 +156,15 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
     cache = None if no_cache else (cache_dir or _default_cache_dir())
     try:
         if data_root is not None:
-            _quick_data_check(dataset, data_root, split, dataset_options, masks)
+            _quick_data_check(dataset, data_root, split, dataset_options, masks, tuple(metric_names) or None,
+                              method)
         for seed in seeds or (0,):
             config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=method_params,
                                dataset_options=dataset_options, data_root=data_root, split=split,
                                protocol=protocol, masks=masks, device=device, batch_size=eval_batch_size,
                                metrics=tuple(metric_names) or None)
-            result = run(config, out_dir=out_dir, force=force, progress=not quiet, cache_dir=cache,
-                         num_workers=num_workers)
+            result = evaluate(EvaluateConfig(config, out_dir=out_dir, force=force, cache_dir=cache,
+                                             num_workers=num_workers, progress=not quiet))
             status = "reused" if result.reused else f"{result.rows[0]['wall_time_s'] if result.rows else 0:.1f}s"
             values = "  ".join(f"{r['metric']}={100 * float(r['value']):.2f}" for r in result.rows)
             click.echo(f"{method} on {dataset} seed {seed} [{status}]: {values}")
@@ -182,7 +185,7 @@ def _refuse_cpu_training(method: str, num_parts: int, params: dict, device: str,
     cls = METHODS.get(method)
     if not cls.requires_training or params.get("checkpoint"):
         return
-    from benchmark.runner import build_method, resolve_device
+    from benchmark.factories import build_method, resolve_device
 
     build_method(method, num_parts=num_parts, params=params)  # bad parameters: one clear error first
     where = resolve_device(device)
@@ -194,32 +197,44 @@ def _refuse_cpu_training(method: str, num_parts: int, params: dict, device: str,
     click.echo(f"note: {method!r} has no --checkpoint; training it first: {text}", err=True)
 
 
-def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, masks: str = "gt") -> None:
-    """Before a run: the index files parse and every needed file exists (headers only, no decoding). Mask
-    files are checked only for the run's mask source (``none``/``method``/generated masks read no mask file
-    of the tree, so a CUB tree without ``segmentations/`` works for them)."""
-    from benchmark.core.registry import DATASETS
+def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, masks: str = "gt",
+                      metrics: tuple[str, ...] | None = None, method: str | None = None) -> None:
+    """Before a run: the index files parse and every file the run reads exists (headers only, no decoding),
+    in the splits it reads (:func:`benchmark.maskgen.mask_splits`: the evaluated split, the landmark fitting
+    split when a landmark metric is asked for, the training split when the method trains on these masks).
+    Mask files are checked only for the run's mask source (``none``/``method``/generated masks read no mask
+    file of the tree, so a CUB tree without ``segmentations/`` works for them)."""
+    from benchmark.core.registry import DATASETS, METHODS
 
-    if not DATASETS.get(dataset).has_tree_check():
+    cls = DATASETS.get(dataset)
+    if not cls.has_tree_check():
         return
     from benchmark.datasets._check import check_dataset
-    from benchmark.runner import check_dataset_options
+    from benchmark.factories import build_mask_source, check_dataset_options
+    from benchmark.maskgen import mask_splits
 
     check_dataset_options(dataset, options)
-    from benchmark.core.protocol import MaskSource
-
-    checked = MaskSource.parse(masks).files_to_check()  # an unknown source is named here, in one line
-    default = checked == MaskSource.parse(None)  # the default source needs no --masks in the hint below
-    report = check_dataset(dataset, data_root, deep=False, **options, **({} if default else {"masks": checked.spec}))
+    parsed = build_mask_source(masks)  # an unknown source is named here, in one line
+    checked = parsed.files_to_check()  # the mask files of the tree the run reads (none for computed masks)
+    default = checked == build_mask_source(None)  # the default source needs no --masks in the hint below
+    # A method that trains within the run reads the training split with GT masks (or the run's own, for a
+    # source that trains methods).
+    trains = (method in METHODS.names() and METHODS.get(method).requires_training
+              and (parsed.needs_gt_masks or parsed.trains_methods))
+    splits = tuple(mask_splits(cls, split, metrics, trains=trains))
+    report = check_dataset(dataset, data_root, deep=False, splits=splits, **options,
+                           **({} if default else {"masks": checked.spec}))
     if report.problems:
         shown = "; ".join(str(p) for p in report.problems[:3])
         more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
+        where = (f" in split {', '.join(map(repr, report.failing_splits))}" if report.failing_splits else "")
         # The suggested command checks the same tree with the same options (e.g. the PASCAL-Part category).
         same = "".join(f" -o {shlex.quote(f'{k}={v}')}" for k, v in options.items())
         if not default:
             same += f" --masks {shlex.quote(checked.spec)}"
+        same += "".join(f" --split {s}" for s in report.failing_splits)
         blocks = " ".join(report.blocked_uses()[:1])
-        raise UserError(f"the {dataset} tree at {data_root} has problems: {shown}{more}. "
+        raise UserError(f"the {dataset} tree at {data_root} has problems{where}: {shown}{more}. "
                         + (f"{blocks}. " if blocks else "")
                         + f"Run `benchmark data check -d {dataset} --data-root {shlex.quote(str(data_root))}{same}` "
                         f"for the full list")

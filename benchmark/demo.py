@@ -40,7 +40,8 @@ def run_demo(out_dir: str | Path = "results/demo", *, methods: Iterable[str] | N
     from benchmark.figures import comparison_figure
     from benchmark.report import render, write_report
     from benchmark.results import load_results
-    from benchmark.runner import RunConfig, run
+    from benchmark.runner import RunConfig
+    from benchmark.tasks import EvaluateConfig, evaluate
 
     chosen, left_out = demo_methods(methods)  # names checked before anything is written
     if not chosen:
@@ -55,7 +56,8 @@ def run_demo(out_dir: str | Path = "results/demo", *, methods: Iterable[str] | N
         config = RunConfig(method=name, dataset=DEMO_DATASET, seed=seed, params=cls.demo_params(),
                            dataset_options=options, device=device)
         t0 = time.perf_counter()
-        result = run(config, out_dir=out / "runs", force=True, progress=progress, examples=EXAMPLES)
+        result = evaluate(EvaluateConfig(config, out_dir=out / "runs", force=True, progress=progress,
+                                         examples=EXAMPLES))
         values = "  ".join(f"{r['metric']}={100 * float(r['value']):.1f}" for r in result.rows)
         echo(f"{name:<12} {time.perf_counter() - t0:6.1f}s  {values}")
         examples[name] = result.examples

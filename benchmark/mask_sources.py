@@ -17,7 +17,6 @@ This module imports no torch (``import benchmark`` stays cheap): predicting impo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -62,7 +61,9 @@ class GeneratedMasks(MaskSource):
 
     def cache_folder(self, dataset, cache_dir: str | Path | None) -> Path:
         if cache_dir is None:
-            cache_dir = os.environ.get("PARTBENCH_CACHE", str(Path.home() / ".cache" / "partbench"))
+            from benchmark.core.cache import default_cache_dir
+
+            cache_dir = default_cache_dir()
         key = content_key({"source": self.fingerprint(), "dataset": dataset.name,
                            "root": str(Path(dataset.root).resolve()) if dataset.root else None,
                            "options": dataset.options()})

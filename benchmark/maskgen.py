@@ -9,7 +9,8 @@ A mask folder mirrors the dataset's image tree exactly as ``--masks predicted:DI
   model's input side, predicted in batches on the device; each mask is upsampled to its image's size on the
   device and written atomically, so a killed run leaves only complete files and a rerun skips them. The
   computed mask kinds of ``--masks`` (``model:CKPT``, ``unsupervised:NAME``, :mod:`benchmark.mask_sources`)
-  call it when a run prepares its masks; :func:`prepared` is that step for any source.
+  call it when a job prepares its masks; :func:`prepare_masks` is that step for every job (which splits,
+  which view).
 * :func:`score_masks` compares a mask source with the ground-truth masks in the dataset's full view
   (:class:`benchmark.metrics.mask_quality.MaskScore`).
 """
@@ -17,9 +18,11 @@ A mask folder mirrors the dataset's image tree exactly as ``--masks predicted:DI
 from __future__ import annotations
 
 import io
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -156,10 +159,59 @@ def predict_masks(predictor, dataset, out_dir: str | Path, *, batch_size: int = 
     return PredictSummary(written, images - len(indices), images)
 
 
-def prepared(source: "str | MaskSource", views: Sequence[Any], **kwargs: Any) -> MaskSource:
-    """``source`` parsed, and prepared for ``views`` when its kind computes its masks (else as parsed)."""
+# --------------------------------------------------------------------------------------------------
+# preparation: the one place every job makes the masks it reads
+# --------------------------------------------------------------------------------------------------
+def mask_splits(dataset_cls: Any, split: str, metrics: Sequence[str] | None = None, *,
+                trains: bool = False) -> list[str]:
+    """The splits whose masks a job reads, in order: the evaluation ``split``; the landmark regression's
+    fitting split when a landmark metric is asked for (``metrics=None``: every registered metric that
+    applies) and the dataset defines a landmark protocol; the training split when ``trains`` (a method
+    trains within the job on these masks). Nothing else is checked or prepared: a folder that `masks
+    predict --split test` wrote serves full-image NMI/ARI on the test split."""
+    from benchmark.core.registry import METRICS
+
+    splits = [split]
+    if dataset_cls.landmark_protocol is not None and any(
+            METRICS.get(name).kind == "landmarks" for name in (metrics or METRICS.names())):
+        splits.append(dataset_cls.landmark_fit_split)
+    if trains:
+        splits.append("train")
+    return list(dict.fromkeys(splits))
+
+
+def prepare_masks(source: "str | MaskSource", dataset: str, splits: Sequence[str], *, data_root: Any = None,
+                  options: dict[str, Any] | None = None, protocol: Any = DEFAULT_PROTOCOL, device: str = "cpu",
+                  cache_dir: Any = None, batch_size: int = 16, num_workers: int = 0,
+                  progress: bool = False) -> MaskSource:
+    """``source`` parsed and, when its kind computes its masks (``model:``, ``unsupervised:``), prepared for
+    every image of ``splits``: the source the datasets then read. The one rule of every job (run, export,
+    train, masks score, reproduce): masks are made from the dataset's **full view** of each split under
+    ``protocol`` (whole images, the tree a mask folder mirrors) loaded without masks. ``cache_dir=None`` is the kind's
+    default cache (``$PARTBENCH_CACHE``); a job without a cache passes a folder of its own
+    (:func:`mask_cache`)."""
+    from benchmark.core.registry import DATASETS
+    from benchmark.factories import build_dataset
+
     source = MaskSource.parse(source)
-    return source.prepare(views, **kwargs) if source.needs_preparation else source
+    if not source.needs_preparation:
+        return source
+    view = DATASETS.get(dataset).role_view("full", protocol)  # the whole-image view under that protocol
+    images = [build_dataset(dataset, data_root=data_root, split=split, view=view, protocol=protocol, masks="none",
+                            options=options) for split in dict.fromkeys(splits)]
+    return source.prepare(images, device=device, cache_dir=cache_dir, batch_size=batch_size, progress=progress,
+                          num_workers=num_workers)
+
+
+@contextmanager
+def mask_cache(cache_dir: str | Path | None) -> Iterator[Path]:
+    """The folder a job caches generated masks in: ``cache_dir``, or for a job run without a cache
+    (``run --no-cache``) a temporary folder removed when the job ends, never the home cache."""
+    if cache_dir is not None:
+        yield Path(cache_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="partbench-masks-") as folder:
+        yield Path(folder)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,7 +222,7 @@ def score_masks(dataset_name: str, source: str, *, data_root=None, split: str = 
                 device: str = "cpu", progress: bool = False, num_workers: int = 0) -> tuple["MaskScore", Any]:
     """Score the masks of ``source`` (``predicted:DIR``) against the GT masks in the dataset's full view."""
     from benchmark.metrics.mask_quality import MaskScore
-    from benchmark.runner import build_dataset
+    from benchmark.factories import build_dataset
 
     first = build_dataset(dataset_name, data_root=data_root, split=split, view="fg", protocol=protocol,
                           masks="gt", options=options)

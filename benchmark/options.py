@@ -243,14 +243,14 @@ def methods_option() -> Callable:
     return click.option("--method", "-m", "methods", multiple=True, required=True, help="Method; repeatable.")
 
 
-def dataset_option(**kwargs: Any) -> Callable:
-    return click.option("--dataset", "-d", required=True, help="Registered dataset name (see `benchmark list`).",
-                        **kwargs)
+def dataset_option(help: str = "Registered dataset name (see `benchmark list`).", **kwargs: Any) -> Callable:
+    return click.option("--dataset", "-d", required=True, help=help, **kwargs)
 
 
-def data_root_option(**kwargs: Any) -> Callable:
-    return click.option("--data-root", type=click.Path(file_okay=False), default=None,
-                        help="Root of the dataset tree (not needed for `synthetic`).", **kwargs)
+def data_root_option(required: bool = False, help: str = "Root of the dataset tree (not needed for `synthetic`).",
+                     **kwargs: Any) -> Callable:
+    return _option("--data-root", type=click.Path(file_okay=False), default=None, required=required, help=help,
+                   **kwargs)
 
 
 def num_parts_option(default: int | None = 4, **kwargs: Any) -> Callable:
@@ -272,9 +272,8 @@ def param_option(help: str = "Method parameter, e.g. -p niter=20 -p weights=rand
     return click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help=help)
 
 
-def dataset_options_option() -> Callable:
-    return click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
-                        help="Dataset option, e.g. -o category=car -o num_test=64. Repeatable.")
+def dataset_options_option(help: str = "Dataset option, e.g. -o category=car -o num_test=64. Repeatable.") -> Callable:
+    return click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help=help)
 
 
 def category_option() -> Callable:
@@ -286,8 +285,8 @@ def checkpoint_option() -> Callable:
                         help="Shortcut for -p checkpoint=PATH (evaluate a trained or official checkpoint).")
 
 
-def split_option() -> Callable:
-    return click.option("--split", default="test", show_default=True, help="Evaluation split.")
+def split_option(help: str = "Evaluation split.") -> Callable:
+    return click.option("--split", default="test", show_default=True, help=help)
 
 
 def _protocol_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -297,21 +296,22 @@ def _protocol_callback(ctx: click.Context, param: click.Parameter, value: str) -
         raise click.BadParameter(str(exc)) from None
 
 
-def protocol_option() -> Callable:
+def protocol_option(help: str = "corrected: known defects of the reference evaluation fixed; legacy: the released "
+                                "notebooks exactly; whole-image: the PDiscoNet/PDiscoFormer/MPAE evaluation (short "
+                                "side SIZE, default 448; whole-image:518-crop for ViTs).") -> Callable:
     return click.option("--protocol", default=DEFAULT_PROTOCOL, show_default=True, callback=_protocol_callback,
-                        metavar="|".join(PROTOCOLS[:-1]) + "|whole-image[:SIZE[-crop]]",
-                        help="corrected: known defects of the reference evaluation fixed; legacy: the released "
-                             "notebooks exactly; whole-image: the PDiscoNet/PDiscoFormer/MPAE evaluation (short "
-                             "side SIZE, default 448; whole-image:518-crop for ViTs).")
+                        metavar="|".join(PROTOCOLS[:-1]) + "|whole-image[:SIZE[-crop]]", help=help)
 
 
 #: every --masks kind (benchmark.core.protocol.MASK_KINDS; spelt out so that --help imports no torch)
 MASKS_METAVAR = "gt|predicted:DIR|model:CKPT|unsupervised:NAME|method|none"
 
 
-def masks_option() -> Callable:
-    return click.option("--masks", default="gt", show_default=True, metavar=MASKS_METAVAR,
-                        help="Source of foreground masks, which decides the background of every metric.")
+def masks_option(help: str = "Source of foreground masks, which decides the background of every metric.",
+                 metavar: str = MASKS_METAVAR, required: bool = False, dest: str = "masks") -> Callable:
+    """``--masks``: one of the mask kinds (``gt`` unless ``required``)."""
+    return _option("--masks", dest, default=None if required else "gt", required=required,
+                   show_default=not required, metavar=metavar, help=help)
 
 
 def device_option() -> Callable:
@@ -333,9 +333,8 @@ def out_option(default: str | None, help: str, required: bool = False, **kwargs:
                    required=required, show_default=default is not None, help=help, **kwargs)
 
 
-def cache_dir_option() -> Callable:
-    return click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                        help="Feature/checkpoint cache (default $PARTBENCH_CACHE or ~/.cache/partbench).")
+def cache_dir_option(help: str = "Feature/checkpoint cache (default $PARTBENCH_CACHE or ~/.cache/partbench).") -> Callable:
+    return click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help=help)
 
 
 def num_workers_option(default: int = 0, help: str = "DataLoader worker processes.", minimum: int = 0) -> Callable:

@@ -214,3 +214,25 @@ def load_results(paths: Iterable[str | Path]):
     if not rows:
         raise UserError("the result files hold no rows")
     return pd.DataFrame(rows)
+
+
+def build_rows(fields: dict[str, Any], metrics: Iterable[dict[str, Any]], *, device: str, wall: float,
+               started: Any) -> list[dict[str, Any]]:
+    """The one builder of result rows (``run`` and ``masks score``): the job's ``fields`` (method, dataset,
+    split, protocol, masks, run key, ...), one ``metrics`` entry per row (``metric``, ``value``, ``n``,
+    ``view``, ...), and the provenance every row carries (code version, package versions, the device,
+    wall time and start). Columns in :data:`RESULT_COLUMNS` order; a column nobody set is empty."""
+    from benchmark.provenance import device_description, git_state, package_versions
+
+    sha, dirty = git_state()
+    provenance = {"git_sha": sha, "git_dirty": dirty, "versions": _json(package_versions()),
+                  "device": device_description(device), "wall_time_s": round(wall, 3),
+                  "started_at": started.isoformat(timespec="seconds")}
+    return [{column: row.get(column, "") for column in RESULT_COLUMNS if column != COMPLETENESS_COLUMN}
+            for row in ({**fields, **provenance, **metric} for metric in metrics)]
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)

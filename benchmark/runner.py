@@ -35,7 +35,6 @@ What happens, in order:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import datetime as _dt
 import json
 import time
@@ -49,17 +48,20 @@ import torch
 from benchmark.core.atomic import exclusive_lock, remove_empty_dirs
 from benchmark.core.cache import content_key
 from benchmark.core.dataset import Dataset
-from benchmark.core.errors import UnavailableError, UserError
+from benchmark.core.errors import UserError
 from benchmark.core.method import Method, RunContext
 from benchmark.core.metric import Metric
 from benchmark.core.protocol import DEFAULT_PROTOCOL, EvaluationProtocol, MaskSource
-from benchmark.core.registry import DATASETS, METHODS, METRICS
+from benchmark.core.registry import DATASETS, METRICS
 from benchmark.core.seeding import seed_everything
 from benchmark.core.types import Batch, PartMaps
+# The one factory per kind and the one device resolver; re-exported here for callers of the runner API.
+from benchmark.factories import (build_dataset, build_method, check_dataset_options, method_class,  # noqa: F401
+                                 resolve_device)
 # Parsing of -p/-o lives with the CLI vocabulary; re-exported here for callers of the runner API.
 from benchmark.options import check_value_types, command_line_inputs, parse_param, parse_params, parse_value  # noqa: F401
-from benchmark.provenance import device_description, git_state, package_versions
-from benchmark.results import RESULT_COLUMNS, read_rows, write_rows
+from benchmark.maskgen import mask_cache
+from benchmark.results import build_rows, read_rows, write_rows
 
 # Bump when a change of the harness changes numbers, so that stale result files are not reused.
 HARNESS_VERSION = 3  # 3: keypoint read-out rules and CUB legacy box clipping (docs/protocol.md)
@@ -109,85 +111,9 @@ class RunResult:
     examples: dict[str, Any] | None = None  # a few predictions for figures (see run(examples=...))
 
 
-def resolve_device(device: str) -> str:
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device} asked for, but CUDA is not available here; use --device cpu")
-    if device not in ("cpu",) and not device.startswith("cuda") and device != "mps":
-        raise UserError(f"unknown --device {device!r}; use auto, cpu or cuda[:N]")
-    return device
-
-
 # --------------------------------------------------------------------------------------------------
 # building and fitting
 # --------------------------------------------------------------------------------------------------
-def method_class(name: str) -> type[Method]:
-    cls = METHODS.get(name)
-    reason = cls.unavailable_reason()
-    if reason:
-        raise UnavailableError(f"method {name!r} is unavailable here: {reason}")
-    return cls
-
-
-def build_method(name: str, *, num_parts: int = 4, params: dict[str, Any] | None = None) -> Method:
-    """Instantiate registered method ``name``; unknown parameters are an error listing the valid ones."""
-    cls = method_class(name)
-    params = dict(params or {})
-    valid = cls.param_names()
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise UserError(f"method {name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                        f"its parameters are: {', '.join(valid)}")
-    check_value_types(f"method {name!r}: parameter", inspect.signature(cls.__init__).parameters.values(), params)
-    if "num_parts" in params and params["num_parts"] != num_parts:
-        raise UserError("give the number of parts once, with --num-parts, not also as -p num_parts")
-    if "num_parts" in valid:
-        params["num_parts"] = num_parts
-    if not isinstance(num_parts, int) or num_parts < 1:
-        raise UserError(f"--num-parts must be a positive integer, got {num_parts!r}")
-    try:
-        return cls(**params)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"method {name!r}: bad parameters {params}: {exc}") from None
-
-
-def check_dataset_options(name: str, options: dict[str, Any]) -> None:
-    """Unknown ``-o`` options of dataset ``name``, or values of the wrong type: one error listing the valid
-    options (the split, view, protocol and masks have options of their own and are not checked here)."""
-    cls = DATASETS.get(name)
-    signature = inspect.signature(cls.__init__).parameters.values()
-    fixed = ("self", "root", "split", "view", "protocol", "masks")
-    defaults = {p.name: p.default for p in signature
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_")
-                and p.name not in fixed}
-    unknown = sorted(set(options) - set(defaults) - {"split", "protocol", "masks"})
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature):
-        raise UserError(f"dataset {name!r} has no option {', '.join(map(repr, unknown))}; "
-                        f"its options are: {', '.join(defaults) or 'none'}")
-    check_value_types(f"dataset {name!r}: option", signature, options)
-
-
-def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str = "fg",
-                  protocol: str | EvaluationProtocol = DEFAULT_PROTOCOL, masks: str | MaskSource | None = None,
-                  options: dict[str, Any] | None = None) -> Dataset:
-    """Instantiate registered dataset ``name`` for one split and view (``masks=None``: the protocol
-    object's own mask source, or ``gt``)."""
-    cls = DATASETS.get(name)
-    reason = cls.unavailable_reason()
-    if reason:
-        raise UnavailableError(f"dataset {name!r} is unavailable here: {reason}")
-    options = dict(options or {})
-    for key in ("split", "protocol", "masks"):
-        if key in options:
-            raise UserError(f"give the {key} with --{key}, not as the dataset option -o {key}=...")
-    check_dataset_options(name, options)
-    try:
-        return cls(data_root, split=split, view=view, protocol=protocol, masks=masks, **options)
-    except TypeError as exc:
-        raise UserError(f"dataset {name!r}: bad options {options}: {exc}") from None
-
-
 def training_masks(source: MaskSource) -> MaskSource:
     """The masks a method that trains within a run trains on: the GT masks, as the paper trained (it
     evaluates with predicted masks but trains on GT), except for a source with ``trains_methods``
@@ -199,14 +125,10 @@ def training_masks(source: MaskSource) -> MaskSource:
 
 def training_view(eval_data: Dataset, *, device: str = "cpu") -> Dataset:
     """The training split's augmented ``train`` view with :func:`training_masks` (a source that computes its
-    masks writes those of the training split first, into the same cache folder)."""
+    masks had the training split's prepared with the run's, by :func:`resolve_protocol`)."""
     if "train" not in eval_data.views or "train" not in eval_data.splits:
         raise UserError(f"dataset {eval_data.name!r} has no training view; methods that train cannot run on it")
-    masks = training_masks(eval_data.masks)
-    if masks.needs_preparation:
-        masks = masks.prepare([eval_data.with_view(split="train", view=eval_data.fg_view, masks="none")],
-                              device=device)
-    return eval_data.with_view(split="train", view="train", masks=masks)
+    return eval_data.with_view(split="train", view="train", masks=training_masks(eval_data.masks))
 
 
 def trained_with_masks(method: Method, eval_data: Dataset) -> str:
@@ -252,20 +174,22 @@ def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: st
 # evaluation
 # --------------------------------------------------------------------------------------------------
 def resolve_protocol(config: RunConfig, *, device: str = "cpu", progress: bool = False,
-                     cache_dir: str | Path | None = None) -> EvaluationProtocol:
+                     cache_dir: str | Path | None = None, method: Method | None = None) -> EvaluationProtocol:
     """The run's one :class:`EvaluationProtocol` (name, mask source, the dataset's per-view conventions),
-    its mask source prepared (:meth:`~benchmark.core.protocol.MaskSource.prepare`) when the kind needs it."""
+    its mask source prepared when the kind needs it (:func:`benchmark.maskgen.prepare_masks`) for the splits
+    the run reads: the evaluated one, the landmark fitting split when a landmark metric is asked for, and
+    the training split when ``method`` trains within the run on these masks (:func:`training_masks`)."""
+    from benchmark.maskgen import mask_splits, prepare_masks
+
     cls = DATASETS.get(config.dataset)
     protocol = EvaluationProtocol.resolve(config.protocol, config.masks, dataset=cls)
     if not protocol.masks.needs_preparation:
         return protocol
-    landmarks = cls.landmark_protocol is not None and any(
-        METRICS.get(name).kind == "landmarks" for name in (config.metrics or METRICS.names()))
-    splits = list(dict.fromkeys([config.split] + ([cls.landmark_fit_split] if landmarks else [])))
-    views = [build_dataset(config.dataset, data_root=config.data_root, split=split, view=cls.role_view("fg", protocol),
-                           protocol=protocol, masks="none", options=config.dataset_options) for split in splits]
-    masks = protocol.masks.prepare(views, device=device, cache_dir=cache_dir, batch_size=config.batch_size,
-                                   progress=progress)
+    trains = method is not None and method.requires_training and training_masks(protocol.masks) == protocol.masks
+    splits = mask_splits(cls, config.split, config.metrics, trains=trains)
+    masks = prepare_masks(protocol.masks, config.dataset, splits, data_root=config.data_root,
+                          options=config.dataset_options, protocol=protocol, device=device, cache_dir=cache_dir,
+                          batch_size=config.batch_size, progress=progress)
     return dataclasses.replace(protocol, masks=masks)
 
 
@@ -344,9 +268,12 @@ def evaluation_views(first: Dataset, metrics: Sequence[Metric]) -> dict[str, lis
 
 
 def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool = False, examples: int = 0,
-             num_workers: int = 0) -> tuple[list[Metric], dict[str, Any] | None, Dataset]:
-    """Predict every evaluation view (:func:`traverse`) and stream label pairs into fresh metrics."""
-    protocol = resolve_protocol(config, device=device, progress=progress, cache_dir=method.context.cache_dir)
+             num_workers: int = 0, mask_cache_dir: str | Path | None = None
+             ) -> tuple[list[Metric], dict[str, Any] | None, Dataset]:
+    """Predict every evaluation view (:func:`traverse`) and stream label pairs into fresh metrics; generated
+    masks are cached in ``mask_cache_dir`` (default: the method's cache)."""
+    protocol = resolve_protocol(config, device=device, progress=progress, method=method,
+                                cache_dir=mask_cache_dir or method.context.cache_dir)
     if protocol.masks.background == "method" and not method.provides_background:
         raise UserError(f"--masks method needs a method with its own background channel; "
                         f"{config.method!r} has none. Use --masks gt or predicted:DIR")
@@ -488,8 +415,10 @@ def _compute(config: RunConfig, method: Method, key: str, path: Path | None, *, 
                                 data_root=Path(config.data_root) if config.data_root else None)
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
-    metrics, kept, data = evaluate(method, config, device=device, progress=progress, examples=examples,
-                                   num_workers=num_workers)
+    # Without a cache (run --no-cache), generated masks live in a folder of the run's own, not the home cache.
+    with mask_cache(cache_dir) as masks_dir:
+        metrics, kept, data = evaluate(method, config, device=device, progress=progress, examples=examples,
+                                       num_workers=num_workers, mask_cache_dir=masks_dir)
     wall = time.perf_counter() - t0
     rows = _rows(config, method, metrics, data, device=device, wall=wall, started=started, key=key)
     if path is not None:
@@ -499,10 +428,7 @@ def _compute(config: RunConfig, method: Method, key: str, path: Path | None, *, 
 
 def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Dataset, *, device: str,
           wall: float, started: _dt.datetime, key: str) -> list[dict[str, Any]]:
-    sha, dirty = git_state()
-    versions = package_versions()
-    skipped = len(method.skipped_ids)
-    common = {
+    fields = {
         "run_key": key,
         "method": config.method,
         "dataset": config.dataset,
@@ -518,15 +444,9 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
         "dataset_options": json.dumps(_jsonable(data.options()), sort_keys=True),
         "transductive": bool(method.transductive),
         "weights": method.weights_id(),
-        "skipped_images": skipped,
-        "git_sha": sha,
-        "git_dirty": dirty,
-        "versions": json.dumps(versions, sort_keys=True),
-        "device": device_description(device),
-        "wall_time_s": round(wall, 3),
-        "started_at": started.isoformat(timespec="seconds"),
+        "skipped_images": len(method.skipped_ids),
     }
-    rows = []
+    values = []
     for metric in metrics:
         view = {"fg": data.fg_view, "full": data.full_view}.get(metric.role, data.landmark_view)
         try:
@@ -537,9 +457,9 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
         if metric.count == 0:  # a plug-in metric that scores nothing must not report a number
             raise UserError(f"{metric.name} on {config.dataset}, view {view!r} of split {config.split!r}: "
                             "no items to score; check the dataset options (e.g. -o num_test) and --masks")
-        rows.append({**common, "metric": metric.name, "value": value, "n": int(metric.count), "view": view,
-                     "landmark_protocol": data.landmark_protocol if metric.kind == "landmarks" else ""})
-    return [{column: row.get(column, "") for column in RESULT_COLUMNS if column != "row_of"} for row in rows]
+        values.append({"metric": metric.name, "value": value, "n": int(metric.count), "view": view,
+                       "landmark_protocol": data.landmark_protocol if metric.kind == "landmarks" else ""})
+    return build_rows(fields, values, device=device, wall=wall, started=started)
 
 
 def _jsonable(value: Any) -> Any:

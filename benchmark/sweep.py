@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from benchmark.core.errors import UserError
-from benchmark.runner import RunConfig, result_path, run
+from benchmark.runner import RunConfig, result_path
 
 
 def expand(base: RunConfig, *, methods: Iterable[str], datasets: Iterable[str], num_parts: Iterable[int],
@@ -23,7 +23,9 @@ def expand(base: RunConfig, *, methods: Iterable[str], datasets: Iterable[str], 
 
 
 def _job(config: RunConfig, out_dir: str, cache_dir: str | None) -> list[dict[str, Any]]:
-    return run(config, out_dir=out_dir, cache_dir=cache_dir, progress=False).rows
+    from benchmark.tasks import EvaluateConfig, evaluate
+
+    return evaluate(EvaluateConfig(config, out_dir=out_dir, cache_dir=cache_dir)).rows
 
 
 def launch(configs: list[RunConfig], *, out_dir: str | Path, executor: str = "local", workers: int = 1,

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.core.registry import DATASETS
+from benchmark.core.protocol import DEFAULT_PROTOCOL
+from benchmark.core.registry import DATASETS  # noqa: F401  (re-exported: the registry of this package)
 
 
-def load(name: str, root: Any = None, split: str = "test", **options: Any):
-    """Instantiate dataset ``name`` for ``split`` (options: ``view=``, ``protocol=``, ``masks=``, and the
-    dataset's own, e.g. ``category=`` for PASCAL-Part)."""
-    cls = DATASETS.get(name)
-    return cls(root, split=split, **options)
+def load(name: str, root: Any = None, split: str = "test", *, view: str = "fg", protocol: Any = DEFAULT_PROTOCOL,
+         masks: Any = None, **options: Any):
+    """Instantiate dataset ``name`` for ``split`` in ``view`` under ``protocol`` and ``masks``, with the
+    dataset's own options (e.g. ``category=`` for PASCAL-Part) validated as ``-o`` options are: the one
+    dataset factory, :func:`benchmark.factories.build_dataset`."""
+    from benchmark.factories import build_dataset
+
+    return build_dataset(name, data_root=root, split=split, view=view, protocol=protocol, masks=masks,
+                         options=options)
 
 from benchmark.core.plugin import import_submodules  # noqa: E402
 

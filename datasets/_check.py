@@ -21,6 +21,8 @@ class CheckReport:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     masks: str = "gt"  # the mask source checked
+    #: the splits whose files have problems (index and annotation problems belong to no split)
+    failing_splits: list[str] = field(default_factory=list)
 
     def blocked_uses(self) -> list[str]:
         """Which uses the problems block, in words (``data check`` prints it under the list)."""
@@ -89,5 +91,8 @@ def check_dataset(name: str, root: str | Path, *, deep: bool = True, splits: tup
         elif expected is not None and summary["samples"] != expected and not is_filtered:
             report.warnings.append(f"{ds.split}: {summary['samples']} samples, the complete official tree has "
                                    f"{expected} (a partial or modified tree)")
-        report.problems += ds.check_files(deep=deep, progress=progress)
+        problems = ds.check_files(deep=deep, progress=progress)
+        if problems and ds.split not in report.failing_splits:
+            report.failing_splits.append(ds.split)
+        report.problems += problems
     return report

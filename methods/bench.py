@@ -256,8 +256,9 @@ def bench_masks_predict(n: int = 32, image_size: int = 64, batch_size: int = 16,
     import benchmark.datasets as D
     from benchmark.maskgen import predict_masks
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from benchmark.factories import resolve_device
+
+    device = resolve_device(device)
     data = D.load("synthetic", split="test", view="full", masks="none", num_test=n, num_train=0,
                   image_size=image_size)
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ import click
 
 from benchmark import options as opt
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import DEFAULT_PROTOCOL, PROTOCOL_NAMES, MaskSource
+from benchmark.core.protocol import DEFAULT_PROTOCOL, MaskSource
 
 
 def _raw_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -29,14 +29,13 @@ def data_group() -> None:
 
 
 @data_group.command("check")
-@click.option("--dataset", "-d", "dataset", required=True, help="cub, nabirds, deepfashion, pascal-part or partimagenet")
-@click.option("--data-root", required=True, type=click.Path(path_type=Path), help="root of the dataset tree")
+@opt.dataset_option("cub, nabirds, deepfashion, pascal-part or partimagenet")
+@opt.data_root_option(required=True, help="root of the dataset tree")
 @click.option("--split", "splits", multiple=True, help="only these splits (default: all)")
-@click.option("--category", default=None, help="PASCAL-Part category (e.g. car)")
-@click.option("--masks", default="gt", show_default=True, help="gt, none or predicted:DIR (checked too)")
-@click.option("--protocol", default=DEFAULT_PROTOCOL, show_default=True, type=click.Choice(PROTOCOL_NAMES))
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="dataset option KEY=VALUE (e.g. classes=(1,2,3))")
+@opt.category_option()
+@opt.masks_option("gt, none or predicted:DIR (checked too)", metavar="gt|none|predicted:DIR")
+@opt.protocol_option("How mask files are read: corrected or legacy (docs/protocol.md).")
+@opt.dataset_options_option("dataset option KEY=VALUE (e.g. classes=(1,2,3))")
 @click.option("--quick", is_flag=True, help="only check that files exist and have readable headers (no decoding)")
 @click.option("--max-problems", type=click.IntRange(min=1), default=200, show_default=True,
               help="how many problems to print")
@@ -53,11 +52,9 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
       benchmark data check -d cub --data-root /data/CUB_200_2011 --masks predicted:/data/CUB_200_2011/supervisedlabels
     """
     from benchmark.datasets._check import check_dataset
-    from benchmark.runner import check_dataset_options
+    from benchmark.factories import check_dataset_options
 
-    opts = opt.parse_params(options, "--option")
-    if category is not None:
-        opts["category"] = category
+    _, opts = opt.command_line_inputs((), options, category=category)
     if MaskSource.parse(masks) != MaskSource.parse(None):
         opts["masks"] = masks
     if protocol != DEFAULT_PROTOCOL:

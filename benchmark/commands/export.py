@@ -110,25 +110,29 @@ def _replace_contents(out: Path, new: Path) -> None:
 def _export_into(out: Path, method: str, dataset: str, *, num_parts, params, dataset_options, data_root, split,
                  protocol, masks, seed, view, device, batch_size, cache_dir, num_workers, progress, echo) -> None:
     from benchmark.methods.predictions import write_sidecar
-    from benchmark.runner import RunConfig, first_view, resolve_device, resolve_protocol, traverse
+    from benchmark.factories import resolve_device
+    from benchmark.maskgen import mask_cache
+    from benchmark.runner import RunConfig, first_view, resolve_protocol, traverse
 
     device = resolve_device(device)
     config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=dict(params or {}),
                        dataset_options=dict(dataset_options or {}), data_root=data_root, split=split,
                        protocol=protocol, masks=masks, batch_size=batch_size)
     model = _build_model(config, out, cache_dir=cache_dir, num_workers=num_workers, progress=progress)
-    evaluation = resolve_protocol(config, device=device, progress=progress, cache_dir=model.context.cache_dir)
-    first = first_view(config, evaluation)
-    views = exported_views(first, view)
-    landmark_fit = view == "all" and first.landmark_protocol is not None
     folders: list[str] = []
-    for step in traverse(model, first, views, landmark_fit=landmark_fit, seed=seed, device=device,
-                         batch_size=batch_size, num_workers=num_workers, progress=progress, label="export"):
-        if step.folder in folders:  # a landmark fit split that is also the evaluation split: written once
-            continue
-        count = _write_pass(out, step)
-        folders.append(step.folder)
-        echo(f"{step.folder}: {count} images")
+    # Without a cache, generated masks live in a folder of the export's own, as in a run.
+    with mask_cache(model.context.cache_dir) as masks_dir:
+        evaluation = resolve_protocol(config, device=device, progress=progress, cache_dir=masks_dir, method=model)
+        first = first_view(config, evaluation)
+        views = exported_views(first, view)
+        landmark_fit = view == "all" and first.landmark_protocol is not None
+        for step in traverse(model, first, views, landmark_fit=landmark_fit, seed=seed, device=device,
+                             batch_size=batch_size, num_workers=num_workers, progress=progress, label="export"):
+            if step.folder in folders:  # a landmark fit split that is also the evaluation split: written once
+                continue
+            count = _write_pass(out, step)
+            folders.append(step.folder)
+            echo(f"{step.folder}: {count} images")
     write_sidecar(out, {"folders": folders, "num_parts": num_parts, "method": method,
                         "method_params": {k: _jsonable(v) for k, v in model.get_params().items()},
                         "weights_id": model.weights_id(), "supervision": model.supervision_track(),
@@ -145,7 +149,7 @@ def exported_views(first, view: str) -> list[str]:
 
 def _build_model(config, out: Path, *, cache_dir, num_workers: int, progress: bool):
     from benchmark.core.method import RunContext
-    from benchmark.runner import build_method
+    from benchmark.factories import build_method
 
     model = build_method(config.method, num_parts=config.num_parts, params=config.params)
     model.context = RunContext(cache_dir=Path(cache_dir) if cache_dir else None, work_dir=out / ".work",
@@ -190,8 +194,7 @@ def _jsonable(value: Any) -> Any:
 @opt.single_seed_option()
 @opt.split_option()
 @opt.protocol_option()
-@click.option("--masks", default="gt", show_default=True, metavar=opt.MASKS_METAVAR,
-              help="Mask source the views are loaded with (use the one the evaluation run will use).")
+@opt.masks_option("Mask source the views are loaded with (use the one the evaluation run will use).")
 @click.option("--view", type=click.Choice(VIEW_CHOICES), default="all", show_default=True,
               help="Which evaluation views to export (all = fg, full and the landmark splits).")
 @opt.device_option()

@@ -7,7 +7,6 @@ the input is one clear error at that point.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +18,9 @@ from benchmark.core.errors import UserError
 
 def default_cache_dir() -> str:
     """The cache ``benchmark run`` uses, so that both find the same trained models."""
-    return os.environ.get("PARTBENCH_CACHE", str(Path.home() / ".cache" / "partbench"))
+    from benchmark.core.cache import default_cache_dir as default
+
+    return default()
 
 
 def _duration(seconds: float) -> str:
@@ -150,7 +151,7 @@ def reproduce_command(plan_name, dry_run, data_roots, checkpoints, only, executo
     from benchmark.reproduce.graph import Settings, build_graph, parse_checkpoints, parse_data_roots, select
     from benchmark.reproduce.plan import load_plan
     from benchmark.options import parse_params
-    from benchmark.runner import resolve_device
+    from benchmark.factories import resolve_device
 
     plan = load_plan(plan_name)
     roots = parse_data_roots(data_roots)

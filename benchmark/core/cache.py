@@ -20,6 +20,13 @@ from typing import Any
 from benchmark.core.atomic import atomic_open, atomic_write_text
 
 
+def default_cache_dir() -> str:
+    """The one default cache of every command (features, trained models, generated masks), so that ``run``,
+    ``sweep``, ``train``, ``masks`` and ``reproduce`` find each other's entries: ``$PARTBENCH_CACHE``, else
+    ``~/.cache/partbench``."""
+    return os.environ.get("PARTBENCH_CACHE", str(Path.home() / ".cache" / "partbench"))
+
+
 def canonical_json(obj: Any) -> str:
     """JSON with sorted keys and no whitespace: equal descriptions give equal text."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)

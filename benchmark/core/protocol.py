@@ -224,11 +224,12 @@ class MaskSource:
         return self.spec
 
     def prepare(self, views: Sequence[Any], *, device: str, cache_dir: Any = None, batch_size: int = 16,
-                progress: bool = False) -> "MaskSource":
+                progress: bool = False, num_workers: int = 0) -> "MaskSource":
         """The source the datasets read in this run, for a kind with ``needs_preparation``: e.g. write the
-        masks of ``views`` (the dataset's FG view of every split the run evaluates, loaded with
+        masks of ``views`` (the dataset's full view of every split the job reads, loaded with
         ``masks="none"``) to a folder and return a source reading that folder, whose :attr:`spec` and
-        :meth:`fingerprint` stay this kind's. Called once per run by ``run`` and ``export`` alike."""
+        :meth:`fingerprint` stay this kind's. Every job calls it through one function,
+        ``benchmark.maskgen.prepare_masks``, which decides the splits and the view."""
         return self
 
     def batch_masks(self, batch: Any) -> Any:

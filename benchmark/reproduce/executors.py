@@ -5,8 +5,9 @@ Every executor calls :func:`benchmark.reproduce.steps.execute`, which writes the
 when the step finished, so a killed run leaves finished steps done and the rest to do.
 
 Slurm: all to-do steps are submitted at once; a job waits for the jobs of its dependencies
-(``--dependency=afterok:...``), and each step kind asks for its own resources (:data:`RESOURCES`, overridden
-per kind by the plan's ``[resources.KIND]`` tables and for every kind by ``--slurm KEY=VALUE``). The command
+(``--dependency=afterok:...``), and each step kind asks for its own resources (its row of
+:data:`benchmark.reproduce.steps.STEP_KINDS`, overridden per kind by the plan's ``[resources.KIND]`` tables
+and for every kind by ``--slurm KEY=VALUE``). The command
 returns after submitting; ``--dry-run`` later shows what is done. ``--slurm cluster=local`` runs the same
 submission through submitit's local executor (no Slurm needed), which cannot hold jobs on dependencies, so
 there the steps are submitted in waves, each after the previous one finished.
@@ -22,19 +23,7 @@ from typing import Any, Callable
 
 from benchmark.core.errors import UserError
 from benchmark.reproduce.graph import Settings, Step
-from benchmark.reproduce.steps import execute
-
-#: submitit parameters per step kind: GPU for training and prediction, CPU for reporting.
-RESOURCES: dict[str, dict[str, Any]] = {
-    "fgbg-train": {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32, "timeout_min": 24 * 60},
-    "masks-predict": {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32, "timeout_min": 4 * 60},
-    "masks-score": {"gpus_per_node": 0, "cpus_per_task": 4, "mem_gb": 16, "timeout_min": 60},
-    "train": {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32, "timeout_min": 72 * 60},
-    "evaluate": {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32, "timeout_min": 6 * 60},
-    "tables": {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 4, "timeout_min": 30},
-    "figures": {"gpus_per_node": 0, "cpus_per_task": 2, "mem_gb": 8, "timeout_min": 30},
-    "report": {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 4, "timeout_min": 30},
-}
+from benchmark.reproduce.steps import STEP_KINDS, execute
 
 Echo = Callable[[str], None]
 
@@ -122,7 +111,7 @@ def _run_pool(todo: dict[str, Step], finished: set[str], failed: dict[str, str],
 
 
 def resources_for(kind: str, plan_resources: dict[str, dict[str, Any]], overrides: dict[str, Any]) -> dict[str, Any]:
-    return {**RESOURCES[kind], **plan_resources.get(kind, {}), **overrides}
+    return {**STEP_KINDS[kind].resources, **plan_resources.get(kind, {}), **overrides}
 
 
 def submission_plan(steps: list[Step], plan_resources: dict[str, dict[str, Any]],

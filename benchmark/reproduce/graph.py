@@ -1,6 +1,6 @@
 """A plan expanded into a graph of steps, each with a content key, its dependencies and its state.
 
-Step kinds, in the order they feed each other (resources per kind in :mod:`.executors`):
+Step kinds, in the order they feed each other (what does each, and its resources: :data:`.steps.STEP_KINDS`):
 
 1. ``fgbg-train``    -- the fg/bg mask model of one dataset (variant), when a mask source is ``fgbg``;
 2. ``masks-predict`` -- that model's masks for the splits an evaluation reads; ``masks-score`` -- the mask
@@ -210,7 +210,7 @@ class _Builder:
 
     def dataset(self, name: str, root: str | None, options: dict, *, split: str, view: str, protocol: str,
                 masks: str):
-        from benchmark.runner import build_dataset
+        from benchmark.factories import build_dataset
 
         memo = json.dumps([name, root, split, view, protocol, masks, options], sort_keys=True, default=str)
         if memo not in self._datasets:
@@ -278,7 +278,7 @@ class _Builder:
         """(train step or None, checkpoint path to evaluate, weights key)."""
         from benchmark.core.method import RunContext
         from benchmark.core.registry import METHODS
-        from benchmark.runner import build_method
+        from benchmark.factories import build_method
 
         spec = self.plan.method_spec(label)
         cls = METHODS.get(spec.method)
@@ -482,7 +482,7 @@ def _unavailable(method: str, params: dict, num_parts: int) -> str | None:
 def _unavailable_memo(method: str, params_json: str, num_parts: int) -> str | None:
     params = json.loads(params_json)
     from benchmark.core.registry import METHODS
-    from benchmark.runner import build_method
+    from benchmark.factories import build_method
 
     reason = METHODS.get(method).unavailable_reason()
     if reason:
@@ -494,12 +494,15 @@ def _unavailable_memo(method: str, params_json: str, num_parts: int) -> str | No
 
 def _mask_source_unavailable(source: str) -> str | None:
     """What a training-free mask source (``unsupervised:NAME``) misses here: its backbone's weights file."""
-    if not source.startswith("unsupervised:"):
+    from benchmark.core.protocol import MaskSource
+    from benchmark.mask_sources import UnsupervisedMasks
+
+    kind, name = MaskSource.split(source, in_plans=True)
+    if kind is not UnsupervisedMasks:
         return None
     from benchmark.core.requirements import describe_missing
     from benchmark.methods.saliency import UNSUPERVISED, unsupervised_source
 
-    name = source.split(":", 1)[1]
     if name not in UNSUPERVISED:
         return None  # refused by the plan's own validation
     missing = describe_missing(unsupervised_source(name).weights_needed())

@@ -59,8 +59,7 @@ from benchmark.reproduce.published import PUBLISHED_MASKS
 PROTOCOLS = tuple(sorted(NOTEBOOK_PROTOCOLS, key=lambda p: p != PAPER_PROTOCOL))
 # Mask sources a plan may name: the kinds with ``in_plans`` (benchmark.core.protocol.MaskSource), e.g.
 # ``fgbg`` (the fg/bg model the plan trains per dataset, then its predicted masks), ``predicted:DIR``
-# (``{root}`` = the dataset's --data-root) and ``unsupervised:NAME``.
-STEP_KINDS = ("fgbg-train", "masks-predict", "masks-score", "train", "evaluate", "tables", "figures", "report")
+# (``{root}`` = the dataset's --data-root) and ``unsupervised:NAME``. Step kinds: benchmark.reproduce.steps.
 
 
 class PlanError(UserError):
@@ -341,6 +340,8 @@ def _load(path: Path, seen: tuple[Path, ...]) -> Plan:
         experiments.append(_experiment(check, entry, defaults, ("experiment", index), methods, path.stem))
     published = [_published(check, entry, ("published", i))
                   for i, entry in enumerate(_array(check, data, "published"))]
+    from benchmark.reproduce.steps import STEP_KINDS  # the one table of step kinds (here: their names)
+
     resources = check.typed(data.get("resources", {}), ("resources",), "table")
     for kind, table in resources.items():
         if kind not in STEP_KINDS:
@@ -391,7 +392,7 @@ def _methods(check: _Checker, table: Any) -> dict[str, MethodSpec]:
 
 def _check_method_params(check: _Checker, where: tuple, method: str, params: dict) -> None:
     from benchmark.core.registry import METHODS
-    from benchmark.runner import build_method
+    from benchmark.factories import build_method
 
     valid = METHODS.get(method).param_names()
     for key in params:
@@ -522,7 +523,7 @@ def _trains_on(source: Any) -> bool:
 
 
 def _check_dataset_options(check: _Checker, where: tuple, dataset: str, options: dict) -> None:
-    from benchmark.runner import check_dataset_options
+    from benchmark.factories import check_dataset_options
 
     for key in ("split", "protocol", "masks"):
         if key in options:

@@ -1,17 +1,21 @@
 """Doing one step: :func:`execute` runs a :class:`~benchmark.reproduce.graph.Step` and writes its ledger
 record (outputs, wall time, device, GPU-hours, code version) to ``<out>/steps/``. It is a plain top-level
 function of picklable arguments, so the local process pool and submitit jobs call it the same way.
+
+Each step kind is one row of :data:`STEP_KINDS`: the function that does it, whether it runs on the device
+(its wall time counts as GPU-hours on CUDA) and the submitit resources it asks for. The functions call the
+task layer (:mod:`benchmark.tasks`) in this process: a step never starts the ``benchmark`` command line.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import subprocess
-import sys
+import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from benchmark.core.atomic import atomic_write_text
 from benchmark.core.errors import UserError
@@ -21,15 +25,16 @@ from benchmark.reproduce.graph import Settings, Step, estimate_class, ledger_dir
 
 def execute(step: Step, settings: Settings) -> dict[str, Any]:
     """Run ``step`` (its dependencies are done) and record it; returns the ledger record."""
+    from benchmark.factories import resolve_device
     from benchmark.provenance import device_description, git_state
-    from benchmark.runner import resolve_device
 
     device = resolve_device(settings.device)
+    kind = STEP_KINDS[step.kind]
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
-    outputs, extra = _KINDS[step.kind](step, settings, device)
+    outputs, extra = kind.run(step, settings, device)
     wall = time.perf_counter() - t0
-    uses_gpu = step.kind in ("fgbg-train", "masks-predict", "masks-score", "train", "evaluate") and device.startswith("cuda")
+    uses_gpu = kind.uses_device and device.startswith("cuda")
     sha, dirty = git_state()
     record = {"id": step.id, "kind": step.kind, "key": step.key, "estimate_class": estimate_class(step),
               "outputs": outputs, "started_at": started.isoformat(timespec="seconds"), "wall_s": round(wall, 3),
@@ -46,9 +51,10 @@ def _train(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
     """Train a part method into the cache ``benchmark run`` reads (an interrupted training resumes); with
     generated training masks (``unsupervised:NAME``) into the plan's own training folder."""
     from benchmark.core.method import RunContext
+    from benchmark.factories import build_dataset, build_method
+    from benchmark.maskgen import prepare_masks
     from benchmark.methods.training.cache import train_or_reuse
     from benchmark.methods.training.checkpoint import latest_checkpoint
-    from benchmark.runner import build_dataset, build_method
 
     spec = step.spec
     method = build_method(spec["method"], num_parts=spec["num_parts"], params=spec["params"])
@@ -56,9 +62,12 @@ def _train(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
                                 data_root=Path(spec["root"]) if spec["root"] else None)
     model = Path(spec["model"])
     if not MaskSource.kind_of(spec["masks"], in_plans=True).needs_gt_masks:
+        # The generated source prepared for the training split in the plan's cache, as `benchmark train` does.
+        masks = prepare_masks(spec["masks"], spec["dataset"], ["train"], data_root=spec["root"],
+                              options=spec["options"], device=device, cache_dir=settings.cache_dir,
+                              progress=not settings.quiet)
         data = build_dataset(spec["dataset"], data_root=spec["root"], split="train", view="train",
-                             protocol=spec["protocol"], masks=_training_masks(spec, settings, device),
-                             options=spec["options"])
+                             protocol=spec["protocol"], masks=masks, options=spec["options"])
         method.train(data, out_dir=model.parent, resume=latest_checkpoint(model.parent) is not None,
                      seed=spec["seed"], device=device, keep_checkpoints=1)
     else:
@@ -76,16 +85,16 @@ def _train(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
 
 
 def _evaluate(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
-    import torch
-
     from benchmark.core.atomic import atomic_torch_save
-    from benchmark.runner import RunConfig, run
+    from benchmark.runner import RunConfig
+    from benchmark.tasks import EvaluateConfig, evaluate
 
     config = dict(step.spec["config"])
     config["metrics"] = tuple(config["metrics"]) if config["metrics"] else None
     config["device"] = settings.device
-    result = run(RunConfig(**config), out_dir=Path(settings.out_dir) / "runs", cache_dir=settings.cache_dir,
-                 progress=not settings.quiet, examples=step.spec["examples"])
+    result = evaluate(EvaluateConfig(RunConfig(**config), out_dir=Path(settings.out_dir) / "runs",
+                                     cache_dir=settings.cache_dir, progress=not settings.quiet,
+                                     examples=step.spec["examples"]))
     outputs: dict[str, Any] = {"result": str(result.path)}
     if step.spec["examples"]:
         if result.examples is None:
@@ -101,63 +110,45 @@ def _evaluate(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
                      "seed": config["seed"], "run_wall_s": first.get("wall_time_s")}
 
 
-def _training_masks(spec: dict, settings: Settings, device: str):
-    """The generated source (``unsupervised:NAME``) prepared for the training split's images in the plan's
-    cache, as ``benchmark train --masks`` prepares it."""
-    from benchmark.core.registry import DATASETS
-    from benchmark.maskgen import prepared
-    from benchmark.runner import build_dataset
-
-    images = build_dataset(spec["dataset"], data_root=spec["root"], split="train",
-                           view=DATASETS.get(spec["dataset"]).full_view, masks="none", options=spec["options"])
-    return prepared(spec["masks"], [images], device=device, cache_dir=settings.cache_dir,
-                    progress=not settings.quiet)
-
-
-def _cli(args: list[str]) -> None:
-    """Run a ``benchmark`` sub-command in a child process (the fg/bg commands belong to their own area)."""
-    done = subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise UserError(f"`benchmark {' '.join(args)}` failed: {tail[0]}")
-
-
-def _option_args(spec: dict) -> list[str]:
-    args = ["-d", spec["dataset"]]
-    if spec.get("root"):
-        args += ["--data-root", spec["root"]]
-    for key, value in (spec.get("options") or {}).items():
-        args += ["-o", f"{key}={value}"]
-    return args
-
-
 def _fgbg_train(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
+    """Train the dataset's fg/bg mask model (resuming from its checkpoints after an interruption)."""
+    from benchmark.tasks import TrainConfig, train_mask_model
+
     spec = step.spec
     model = Path(spec["model"])
-    args = ["train", "-m", "fgbg", *_option_args(spec), "--out", str(model.parent), "--device", device,
-            "--seed", str(spec["seed"])]
-    for key, value in spec["params"].items():
-        args += ["-p", f"{key}={value}"]
-    _cli(args + (["--resume"] if (model.parent / "checkpoints").is_dir() else []) + (["-q"] if settings.quiet else []))
+    # Up to 4 loader processes, never more than the machine's cores, as `benchmark train` by default.
+    train_mask_model(TrainConfig(method="fgbg", dataset=spec["dataset"], params=dict(spec["params"]),
+                                 data_root=spec.get("root") or None, options=dict(spec.get("options") or {}),
+                                 out_dir=model.parent, resume=(model.parent / "checkpoints").is_dir(),
+                                 seed=spec["seed"], device=device, num_workers=min(4, os.cpu_count() or 1),
+                                 progress=not settings.quiet))
     if not model.is_file():
-        raise RuntimeError(f"{step.id}: `benchmark train -m fgbg` wrote no {model}")
+        raise RuntimeError(f"{step.id}: training the fg/bg model wrote no {model}")
     return {"model": str(model)}, {"dataset": spec["dataset"], "method": "fgbg"}
 
 
 def _masks_predict(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
+    from benchmark.mask_sources import ModelMasks
+    from benchmark.tasks import PredictMasksConfig, predict_masks
+
     spec = step.spec
     for split in spec["splits"]:
-        _cli(["masks", "predict", "--checkpoint", spec["checkpoint"], *_option_args(spec), "--split", split,
-              "--out", spec["out"], "--device", device])
+        predict_masks(PredictMasksConfig(source=ModelMasks.spell(spec["checkpoint"]), dataset=spec["dataset"],
+                                         out_dir=spec["out"], data_root=spec.get("root") or None, split=split,
+                                         options=dict(spec.get("options") or {}), device=device,
+                                         progress=not settings.quiet))
     return {"masks": spec["out"]}, {"dataset": spec["dataset"], "weights": spec["checkpoint"]}
 
 
 def _masks_score(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
     """IoU, precision and recall of the predicted masks: result rows the report shows as mask quality."""
+    from benchmark.tasks import ScoreMasksConfig, score_masks
+
     spec = step.spec
-    _cli(["masks", "score", "--masks", spec["masks"], *_option_args(spec), "--split", "test",
-          "--out", str(Path(settings.out_dir) / "runs"), "--device", device, "--cache-dir", settings.cache_dir]
-         + (["-q"] if settings.quiet else []))
+    score_masks(ScoreMasksConfig(masks=spec["masks"], dataset=spec["dataset"], data_root=spec.get("root") or None,
+                                 split="test", options=dict(spec.get("options") or {}),
+                                 out_dir=Path(settings.out_dir) / "runs", cache_dir=settings.cache_dir,
+                                 device=device, progress=not settings.quiet))
     return {}, {"dataset": spec["dataset"], "masks": spec["masks"]}
 
 
@@ -183,5 +174,31 @@ def _report(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
     return {"report": str(path)}, {}
 
 
-_KINDS = {"train": _train, "evaluate": _evaluate, "fgbg-train": _fgbg_train, "masks-predict": _masks_predict,
-          "masks-score": _masks_score, "tables": _tables, "figures": _figures, "report": _report}
+# --------------------------------------------------------------------------------------------------
+# the one table of step kinds
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepKind:
+    """A kind of plan step: the function that does it, whether it computes on the device (its wall time
+    counts as GPU-hours when that is CUDA) and the submitit parameters it asks for (a plan's
+    ``[resources.KIND]`` table and ``--slurm`` override them)."""
+
+    name: str
+    run: Callable[[Step, Settings, str], tuple[Any, dict]]
+    uses_device: bool
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+_GPU = {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32}
+#: every step kind, in the order they feed each other (see :mod:`benchmark.reproduce.graph`)
+STEP_KINDS: dict[str, StepKind] = {kind.name: kind for kind in (
+    StepKind("fgbg-train", _fgbg_train, True, {**_GPU, "timeout_min": 24 * 60}),
+    StepKind("masks-predict", _masks_predict, True, {**_GPU, "timeout_min": 4 * 60}),
+    StepKind("masks-score", _masks_score, True, {"gpus_per_node": 0, "cpus_per_task": 4, "mem_gb": 16,
+                                                 "timeout_min": 60}),
+    StepKind("train", _train, True, {**_GPU, "timeout_min": 72 * 60}),
+    StepKind("evaluate", _evaluate, True, {**_GPU, "timeout_min": 6 * 60}),
+    StepKind("tables", _tables, False, {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 4, "timeout_min": 30}),
+    StepKind("figures", _figures, False, {"gpus_per_node": 0, "cpus_per_task": 2, "mem_gb": 8, "timeout_min": 30}),
+    StepKind("report", _report, False, {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 4, "timeout_min": 30}),
+)}

@@ -185,7 +185,9 @@ def train_step_bench(method: str = "ours", batch_size: int = 6, size: int = 256,
     Options: ``amp=bf16``, ``compile=true`` and the levers ``sgd=for-loop|foreach|fused`` and
     ``channels_last=true`` (:mod:`benchmark.methods.training.levers`) select the configuration compared
     with float32 eager (default SGD, contiguous format)."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    from benchmark.factories import resolve_device
+
+    dev = torch.device(resolve_device(device))
     amp = None if amp in (None, "", "none", "fp32", "float32") else amp
     compile_ = str(compile).lower() in ("1", "true", "yes")
     channels_last = str(channels_last).lower() in ("1", "true", "yes")

@@ -1,0 +1,94 @@
+"""Training jobs: train a part method, or the fg/bg mask model, on a dataset's training split
+(``benchmark train`` and the plans' ``fgbg-train`` step)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmark.core.errors import UserError
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training: ``method`` (any class with the training capability, mask models included) with
+    ``params`` as given (presets, steps, init, ...), on the training split of ``dataset`` with the
+    foreground masks ``masks``, writing checkpoints, the loss log and ``model.pt`` to ``out_dir``."""
+
+    method: str
+    dataset: str
+    params: dict[str, Any] = field(default_factory=dict)
+    data_root: str | Path | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    masks: str = "gt"
+    out_dir: str | Path | None = None  # None: train_runs/METHOD-DATASET-seedS
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    progress: bool = False
+    cache_dir: str | Path | None = None  # generated training masks (None: $PARTBENCH_CACHE or ~/.cache/partbench)
+    keep_checkpoints: int | None = None  # None: the method's default
+
+
+@dataclass
+class TrainOutcome:
+    result: Any  # the method's :class:`~benchmark.core.method.TrainResult`
+    out_dir: Path
+    images: int  # training images
+    rank: int  # the process's DDP rank (0 alone); only rank 0 writes and reports
+
+
+def default_out_dir(method: str, dataset: str, seed: int) -> Path:
+    return Path("train_runs") / f"{method}-{dataset}-seed{seed}"
+
+
+def train(config: TrainConfig, *, echo: Echo = lambda _: None) -> TrainOutcome:
+    """Build the method and the training view, then run the method's ``train`` (resumable, DDP under
+    torchrun). Random weights are announced through ``echo``: they must never pass unnoticed."""
+    from benchmark.core.method import RunContext
+    from benchmark.factories import build_dataset, build_mask_source, build_method, resolve_device
+    from benchmark.maskgen import prepare_masks
+
+    method = build_method(config.method, params=config.params, for_training=True)
+    randoms = [f"{key}=random" for key in ("init", "vgg_weights") if getattr(method, key, None) == "random"]
+    if randoms:
+        echo(f"warning: training with RANDOM weights ({', '.join(randoms)}), recorded in the checkpoint; "
+             "such a model says nothing about the method beyond a smoke test")
+    if config.data_root is not None and not Path(config.data_root).is_dir():
+        raise UserError(f"--data-root {config.data_root} does not exist or is not a directory")
+    source = build_mask_source(config.masks)
+    if source.dataset_reads is None:
+        raise UserError(f"--masks {config.masks}: training needs foreground masks; use gt, predicted:DIR, model:CKPT "
+                        f"or unsupervised:NAME")
+    device = resolve_device(config.device)
+    source = prepare_masks(source, config.dataset, ["train"], data_root=config.data_root, options=config.options,
+                           device=device, cache_dir=config.cache_dir, progress=config.progress)
+    # Mask models train on whole images (the images they predict on); part methods on the augmented crops.
+    view = type(method).train_view
+    data = build_dataset(config.dataset, data_root=config.data_root, split="train", view=view, masks=source,
+                         options=config.options)
+    out_dir = Path(config.out_dir) if config.out_dir is not None else default_out_dir(config.method, config.dataset,
+                                                                                       config.seed)
+    rank = int(os.environ.get("RANK", "0"))
+    method.context = RunContext(cache_dir=None, work_dir=out_dir, num_workers=config.num_workers,
+                                progress=config.progress and rank == 0,
+                                data_root=Path(config.data_root) if config.data_root is not None else None)
+    extra = {} if config.keep_checkpoints is None else {"keep_checkpoints": config.keep_checkpoints}
+    result = method.train(data, out_dir=out_dir, resume=config.resume, seed=config.seed, device=device, **extra)
+    return TrainOutcome(result, out_dir, len(data), rank)
+
+
+def train_mask_model(config: TrainConfig, *, echo: Echo = lambda _: None) -> TrainOutcome:
+    """:func:`train` for a foreground/background mask model (``fgbg``), whose ``model.pt`` then serves
+    ``--masks model:CKPT`` and :func:`benchmark.tasks.predict_masks`."""
+    from benchmark.factories import trainable_mask_models
+
+    if config.method not in trainable_mask_models():
+        raise UserError(f"{config.method!r} is not a mask model; mask models: "
+                        f"{', '.join(trainable_mask_models()) or '(none)'}")
+    return train(config, echo=echo)
