@@ -58,7 +58,7 @@ from benchmark.core.registry import DATASETS, METHODS, METRICS
 from benchmark.core.seeding import seed_everything
 from benchmark.core.types import Batch, PartMaps
 # Parsing of -p/-o lives with the CLI vocabulary; re-exported here for callers of the runner API.
-from benchmark.options import check_value_types, command_line_inputs, parse_param, parse_params, parse_value  # noqa: F401
+from benchmark.options import check_ranges, check_value_types, command_line_inputs, parse_param, parse_params, parse_value  # noqa: F401
 from benchmark.provenance import device_description, git_state, package_versions
 from benchmark.results import RESULT_COLUMNS, read_rows, write_rows
 
@@ -141,6 +141,7 @@ def build_method(name: str, *, num_parts: int = 4, params: dict[str, Any] | None
         raise UserError(f"method {name!r} has no parameter {', '.join(map(repr, unknown))}; "
                         f"its parameters are: {', '.join(valid)}")
     check_value_types(f"method {name!r}: parameter", inspect.signature(cls.__init__).parameters.values(), params)
+    check_ranges(f"method {name!r}: parameter", cls.param_ranges, params)
     if "num_parts" in params and params["num_parts"] != num_parts:
         raise UserError("give the number of parts once, with --num-parts, not also as -p num_parts")
     if "num_parts" in valid:
@@ -167,6 +168,7 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
         raise UserError(f"dataset {name!r} has no option {', '.join(map(repr, unknown))}; "
                         f"its options are: {', '.join(defaults) or 'none'}")
     check_value_types(f"dataset {name!r}: option", signature, options)
+    check_ranges(f"dataset {name!r}: option", cls.param_ranges, options)
 
 
 def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str = "fg",
@@ -229,7 +231,7 @@ def fit_method(method: Method, eval_data: Dataset, *, seed: int, device: str) ->
 
 def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: str,
                  landmark_protocol: str | None, protocol: EvaluationProtocol) -> list[Metric]:
-    names = config.metrics or tuple(METRICS.names())
+    names = tuple(dict.fromkeys(config.metrics or METRICS.names()))  # a metric named twice is scored once
     metrics: list[Metric] = []
     for name in names:
         cls = METRICS.get(name)
@@ -546,8 +548,10 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
         try:
             value = float(metric.compute())
         except ValueError as exc:  # e.g. nothing to score, a keypoint never visible in the landmark fit split
-            raise UserError(f"{metric.name} on {config.dataset}, view {view!r} of split {config.split!r}: {exc}; "
-                            "check the dataset options (e.g. -o num_test) and --masks") from None
+            splits = f"split {config.split!r}" + (f", fitted on split {data.landmark_fit_split!r}"
+                                                  if metric.kind == "landmarks" else "")
+            raise UserError(f"{metric.name} on {config.dataset}, view {view!r} of {splits}: {exc}; "
+                            "check the dataset options (e.g. -o num_test, -o num_train) and --masks") from None
         if metric.count == 0:  # a plug-in metric that scores nothing must not report a number
             raise UserError(f"{metric.name} on {config.dataset}, view {view!r} of split {config.split!r}: "
                             "no items to score; check the dataset options (e.g. -o num_test) and --masks")

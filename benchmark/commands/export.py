@@ -34,21 +34,34 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
                        batch_size: int = 16, cache_dir: str | Path | None = None, num_workers: int = 0,
                        progress: bool = False, echo: Callable[[str], None] = lambda _: None) -> Path:
     """Fit ``method`` as a run would and write its part maps for the chosen evaluation views."""
-    from benchmark.core.atomic import check_writable_dir
+    from benchmark.core.atomic import output_dir
     from benchmark.core.registry import METHODS
-    from benchmark.methods.predictions import write_sidecar
-    from benchmark.runner import RunConfig, first_view, resolve_device, resolve_protocol, traverse
+    from benchmark.runner import RunConfig, build_method, resolve_device
 
     if view not in VIEW_CHOICES:
         raise UserError(f"--view must be one of {', '.join(VIEW_CHOICES)}, got {view!r}")
     if METHODS.get(method).reads_saved_maps:
         raise UserError(f"method {method!r} reads saved part maps: exporting it would only copy its folder; "
                         "export the method that produced the maps instead")
-    out = check_writable_dir(to, "--out directory")
+    if data_root is not None and not Path(data_root).is_dir():
+        raise UserError(f"--data-root {data_root} does not exist or is not a directory")
     device = resolve_device(device)
     config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=dict(params or {}),
                        dataset_options=dict(dataset_options or {}), data_root=data_root, split=split,
                        protocol=protocol, masks=masks, batch_size=batch_size)
+    build_method(method, num_parts=num_parts, params=config.params)  # bad parameters: named before --out exists
+    with output_dir(to) as out:  # a failed export leaves no empty --out folder
+        return _export(config, out, view=view, device=device, cache_dir=cache_dir, num_workers=num_workers,
+                       progress=progress, echo=echo)
+
+
+def _export(config, out: Path, *, view: str, device: str, cache_dir, num_workers: int, progress: bool,
+            echo: Callable[[str], None]) -> Path:
+    from benchmark.methods.predictions import write_sidecar
+    from benchmark.runner import first_view, resolve_protocol, traverse
+
+    method, dataset, seed, split, num_parts, batch_size = (config.method, config.dataset, config.seed, config.split,
+                                                           config.num_parts, config.batch_size)
     model = _build_model(config, out, cache_dir=cache_dir, num_workers=num_workers, progress=progress)
     evaluation = resolve_protocol(config, device=device, progress=progress, cache_dir=model.context.cache_dir)
     first = first_view(config, evaluation)
@@ -129,9 +142,10 @@ def _jsonable(value: Any) -> Any:
 @opt.eval_batch_size_option()
 @opt.cache_dir_option()
 @opt.num_workers_option()
+@opt.train_if_missing_option()
 @opt.quiet_option()
 def export_command(method, dataset, out_dir, data_root, num_parts, params, options, category, checkpoint, seed, split,
-                   protocol, masks, view, device, eval_batch_size, cache_dir, num_workers, quiet):
+                   protocol, masks, view, device, eval_batch_size, cache_dir, num_workers, train_if_missing, quiet):
     """Write a method's part maps in the `predictions` format (one .npz per image and view).
 
     \b
@@ -139,9 +153,14 @@ def export_command(method, dataset, out_dir, data_root, num_parts, params, optio
       benchmark export -m kmeans -d synthetic --out exported/
       benchmark run -m predictions -p dir=exported/ -d synthetic     # the same numbers as `run -m kmeans`
     """
+    from benchmark.training_cost import check_training_cost
+
     method_params, dataset_options = opt.command_line_inputs(params, options, category=category,
                                                              checkpoint=checkpoint)
     method_params = opt.synthetic_weights(method, dataset, method_params)
+    # The same rule as `run` for a method that would train first.
+    check_training_cost(method, num_parts, method_params, device, train_if_missing,
+                        lambda text: click.echo(text, err=True))
     out = export_predictions(method, dataset, to=out_dir, num_parts=num_parts, params=method_params,
                              dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
                              masks=masks, seed=seed, view=view, device=device, batch_size=eval_batch_size,

@@ -100,6 +100,7 @@ def build_method(method: str, given: dict[str, Any]):
     import inspect
 
     opt.check_value_types(f"method {method!r}: parameter", inspect.signature(cls.__init__).parameters.values(), given)
+    opt.check_ranges(f"method {method!r}: parameter", cls.param_ranges, given)
     # Counts given as -p (steps, checkpoint_every, ...) are checked here, not deep inside the trainer.
     opt.check_positive(f"method {method!r}: parameter", given,
                        ("steps", "batch_size", "image_size", "checkpoint_every", "num_parts"))
@@ -239,7 +240,10 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
     rank = int(os.environ.get("RANK", "0"))
     method.context = RunContext(cache_dir=None, work_dir=out_dir, num_workers=num_workers,
                                 progress=not quiet and rank == 0, data_root=data_root)
-    result = method.train(data, out_dir=out_dir, resume=resume, seed=seed, device=_device(device))
+    from benchmark.core.atomic import output_dir
+
+    with output_dir(out_dir):  # a failed training leaves no empty --out folder
+        result = method.train(data, out_dir=out_dir, resume=resume, seed=seed, device=_device(device))
     if rank == 0:
         click.echo(f"trained {method_name} on {dataset_name} ({len(data)} images) for {result.steps} steps"
                    + (f" (resumed at step {result.resumed_from})" if result.resumed_from else ""))
