@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from benchmark.core.atomic import atomic_write_bytes
+from benchmark.core.atomic import atomic_write_bytes, output_dir
 from benchmark.core.cache import content_key
 from benchmark.core.errors import UserError
 from benchmark.core.protocol import FolderMasks, MaskSource, register_mask_kind
@@ -206,9 +206,9 @@ class GeneratedMasks(MaskSource):
         if not views:
             raise ValueError("prepare needs at least one view")
         folder = self.cache_folder(views[0], cache_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        return PreparedMasks(self, folder).prepare(views, device=device, batch_size=batch_size, progress=progress,
-                                                   num_workers=num_workers)
+        with output_dir(folder, "mask cache folder"):  # a model that fails to load leaves no empty cache folder
+            return PreparedMasks(self, folder).prepare(views, device=device, batch_size=batch_size,
+                                                       progress=progress, num_workers=num_workers)
 
 
 class PreparedMasks(FolderMasks):

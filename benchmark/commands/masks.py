@@ -83,7 +83,7 @@ def predict_command(checkpoint, source, out_dir, dataset, data_root, split, opti
           --split train --out masks/cub          # the same folder: the landmark fit split
       benchmark masks predict --source unsupervised:spectral -d synthetic --out masks/spectral
     """
-    from benchmark.core.atomic import check_writable_dir
+    from benchmark.core.atomic import output_dir
     from benchmark.core.protocol import MaskSource
     from benchmark.maskgen import UnsupervisedMasks, predict_masks
     from benchmark.runner import build_dataset, resolve_device
@@ -96,14 +96,14 @@ def predict_command(checkpoint, source, out_dir, dataset, data_root, split, opti
     opts = _inputs(dataset, data_root, options, category)
     device = resolve_device(device)
     data = build_dataset(dataset, data_root=data_root, split=split, view=_full_view(dataset), masks="none", options=opts)
-    out = check_writable_dir(out_dir, "--out directory")
-    predictor = generated.predictor(device)
-    t0 = time.perf_counter()
-    summary = predict_masks(predictor, data, out, batch_size=_batch_size(eval_batch_size), device=device,
-                            num_workers=num_workers, progress=not quiet)
-    click.echo(f"{summary.written} mask(s) written, {summary.skipped} already there ({summary.images} images of "
-               f"{dataset}/{split}) in {time.perf_counter() - t0:.1f}s -> {out}")
-    click.echo(f"use: --masks predicted:{out}")
+    with output_dir(out_dir) as out:  # a failed command leaves no empty --out folder
+        predictor = generated.predictor(device)
+        t0 = time.perf_counter()
+        summary = predict_masks(predictor, data, out, batch_size=_batch_size(eval_batch_size), device=device,
+                                num_workers=num_workers, progress=not quiet)
+        click.echo(f"{summary.written} mask(s) written, {summary.skipped} already there ({summary.images} images of "
+                   f"{dataset}/{split}) in {time.perf_counter() - t0:.1f}s -> {out}")
+        click.echo(f"use: --masks predicted:{out}")
 
 
 def _full_view(dataset: str) -> str:
@@ -134,7 +134,7 @@ def score_command(source, protocol, out_dir, cache_dir, dataset, data_root, spli
       benchmark masks score -d synthetic --masks unsupervised:spectral-random
       benchmark report runs/synthetic/masks
     """
-    from benchmark.core.atomic import check_writable_dir
+    from benchmark.core.atomic import output_dir
     from benchmark.core.cache import content_key
     from benchmark.core.protocol import MaskSource
     from benchmark.maskgen import prepared, score_masks
@@ -148,43 +148,43 @@ def score_command(source, protocol, out_dir, cache_dir, dataset, data_root, spli
                         f"unsupervised source (unsupervised:NAME)")
     opts = _inputs(dataset, data_root, options, category)
     device = resolve_device(device)
-    check_writable_dir(out_dir, "--out directory")
-    started = _dt.datetime.now(_dt.timezone.utc)
-    t0 = time.perf_counter()
-    if masks.needs_preparation:
-        view = build_dataset(dataset, data_root=data_root, split=split, view=_full_view(dataset), masks="none",
-                             options=opts)
-        masks = prepared(masks, [view], device=device, cache_dir=cache_dir, batch_size=_batch_size(eval_batch_size),
-                         num_workers=num_workers, progress=not quiet)
-    score, data = score_masks(dataset, masks, data_root=data_root, split=split, options=opts, protocol=protocol,
-                              batch_size=_batch_size(eval_batch_size), device=device, progress=not quiet,
-                              num_workers=num_workers)
-    values, undefined = score.compute()
-    for name, why in undefined.items():
-        click.echo(f"warning: {name} is undefined and not written: {why}", err=True)
-    if not values:
-        raise UserError("no mask metric is defined: neither the predicted nor the ground-truth masks have a "
-                        "foreground pixel")
-    inputs = masks.fingerprint()
-    key = content_key({"dataset": dataset, "root": str(Path(data_root).resolve()) if data_root else None,
-                       "split": split, "options": data.options(), "protocol": protocol, "masks": inputs,
-                       "what": "masks-score-v1"}, length=16)
-    sha, dirty = git_state()
-    common = {"method": "masks", "dataset": dataset, "split": split, "view": data.view, "protocol": protocol,
-              "masks": masks.spec, "ground_truth": "masks", "num_parts": "", "seed": 0,
-              "method_params": json.dumps({"source": masks.spec}), "dataset_options": json.dumps(data.options(),
-                                                                                                  sort_keys=True, default=str),
-              "transductive": False, "weights": json.dumps(inputs, sort_keys=True, default=str),
-              "skipped_images": 0, "git_sha": sha, "git_dirty": dirty,
-              "versions": json.dumps(package_versions(), sort_keys=True), "device": device_description(device),
-              "wall_time_s": round(time.perf_counter() - t0, 3), "started_at": started.isoformat(timespec="seconds"),
-              "run_key": key, "landmark_protocol": ""}
-    rows = [{**common, "metric": name, "value": value, "n": score.pixels} for name, value in values.items()]
-    path = Path(out_dir) / dataset / "masks" / f"{split}-{key}.csv"
-    write_rows(path, [{c: r.get(c, "") for c in RESULT_COLUMNS} for r in rows])
-    click.echo(f"{masks.spec} on {dataset}/{split} ({score.images} images, {data.view} view): "
-               + "  ".join(f"{k}={100 * v:.2f}" for k, v in values.items()))
-    click.echo(f"  -> {path}")
+    with output_dir(out_dir):  # a failed command leaves no empty --out folder
+        started = _dt.datetime.now(_dt.timezone.utc)
+        t0 = time.perf_counter()
+        if masks.needs_preparation:
+            view = build_dataset(dataset, data_root=data_root, split=split, view=_full_view(dataset), masks="none",
+                                 options=opts)
+            masks = prepared(masks, [view], device=device, cache_dir=cache_dir, batch_size=_batch_size(eval_batch_size),
+                             num_workers=num_workers, progress=not quiet)
+        score, data = score_masks(dataset, masks, data_root=data_root, split=split, options=opts, protocol=protocol,
+                                  batch_size=_batch_size(eval_batch_size), device=device, progress=not quiet,
+                                  num_workers=num_workers)
+        values, undefined = score.compute()
+        for name, why in undefined.items():
+            click.echo(f"warning: {name} is undefined and not written: {why}", err=True)
+        if not values:
+            raise UserError("no mask metric is defined: neither the predicted nor the ground-truth masks have a "
+                            "foreground pixel")
+        inputs = masks.fingerprint()
+        key = content_key({"dataset": dataset, "root": str(Path(data_root).resolve()) if data_root else None,
+                           "split": split, "options": data.options(), "protocol": protocol, "masks": inputs,
+                           "what": "masks-score-v1"}, length=16)
+        sha, dirty = git_state()
+        common = {"method": "masks", "dataset": dataset, "split": split, "view": data.view, "protocol": protocol,
+                  "masks": masks.spec, "ground_truth": "masks", "num_parts": "", "seed": 0,
+                  "method_params": json.dumps({"source": masks.spec}), "dataset_options": json.dumps(data.options(),
+                                                                                                      sort_keys=True, default=str),
+                  "transductive": False, "weights": json.dumps(inputs, sort_keys=True, default=str),
+                  "skipped_images": 0, "git_sha": sha, "git_dirty": dirty,
+                  "versions": json.dumps(package_versions(), sort_keys=True), "device": device_description(device),
+                  "wall_time_s": round(time.perf_counter() - t0, 3), "started_at": started.isoformat(timespec="seconds"),
+                  "run_key": key, "landmark_protocol": ""}
+        rows = [{**common, "metric": name, "value": value, "n": score.pixels} for name, value in values.items()]
+        path = Path(out_dir) / dataset / "masks" / f"{split}-{key}.csv"
+        write_rows(path, [{c: r.get(c, "") for c in RESULT_COLUMNS} for r in rows])
+        click.echo(f"{masks.spec} on {dataset}/{split} ({score.images} images, {data.view} view): "
+                   + "  ".join(f"{k}={100 * v:.2f}" for k, v in values.items()))
+        click.echo(f"  -> {path}")
 
 
 commands = [masks_group]

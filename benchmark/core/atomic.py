@@ -287,3 +287,36 @@ def remove_empty_dirs(start: str | os.PathLike, stop: str | os.PathLike, *, incl
         if current == stop:
             return
         current = current.parent
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The highest folder of ``path`` that does not exist yet (``None`` when ``path`` exists)."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _prune_empty(top: Path) -> None:
+    """Remove the empty folders under ``top`` and ``top`` itself if it ends up empty (bottom-up)."""
+    for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+@contextlib.contextmanager
+def output_dir(path: str | os.PathLike, what: str = "--out directory") -> Iterator[Path]:
+    """Create the output folder ``path`` (checked writable, :func:`check_writable_dir`) for the block; if the
+    block fails, the folders it created that hold nothing are removed again, so a failed command leaves no
+    empty ``--out`` behind (files already written stay; a folder that existed before is kept)."""
+    path = Path(path)
+    created = _first_missing(path.absolute())
+    check_writable_dir(path, what)
+    try:
+        yield path
+    except BaseException:
+        if created is not None:
+            _prune_empty(created)
+        raise
