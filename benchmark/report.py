@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmark import escaping as escape
 from benchmark.core.atomic import atomic_write_text
 from benchmark.core.errors import UserError
 
@@ -172,9 +173,12 @@ def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = Fals
     parts = []
     for setting, header, rows, bold in tables(df, decimals, with_paper):
         if fmt == "markdown":
-            body = [[f"**{c}**" if b else c for c, b in zip(row, flags)] for row, flags in zip(rows, bold)]
-            parts.append(f"### {_title(setting)}\n\nValues x100; mean ± std over seeds.\n\n"
-                         + tabulate(body, headers=header, tablefmt="pipe", disable_numparse=True))
+            # Labels, folders and options are user text: no raw HTML reaches the rendered page.
+            body = [[f"**{escape.markdown(c)}**" if b else escape.markdown(c) for c, b in zip(row, flags)]
+                    for row, flags in zip(rows, bold)]
+            parts.append(f"### {escape.markdown(_title(setting))}\n\nValues x100; mean ± std over seeds.\n\n"
+                         + tabulate(body, headers=[escape.markdown(h) for h in header], tablefmt="pipe",
+                                    disable_numparse=True))
         else:
             # tabulate escapes LaTeX specials; mark bold/± with placeholders that survive escaping.
             body = [[f"BOLDOPEN{c}BOLDCLOSE" if b else c for c, b in zip(row, flags)] for row, flags in zip(rows, bold)]
@@ -183,7 +187,7 @@ def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = Fals
                             colalign=("left",) + ("right",) * (len(header) - 1))
             text = (text.replace("BOLDOPEN", r"\textbf{").replace("BOLDCLOSE", "}")
                     .replace("±", r"$\pm$"))
-            caption = _title(setting).replace("_", r"\_")
+            caption = escape.latex(_title(setting))  # tabulate escaped the cells; the caption is ours
             parts.append("\\begin{table}[t]\n\\centering\n" + text +
                          f"\n\\caption{{{caption}. Values $\\times$100, mean $\\pm$ std over seeds.}}\n\\end{{table}}")
     return "\n\n".join(parts) + "\n"
