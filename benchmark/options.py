@@ -7,7 +7,8 @@ option                 meaning
 =====================  ==========================================================================
 ``--out DIR``          the output folder of every command that writes (run, sweep, train, report,
                        export, demo, data download)
-``--seed N``           a seed; repeatable, and ranges are accepted: ``--seed 0-4`` = 0,1,2,3,4
+``--seed N``           a seed; repeatable, and ranges are accepted: ``--seed 0-4`` = 0,1,2,3,4 (at most
+                       :data:`MAX_SEEDS`)
 ``-q/--quiet``         no progress bars (every command that shows one)
 ``--num-workers N``    DataLoader worker processes (sweep: local parallel processes)
 ``--eval-batch-size``  images per evaluation batch (run, sweep, export, demo)
@@ -18,7 +19,8 @@ option                 meaning
 
 Numeric options are range-checked by click at the edge (``--eval-batch-size 0`` is one line, exit 2).
 ``-p``/``-o`` values are Python literals (:func:`parse_value`) checked against the default or annotation of
-the parameter they set (:func:`check_value_types`). Old spellings (``--to``, ``--seeds``, ``--workers``,
+the parameter they set (:func:`check_value_types`) and against the range the plug-in declares in
+``param_ranges`` (:func:`check_ranges`). Old spellings (``--to``, ``--seeds``, ``--workers``,
 ``--batch-size``, ``--no-progress``) are accepted as hidden aliases.
 """
 
