@@ -4,7 +4,8 @@ Convention (one predictable place per package):
 
 * The speed benchmarks of a package live in its ``bench.py`` module and nowhere else:
 
-  - ``benchmark.methods.bench``: ``features``, ``kmeans``, ``dff`` (the methods' building blocks), ``masks-predict``;
+  - ``benchmark.methods.bench``: ``features``, ``kmeans``, ``dff``, ``dino-coseg`` (the methods' building blocks and
+    the training-free pipelines), ``masks-predict``;
   - ``benchmark.methods.ours.bench``: ``train-step`` (one training step, ``-p method=ours|scops``);
   - ``benchmark.methods.scops.bench``: the SCOPS step that ``train-step -p method=scops`` times;
   - ``benchmark.metrics.bench``: ``metrics`` (the streaming contingency table vs scikit-learn);

@@ -1,4 +1,4 @@
-"""Speed benchmarks of the methods' building blocks (``benchmark bench features|kmeans|dff|masks-predict``).
+"""Speed benchmarks of the methods' building blocks (``benchmark bench features|kmeans|dff|dino-coseg|masks-predict``).
 
 Each compares the project's code path with the straightforward baseline measured in the same run; the
 training step's benchmark lives with the trainable methods (:mod:`benchmark.methods.ours.bench`). See
@@ -19,6 +19,7 @@ from benchmark.core.registry import register_bench
 from benchmark.core.seeding import make_generator
 from benchmark.methods.backbones import VGGFeatures
 from benchmark.methods.features import FeatureExtractor
+from benchmark.methods.kmeans import _faiss_missing as _faiss_missing_reason
 from benchmark.methods.kmeans import (KMeansParts, StreamingSample, distances_from, feature_statistics,
                                       fuzzy_memberships, pixel_features)
 from benchmark.methods.nmf import nmf
@@ -283,3 +284,179 @@ def bench_masks_predict(n: int = 32, image_size: int = 64, batch_size: int = 16,
             f"  image by image : {single:8.3f} s  ({n / single:7.1f} images/s)\n"
             f"  batched ({batch_size:>3})  : {batched:8.3f} s  ({n / batched:7.1f} images/s)\n"
             f"  speed-up       : {single / batched:.2f}x")
+
+
+THRESHOLDS = (0.065, 0.2, 0.3, 0.4, 0.5)  # the release's threshold first
+
+
+@register_bench("dino-coseg")
+def bench_dino_coseg(images: int = 16, size: int = 224, num_parts: int = 4, stride: int = 4, niter: int = 300,
+                     nredo: int = 10, max_clusters: int = 14, batch_size: int = 8, split_size: int = 5794,
+                     seed: int = 0, device: str = "cpu") -> str:
+    """dino-coseg's whole fit + predict vs the release's way (image by image, every descriptor held), same weights.
+
+    The baseline follows ``part_cosegmentation.py`` step by step: per image a timm forward with hooks for the
+    stride-``stride`` keys and a half-size forward for the CLS attention, all descriptors of the split kept in
+    one matrix, a faiss search over all of them after each k of the elbow, the votes in Python loops, and the
+    final distances by broadcasting. Both use the same images, weights and faiss seeds; the report gives the
+    agreement of their labels (NMI) and the memory each holds (the descriptor matrix; on CUDA also the peak
+    of allocated GPU memory)."""
+    missing = _faiss_missing_reason()
+    if missing:
+        raise UserError(f"the dino-coseg benchmark needs faiss: {missing}")
+    import warnings
+
+    import faiss
+    import torch.nn.functional as F
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from benchmark.core.seeding import derive_seed
+    from benchmark.core.types import Batch
+    from benchmark.methods import dino_coseg as dc
+    from benchmark.methods import vit as vit_module
+    from benchmark.methods.backbones import RandomWeightsWarning
+
+    images, size, k_parts, stride = int(images), int(size), int(num_parts), int(stride)
+    niter, nredo, max_clusters, batch_size, seed = int(niter), int(nredo), int(max_clusters), int(batch_size), int(seed)
+    dev = torch.device(device)
+    import benchmark.datasets as D
+
+    # Scenes of the synthetic dataset rather than noise: the stage-1 clusters must differ between images for
+    # the saliency votes to split them into foreground and background (random weights' attention is noise).
+    scenes = D.load("synthetic", split="test", view="full", masks="none", num_test=images, num_train=0,
+                    image_size=size, seed=seed)
+    data_images = torch.cat([batch.images for batch in scenes.batches(images)])
+    params = dict(num_parts=k_parts, weights="random", stride=stride, load_size=size, niter=niter, nredo=nredo,
+                  max_clusters=max_clusters, batch_size=batch_size, votes_percentage=50)
+
+    class Split:  # the smallest dataset view the method streams: fixed images, no masks
+        name = "bench"
+
+        def __len__(self):
+            return images
+
+        def batches(self, n, *, device="cpu", progress=False, num_workers=0):
+            for i in range(0, images, n):
+                chunk = data_images[i:i + n].to(device)
+                yield Batch(images=chunk, ids=[str(j) for j in range(i, i + len(chunk))])
+
+    def peak_reset():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+
+    def peak_mb() -> float:
+        return torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else float("nan")
+
+    with warnings.catch_warnings():  # speed does not depend on the weights' values
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        # Random weights' CLS attention is noise, so the release's threshold can leave no foreground or no
+        # background; the first threshold of THRESHOLDS that splits the stage-1 clusters is used by both sides
+        # (these fits are also the warm-up).
+        for thresh in THRESHOLDS:
+            try:
+                dc.DinoCoseg(**params, thresh=thresh).fit(Split(), seed=seed, device=str(dev))
+                break
+            except UserError:
+                continue
+        else:
+            raise UserError(f"dino-coseg bench: no threshold of {THRESHOLDS} splits the stage-1 clusters of these "
+                            f"{images} random-weight images into foreground and background; change -p images or -p seed")
+        params["thresh"] = thresh
+        # The method builds its backbone inside fit (random weights: seeded draws); the baseline gets its network
+        # ready-made, so that time is measured apart and left out of the comparison.
+        start = time.perf_counter()
+        dc.CosegFeatures("random", stride=stride, load_size=size).to(dev)
+        _sync(dev)
+        t_build = time.perf_counter() - start
+        peak_reset()
+        start = time.perf_counter()
+        method = dc.DinoCoseg(**params).fit(Split(), seed=seed, device=str(dev))
+        ours = [method.predict(batch).scores for batch in Split().batches(batch_size, device=dev)]
+        _sync(dev)
+        t_ours = max(time.perf_counter() - start - t_build, 1e-9)
+        peak_ours = peak_mb()
+        grid = dc.grid_shape(size, size, 8, stride)
+        labels_ours = torch.cat([F.interpolate(s, size=grid, mode="nearest-exact").argmax(1) for s in ours])
+        held_ours = sum(getattr(method, name).numel() * 4 for name in ("part_centroids_", "background_centroids_"))
+
+        # The release's way, image by image, with the same weights.
+        model = vit_module.timm_model(dc.BACKBONE, device="cpu", dynamic_img_size=True)
+        model.load_state_dict(method.extractor_.backbone.vit.model.state_dict())
+        model.patch_embed.img_size = None
+        model = model.to(dev).eval()
+        captured = {}
+        last = model.blocks[-1].attn
+        last.fused_attn = False
+        model.blocks[11].attn.qkv.register_forward_hook(lambda _m, _i, out: captured.__setitem__("qkv", out))
+        last.attn_drop.register_forward_hook(lambda _m, _i, out: captured.__setitem__("attn", out))
+        mean, std = method.extractor_.backbone.vit.mean, method.extractor_.backbone.vit.std
+        peak_reset()
+        start = time.perf_counter()
+        descriptors, saliency = [], []
+        with torch.no_grad():
+            for i in range(images):
+                x = data_images[i:i + 1].to(dev)
+                model.patch_embed.proj.stride = (stride, stride)
+                model.forward_features((x - mean) / std)
+                keys = captured["qkv"].chunk(3, dim=-1)[1][0, 1:]
+                descriptors.append(keys.float().cpu().numpy())
+                half = F.interpolate(x, size=(size // 2, size // 2), mode="bilinear", align_corners=False,
+                                     antialias=True)
+                model.patch_embed.proj.stride = (8, 8)
+                model.forward_features((half - mean) / std)
+                cls = captured["attn"][0, list(dc.SALIENCY_HEADS), 0, 1:].mean(0)
+                cls = ((cls - cls.min()) / (cls.max() - cls.min())).reshape(1, 1, size // 16, size // 16)
+                saliency.append(dc.pil_nearest_resize(cls, grid).flatten().cpu().numpy())
+        everything = np.ascontiguousarray(np.concatenate(descriptors), dtype=np.float32)
+        faiss.normalize_L2(everything)
+        sampled = np.ascontiguousarray(np.concatenate([d[::100] for d in descriptors]), dtype=np.float32)
+        faiss.normalize_L2(sampled)
+        means = []
+        for k in range(1, max_clusters + 1):
+            stage1 = faiss.Kmeans(sampled.shape[1], k, niter=niter, nredo=nredo,
+                                  seed=derive_seed(seed, "dino-coseg", "stage1", k) % (2**31 - 1))
+            stage1.train(sampled)
+            dist, labels = stage1.index.search(everything, 1)
+            means.append(float(dist.sum()) / everything.shape[0])
+            if len(means) > 1 and means[-1] > 0.975 * means[-2]:
+                break
+        per_image = np.split(labels[:, 0], images)
+        votes = np.zeros(k)
+        for image_labels, image_saliency in zip(per_image, saliency):
+            for label in range(k):
+                if (image_labels == label).any() and image_saliency[image_labels == label].mean() > thresh:
+                    votes[label] += 1
+        salient = np.where(votes >= math.ceil(images * 50 / 100))[0]
+        fg = [d[np.isin(lab, salient)] for d, lab in zip(descriptors, per_image)]
+        fg_sampled = np.ascontiguousarray(np.concatenate([f[::100] for f in fg]), dtype=np.float32)
+        faiss.normalize_L2(fg_sampled)
+        stage2 = faiss.Kmeans(fg_sampled.shape[1], k_parts, niter=niter, nredo=nredo,
+                              seed=derive_seed(seed, "dino-coseg", "stage2") % (2**31 - 1))
+        stage2.train(fg_sampled)
+        background = stage1.centroids[[i for i in range(k) if i not in salient]]
+        labels_base = []
+        for d in np.split(everything, images):
+            to_parts = ((d[:, None] - stage2.centroids[None]) ** 2).sum(-1)
+            to_bg = ((d[:, None] - background[None]) ** 2).sum(-1).min(1, keepdims=True)
+            labels_base.append(np.concatenate([to_bg, to_parts], axis=1).argmin(1))
+        _sync(dev)
+        t_base = time.perf_counter() - start
+        peak_base = peak_mb()
+    held_base = everything.nbytes + sampled.nbytes + sum(d.nbytes for d in descriptors)
+    agreement = normalized_mutual_info_score(np.concatenate(labels_base), labels_ours.flatten().cpu().numpy())
+    gpu_note = lambda peak: f", peak GPU memory {peak:.0f} MB" if dev.type == "cuda" else ""  # noqa: E731
+    per_split = lambda t: t / images * split_size  # noqa: E731  (every pass is linear in the images)
+    return "\n".join([
+        f"dino-coseg bench: {images} images of {size}x{size}, ViT-S/8 keys at stride {stride} ({grid[0]}x{grid[1]} "
+        f"descriptors), up to {max_clusters} stage-1 clusters, K={k_parts}, niter={niter}, nredo={nredo}, saliency "
+        f"threshold {thresh} (random weights), device={dev}",
+        f"  partbench (batches of {batch_size}, streamed passes, one pass for every k's objective; building the "
+        f"backbone, {t_build:.2f} s, left out): {t_ours:.2f} s = "
+        f"{images / t_ours:.2f} images/s -> {per_split(t_ours):.0f} s per split of {split_size} images; holds "
+        f"{held_ours / 2**20:.2f} MB of centroids after fit{gpu_note(peak_ours)}",
+        f"  baseline (the release's way: image by image, all descriptors held, a search per k): {t_base:.2f} s = "
+        f"{images / t_base:.2f} images/s -> {per_split(t_base):.0f} s per split; holds {held_base / 2**20:.1f} MB of "
+        f"descriptors ({held_base / images * split_size / 2**30:.1f} GB for the split){gpu_note(peak_base)}",
+        f"  speed-up: {t_base / t_ours:.2f}x; NMI(partbench labels, baseline labels) = {agreement:.3f}",
+    ])
