@@ -243,3 +243,15 @@ def test_a_method_that_would_train_on_the_cpu_is_refused_by_every_command(comman
     lines = [text for text in result.output.strip().splitlines() if not text.startswith("warning:")]
     assert len(lines) == 1 and "about 65 days" in lines[0] and "--train-if-missing" in lines[0], result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_declared_parameter_ranges_name_real_parameters():
+    """A range for a misspelt parameter would silently check nothing."""
+    import inspect
+
+    from benchmark.core.registry import DATASETS, MASK_MODELS, METHODS
+
+    for registry in (METHODS, DATASETS, MASK_MODELS):
+        for name, cls in registry.items():
+            parameters = set(inspect.signature(cls.__init__).parameters)
+            assert set(cls.param_ranges) <= parameters, (name, set(cls.param_ranges) - parameters)

@@ -41,7 +41,7 @@ class Ours(TrainableMethod):
     uses_masks = True
     code_version = TRAIN_CODE_VERSION
     # A learning rate > 0, weights of loss terms >= 0, counts >= 1 (a negative lr is no training).
-    param_ranges = {**TRAINING_RANGES, **{f"lambda_{term}": Range(0) for term in
+    param_ranges = {**TRAINING_RANGES, "max_iter": Range(0), **{f"lambda_{term}": Range(0) for term in
                                           ("feature", "color", "contrastive", "equivariance")}}
 
     def __init__(self, num_parts: int = 4, preset: str = "paper", steps: int | None = None,

@@ -56,7 +56,7 @@ def source_identity(spec: str, *, option: str = "init") -> str:
 
 #: The accepted values of the training settings every trainable method shares (a plug-in adds its own).
 TRAINING_RANGES = {"steps": Range(1), "batch_size": Range(1), "image_size": Range(16, 4096),
-                   "lr": Range(0, low_open=True), "checkpoint_every": Range(1), "max_iter": Range(0)}
+                   "lr": Range(0, low_open=True), "checkpoint_every": Range(1)}
 
 
 class TrainableMethod(Method):
