@@ -149,7 +149,7 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, m
     of the tree, so a CUB tree without ``segmentations/`` works for them)."""
     from benchmark.core.registry import DATASETS
 
-    if not hasattr(DATASETS.get(dataset), "check_tree"):
+    if not DATASETS.get(dataset).has_tree_check():
         return
     from benchmark.datasets._check import check_dataset
     from benchmark.runner import check_dataset_options
@@ -157,23 +157,16 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, m
     check_dataset_options(dataset, options)
     from benchmark.core.protocol import MaskSource
 
-    parsed = MaskSource.parse(masks)  # an unknown source is named here, in one line
-    # The mask files of the tree the run reads: GT masks, a given folder, or none (computed masks are
-    # written to a cache folder by the run itself; none/method read no mask file).
-    if parsed.needs_gt_masks:
-        source = "gt"
-    elif parsed.dataset_reads == "folder" and not parsed.needs_preparation:
-        source = f"predicted:{parsed.folder}"
-    else:
-        source = "none"
-    report = check_dataset(dataset, data_root, deep=False, **options, **({} if source == "gt" else {"masks": source}))
+    checked = MaskSource.parse(masks).files_to_check()  # an unknown source is named here, in one line
+    default = checked == MaskSource.parse(None)  # the default source needs no --masks in the hint below
+    report = check_dataset(dataset, data_root, deep=False, **options, **({} if default else {"masks": checked.spec}))
     if report.problems:
         shown = "; ".join(str(p) for p in report.problems[:3])
         more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
         # The suggested command checks the same tree with the same options (e.g. the PASCAL-Part category).
         same = "".join(f" -o {shlex.quote(f'{k}={v}')}" for k, v in options.items())
-        if source != "gt":
-            same += f" --masks {shlex.quote(source)}"
+        if not default:
+            same += f" --masks {shlex.quote(checked.spec)}"
         blocks = " ".join(report.blocked_uses()[:1])
         raise UserError(f"the {dataset} tree at {data_root} has problems: {shown}{more}. "
                         + (f"{blocks}. " if blocks else "")
@@ -233,6 +226,7 @@ def list_command():
     Example:
       benchmark list            # then e.g. benchmark run -m kmeans -d synthetic
     """
+    from benchmark.core.method import Method
     from benchmark.core.registry import BENCHES, DATASETS, METHODS, METRICS
     import benchmark.benches  # noqa: F401  (registers the speed benchmarks)
 
@@ -240,14 +234,14 @@ def list_command():
         reason = cls.unavailable_reason()
         if reason:
             return f"UNAVAILABLE: {reason}"
-        missing = getattr(cls, "missing_weights", lambda: None)()
+        missing = cls.missing_weights() if issubclass(cls, Method) else None  # datasets, mask models: none
         if missing:
             return f"needs weights: {missing} (on the synthetic dataset: random weights, with a warning)"
         return "ok"
 
     click.echo("Methods:")
     for name, cls in METHODS.items():
-        tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t, False)]
+        tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t)]
         if cls.trainable():  # the `benchmark train` capability, with its presets
             tags.append(f"trainable: presets {'/'.join(cls.train_presets()) or '-'}")
         click.echo(f"  {name:<12} {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))

@@ -1,5 +1,5 @@
-"""Foreground mask folders: predict them with a mask model, the ``model:CKPT`` / ``unsupervised:NAME`` mask
-kinds of the evaluation protocol, and scoring against ground-truth masks.
+"""Foreground mask folders: predict them with a mask model, and score a mask source against the
+ground-truth masks.
 
 A mask folder mirrors the dataset's image tree exactly as ``--masks predicted:DIR`` reads it
 (:meth:`benchmark.core.dataset.Dataset.mask_file`): one greyscale PNG per image, 0 (background) / 255
@@ -7,14 +7,11 @@ A mask folder mirrors the dataset's image tree exactly as ``--masks predicted:DI
 
 * :func:`predict_masks` writes such a folder: images are decoded in DataLoader workers, resized to the
   model's input side, predicted in batches on the device; each mask is upsampled to its image's size on the
-  device and written atomically, so a killed run leaves only complete files and a rerun skips them.
-* :class:`ModelMasks` (``--masks model:CKPT``) and :class:`UnsupervisedMasks` (``--masks unsupervised:NAME``)
-  are :class:`~benchmark.core.protocol.MaskSource` kinds (registered here; the protocol's parser loads this
-  module by name). Their :meth:`~GeneratedMasks.prepare` writes the masks of the run's views once per run
-  into ``<cache>/masks/<key>`` (the key digests the checkpoint's content or the unsupervised source's name
-  and settings, the dataset, its root and options, and the prediction code) and returns a
-  :class:`PreparedMasks` source that reads the folder like ``predicted:DIR``.
-* :func:`score_masks` compares a mask source with the ground-truth masks in the dataset's full view.
+  device and written atomically, so a killed run leaves only complete files and a rerun skips them. The
+  computed mask kinds of ``--masks`` (``model:CKPT``, ``unsupervised:NAME``, :mod:`benchmark.mask_sources`)
+  call it when a run prepares its masks; :func:`prepared` is that step for any source.
+* :func:`score_masks` compares a mask source with the ground-truth masks in the dataset's full view
+  (:class:`benchmark.metrics.mask_quality.MaskScore`).
 """
 
 from __future__ import annotations
@@ -22,18 +19,18 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from benchmark.core.atomic import atomic_write_bytes, output_dir
-from benchmark.core.cache import content_key
+from benchmark.core.atomic import atomic_write_bytes
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import FolderMasks, MaskSource, register_mask_kind
+from benchmark.core.protocol import DEFAULT_PROTOCOL, MaskSource
 
-PREDICT_VERSION = "masks-predict-v1"  # bump when a change alters the written masks (invalidates caches)
+if TYPE_CHECKING:
+    from benchmark.metrics.mask_quality import MaskScore
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,143 +156,6 @@ def predict_masks(predictor, dataset, out_dir: str | Path, *, batch_size: int = 
     return PredictSummary(written, images - len(indices), images)
 
 
-# --------------------------------------------------------------------------------------------------
-# model:CKPT and unsupervised:NAME: mask kinds of the evaluation protocol
-# --------------------------------------------------------------------------------------------------
-class GeneratedMasks(MaskSource):
-    """A mask kind whose masks are predicted (by a trained model or a training-free source) into a cache
-    folder once per run (:meth:`prepare`), then read exactly like ``predicted:DIR``.
-
-    The folder is ``<cache>/masks/<key>``; the key digests :meth:`fingerprint` (the checkpoint's content or
-    the source's name and settings, and the prediction code), the dataset, its root and options -- not the
-    split or view: the folder mirrors the whole image tree and every split adds its own files."""
-
-    dataset_reads = "folder"
-    needs_preparation = True
-
-    def predictor(self, device: str = "cpu") -> Predictor:
-        raise NotImplementedError
-
-    def identity(self) -> Any:
-        raise NotImplementedError
-
-    def fingerprint(self) -> Any:
-        return {"kind": self.kind, "source": self.identity(), "code": PREDICT_VERSION}
-
-    @property
-    def folder(self) -> Path:
-        raise UserError(f"--masks {self.spec}: the masks are predicted when a run starts; load the dataset "
-                        f"through `benchmark run`/`export`/`train` (or `benchmark masks predict` them first and "
-                        f"pass --masks predicted:DIR)")
-
-    def cache_folder(self, dataset, cache_dir: str | Path | None) -> Path:
-        if cache_dir is None:
-            import os
-
-            cache_dir = os.environ.get("PARTBENCH_CACHE", str(Path.home() / ".cache" / "partbench"))
-        key = content_key({"source": self.fingerprint(), "dataset": dataset.name,
-                           "root": str(Path(dataset.root).resolve()) if dataset.root else None,
-                           "options": dataset.options()})
-        return Path(cache_dir) / "masks" / key
-
-    def prepare(self, views: Sequence[Any], *, device: str, cache_dir: Any = None, batch_size: int = 16,
-                progress: bool = False, num_workers: int = 0) -> MaskSource:
-        """Predict the masks of every image of ``views`` not yet in the cache folder; the source that reads
-        it (its :attr:`spec` and :meth:`fingerprint` stay this kind's, so rows and run keys name the model)."""
-        views = list(views)
-        if not views:
-            raise ValueError("prepare needs at least one view")
-        folder = self.cache_folder(views[0], cache_dir)
-        with output_dir(folder, "mask cache folder"):  # a model that fails to load leaves no empty cache folder
-            return PreparedMasks(self, folder).prepare(views, device=device, batch_size=batch_size,
-                                                       progress=progress, num_workers=num_workers)
-
-
-class PreparedMasks(FolderMasks):
-    """The cache folder of a :class:`GeneratedMasks` source, read like ``predicted:DIR`` but named (row,
-    run key) by the source that wrote it. Preparing it again for more views (e.g. the training split of a
-    method that trains within the run) adds their masks to the same folder."""
-
-    needs_preparation = True
-
-    def __init__(self, origin: GeneratedMasks, folder: Path):
-        super().__init__(str(folder))
-        self.origin = origin
-
-    def prepare(self, views: Sequence[Any], *, device: str = "cpu", cache_dir: Any = None, batch_size: int = 16,
-                progress: bool = False, num_workers: int = 0) -> MaskSource:
-        predictor = None
-        for data in views:
-            if not pending_files(data, self.folder)[0]:
-                continue
-            predictor = predictor or self.origin.predictor(device)
-            predict_masks(predictor, data, self.folder, batch_size=batch_size, device=device,
-                          num_workers=num_workers, progress=progress)
-        return self
-
-    @property
-    def spec(self) -> str:
-        return self.origin.spec
-
-    @property
-    def trains_methods(self) -> bool:  # type: ignore[override]
-        return self.origin.trains_methods
-
-    def fingerprint(self) -> Any:
-        return self.origin.fingerprint()
-
-
-@register_mask_kind("model")
-class ModelMasks(GeneratedMasks):
-    """Masks predicted by a trained fg/bg model (``model.pt`` of ``benchmark train -m fgbg``)."""
-
-    argument = "CKPT"
-
-    def __init__(self, argument: str | None = None):
-        path = Path(str(argument)).expanduser()
-        if not path.is_file():
-            raise UserError(f"--masks model:{argument}: {path} is not a file; pass the model.pt written by "
-                            f"`benchmark train -m fgbg`")
-        super().__init__(str(path.resolve()))
-
-    def identity(self) -> Any:
-        from benchmark.core.cache import file_digest
-
-        return file_digest(self.value)
-
-    def predictor(self, device: str = "cpu") -> Predictor:
-        from benchmark.methods.fgbg import load_mask_model
-
-        return load_mask_model(Path(self.value)).to(device)
-
-
-@register_mask_kind("unsupervised")
-class UnsupervisedMasks(GeneratedMasks):
-    """Masks of a training-free source (:data:`benchmark.methods.saliency.UNSUPERVISED`)."""
-
-    argument = "NAME"
-    trains_methods = True  # the unsupervised setting trains and evaluates with the same masks
-
-    def __init__(self, argument: str | None = None):
-        from benchmark.methods.saliency import UNSUPERVISED
-
-        name = str(argument)
-        if name not in UNSUPERVISED:
-            raise UserError(f"--masks unsupervised:{name}: unknown unsupervised mask source {name!r}; known: "
-                            f"{', '.join(sorted(UNSUPERVISED))}")
-        super().__init__(name)
-
-    def identity(self) -> Any:
-        from benchmark.methods.saliency import unsupervised_source
-
-        return unsupervised_source(self.value).identity
-
-    def predictor(self, device: str = "cpu") -> Predictor:
-        from benchmark.methods.saliency import unsupervised_source
-
-        return unsupervised_source(self.value).to(device)
-
-
 def prepared(source: "str | MaskSource", views: Sequence[Any], **kwargs: Any) -> MaskSource:
     """``source`` parsed, and prepared for ``views`` when its kind computes its masks (else as parsed)."""
     source = MaskSource.parse(source)
@@ -305,45 +165,11 @@ def prepared(source: "str | MaskSource", views: Sequence[Any], **kwargs: Any) ->
 # --------------------------------------------------------------------------------------------------
 # scoring
 # --------------------------------------------------------------------------------------------------
-class MaskScore:
-    """Streaming pixel counts of a predicted foreground against the ground truth: IoU, precision, recall
-    pooled over every pixel of the split (exact integer counts, no per-image averaging)."""
-
-    def __init__(self) -> None:
-        self.tp = self.fp = self.fn = self.pixels = self.images = 0
-
-    def update(self, predicted: torch.Tensor, truth: torch.Tensor) -> None:
-        predicted, truth = predicted > 0.5, truth > 0.5
-        counts = torch.stack([(predicted & truth).sum(), (predicted & ~truth).sum(), (~predicted & truth).sum()])
-        tp, fp, fn = (int(v) for v in counts.tolist())
-        self.tp += tp
-        self.fp += fp
-        self.fn += fn
-        self.pixels += predicted.numel()
-        self.images += predicted.shape[0] if predicted.ndim == 3 else 1
-
-    def compute(self) -> tuple[dict[str, float], dict[str, str]]:
-        """(values, why each undefined metric is undefined): a ratio with a zero denominator has no value and
-        is reported as such, never as 0 or 1."""
-        if self.pixels == 0:
-            raise UserError("no pixels to score: the split has no images with ground-truth masks")
-        values, undefined = {}, {}
-        for name, num, den, why in (
-                ("mask_iou", self.tp, self.tp + self.fp + self.fn,
-                 "neither the predicted nor the ground-truth masks have a foreground pixel"),
-                ("mask_precision", self.tp, self.tp + self.fp, "the predicted masks have no foreground pixel"),
-                ("mask_recall", self.tp, self.tp + self.fn, "the ground-truth masks have no foreground pixel")):
-            if den == 0:
-                undefined[name] = why
-            else:
-                values[name] = num / den
-        return values, undefined
-
-
 def score_masks(dataset_name: str, source: str, *, data_root=None, split: str = "test",
-                options: dict[str, Any] | None = None, protocol: str = "corrected", batch_size: int = 16,
-                device: str = "cpu", progress: bool = False, num_workers: int = 0) -> tuple[MaskScore, Any]:
+                options: dict[str, Any] | None = None, protocol: str = DEFAULT_PROTOCOL, batch_size: int = 16,
+                device: str = "cpu", progress: bool = False, num_workers: int = 0) -> tuple["MaskScore", Any]:
     """Score the masks of ``source`` (``predicted:DIR``) against the GT masks in the dataset's full view."""
+    from benchmark.metrics.mask_quality import MaskScore
     from benchmark.runner import build_dataset
 
     first = build_dataset(dataset_name, data_root=data_root, split=split, view="fg", protocol=protocol,
@@ -360,5 +186,5 @@ def score_masks(dataset_name: str, source: str, *, data_root=None, split: str = 
     for gt_batch, pred_batch in batches:
         if gt_batch.masks is None:
             raise UserError(f"dataset {dataset_name!r} has no ground-truth masks in its {view} view to score against")
-        score.update(pred_batch.masks, gt_batch.masks)
+        score.update(gt_batch.masks, pred_batch.masks)
     return score, truth

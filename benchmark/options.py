@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable
 import click
 
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import PROTOCOL_NAMES as PROTOCOLS
+from benchmark.core.protocol import DEFAULT_PROTOCOL, PROTOCOL_NAMES as PROTOCOLS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def parse_seeds(values: Iterable[str], option: str = "--seed") -> tuple[int, ...
 def needs_data_root(dataset: str) -> bool:
     from benchmark.core.registry import DATASETS
 
-    return bool(getattr(DATASETS.get(dataset), "needs_data_root", True))
+    return DATASETS.get(dataset).needs_data_root
 
 
 def synthetic_weights(method: str, dataset: str, params: dict) -> dict:
@@ -195,8 +195,8 @@ def synthetic_weights(method: str, dataset: str, params: dict) -> dict:
     if needs_data_root(dataset) or method not in METHODS.names():
         return params
     cls = METHODS.get(method)
-    fills = {k: v for k, v in getattr(cls, "random_weights_params", dict)().items() if k not in params}
-    missing = getattr(cls, "missing_weights", lambda params=None: None)(params)
+    fills = {k: v for k, v in cls.random_weights_params().items() if k not in params}
+    missing = cls.missing_weights(params)
     if not fills or not missing or params.get("checkpoint"):
         return params  # nothing missing, or the user chose every weight explicitly: the run names the fix
     given = " ".join(f"-p {k}={v}" for k, v in fills.items())
@@ -301,7 +301,7 @@ def split_option() -> Callable:
 
 
 def protocol_option() -> Callable:
-    return click.option("--protocol", type=click.Choice(PROTOCOLS), default="corrected", show_default=True,
+    return click.option("--protocol", type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL, show_default=True,
                         help="corrected: known defects of the reference evaluation fixed; legacy: the released "
                              "notebooks exactly.")
 

@@ -53,7 +53,7 @@ from benchmark.core.dataset import Dataset
 from benchmark.core.errors import UnavailableError, UserError
 from benchmark.core.method import Method, RunContext
 from benchmark.core.metric import Metric
-from benchmark.core.protocol import EvaluationProtocol, MaskSource
+from benchmark.core.protocol import DEFAULT_PROTOCOL, EvaluationProtocol, MaskSource
 from benchmark.core.registry import DATASETS, METHODS, METRICS
 from benchmark.core.seeding import seed_everything
 from benchmark.core.types import Batch, PartMaps
@@ -81,7 +81,7 @@ class RunConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     data_root: str | None = None
     split: str = "test"
-    protocol: str = "corrected"
+    protocol: str = DEFAULT_PROTOCOL
     masks: str = "gt"
     device: str = "auto"
     batch_size: int = 16
@@ -172,7 +172,7 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
 
 
 def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str = "fg",
-                  protocol: str | EvaluationProtocol = "corrected", masks: str | MaskSource | None = None,
+                  protocol: str | EvaluationProtocol = DEFAULT_PROTOCOL, masks: str | MaskSource | None = None,
                   options: dict[str, Any] | None = None) -> Dataset:
     """Instantiate registered dataset ``name`` for one split and view (``masks=None``: the protocol
     object's own mask source, or ``gt``)."""
@@ -216,7 +216,7 @@ def trained_with_masks(method: Method, eval_data: Dataset) -> str:
     """The ``train_masks`` of a row: the :func:`training_masks` spec when ``method`` trains within the run (no
     ``checkpoint``; a model cached from an identical earlier training counts, its cache key holds the
     masks), else ``""``."""
-    if not method.requires_training or getattr(method, "checkpoint", None):
+    if not method.requires_training or method.get_params().get("checkpoint"):
         return ""
     return training_masks(eval_data.masks).spec
 
@@ -247,7 +247,7 @@ def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: st
         else:
             # num_parts/background: how many labels the metric must tell apart (fewer items is an error).
             metrics.append(cls(protocol=protocol, ground_truth=ground_truth, num_parts=config.num_parts,
-                               background=config.masks != "none"))
+                               background=protocol.masks.gives_background))
     return metrics
 
 
@@ -392,7 +392,7 @@ def _update_clustering(metrics: Sequence[Metric], maps: PartMaps, batch: Batch, 
 def _update_landmarks(metrics: Sequence[Metric], maps: PartMaps, batch: Batch, *, split: str) -> None:
     for metric in metrics:
         if metric.kind == "landmarks":
-            metric.update(maps, batch, split=split)
+            metric.update(batch, maps, split=split)
 
 
 def without_skipped(batch, maps, skipped_ids) -> tuple[Any, Any] | None:
@@ -414,7 +414,7 @@ def _for_scoring(method: Method, batch: Batch, maps: PartMaps, protocol: Evaluat
     align = protocol.align_corners(view_name)
     if align is not None and align != maps.align_corners:
         maps = dataclasses.replace(maps, align_corners=align)
-    return without_skipped(batch, maps, getattr(method, "skipped_ids", None))
+    return without_skipped(batch, maps, method.skipped_ids)
 
 
 def _keep_examples(maps, batch, count: int, background: str) -> dict[str, Any]:
@@ -518,7 +518,7 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
           wall: float, started: _dt.datetime, key: str) -> list[dict[str, Any]]:
     sha, dirty = git_state()
     versions = package_versions()
-    skipped = len(getattr(method, "skipped_ids", []) or [])
+    skipped = len(method.skipped_ids)
     common = {
         "run_key": key,
         "method": config.method,

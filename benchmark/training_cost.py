@@ -22,14 +22,13 @@ def check_training_cost(method: str, num_parts: int, params: dict[str, Any], dev
     if method not in METHODS.names():
         return
     cls = METHODS.get(method)
-    if not getattr(cls, "requires_training", False) or params.get("checkpoint"):
+    if not cls.requires_training or params.get("checkpoint"):
         return
     from benchmark.runner import build_method, resolve_device
 
     build_method(method, num_parts=num_parts, params=params)  # bad parameters: one clear error first
     where = resolve_device(device)
-    estimate = getattr(cls, "training_estimate", None)
-    text = estimate(params, where) if estimate is not None else "its full training, duration unknown"
+    text = cls.training_estimate(params, where) or "its full training, duration unknown"
     if where == "cpu" and not allowed:
         raise UserError(f"method {method!r} has no --checkpoint, so this command would first train it on the CPU: "
                         f"{text}. Pass --checkpoint PATH, a smaller -p steps=N / -p preset=tiny, or "

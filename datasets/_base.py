@@ -12,7 +12,7 @@ import torch
 from benchmark.core.dataset import Dataset
 from benchmark.core.errors import UserError
 
-from benchmark.core.protocol import binarise
+from benchmark.core.protocol import DEFAULT_PROTOCOL, binarise
 
 from ._io import Problem, image_size, read_gray, read_rgb
 from ._views import pil_resize
@@ -37,10 +37,7 @@ class RealDataset(Dataset):
     """Base of the file-backed datasets. Subclasses fill ``self._counts`` (what the index kept and
     skipped, shown by :meth:`summary`) and implement :meth:`files` (what ``data check`` opens)."""
 
-    #: expected number of samples per split in the complete official tree (``data check`` compares)
-    expected_counts: dict[str, int] = {}
-
-    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None):
+    def __init__(self, root=None, *, split="test", view="fg", protocol=DEFAULT_PROTOCOL, masks=None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
         self._counts: dict[str, int] = {}
         self._sizes: dict[int, tuple[int, int]] = {}

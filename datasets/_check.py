@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import MaskSource
 from benchmark.core.registry import DATASETS
 
 from ._io import Problem
@@ -27,7 +28,7 @@ class CheckReport:
         other = len(self.problems) - len(mask_problems)
         lines = []
         if mask_problems:
-            if self.masks == "gt":
+            if MaskSource.kind_of(self.masks).needs_gt_masks:
                 lines.append(
                     f"{len(mask_problems)} problem(s) concern ground-truth mask files: they block --masks gt "
                     "(evaluation with GT masks, training with GT masks, `benchmark masks score`); evaluation with "
@@ -67,7 +68,7 @@ def check_dataset(name: str, root: str | Path, *, deep: bool = True, splits: tup
     """Validate the index files (every bad line), expected counts per split, and every file the samples
     need (``deep``: decoded; otherwise existence + header)."""
     cls = DATASETS.get(name)
-    if not hasattr(cls, "check_tree"):
+    if not cls.has_tree_check():
         raise UserError(f"dataset {name!r} has no data tree to check")
     if root is None or not Path(root).is_dir():
         raise UserError(f"data root {root} does not exist or is not a directory; pass --data-root. {cls.data_hint}")
@@ -79,7 +80,7 @@ def check_dataset(name: str, root: str | Path, *, deep: bool = True, splits: tup
             continue
         summary = ds.summary()
         report.summaries.append(summary)
-        expected = getattr(ds, "expected_counts", {}).get(ds.split)
+        expected = ds.expected_counts.get(ds.split)
         is_filtered = any(v not in (None, "official") for k, v in ds.options().items() if k in ("classes", "split_source"))
         if summary["samples"] == 0:
             report.warnings.append(f"{ds.split}: no samples (check the split files and the options)")

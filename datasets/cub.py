@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import binarise
+from benchmark.core.protocol import DEFAULT_PROTOCOL, binarise
 from benchmark.core.registry import register_dataset
 from benchmark.core.types import Sample
 
@@ -47,7 +47,9 @@ class CUB(RealDataset):
       extending past the image is zero-padded to its whole size (``corrected``) or clipped at the image
       edge as the notebook's array slice, the resize factor then coming from the clipped crop
       (``legacy``, the protocol's ``box_crop``); keypoints shifted by the truncated ``(x, y)``
-      (``legacy``: by the float box corner, as the notebook's ``cub200.py``)
+      (``legacy``: by the float box corner, as the reference evaluation's CUB loader
+      ``evaluation/datasets/cub200.py`` of subhc/unsup-parts, which subtracts the box's float ``x, y`` from
+      the keypoints while the image crop starts at their integer truncation)
       and clamped at >= 0; short side resized to 256 (torchvision rule: the
       long side is truncated; PIL bilinear image); keypoints scaled by 256 / short side; centred crop of
       both sides down to multiples of 16; a visible keypoint outside the final view becomes invisible
@@ -99,7 +101,7 @@ class CUB(RealDataset):
     data_hint = ("Download: benchmark data download cub --to DIR, then --data-root DIR/CUB_200_2011 "
                  "(images.txt, parts/, segmentations/).")
 
-    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None,
+    def __init__(self, root=None, *, split="test", view="fg", protocol=DEFAULT_PROTOCOL, masks=None,
                  split_source: str = "official", classes: Sequence[int] | None = None,
                  kanazawa_dir: str | Path | None = None, jitter: float = 0.05, _collect: Reporter | None = None):
         if split_source == "kanazawa":  # CMR's cachedir also has val (and testval = test + val) files

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import binarise
+from benchmark.core.protocol import DEFAULT_PROTOCOL, binarise
 from benchmark.core.registry import register_dataset
 from benchmark.core.types import Sample
 
@@ -100,7 +100,7 @@ class DeepFashion(RealDataset):
     data_hint = ("DeepFashion needs a signed agreement: `benchmark data download deepfashion` prints the steps; "
                  "--data-root is the 'In-shop Clothes Retrieval Benchmark' folder.")
 
-    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None,
+    def __init__(self, root=None, *, split="test", view="fg", protocol=DEFAULT_PROTOCOL, masks=None,
                  _collect: Reporter | None = None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
         self._pred_dir = self.mask_folder

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import binarise
+from benchmark.core.protocol import DEFAULT_PROTOCOL, binarise
 from benchmark.core.registry import register_dataset
 from benchmark.core.types import Sample
 
@@ -107,7 +107,7 @@ class PascalPart(RealDataset):
     data_hint = ("Download: benchmark data download pascal-part --out DIR, then --data-root DIR "
                  "(Annotations_Part/ and VOC2010/ or VOCdevkit/VOC2010/).")
 
-    def __init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks=None,
+    def __init__(self, root=None, *, split="test", view="fg", protocol=DEFAULT_PROTOCOL, masks=None,
                  category: str = "car", area_threshold: float = 0.2, train_area_threshold: float | None = None,
                  jitter: float = 0.05, _collect: Reporter | None = None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)

@@ -25,7 +25,7 @@ from torch import Tensor
 from benchmark.core.dataset import Dataset
 from benchmark.core.errors import UserError
 from benchmark.core.plugin import Range
-from benchmark.core.protocol import binarise
+from benchmark.core.protocol import DEFAULT_PROTOCOL, binarise
 from benchmark.core.registry import register_dataset
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Sample
@@ -119,7 +119,7 @@ class SyntheticCreatures(Dataset):
                     "seed": Range(0), "difficulty": Range(0, 1)}
 
     def __init__(self, root: str | Path | None = None, *, split: str = "test", view: str = "fg",
-                 protocol: str = "corrected", masks: str | None = None, num_train: int = 400, num_test: int = 200,
+                 protocol: str = DEFAULT_PROTOCOL, masks: str | None = None, num_train: int = 400, num_test: int = 200,
                  image_size: int = 64, seed: int = 0, difficulty: float = 0.5, ground_truth: str = "pixels"):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
         self.root = None  # ignored: nothing is read from disk

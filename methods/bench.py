@@ -19,7 +19,7 @@ from benchmark.core.registry import register_bench
 from benchmark.core.seeding import make_generator
 from benchmark.methods.backbones import VGGFeatures
 from benchmark.methods.features import FeatureExtractor
-from benchmark.methods.kmeans import _faiss_missing as _faiss_missing_reason
+from benchmark.methods.kmeans import faiss_missing_reason
 from benchmark.methods.kmeans import (KMeansParts, StreamingSample, distances_from, feature_statistics,
                                       fuzzy_memberships, pixel_features)
 from benchmark.methods.nmf import nmf
@@ -301,7 +301,7 @@ def bench_dino_coseg(images: int = 16, size: int = 224, num_parts: int = 4, stri
     final distances by broadcasting. Both use the same images, weights and faiss seeds; the report gives the
     agreement of their labels (NMI) and the memory each holds (the descriptor matrix; on CUDA also the peak
     of allocated GPU memory)."""
-    missing = _faiss_missing_reason()
+    missing = faiss_missing_reason()
     if missing:
         raise UserError(f"the dino-coseg benchmark needs faiss: {missing}")
     import warnings

@@ -60,7 +60,7 @@ from benchmark.core.types import Batch, PartMaps
 from benchmark.methods import feature_backbones
 from benchmark.methods import vit
 from benchmark.methods.features import FeatureExtractor
-from benchmark.methods.kmeans import FEATURE_MEMORY_MB, _faiss_missing, fuzzy_memberships
+from benchmark.methods.kmeans import FEATURE_MEMORY_MB, faiss_missing_reason, fuzzy_memberships
 
 BACKBONE = "dino_vits8"  # the release computes saliency for DINO ViT-S/8 only (its head choice is for 6 heads)
 SALIENCY_BLOCK = -1  # the class token's attention of the last block
@@ -317,7 +317,7 @@ class DinoCoseg(Method):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        return _faiss_missing()
+        return faiss_missing_reason()
 
     @classmethod
     def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
@@ -388,7 +388,7 @@ class DinoCoseg(Method):
 
     def fit(self, data, *, seed: int = 0, device: str = "cpu") -> "DinoCoseg":
         s = self._settings()
-        reason = _faiss_missing()
+        reason = faiss_missing_reason()
         if reason:
             raise UserError(reason)
         import faiss

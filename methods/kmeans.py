@@ -52,7 +52,7 @@ from benchmark.methods import feature_backbones as backbones
 from benchmark.methods.features import FeatureExtractor
 
 
-def _faiss_missing() -> str | None:
+def faiss_missing_reason() -> str | None:
     try:
         import faiss  # noqa: F401
     except ImportError as exc:
@@ -255,7 +255,7 @@ class KMeansParts(Method):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        return _faiss_missing()
+        return faiss_missing_reason()
 
     @classmethod
     def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
@@ -291,7 +291,7 @@ class KMeansParts(Method):
 
     def fit(self, data, *, seed: int = 0, device: str = "cpu") -> "KMeansParts":
         s = self._settings()
-        reason = _faiss_missing()
+        reason = faiss_missing_reason()
         if reason:
             raise UserError(reason)
         import faiss

@@ -398,7 +398,7 @@ class PredictionsMethod(Method):
     def predict(self, batch: Batch) -> PartMaps:
         if self.on_missing not in ("error", "skip"):
             raise UserError(f"on_missing must be 'error' or 'skip', got {self.on_missing!r}")
-        if not hasattr(self, "skipped_ids"):
+        if "skipped_ids" not in vars(self):  # the first batch: a list of this instance's own
             self.skipped_ids: list[str] = []
         size = batch.size
         entries: list[_Entry | None] = []

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import DEFAULT_PROTOCOL
 from benchmark.core.metric import Metric
 from benchmark.core.registry import register_metric
 from benchmark.core.types import Batch, PartMaps
@@ -215,7 +216,7 @@ class LandmarkError(Metric):
     role = "landmarks"
     higher_is_better = False
 
-    def __init__(self, protocol: str = "corrected", ground_truth: str = "keypoints", **options: Any):
+    def __init__(self, protocol: str = DEFAULT_PROTOCOL, ground_truth: str = "keypoints", **options: Any):
         landmark_protocol = options.get("landmark_protocol")
         if landmark_protocol is None:
             raise UserError(f"landmark_error needs landmark_protocol= (one of {', '.join(PROTOCOLS)})")
@@ -227,7 +228,10 @@ class LandmarkError(Metric):
         self._parts: dict[str, dict[str, list[np.ndarray]]] = {
             split: {"pred": [], "gt": [], "visible": []} for split in ("fit", "eval")}
 
-    def update(self, maps: PartMaps, batch: Batch, split: str = "eval") -> None:  # type: ignore[override]
+    def update(self, target: Batch, prediction: PartMaps, *, split: str = "eval") -> None:
+        """``target``: the batch (keypoints, visibility, boxes, masks); ``prediction``: its part maps;
+        ``split``: ``"fit"`` (the regression's fitting split) or ``"eval"``."""
+        batch, maps = target, prediction
         if split not in self._parts:
             raise ValueError(f"split must be 'fit' or 'eval', got {split!r}")
         if batch.keypoints is None or batch.visible is None:

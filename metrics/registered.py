@@ -30,8 +30,9 @@ class _ClusteringMetric(Metric):
     def reset(self) -> None:
         self.table = ContingencyTable()
 
-    def update(self, true: Any, pred: Any) -> None:  # type: ignore[override]
-        self.table.update(true, pred)
+    def update(self, target: Any, prediction: Any, *, split: str = "eval") -> None:
+        self.require_eval_split(split)
+        self.table.update(target, prediction)
 
     def min_items(self) -> int:
         """How many labels the metric must tell apart: the number of parts (``num_parts=`` option, given by

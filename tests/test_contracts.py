@@ -1,4 +1,5 @@
-"""Contract checks run for every registered method, dataset and metric (check_estimator-style).
+"""Contract checks run for every registered method, dataset and metric (check_estimator-style), through
+the public checks of :mod:`benchmark.testing` that plug-in authors run on their own classes.
 
 A new plug-in is picked up automatically. A dataset that needs a data root must have a miniature-tree
 builder in ``dataset_fixtures.FIXTURES``; a method that cannot run here is skipped with its reason.
@@ -6,18 +7,16 @@ builder in ``dataset_fixtures.FIXTURES``; a method that cannot run here is skipp
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
 
-from benchmark.core.dataset import Dataset
 from benchmark.core.method import Method
-from benchmark.core.metric import Metric
 from benchmark.core.registry import DATASETS, METHODS, METRICS
 from benchmark.core.types import PartMaps
 from benchmark.runner import RunConfig, run
+from benchmark.testing import (check_dataset, check_method_params, check_method_predictions, check_method_training,
+                               check_metric)
 
 from helpers import SYNTHETIC_TINY
 
@@ -40,19 +39,8 @@ def _method_params(cls) -> dict | None:
 @pytest.mark.parametrize("name", METHODS.names())
 def test_method_parameters_follow_the_estimator_rules(name):
     cls = METHODS.get(name)
-    assert issubclass(cls, Method) and cls.name == name
-    assert cls.description(), f"{name}: give the class a docstring (its first line is shown by `benchmark list`)"
-    sig = inspect.signature(cls.__init__)
-    for p in sig.parameters.values():
-        if p.name == "self":
-            continue
-        assert p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD), f"{name}: no *args/**kwargs in __init__"
-        assert p.default is not p.empty, f"{name}: parameter {p.name} needs a default"
-    assert "num_parts" in cls.param_names()
-    defaults = cls.param_defaults()
-    if cls.unavailable_reason() is None:
-        instance = cls(**defaults)
-        assert instance.get_params() == defaults, f"{name}: __init__ must store every parameter unchanged"
+    assert cls.name == name
+    check_method_params(cls)
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -66,27 +54,9 @@ def test_method_predicts_normalised_maps_deterministically(name, tmp_path):
         pytest.skip(f"{name} needs user input (tested in its own test file)")
     config = RunConfig(method=name, dataset="synthetic", seed=0, num_parts=3, params=params,
                        dataset_options=SYNTHETIC_TINY, metrics=("fg_nmi", "nmi"), device="cpu", batch_size=4)
-    first = run(config, out_dir=None, examples=2)
-    second = run(config, out_dir=None)
-    assert [r["value"] for r in first.rows] == [r["value"] for r in second.rows], "same seed -> identical rows"
-    for row in first.rows:
+    for row in run(config, out_dir=None, examples=2).rows:  # through the harness, by its registered name
         assert np.isfinite(row["value"]) and row["n"] > 0
-
-    # The raw PartMaps contract, on one batch.
-    from benchmark.runner import build_dataset, build_method, fit_method
-
-    data = build_dataset("synthetic", split="test", view="fg", options=SYNTHETIC_TINY)
-    method = build_method(name, num_parts=3, params=params)
-    fit_method(method, data, seed=0, device="cpu")
-    batch = next(data.batches(4))
-    with torch.inference_mode():
-        maps = method.predict(batch)
-    assert isinstance(maps, PartMaps) and len(maps) == len(batch) and maps.num_parts == 3
-    assert maps.has_background == cls.provides_background
-    assert tuple(maps.image_size) == batch.size
-    probs = maps.resized().probabilities()
-    assert torch.isfinite(probs).all() and (probs >= 0).all()
-    torch.testing.assert_close(probs.sum(1), torch.ones_like(probs[:, 0]), atol=1e-4, rtol=0)
+    check_method_predictions(cls, params, num_parts=3)  # the PartMaps contract; same seed -> same maps
 
 
 # ----------------------------------------------------------------------------------------- datasets
@@ -95,55 +65,24 @@ def test_dataset_views_honour_the_sample_contract(name, tmp_path):
     from dataset_fixtures import FIXTURES
 
     cls = DATASETS.get(name)
-    assert issubclass(cls, Dataset) and cls.name == name and cls.description()
-    assert cls.ground_truth in ("keypoints", "pixels")
-    assert {cls.fg_view, cls.full_view} <= set(cls.views)
-    from benchmark.metrics.landmarks import PROTOCOLS
-
-    assert cls.landmark_protocol is None or cls.landmark_protocol in PROTOCOLS
+    assert cls.name == name
     assert name in FIXTURES, f"add a miniature-tree builder for {name!r} to tests/dataset_fixtures.py"
     root, options = FIXTURES[name](tmp_path)
-    for split in cls.splits:
-        for view in dict.fromkeys((cls.fg_view, cls.full_view, "train")):
-            if view not in cls.views:
-                continue
-            data = cls(root, split=split, view=view, **options)
-            assert len(data) > 0, f"{name}/{split}/{view} is empty"
-            ids = set()
-            for i in range(min(len(data), 3)):
-                sample = data[i]
-                sample.validate()
-                ids.add(sample.id)
-                size = data.image_size(i)
-                assert size is None or tuple(size) == sample.size
-                if data.ground_truth == "keypoints":
-                    assert sample.keypoints is not None and len(sample.keypoints) == data.num_keypoints
-                else:
-                    assert sample.part_labels is not None
-            assert len(ids) == min(len(data), 3), "sample ids must be unique"
-            assert data.identity()["dataset"] == name
+    check_dataset(cls, root, **options)
 
 
 # ----------------------------------------------------------------------------------------- metrics
 @pytest.mark.parametrize("name", METRICS.names())
 def test_metric_accumulators_merge_and_reset(name):
     cls = METRICS.get(name)
-    assert issubclass(cls, Metric) and cls.name == name and cls.description()
-    assert cls.role in ("fg", "full", "landmarks")
+    assert cls.name == name
+    check_metric(cls, protocol="corrected")
     if cls.kind != "clustering":
         pytest.skip("landmark metric: covered by tests/test_metrics_* with part maps")
-    rng = np.random.default_rng(0)
-    true, pred = rng.integers(0, 5, 1000), rng.integers(0, 4, 1000)
-    whole = cls(protocol="corrected", ground_truth="pixels")
-    whole.update(torch.from_numpy(true), torch.from_numpy(pred))
-    halves = [cls(protocol="corrected", ground_truth="pixels") for _ in range(2)]
-    halves[0].update(torch.from_numpy(true[:400]), torch.from_numpy(pred[:400]))
-    halves[1].update(torch.from_numpy(true[400:]), torch.from_numpy(pred[400:]))
-    halves[0].merge(halves[1])
-    assert halves[0].compute() == pytest.approx(whole.compute(), abs=1e-12) and whole.count == 1000
-    whole.reset()
-    whole.update(torch.from_numpy(true), torch.from_numpy(true))
-    assert whole.compute() == pytest.approx(1.0)
+    perfect = cls(protocol="corrected", ground_truth="pixels")
+    labels = torch.from_numpy(np.random.default_rng(0).integers(0, 5, 1000))
+    perfect.update(labels, labels)
+    assert perfect.compute() == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------------------------------------- training capability
@@ -157,39 +96,103 @@ def test_trainable_methods_are_found_through_the_contract():
 
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_trainable_method_trains_one_step_resumes_and_reloads(name, tmp_path, one_torch_thread):
-    from benchmark.core.method import RunContext, TrainResult
-    from benchmark.datasets import load
-
     cls = METHODS.get(name)
     reason = cls.unavailable_reason()
     if reason:
         pytest.skip(f"{name} unavailable here: {reason}")
-    presets = cls.train_presets()
-    assert presets and all(isinstance(v, dict) and v for v in presets.values()), f"{name}: list its presets"
-    assert {"preset", "checkpoint"} <= set(cls.param_names()), f"{name}: needs `preset` and `checkpoint` parameters"
-    assert cls.param_defaults()["preset"] in presets
-    params = dict(cls.demo_params() or {}, num_parts=3, steps=1)
-    if "image_size" in cls.param_names():
-        params["image_size"] = SYNTHETIC_TINY["image_size"]
-    data = load("synthetic", split="train", view="train", masks="gt", **SYNTHETIC_TINY)
-    out = tmp_path / "run"
+    check_method_training(cls, cls.demo_params(), out_dir=tmp_path / "run", num_parts=3)
 
-    first = cls(**params)
-    first.context = RunContext()
-    result = first.train(data, out_dir=out, seed=0, device="cpu")
-    assert isinstance(result, TrainResult) and result.steps == 1 and result.resumed_from == 0
-    assert result.model_path == out / "model.pt" and result.model_path.is_file()
-    assert all(np.isfinite(v) for v in (result.last_losses or {}).values())
 
-    resumed = cls(**dict(params, steps=2))
-    resumed.context = RunContext()
-    again = resumed.train(data, out_dir=out, resume=True, seed=0, device="cpu")
-    assert again.resumed_from == 1 and again.steps == 2
-    assert len((out / "train_log.csv").read_text().splitlines()) == 1 + 2
+# ----------------------------------------------------------------------------------------- the checks themselves
+def test_the_public_checks_name_the_broken_rule():
+    """A check that cannot fail checks nothing: each public check refuses a plug-in breaking its rule."""
 
-    # `benchmark run --checkpoint OUT/model.pt` evaluates what was trained.
-    batch = next(load("synthetic", split="test", view="fg", **SYNTHETIC_TINY).batches(2))
-    reloaded = cls(**dict(params, checkpoint=str(again.model_path))).fit(None, seed=0, device="cpu")
-    with torch.inference_mode():
-        torch.testing.assert_close(reloaded.predict(batch).scores, resumed.predict(batch).scores)
-    assert reloaded.weights_id() != resumed.weights_id()
+    class Renamed(Method):
+        """Stores its parameter under another name."""
+
+        def __init__(self, num_parts: int = 4):
+            self.k = num_parts
+
+    with pytest.raises(AssertionError, match="Renamed: __init__ must store every parameter unchanged"):
+        check_method_params(Renamed)
+
+    class Unnormalised(Method):
+        """Scores that are not probabilities."""
+
+        def __init__(self, num_parts: int = 4):
+            self.num_parts = num_parts
+
+        def predict(self, batch):
+            scores = torch.full((len(batch), self.num_parts, *batch.size), 2.0, device=batch.device)
+            return PartMaps(scores, image_size=batch.size, kind="probs")
+
+    with pytest.raises(AssertionError, match="Unnormalised: part probabilities must sum to 1"):
+        check_method_predictions(Unnormalised)
+
+    class Random(Method):
+        """Ignores the seed."""
+
+        def __init__(self, num_parts: int = 4):
+            self.num_parts = num_parts
+
+        def predict(self, batch):
+            scores = torch.rand(len(batch), self.num_parts, *batch.size).softmax(1)
+            return PartMaps(scores, image_size=batch.size, kind="probs")
+
+    with pytest.raises(AssertionError, match="Random: two instances fitted with the same seed"):
+        check_method_predictions(Random)
+
+    class Forgetful(METRICS.get("nmi")):
+        """Merging drops the other shard."""
+
+        def merge(self, other):
+            pass
+
+    with pytest.raises(AssertionError, match="two merged shards give"):
+        check_metric(Forgetful)
+
+    class Empty(DATASETS.get("synthetic")):
+        """No test images."""
+
+        def __len__(self):
+            return 0 if self.split == "test" else super().__len__()
+
+    with pytest.raises(AssertionError, match="/test/fg is empty"):
+        check_dataset(Empty, **SYNTHETIC_TINY)
+
+
+# ----------------------------------------------------------------------------------------- declared hooks
+def hook_lookups(paths) -> list[str]:
+    """``getattr``/``hasattr`` calls that look up, by name, something the plug-in base classes declare (a hook
+    or a tag must be read as the attribute it is: a name that only exists when looked up is undocumented)."""
+    import ast
+
+    from benchmark.core.dataset import Dataset
+    from benchmark.core.metric import Metric
+
+    declared = {name for base in (Method, Dataset, Metric) for name in dir(base) if not name.startswith("__")}
+    declared -= {"name"}  # the registered name, read from objects that need not be plug-ins (data may be None)
+    declared |= {"settings"}  # a method's resolved preset: declared as Method.effective_params
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+                    and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+                    and node.args[1].value in declared):
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_plugin_hooks_are_declared_not_looked_up_by_name():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    paths = [p for folder in ("benchmark", "datasets", "metrics", "methods") for p in sorted((root / folder).rglob("*.py"))]
+    offenders = hook_lookups(paths)
+    assert not offenders, "read the declared attribute instead:\n" + "\n".join(offenders)
+
+
+def test_the_hook_guard_sees_a_lookup(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('estimate = getattr(cls, "training_estimate", None)\nok = hasattr(cls, "check_tree")\n')
+    assert len(hook_lookups([bad])) == 2

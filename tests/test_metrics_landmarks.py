@@ -174,11 +174,11 @@ def test_landmark_metric_end_to_end(protocol):
         maps, batch = _landmark_batch(seed, 6, 4, 24, 24)
         if protocol == "mafl-iod":
             batch.visible[:] = True
-        metric.update(maps, batch, split="fit")
+        metric.update(batch, maps, split="fit")
     maps, batch = _landmark_batch(10, 5, 4, 24, 24)
     if protocol == "mafl-iod":
         batch.visible[:] = True
-    other.update(maps, batch, split="eval")
+    other.update(batch, maps, split="eval")
     metric.merge(other)
     assert metric.compute() < 1e-9  # centres are an exact affine function of the landmarks
     assert metric.count == (20 if protocol == "mafl-iod" else int(batch.visible.sum()))

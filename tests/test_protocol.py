@@ -1,8 +1,10 @@
 """The evaluation protocol object: the one binarisation rule, the mask-source parser and its kinds, the run
-key of a mask folder, and that no module outside the protocol compares protocol names."""
+key of a mask folder, and that no module outside the protocol spells protocol names or parses mask
+spellings."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -13,8 +15,8 @@ from PIL import Image
 
 import benchmark.datasets as D
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import (MASK_KINDS, EvaluationProtocol, MaskSource, binarise, mask_code_max,
-                                     register_mask_kind)
+from benchmark.core.protocol import (MASK_KINDS, PROTOCOL_NAMES, EvaluationProtocol, MaskSource, binarise,
+                                     mask_code_max, register_mask_kind)
 from benchmark.runner import RunConfig, run, run_key
 
 from helpers import SYNTHETIC_TINY
@@ -188,14 +190,98 @@ def test_mask_folder_run_key_follows_the_folder_and_its_content(tmp_path, monkey
     assert _key("predicted:masks") not in (before, changed, key_a)
 
 
-# -- the done criterion of the refactoring: no protocol names compared outside the protocol module ---------
-def test_no_module_compares_protocol_names():
-    offenders = []
-    for folder in ("benchmark", "datasets", "metrics", "methods"):
-        for path in (REPO / folder).rglob("*.py"):
-            if path.name == "protocol.py" and path.parent.name == "core":
-                continue
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if '"legacy"' in line and not re.search(r"click\.Choice\(", line):
-                    offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
-    assert not offenders, "read the rules of benchmark.core.protocol instead:\n" + "\n".join(offenders)
+# -- one owner per concept: protocol names and mask spellings live in benchmark.core.protocol ------------------
+CODE_FOLDERS = ("benchmark", "datasets", "metrics", "methods")
+OWNER = REPO / "benchmark" / "core" / "protocol.py"
+
+
+def _strings(path: Path):
+    """``(line, node)`` of every string constant of a module that is no docstring."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node
+
+
+def protocol_name_literals(paths) -> list[str]:
+    """Places that spell a protocol name (``"legacy"``, ``"corrected"``) instead of naming it through
+    :data:`PROTOCOL_NAMES`, ``DEFAULT_PROTOCOL`` or the rules."""
+    return [f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}:{line}: {node.value!r}"
+            for path in paths for line, node in _strings(path) if node.value in PROTOCOL_NAMES]
+
+
+def mask_spelling_parsers(paths) -> list[str]:
+    """Places that take a mask spelling apart by hand: a prefix such as ``"predicted:"`` or a comparison with
+    ``"gt"`` instead of :meth:`MaskSource.split` / :meth:`MaskSource.kind_of` and the kind's attributes."""
+    prefixes = {f"{name}:" for name, kind in MASK_KINDS.items() if kind.argument}
+    found = []
+    for path in paths:
+        where = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+        found += [f"{where}:{line}: {node.value!r}" for line, node in _strings(path) if node.value in prefixes]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value == "gt"
+                                                     for c in (node.left, *node.comparators)):
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def _code_files() -> list[Path]:
+    return [path for folder in CODE_FOLDERS for path in sorted((REPO / folder).rglob("*.py")) if path != OWNER]
+
+
+def test_no_module_spells_protocol_names():
+    offenders = protocol_name_literals(_code_files())
+    assert not offenders, "name protocols through benchmark.core.protocol instead:\n" + "\n".join(offenders)
+
+
+def test_no_module_parses_mask_spellings_by_hand():
+    offenders = mask_spelling_parsers(_code_files())
+    assert not offenders, "ask MaskSource (split, kind_of, the kind's attributes) instead:\n" + "\n".join(offenders)
+
+
+def test_the_guards_see_a_violation(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('"""Docstrings may say legacy."""\nif protocol == "legacy":\n    ok = masks != "gt" or '
+                   'text.startswith("predicted:")\n')
+    assert [o.split(": ", 1)[1] for o in protocol_name_literals([bad])] == ["'legacy'"]
+    assert len(mask_spelling_parsers([bad])) == 2
+
+
+def test_mask_spellings_are_read_by_the_kinds():
+    """Plans read spellings without touching the disk (templates, folders made later); where a kind may be
+    named is the kind's own attribute; fgbg is a real kind that only plans may name."""
+    from benchmark.core.protocol import FolderMasks, mask_kinds_text
+    from benchmark.mask_sources import ModelMasks, PlanFgBgMasks
+
+    assert MaskSource.split("predicted:{root}/masks", in_plans=True) == (FolderMasks, "{root}/masks")
+    assert MaskSource.kind_of("fgbg", in_plans=True) is PlanFgBgMasks and PlanFgBgMasks.predicted
+    assert FolderMasks.spell("/m") == "predicted:/m" and MaskSource.kind_of(None).spell() == "gt"
+    with pytest.raises(UserError, match="--masks 'fgbg' cannot be used in a single run.*benchmark train -m fgbg"):
+        MaskSource.parse("fgbg")
+    with pytest.raises(UserError, match="cannot be used in a reproduce plan"):
+        MaskSource.split("model:x.pt", in_plans=True)
+    assert ModelMasks.in_runs and not ModelMasks.in_plans
+    assert "fgbg" not in mask_kinds_text() and "fgbg" in mask_kinds_text(in_plans=True)
+    # the --masks metavar of the CLI names every kind a run accepts
+    from benchmark.options import MASKS_METAVAR
+
+    runs = {kind.spell(kind.argument) for kind in MASK_KINDS.values() if kind.in_runs}
+    assert set(MASKS_METAVAR.split("|")) == runs
+
+
+def test_the_background_comes_from_the_mask_source():
+    assert not MaskSource.parse("none").gives_background
+    assert MaskSource.parse("gt").gives_background and MaskSource.parse("method").gives_background
+
+
+def test_a_mask_folder_is_digested_by_the_one_folder_digest(tmp_path):
+    from benchmark.core.cache import folder_digest
+
+    _save_masks(tmp_path / "masks", ["test/000000.png", "test/000001.png"], lambda rel: (8, 8), 255)
+    source = MaskSource.parse(f"predicted:{tmp_path / 'masks'}")
+    files, content = folder_digest(source.folder)
+    assert source.fingerprint() == {"kind": "predicted", "folder": str((tmp_path / "masks").resolve()),
+                                    "files": 2, "content": content[:16]}

@@ -8,6 +8,7 @@ import click
 
 from benchmark import options as opt
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import DEFAULT_PROTOCOL, PROTOCOL_NAMES, MaskSource
 
 
 def _raw_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -32,7 +33,7 @@ def data_group() -> None:
 @click.option("--split", "splits", multiple=True, help="only these splits (default: all)")
 @click.option("--category", default=None, help="PASCAL-Part category (e.g. car)")
 @click.option("--masks", default="gt", show_default=True, help="gt, none or predicted:DIR (checked too)")
-@click.option("--protocol", default="corrected", show_default=True, type=click.Choice(["corrected", "legacy"]))
+@click.option("--protocol", default=DEFAULT_PROTOCOL, show_default=True, type=click.Choice(PROTOCOL_NAMES))
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="dataset option KEY=VALUE (e.g. classes=(1,2,3))")
 @click.option("--quick", is_flag=True, help="only check that files exist and have readable headers (no decoding)")
@@ -56,9 +57,9 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
     opts = opt.parse_params(options, "--option")
     if category is not None:
         opts["category"] = category
-    if masks != "gt":
+    if MaskSource.parse(masks) != MaskSource.parse(None):
         opts["masks"] = masks
-    if protocol != "corrected":
+    if protocol != DEFAULT_PROTOCOL:
         opts["protocol"] = protocol
     check_dataset_options(dataset, opts)
     report = check_dataset(dataset, data_root, deep=not quick, splits=tuple(splits) or None, progress=not quiet,

@@ -23,13 +23,14 @@ import torch
 
 from benchmark import options as opt
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import DEFAULT_PROTOCOL, MaskSource
 
 VIEW_CHOICES = ("fg", "full", "all")
 
 
 def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: int = 4,
                        params: dict[str, Any] | None = None, dataset_options: dict[str, Any] | None = None,
-                       data_root: str | None = None, split: str = "test", protocol: str = "corrected",
+                       data_root: str | None = None, split: str = "test", protocol: str = DEFAULT_PROTOCOL,
                        masks: str = "gt", seed: int = 0, view: str = "all", device: str = "auto",
                        batch_size: int = 16, cache_dir: str | Path | None = None, num_workers: int = 0,
                        progress: bool = False, echo: Callable[[str], None] = lambda _: None) -> Path:
@@ -170,8 +171,8 @@ def export_command(method, dataset, out_dir, data_root, num_parts, params, optio
     extra += [f"-o {shlex.quote(f'{key}={value}')}" for key, value in dataset_options.items()]
     extra += [f"-k {num_parts}"] if num_parts != 4 else []
     extra += [f"--split {split}"] if split != "test" else []
-    extra += [f"--protocol {protocol}"] if protocol != "corrected" else []
-    extra += [f"--masks {shlex.quote(masks)}"] if masks != "gt" else []
+    extra += [f"--protocol {protocol}"] if protocol != DEFAULT_PROTOCOL else []
+    extra += [f"--masks {shlex.quote(masks)}"] if MaskSource.parse(masks) != MaskSource.parse(None) else []
     extra += [f"--eval-batch-size {eval_batch_size}"] if eval_batch_size != 16 else []
     # Only the exported views can be evaluated: the metrics that read them.
     extra += {"fg": ["--metric fg_nmi --metric fg_ari"], "full": ["--metric nmi --metric ari"]}.get(view, [])

@@ -12,6 +12,7 @@ import click
 
 from benchmark import options as opt
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import DEFAULT_PROTOCOL, PROTOCOL_NAMES
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -85,12 +86,13 @@ def predict_command(checkpoint, source, out_dir, dataset, data_root, split, opti
     """
     from benchmark.core.atomic import output_dir
     from benchmark.core.protocol import MaskSource
-    from benchmark.maskgen import UnsupervisedMasks, predict_masks
+    from benchmark.mask_sources import ModelMasks, UnsupervisedMasks
+    from benchmark.maskgen import predict_masks
     from benchmark.runner import build_dataset, resolve_device
 
     if (checkpoint is None) == (source is None):
         raise UserError("give exactly one of --checkpoint CKPT (a trained fg/bg model) or --source unsupervised:NAME")
-    generated = MaskSource.parse(f"model:{checkpoint}" if checkpoint is not None else source)
+    generated = MaskSource.parse(ModelMasks.spell(checkpoint) if checkpoint is not None else source)
     if source is not None and not isinstance(generated, UnsupervisedMasks):
         raise UserError(f"--source {source!r}: only unsupervised:NAME sources; pass a trained model with --checkpoint")
     opts = _inputs(dataset, data_root, options, category)
@@ -115,7 +117,7 @@ def _full_view(dataset: str) -> str:
 @masks_group.command("score", context_settings=CONTEXT)
 @click.option("--masks", "source", required=True, metavar="predicted:DIR|model:CKPT|unsupervised:NAME",
               help="The masks to score.")
-@click.option("--protocol", type=click.Choice(["corrected", "legacy"]), default="corrected", show_default=True,
+@click.option("--protocol", type=click.Choice(PROTOCOL_NAMES), default=DEFAULT_PROTOCOL, show_default=True,
               help="How masks are resized and thresholded (see docs/protocol.md).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs", show_default=True,
               help="Where the result CSV goes (runs/<dataset>/masks/...).")

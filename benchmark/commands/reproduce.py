@@ -69,11 +69,15 @@ def _reads_gt_masks(plan, experiment) -> bool:
     """Whether an experiment reads the trees' ground-truth masks: it evaluates with them (``gt``), trains the
     fg/bg model on them (``fgbg``), or trains a part method on them (``train_masks = "gt"``). Mask quality
     also needs them, but only its own step, which the graph blocks on its own when they are missing."""
+    from benchmark.core.protocol import MaskSource
     from benchmark.core.registry import METHODS
 
-    trains = any(getattr(METHODS.get(plan.method_spec(label).method), "requires_training", False)
+    trains = any(METHODS.get(plan.method_spec(label).method).requires_training
                  for label in experiment.methods)
-    return bool({"gt", "fgbg"} & set(experiment.masks)) or (trains and experiment.train_masks == "gt")
+    def needs_gt(source: str) -> bool:
+        return MaskSource.kind_of(source, in_plans=True).needs_gt_masks
+
+    return any(needs_gt(source) for source in experiment.masks) or (trains and needs_gt(experiment.train_masks))
 
 
 def _check_trees(plan, roots: dict[str, str]) -> None:
@@ -86,7 +90,7 @@ def _check_trees(plan, roots: dict[str, str]) -> None:
     for experiment in plan.experiments:
         reads_masks = _reads_gt_masks(plan, experiment)
         for dataset in experiment.datasets:
-            if dataset not in roots or not hasattr(DATASETS.get(dataset), "check_tree"):
+            if dataset not in roots or not DATASETS.get(dataset).has_tree_check():
                 continue
             for options in experiment.variants(dataset):
                 memo = (dataset, repr(sorted(options.items())), reads_masks)

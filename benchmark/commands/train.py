@@ -233,7 +233,7 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
                                view=DATASETS.get(dataset_name).full_view, masks="none", options=options)
         source = prepared(source, [images], device=_device(device), progress=not quiet)
     # Mask models train on whole images (the images they predict on); part methods on the augmented crops.
-    view = getattr(type(method), "train_view", "train")
+    view = type(method).train_view
     data = build_dataset(dataset_name, data_root=data_root, split="train", view=view, masks=source,
                          options=options)
     out_dir = Path(out_dir) if out_dir is not None else Path("train_runs") / f"{method_name}-{dataset_name}-seed{seed}"

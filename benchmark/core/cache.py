@@ -2,7 +2,9 @@
 
 :func:`content_key` hashes a JSON-able description (backbone, weights hash, layers, dataset, split, image
 size, transform version, ...) into a stable hex key. :func:`file_digest` hashes a file (weights,
-checkpoints) so that a changed file invalidates every cache entry derived from it. :class:`ArrayCache`
+checkpoints) and :func:`folder_digest` every file under a folder (mask folders), so that a changed file
+invalidates every cache entry and run key derived from it; both share one memo of file digests.
+:func:`folder_listing` lists a folder once for both :func:`folder_digest` and cheaper stat-based keys. :class:`ArrayCache`
 stores NumPy arrays as ``<key>.npy`` with a ``<key>.json`` sidecar describing what produced them, both
 written atomically; a sidecar that does not match the requested description is treated as a miss.
 """
@@ -41,18 +43,51 @@ def content_key(description: Any, length: int = 24) -> str:
 _digest_memo: dict[tuple[str, int, int], str] = {}
 
 
-def file_digest(path: str | os.PathLike, length: int = 16) -> str:
-    """SHA-256 of a file's bytes (memoised on path, size and mtime)."""
-    path = Path(path)
-    stat = path.stat()
-    memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+def _bytes_digest(path: str, size: int, mtime_ns: int) -> str:
+    """Full SHA-256 hex of a file's bytes, memoised on (path, size, mtime): asking again costs a stat."""
+    memo_key = (path, size, mtime_ns)
     if memo_key not in _digest_memo:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
         _digest_memo[memo_key] = digest.hexdigest()
-    return _digest_memo[memo_key][:length]
+    return _digest_memo[memo_key]
+
+
+def file_digest(path: str | os.PathLike, length: int = 16) -> str:
+    """SHA-256 of a file's bytes (memoised on path, size and mtime)."""
+    path = Path(path)
+    stat = path.stat()
+    return _bytes_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)[:length]
+
+
+def folder_listing(root: str | os.PathLike) -> list[tuple[str, str, int, int]]:
+    """``(relative posix path, path, size, mtime_ns)`` of every file under ``root``, sorted (``os.scandir``:
+    a few times faster than ``Path.rglob`` plus ``stat`` on folders of thousands of masks)."""
+    root = str(root)
+    files, folders = [], [root]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    folders.append(entry.path)
+                elif entry.is_file():
+                    stat = entry.stat()
+                    relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
+                    files.append((relative, entry.path, stat.st_size, stat.st_mtime_ns))
+    return sorted(files)
+
+
+def folder_digest(root: str | os.PathLike) -> tuple[int, str]:
+    """``(file count, SHA-256 hex)`` of every file's relative path and bytes under ``root``: another file
+    name, an added file or a changed byte is another digest. Pass a resolved ``root`` so that one folder
+    spelt two ways shares the memo of :func:`file_digest`."""
+    digest = hashlib.sha256()
+    listing = folder_listing(root)
+    for relative, path, size, mtime in listing:
+        digest.update(f"{relative}\0{_bytes_digest(path, size, mtime)}\n".encode())
+    return len(listing), digest.hexdigest()
 
 
 class ArrayCache:

@@ -39,6 +39,15 @@ own masks), ``"folder"`` (files under ``self.masks.folder`` mirroring the image 
 files, not images) and raise :class:`~benchmark.core.errors.UserError` naming the file and the fix. Decode
 images lazily in ``__getitem__`` (it runs in DataLoader workers). Implement :meth:`image_size` cheaply
 when sizes vary, so batches can be formed from equal sizes.
+
+Optional hooks (declared here with defaults; override what applies):
+
+* :meth:`check_tree` (classmethod) with ``expected_counts``: a dataset read from a tree on disk validates
+  it for ``benchmark data check`` and for the quick check before ``run``/``reproduce``
+  (:meth:`has_tree_check` says whether it does; built-in data has nothing to check).
+* :meth:`mask_file` and :meth:`source_image`: a dataset that reads ``--masks predicted:DIR`` folders says
+  where each image's mask lives, and gives the whole image ``benchmark masks predict`` predicts on.
+* :meth:`demo_options`, :meth:`options`, :meth:`identity`: see their docstrings.
 """
 
 from __future__ import annotations
@@ -52,7 +61,7 @@ from torch.utils.data import DataLoader
 
 from benchmark.core.errors import UserError
 from benchmark.core.plugin import Plugin
-from benchmark.core.protocol import EvaluationProtocol, MaskSource
+from benchmark.core.protocol import DEFAULT_PROTOCOL, EvaluationProtocol, MaskSource
 from benchmark.core.types import Batch, Sample, collate
 
 
@@ -74,9 +83,11 @@ class Dataset(Plugin, torch.utils.data.Dataset):
     keypoint_names: ClassVar[tuple[str, ...]] = ()
     protocol_description: ClassVar[str] = ""
     data_hint: ClassVar[str] = ""  # how to get the data (shown by `benchmark list` and in errors)
+    #: samples per split in the complete official tree (``data check`` warns about a partial tree)
+    expected_counts: ClassVar[dict[str, int]] = {}
 
     def __init__(self, root: str | Path | None = None, *, split: str = "test", view: str = "fg",
-                 protocol: str | EvaluationProtocol = "corrected", masks: str | MaskSource | None = None):
+                 protocol: str | EvaluationProtocol = DEFAULT_PROTOCOL, masks: str | MaskSource | None = None):
         if split not in self.splits:
             raise UserError(f"dataset {self.name!r} has no split {split!r}; choose one of {', '.join(self.splits)}")
         if view not in self.views:
@@ -98,6 +109,20 @@ class Dataset(Plugin, torch.utils.data.Dataset):
     def demo_options(cls) -> dict[str, Any]:
         """Options for ``benchmark demo`` (only the built-in synthetic dataset is used there)."""
         return {}
+
+    @classmethod
+    def check_tree(cls, root: str | Path, **options: Any) -> tuple[list["Dataset"], list[Any]]:
+        """Validate the tree at ``root`` with the dataset ``options``: ``(datasets, problems)``, where
+        ``problems`` lists every malformed index line (:class:`benchmark.datasets._io.Problem`, nothing
+        raised) and ``datasets`` holds one instance per split when the index is sound (whose
+        ``check_files`` then checks every file). Called by ``benchmark data check`` and by the quick check
+        before ``run``/``reproduce``; implemented by datasets read from disk (:meth:`has_tree_check`)."""
+        raise NotImplementedError(f"dataset {cls.name!r} has no data tree to check")
+
+    @classmethod
+    def has_tree_check(cls) -> bool:
+        """Whether the dataset implements :meth:`check_tree` (built-in data has no tree to check)."""
+        return cls.check_tree.__func__ is not Dataset.check_tree.__func__
 
     def options(self) -> dict[str, Any]:
         """Dataset-specific constructor options (subclasses add theirs); recorded in result rows."""

@@ -45,10 +45,27 @@ Conventions (scikit-learn's estimator rules, checked for every registered method
   returning ``None`` leaves the method out of the demo (for methods that need user input).
 * :meth:`weights_id` names the pretrained weights the predictions depend on (recorded in every row);
   :meth:`input_fingerprint` digests the files the parameters point to (part of the run's key).
-* A method may skip images it has no prediction for by listing their ids in ``self.skipped_ids`` (rows
-  of those images in the returned maps are ignored); the count goes into the result rows.
 * ``reads_saved_maps`` (tag): the method only reads part maps saved by another method (``predictions``);
   ``benchmark export`` refuses it, since exporting it would merely copy its input folder.
+
+Optional hooks
+--------------
+Everything the harness may ask a method is declared on this class with a default that does nothing
+special; a method overrides only what applies to it (nothing is looked up by name at run time):
+
+* ``skipped_ids`` (attribute, default empty): ids of images the method has no prediction for, collected
+  during ``predict``. After every predicted batch the harness drops those images (their rows in the
+  returned maps are ignored) and records their count in the ``skipped_images`` column.
+* :meth:`effective_params`: the parameters the method really runs with (a preset's values in place of
+  parameters left ``None``). ``benchmark reproduce`` reads the pretrained weights a method needs from it
+  (``weights``, ``vgg_weights``, ``init``, ``arch``) to block a step whose files are missing.
+* :meth:`training_estimate` (classmethod): one sentence on what training from ``params`` will do and how
+  long it should take on ``device``, or ``None`` when unknown. ``benchmark run`` prints it before it
+  trains a ``requires_training`` method that has no ``checkpoint`` (and refuses on a CPU without
+  ``--train-if-missing``).
+* ``train_view`` (tag, default ``"train"``): the dataset view ``benchmark train`` trains on.
+* :meth:`cache_key` with :meth:`caches_training`: the key under which a trained model is cached between
+  runs; ``benchmark reproduce`` plans a ``train`` step only for a method that has one.
 
 Optional capability: training (``benchmark train``)
 ---------------------------------------------------
@@ -80,7 +97,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from benchmark.core.plugin import Plugin
 
@@ -120,9 +137,13 @@ class Method(Plugin):
     provides_background: ClassVar[bool] = False
     uses_masks: ClassVar[bool] = False
     reads_saved_maps: ClassVar[bool] = False
+    train_view: ClassVar[str] = "train"
 
     num_parts: int
     context: RunContext = RunContext()
+    #: ids of the images the method had no prediction for (see "Optional hooks"); a method that skips
+    #: images assigns its own list
+    skipped_ids: Sequence[str] = ()
 
     def __init__(self, num_parts: int = 4):
         self.num_parts = num_parts
@@ -164,6 +185,13 @@ class Method(Plugin):
         """The constructor parameters, read back from the attributes ``__init__`` stored."""
         return {name: getattr(self, name) for name in self.param_names()}
 
+    def effective_params(self) -> dict[str, Any]:
+        """The settings the method really runs with: :meth:`get_params`, plus, for a method whose parameters
+        left ``None`` mean "the preset's value", the preset's values in their place (and any setting the
+        preset fixes that is no parameter). Called by ``benchmark reproduce`` to find the pretrained
+        weights a step needs. The default is :meth:`get_params`."""
+        return self.get_params()
+
     def input_fingerprint(self) -> Any:
         """A JSON-able digest of the *contents* of files the parameters point to (checkpoints, folders of
         saved predictions), so that a changed file at the same path makes a new run instead of reusing
@@ -190,7 +218,25 @@ class Method(Plugin):
     @classmethod
     def trainable(cls) -> bool:
         """Whether the method implements ``train`` (the ``benchmark train`` capability)."""
-        return getattr(cls, "train", None) is not Method.train
+        return cls.train is not Method.train
+
+    @classmethod
+    def caches_training(cls) -> bool:
+        """Whether the method implements :meth:`cache_key` (trained models are cached between runs)."""
+        return cls.cache_key is not Method.cache_key
+
+    @classmethod
+    def training_estimate(cls, params: dict[str, Any], device: str) -> str | None:
+        """What training from ``params`` will do and how long it should take on ``device`` (one sentence, e.g.
+        from a measured step), or ``None`` when unknown (the default). See "Optional hooks"."""
+        return None
+
+    def cache_key(self, data: "Dataset", seed: int) -> str:
+        """The key of the model that training on ``data`` with ``seed`` produces, under
+        ``context.cache_dir/<name>/<key>/model.pt``: it must digest everything that decides the training
+        (code version, settings, initial weights, the data's :meth:`~benchmark.core.dataset.Dataset.identity`,
+        seed). Implemented by :class:`benchmark.methods.training.TrainableMethod`."""
+        raise NotImplementedError(f"method {self.name!r} does not cache trained models")
 
     @classmethod
     def train_presets(cls) -> dict[str, dict[str, Any]]:

@@ -38,26 +38,34 @@ Mask sources (``--masks``): a :class:`MaskSource` subclass per *kind*, registere
 * :meth:`~MaskSource.batch_masks`: masks computed for a batch of images at evaluation time, or ``None``
   to keep what the dataset loaded.
 
-Built-in kinds: ``gt``, ``predicted:DIR``, ``method``, ``none``; and, registered by
-:mod:`benchmark.maskgen` (loaded by name on first parse), ``model:CKPT`` and ``unsupervised:NAME``.
+and tags saying what it is and where it may be named: ``predicted`` (fg/bg predictions, the setting of the
+paper's published numbers), ``in_runs`` (``--masks`` of a run) and ``in_plans`` (a reproduce plan's
+``masks``). :meth:`MaskSource.split` / :meth:`MaskSource.kind_of` read a spelling without touching the
+disk (plans, whose arguments hold templates); :meth:`MaskSource.parse` builds the source. Nothing else
+parses mask spellings.
+
+Built-in kinds: ``gt``, ``predicted:DIR``, ``method``, ``none``; and, registered by the harness
+(:mod:`benchmark.mask_sources`, imported with :mod:`benchmark`, so this module imports nothing of the
+project), ``model:CKPT``, ``unsupervised:NAME`` and the plan-only ``fgbg``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib
-import os
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from benchmark.core.cache import folder_digest
 from benchmark.core.errors import UserError
 
 PROTOCOL_NAMES = ("corrected", "legacy")
 CORRECTED, LEGACY = PROTOCOL_NAMES
+#: the protocol of a run that names none (``--protocol``'s default)
+DEFAULT_PROTOCOL = CORRECTED
 #: the protocol the published tables were computed with (paper rows sit beside results of this protocol)
 PAPER_PROTOCOL = LEGACY
 
@@ -95,19 +103,6 @@ def binarise(values: np.ndarray) -> np.ndarray:
 # mask sources
 # --------------------------------------------------------------------------------------------------
 MASK_KINDS: dict[str, type["MaskSource"]] = {}
-#: modules that register the harness's own computed kinds (``model:CKPT``, ``unsupervised:NAME``), imported
-#: by *name* the first time a source is parsed -- as the plug-in registries do, so this module imports
-#: nothing of the project
-BUILTIN_KIND_MODULES = ("benchmark.maskgen",)
-_builtin_kinds_loaded = False
-
-
-def _load_builtin_kinds() -> None:
-    global _builtin_kinds_loaded
-    if not _builtin_kinds_loaded:
-        _builtin_kinds_loaded = True
-        for module in BUILTIN_KIND_MODULES:
-            importlib.import_module(module)
 
 
 def register_mask_kind(name: str) -> Callable[[type["MaskSource"]], type["MaskSource"]]:
@@ -123,10 +118,11 @@ def register_mask_kind(name: str) -> Callable[[type["MaskSource"]], type["MaskSo
     return decorator
 
 
-def mask_kinds_text() -> str:
-    """``gt, predicted:DIR, method or none``: the accepted spellings, for messages and ``--help``."""
-    _load_builtin_kinds()
-    names = [f"{k}:{c.argument}" if c.argument else k for k, c in MASK_KINDS.items()]
+def mask_kinds_text(*, in_plans: bool = False) -> str:
+    """``gt, predicted:DIR, method or none``: the accepted spellings, for messages and ``--help``: those a
+    run accepts, or (``in_plans``) those a reproduce plan accepts."""
+    names = [f"{k}:{c.argument}" if c.argument else k for k, c in MASK_KINDS.items()
+             if (c.in_plans if in_plans else c.in_runs)]
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
@@ -143,34 +139,75 @@ class MaskSource:
     # and evaluates with predicted ones; only its fully unsupervised setting (a training-free source)
     # uses the same masks for both.
     trains_methods: ClassVar[bool] = False
+    # Masks predicted by a fg/bg model (a folder of its predictions, a checkpoint, a plan's trained model)
+    # rather than annotated or absent: the setting in which the paper's published numbers were computed.
+    predicted: ClassVar[bool] = False
+    # Where the kind may be named: ``--masks`` of a single run (``in_runs``) and the ``masks`` of a
+    # reproduce plan (``in_plans``, whose steps must know how to key and make the masks).
+    in_runs: ClassVar[bool] = True
+    in_plans: ClassVar[bool] = True
 
     def __init__(self, argument: str | None = None):
         self.value = argument
 
     # -- the single parser ----------------------------------------------------------------------------
     @classmethod
-    def parse(cls, text: "str | MaskSource | None") -> "MaskSource":
-        """``"gt"``, ``"predicted:DIR"``, ... -> the kind's instance (an instance is returned as is)."""
-        if isinstance(text, MaskSource):
-            return text
-        _load_builtin_kinds()
+    def split(cls, text: str | None, *, in_plans: bool = False) -> tuple[type["MaskSource"], str | None]:
+        """The spelling alone, checked without touching the disk: ``"predicted:DIR"`` -> ``(FolderMasks,
+        "DIR")``, ``"gt"`` -> ``(GroundTruthMasks, None)``. ``in_plans``: the spellings of a reproduce plan
+        (whose arguments may hold templates such as ``{root}``, so nothing is opened here)."""
         text = (text or "gt").strip()
         name, colon, argument = text.partition(":")
         kind = MASK_KINDS.get(name.strip())
         if kind is None or bool(colon) != bool(kind.argument) or (kind.argument and not argument.strip()):
-            raise UserError(f"unknown --masks {text!r}; use {mask_kinds_text()}")
-        return kind(argument.strip() if kind.argument else None)
+            raise UserError(f"unknown --masks {text!r}; use {mask_kinds_text(in_plans=in_plans)}")
+        if not (kind.in_plans if in_plans else kind.in_runs):
+            about = " ".join((inspect.getdoc(kind) or "").split()).replace("``", "")
+            raise UserError(f"--masks {text!r} cannot be used in {'a reproduce plan' if in_plans else 'a single run'}"
+                            f" ({about}); use {mask_kinds_text(in_plans=in_plans)}")
+        return kind, (argument.strip() if kind.argument else None)
+
+    @classmethod
+    def kind_of(cls, text: str | None, *, in_plans: bool = False) -> type["MaskSource"]:
+        """The kind (class) a spelling names, see :meth:`split`."""
+        return cls.split(text, in_plans=in_plans)[0]
+
+    @classmethod
+    def spell(cls, argument: str | None = None) -> str:
+        """The spelling of this kind with ``argument`` (``FolderMasks.spell("/m")`` -> ``"predicted:/m"``)."""
+        return f"{cls.kind}:{argument}" if cls.argument else cls.kind
+
+    @classmethod
+    def parse(cls, text: "str | MaskSource | None") -> "MaskSource":
+        """``"gt"``, ``"predicted:DIR"``, ... -> the kind's instance (an instance is returned as is)."""
+        if isinstance(text, MaskSource):
+            return text
+        kind, argument = cls.split(text)
+        return kind(argument)
 
     # -- what a kind tells the harness ---------------------------------------------------------------
     @property
     def spec(self) -> str:
         """The canonical text (recorded in the ``masks`` column of result rows)."""
-        return f"{self.kind}:{self.value}" if self.argument else self.kind
+        return self.spell(self.value)
 
     @property
     def folder(self) -> Path | None:
         """The folder of mask files when :attr:`dataset_reads` is ``"folder"``."""
         return None
+
+    @property
+    def gives_background(self) -> bool:
+        """Whether scoring has a background label at all (from masks or the method's own channel)."""
+        return self.background != "none"
+
+    def files_to_check(self) -> "MaskSource":
+        """The source whose mask files a check of the data tree must find before a run: this one when the
+        dataset reads files that must already exist (annotations, a given folder), else ``none`` (computed
+        masks are written by the run itself; ``none``/``method`` read no mask file)."""
+        if self.needs_gt_masks or (self.dataset_reads == "folder" and not self.needs_preparation):
+            return self
+        return NoMasks()
 
     def fingerprint(self) -> Any:
         """What identifies these masks in the run key and in caches derived from a view."""
@@ -217,6 +254,7 @@ class FolderMasks(MaskSource):
 
     argument = "DIR"
     dataset_reads = "folder"
+    predicted = True
 
     def __init__(self, argument: str | None = None):
         directory = Path(str(argument)).expanduser()
@@ -233,41 +271,8 @@ class FolderMasks(MaskSource):
         """The resolved folder and a digest of the bytes of every file in it: the same folder spelt
         relative or absolute is one key, another folder or a changed file is another (each file's digest
         is memoised on its size and modification time, so asking again only lists the folder)."""
-        digest = hashlib.sha256()
-        listing = _listing(self.folder)
-        for relative, path, size, mtime in listing:
-            digest.update(f"{relative}\0{_content_digest(path, size, mtime)}\n".encode())
-        return {"kind": self.kind, "folder": self.value, "files": len(listing), "content": digest.hexdigest()[:16]}
-
-
-def _listing(root: Path) -> list[tuple[str, str, int, int]]:
-    """``(relative posix path, path, size, mtime_ns)`` of every file under ``root``, sorted (``os.scandir``:
-    a few times faster than ``Path.rglob`` plus ``stat`` on folders of thousands of masks)."""
-    files, folders = [], [str(root)]
-    while folders:
-        with os.scandir(folders.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir():
-                    folders.append(entry.path)
-                elif entry.is_file():
-                    stat = entry.stat()
-                    relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
-                    files.append((relative, entry.path, stat.st_size, stat.st_mtime_ns))
-    return sorted(files)
-
-
-_CONTENT_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def _content_digest(path: str, size: int, mtime_ns: int) -> str:
-    key = (path, size, mtime_ns)
-    if key not in _CONTENT_DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _CONTENT_DIGESTS[key] = digest.hexdigest()
-    return _CONTENT_DIGESTS[key]
+        files, content = folder_digest(self.folder)
+        return {"kind": self.kind, "folder": self.value, "files": files, "content": content[:16]}
 
 
 @register_mask_kind("method")
@@ -356,8 +361,8 @@ class EvaluationProtocol:
             protocol = cls(str(name), MaskSource.parse(masks))
         if dataset is not None and protocol.rules.reference_quirks:
             protocol = dataclasses.replace(
-                protocol, view_align_corners=dict(getattr(dataset, "legacy_align_corners", {}) or {}),
-                background_rules=dict(getattr(dataset, "legacy_background_rules", {}) or {}))
+                protocol, view_align_corners=dict(dataset.legacy_align_corners or {}),
+                background_rules=dict(dataset.legacy_background_rules or {}))
         return protocol
 
     @property

@@ -31,8 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from benchmark.core.cache import content_key, file_digest
+from benchmark.core.cache import content_key, file_digest, folder_listing
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import CORRECTED, FolderMasks, GroundTruthMasks, MaskSource
+from benchmark.mask_sources import PlanFgBgMasks
 from benchmark.reproduce.plan import Experiment, Plan
 
 EXAMPLES = 4  # test images per qualitative figure
@@ -158,13 +160,18 @@ def _compact(value: Any) -> str:
 
 
 def _mask_label(source: str) -> str:
-    return source.split(":", 1)[0] + (f"-{Path(source.split(':', 1)[1]).name}" if ":" in source else "")
+    kind, argument = MaskSource.split(source, in_plans=True)
+    return kind.kind + (f"-{Path(argument).name}" if argument is not None else "")
+
+
+def _on_gt_masks(source: str) -> bool:
+    return MaskSource.kind_of(source, in_plans=True) is GroundTruthMasks
 
 
 def _trained_on(train_masks: str) -> str:
     """The step-id suffix of a training on other masks than the GT (ids stay readable and distinct from the
     same cell trained on GT masks)."""
-    return "" if train_masks == "gt" else f"/trained-on-{_mask_label(train_masks)}"
+    return "" if _on_gt_masks(train_masks) else f"/trained-on-{_mask_label(train_masks)}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,7 +202,7 @@ class _Builder:
         from benchmark.core.registry import DATASETS
 
         cls = DATASETS.get(dataset)
-        if not getattr(cls, "needs_data_root", True):
+        if not cls.needs_data_root:
             return None, None
         root = self.settings.data_roots.get(dataset)
         if root is None:
@@ -219,7 +226,7 @@ class _Builder:
         from benchmark.core.registry import DATASETS
         from benchmark.datasets._check import check_dataset
 
-        if root is None or not hasattr(DATASETS.get(dataset), "check_tree"):
+        if root is None or not DATASETS.get(dataset).has_tree_check():
             return None  # no tree (built-in data), or no root at all (blocked for that reason already)
         memo = json.dumps([dataset, root, options], sort_keys=True, default=str)
         if memo not in self._gt_masks:
@@ -252,7 +259,7 @@ class _Builder:
         predict = self.add(Step(f"masks-predict/{label}", "masks-predict", key,
                                 (model_step.id,) if model_step else (), spec, blocked=blocked))
         # Mask quality (IoU, precision, recall against the annotated masks) for the report.
-        score = {**{k: spec[k] for k in ("dataset", "root", "options")}, "masks": f"predicted:{spec['out']}"}
+        score = {**{k: spec[k] for k in ("dataset", "root", "options")}, "masks": FolderMasks.spell(spec["out"])}
         self.scores.append(self.add(Step(f"masks-score/{label}", "masks-score",
                                          content_key({"kind": "masks-score", "masks": key, "v": GRAPH_VERSION}),
                                          (predict.id,), score,
@@ -282,8 +289,7 @@ class _Builder:
             if not Path(given).is_file():
                 raise UserError(f"method {label!r}: checkpoint {given} is not a file")
             return None, given, f"file:{file_digest(given)}"
-        if not (cls.requires_training and callable(getattr(cls, "train", None))
-                and callable(getattr(cls, "cache_key", None))):
+        if not (cls.requires_training and cls.trainable() and cls.caches_training()):
             return None, None, "none"
         shown = shown if options == eval_options else dataset_label(dataset, options)
         step_id = f"train/{label}/{shown}/K{num_parts}/seed{seed}" + _trained_on(experiment.train_masks)
@@ -292,7 +298,7 @@ class _Builder:
         description = {"method": spec.method, "params": spec.params, "dataset": dataset, "root": root,
                        "options": options, "num_parts": num_parts, "seed": seed,
                        "protocol": experiment.train_protocol, "masks": train_masks}
-        if blocked or train_masks != "gt":
+        if blocked or not _on_gt_masks(train_masks):
             # Generated training masks (unsupervised:NAME) are only made when the step runs, so the key is the
             # description's (its masks are a pure function of the source name, the dataset and the code).
             key = content_key({"kind": "train", **description, "v": GRAPH_VERSION})
@@ -333,20 +339,21 @@ class _Builder:
 
     def mask_input(self, cell: "_Cell", source: str) -> tuple[str, str, list[str], str | None]:
         """(``--masks`` value, its content key, steps it needs, why it is blocked) of a plan's mask source."""
-        if source == "fgbg":
+        kind, argument = MaskSource.split(source, in_plans=True)
+        if kind is PlanFgBgMasks:
             step = self.fgbg_steps(cell.experiment, cell.dataset, cell.options, cell.root, cell.missing_root,
                                    cell.splits, cell.shown)
-            return f"predicted:{step.spec['out']}", step.key, [step.id], None
-        if source.startswith("predicted:"):
-            folder = source.split(":", 1)[1].replace("{root}", cell.root or "{root}")
+            return FolderMasks.spell(step.spec["out"]), step.key, [step.id], None
+        if kind is FolderMasks:
+            folder = str(argument).replace("{root}", cell.root or "{root}")
             if "{root}" in folder:
-                return f"predicted:{folder}", source, [], cell.missing_root
+                return FolderMasks.spell(folder), source, [], cell.missing_root
             if not Path(folder).is_dir():
-                return f"predicted:{folder}", source, [], (f"mask folder {folder} does not exist; download or write "
+                return FolderMasks.spell(folder), source, [], (f"mask folder {folder} does not exist; download or write "
                                                            "the predicted masks there (or use masks \"fgbg\" to "
                                                            "predict them)")
-            return f"predicted:{folder}", f"predicted:{_folder_digest(folder)}", [], None
-        if source.startswith("unsupervised:"):
+            return FolderMasks.spell(folder), FolderMasks.spell(_folder_digest(folder)), [], None
+        if kind.needs_preparation:  # masks the run computes (unsupervised:NAME): their quality for the report
             self.score_source(source, cell, cell.missing_root or self.gt_masks_missing(cell.dataset, cell.root,
                                                                                         cell.options))
         return source, source, [], None
@@ -430,7 +437,7 @@ class _Builder:
         """One figure per dataset (variant): every method of the experiment on the same test images, from the
         first K and seed, preferring the corrected protocol and the first mask source."""
         out = []
-        protocol = "corrected" if "corrected" in experiment.protocols else experiment.protocols[0]
+        protocol = CORRECTED if CORRECTED in experiment.protocols else experiment.protocols[0]
         for dataset_text in dict.fromkeys(s.spec["dataset_label"] for s in evaluations):
             chosen: dict[str, Step] = {}
             for step in evaluations:
@@ -459,12 +466,7 @@ def _config_dict(config) -> dict[str, Any]:
 
 def _folder_digest(folder: str) -> str:
     """Content key of a folder of mask files (names, sizes, mtimes: cheap, and changes when a file does)."""
-    entries = []
-    for dirpath, _, files in os.walk(folder):
-        for name in sorted(files):
-            stat = os.stat(os.path.join(dirpath, name))
-            entries.append((os.path.relpath(os.path.join(dirpath, name), folder), stat.st_size, stat.st_mtime_ns))
-    return content_key(sorted(entries), length=16)
+    return content_key([(relative, size, mtime) for relative, _, size, mtime in folder_listing(folder)], length=16)
 
 
 def _unavailable(method: str, params: dict, num_parts: int) -> str | None:
@@ -497,13 +499,9 @@ def _weights_needed(method) -> list[tuple[str, str, str | None]]:
     """(what, file, how to get it) for the pretrained weights a method instance reads."""
     from benchmark.methods.backbones import imagenet_weights_path
 
-    settings = method.settings() if callable(getattr(method, "settings", None)) else None
-    def value(name: str):
-        given = getattr(method, name, None)
-        return given if given is not None or settings is None else getattr(settings, name, None)
-
+    value = method.effective_params().get
     out = []
-    arch = getattr(method, "arch", None) or "vgg19"
+    arch = value("arch") or "vgg19"
     for name in ("weights", "vgg_weights"):
         weights = value(name)
         if weights == "imagenet":

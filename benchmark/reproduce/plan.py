@@ -51,13 +51,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import PAPER_PROTOCOL, PROTOCOL_NAMES
+from benchmark.core.protocol import (DEFAULT_PROTOCOL, PAPER_PROTOCOL, PROTOCOL_NAMES, GroundTruthMasks, MaskSource,
+                                     mask_kinds_text)
+from benchmark.reproduce.published import PUBLISHED_MASKS
 
 PROTOCOLS = tuple(sorted(PROTOCOL_NAMES, key=lambda p: p != PAPER_PROTOCOL))  # the paper's first
-#: Mask sources a plan may name. ``fgbg``: the fg/bg model the plan trains per dataset, then its
-#: predicted masks; ``predicted:DIR`` (``{root}`` = the dataset's --data-root); ``unsupervised:NAME``.
-MASK_WORDS = ("gt", "none", "method", "fgbg")
-MASK_PREFIXES = ("predicted:", "unsupervised:")
+# Mask sources a plan may name: the kinds with ``in_plans`` (benchmark.core.protocol.MaskSource), e.g.
+# ``fgbg`` (the fg/bg model the plan trains per dataset, then its predicted masks), ``predicted:DIR``
+# (``{root}`` = the dataset's --data-root) and ``unsupervised:NAME``.
 STEP_KINDS = ("fgbg-train", "masks-predict", "masks-score", "train", "evaluate", "tables", "figures", "report")
 
 
@@ -93,7 +94,7 @@ class Experiment:
     published: str | None = None
     figures: bool = True
     dataset_options: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
-    train_protocol: str = "corrected"
+    train_protocol: str = DEFAULT_PROTOCOL
     train_masks: str = "gt"
     fgbg_params: dict[str, Any] = field(default_factory=dict)
     train_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -261,8 +262,7 @@ METHOD_KEYS = {"method": "a registered method name", "params": "method parameter
 EXPERIMENT_KEYS = {
     "name": "a unique name", "title": "the table title", "methods": "labels or registered method names",
     "datasets": "registered dataset names", "num_parts": "K values", "seeds": "seeds, or a range such as '0-4'",
-    "protocols": "legacy and/or corrected", "masks": "mask sources: gt, none, method, fgbg, predicted:DIR, "
-    "unsupervised:NAME", "metrics": "metric names (default: every one that applies)",
+    "protocols": " and/or ".join(PROTOCOLS), "masks": f"mask sources: {mask_kinds_text(in_plans=True)}", "metrics": "metric names (default: every one that applies)",
     "published": "a named published table (k-sweep, five-seeds)", "figures": "qualitative figures (true/false)",
     "dataset_options": "dataset -> option table, or array of option tables (one variant each)",
     "train_protocol": "protocol of the training data (legacy = the reference training code)",
@@ -273,7 +273,8 @@ EXPERIMENT_KEYS = {
 DEFAULT_KEYS = {k: v for k, v in EXPERIMENT_KEYS.items() if k not in ("name", "title")}
 PUBLISHED_KEYS = {"method": "a method label", "dataset": "a dataset name", "num_parts": "K", "metric": "a metric",
                   "mean": "x100", "std": "x100 (optional)", "source": "where the number comes from (optional)",
-                  "masks": "the mask source it was computed with: gt, none, method or predicted (optional: any)"}
+                  "masks": f"the mask source it was computed with: {', '.join(PUBLISHED_MASKS[:-1])} or "
+                           f"{PUBLISHED_MASKS[-1]} (optional: any)"}
 _LIST_KINDS = {"methods": "list[str]", "datasets": "list[str]", "num_parts": "list[int]", "protocols": "list[str]",
                "masks": "list[str]", "metrics": "list[str]"}
 _SCALAR_KINDS = {"name": "str", "title": "str", "published": "str", "figures": "bool", "train_protocol": "str",
@@ -481,7 +482,7 @@ def _experiment(check: _Checker, entry: Any, defaults: dict, where: tuple, metho
         protocols=tuple(merged.get("protocols", PROTOCOLS)), masks=tuple(merged.get("masks", ["gt"])),
         metrics=tuple(merged["metrics"]) if "metrics" in merged else None, published=merged.get("published"),
         figures=bool(merged.get("figures", True)), dataset_options=options,
-        train_protocol=merged.get("train_protocol", "corrected"), train_masks=merged.get("train_masks", "gt"),
+        train_protocol=merged.get("train_protocol", DEFAULT_PROTOCOL), train_masks=merged.get("train_masks", "gt"),
         fgbg_params=dict(merged.get("fgbg_params", {})), train_options=train_options)
 
 
@@ -499,21 +500,32 @@ def _check_names(check: _Checker, merged: dict, origin, methods: dict[str, Metho
                                                  f"{', '.join(DATASETS.names())}")
     for protocol in merged.get("protocols", PROTOCOLS):
         if protocol not in PROTOCOLS:
-            raise check.fail(origin("protocols"), f"unknown protocol {protocol!r}; use legacy and/or corrected")
+            raise check.fail(origin("protocols"), f"unknown protocol {protocol!r}; use {' and/or '.join(PROTOCOLS)}")
     for source in merged.get("masks", ["gt"]):
-        if source not in MASK_WORDS and not (source.startswith(MASK_PREFIXES) and ":" in source
-                                             and source.split(":", 1)[1]):
-            raise check.fail(origin("masks"), f"unknown mask source {source!r}; use gt, none, method, fgbg, "
-                                              f"predicted:DIR or unsupervised:NAME")
+        try:
+            MaskSource.split(source, in_plans=True)
+        except UserError:
+            raise check.fail(origin("masks"), f"unknown mask source {source!r}; use "
+                                              f"{mask_kinds_text(in_plans=True)}") from None
     for metric in merged.get("metrics", []):
         if metric not in METRICS.names():
             raise check.fail(origin("metrics"), f"unknown metric {metric!r}; registered metrics: "
                                                 f"{', '.join(METRICS.names())}")
     for key in ("train_protocol",):
         if key in merged and merged[key] not in PROTOCOLS:
-            raise check.fail(origin(key), f"{key} must be legacy or corrected, got {merged[key]!r}")
-    if "train_masks" in merged and not (merged["train_masks"] == "gt" or merged["train_masks"].startswith("unsupervised:")):
+            raise check.fail(origin(key), f"{key} must be {' or '.join(PROTOCOLS)}, got {merged[key]!r}")
+    if "train_masks" in merged and not _trains_on(merged["train_masks"]):
         raise check.fail(origin("train_masks"), f"train_masks must be gt or unsupervised:NAME, got {merged['train_masks']!r}")
+
+
+def _trains_on(source: Any) -> bool:
+    """Whether methods of a plan may train on mask source ``source``: the annotations, or a kind whose
+    masks train methods too (``unsupervised:NAME``; see ``MaskSource.trains_methods``)."""
+    try:
+        kind = MaskSource.kind_of(str(source), in_plans=True)
+    except UserError:
+        return False
+    return kind is GroundTruthMasks or kind.trains_methods
 
 
 def _check_dataset_options(check: _Checker, where: tuple, dataset: str, options: dict) -> None:
@@ -535,8 +547,9 @@ def _published(check: _Checker, entry: dict, where: tuple) -> PublishedNumber:
                       ("mean", "number"), ("std", "number"), ("source", "str"), ("masks", "str")):
         if key in entry:
             check.typed(entry[key], where + (key,), kind)
-    if entry.get("masks", "gt") not in ("gt", "none", "method", "predicted"):
-        raise check.fail(where + ("masks",), f"masks must be gt, none, method or predicted, got {entry['masks']!r}")
+    if entry.get("masks", "gt") not in PUBLISHED_MASKS:
+        raise check.fail(where + ("masks",), f"masks must be {', '.join(PUBLISHED_MASKS[:-1])} or "
+                                             f"{PUBLISHED_MASKS[-1]}, got {entry['masks']!r}")
     return PublishedNumber(entry["method"], entry["dataset"], entry["num_parts"], entry["metric"],
                            float(entry["mean"]), float(entry["std"]) if "std" in entry else None,
                            entry.get("source", ""), entry.get("masks"))

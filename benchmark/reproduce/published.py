@@ -11,20 +11,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.core.protocol import MaskSource
+
+#: what a published number's ``masks`` may say: an argument-free mask kind, or ``predicted`` = any source of
+#: predicted fg/bg masks (a kind with ``MaskSource.predicted``: the plan's ``fgbg``, ``predicted:DIR``)
+PUBLISHED_MASKS = ("gt", "none", "method", "predicted")
+
 
 @dataclass(frozen=True)
 class Published:
     mean: float
     std: float | None
     source: str
-    masks: str | None = None  # the mask source they were computed with (None: any)
+    masks: str | None = None  # the mask source it was computed with (None: any)
 
     def matches(self, mask_source: str) -> bool:
         if self.masks is None:
             return True
+        kind, argument = MaskSource.split(mask_source, in_plans=True)
         if self.masks == "predicted":
-            return mask_source == "fgbg" or mask_source.startswith("predicted:")
-        return mask_source == self.masks
+            return kind.predicted
+        return argument is None and kind.kind == self.masks
 
 
 def _table(label: str) -> dict[tuple, Published]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from benchmark.core.atomic import atomic_write_text
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import MaskSource
 from benchmark.reproduce.graph import Settings, Step, estimate_class, ledger_dir, read_ledger
 
 
@@ -70,7 +71,7 @@ def _train(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
     method.context = RunContext(cache_dir=Path(settings.cache_dir), num_workers=0, progress=not settings.quiet,
                                 data_root=Path(spec["root"]) if spec["root"] else None)
     model = Path(spec["model"])
-    if spec["masks"] != "gt":
+    if not MaskSource.kind_of(spec["masks"], in_plans=True).needs_gt_masks:
         data = build_dataset(spec["dataset"], data_root=spec["root"], split="train", view="train",
                              protocol=spec["protocol"], masks=_training_masks(spec, settings, device),
                              options=spec["options"])

@@ -239,6 +239,11 @@ class SCOPS(TrainableMethod):
             overrides["jitter"] = jitter
         return dataclasses.replace(PRESETS[self.preset], **overrides)
 
+    def effective_params(self) -> dict[str, Any]:
+        """The parameters with the preset's settings in place of those left ``None``."""
+        given = {name: value for name, value in self.get_params().items() if value is not None}
+        return {**dataclasses.asdict(self.settings()), **given}
+
     # -- the TrainableMethod hooks ------------------------------------------------------------------------
     def weight_sources(self) -> dict[str, str]:
         s = self.settings()
