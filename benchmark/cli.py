@@ -186,7 +186,10 @@ def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, m
 @click.option("--with-paper", is_flag=True,
               help="Add the published numbers of the same dataset, K and protocol (the package's "
                    "published.csv) as rows.")
-def report_command(runs, fmt, out_dir, name, decimals, with_paper):
+@click.option("--protocols-side-by-side", "side_by_side", is_flag=True,
+              help="One table per setting with the protocols as columns (e.g. legacy and whole-image numbers "
+                   "of the same trained model in one row).")
+def report_command(runs, fmt, out_dir, name, decimals, with_paper, side_by_side):
     """Tables (mean ± std over seeds, x100, best in bold) from result CSVs or directories of them.
 
     \b
@@ -194,6 +197,7 @@ def report_command(runs, fmt, out_dir, name, decimals, with_paper):
       benchmark report runs/ --format markdown                 # writes runs/results.{csv,md,tex}
       benchmark report runs/cub runs/deepfashion --format latex --name paper_table --with-paper --out tables/
       benchmark report results/synthetic --format html --name report   # one self-contained page
+      benchmark report runs/cub --protocols-side-by-side        # legacy | corrected | whole-image columns
     """
     from benchmark.report import render, write_report
     from benchmark.results import load_results
@@ -213,8 +217,8 @@ def report_command(runs, fmt, out_dir, name, decimals, with_paper):
     if out_dir is None:
         first = Path(runs[0])
         out_dir = first if first.is_dir() else first.parent
-    written = write_report(df, out_dir, name, decimals=decimals, with_paper=with_paper)
-    click.echo(render(df, fmt, decimals, with_paper), nl=False)
+    written = write_report(df, out_dir, name, decimals=decimals, with_paper=with_paper, side_by_side=side_by_side)
+    click.echo(render(df, fmt, decimals, with_paper, side_by_side), nl=False)
     click.echo(f"\nwritten: {', '.join(str(p) for p in written)}", err=True)
 
 
@@ -241,7 +245,8 @@ def list_command():
 
     click.echo("Methods:")
     for name, cls in METHODS.items():
-        tags = [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t)]
+        tags = [f"supervision: {cls.supervision or 'that of the saved maps'}"]
+        tags += [t for t in ("requires_training", "transductive", "provides_background") if getattr(cls, t)]
         if cls.trainable():  # the `benchmark train` capability, with its presets
             tags.append(f"trainable: presets {'/'.join(cls.train_presets()) or '-'}")
         click.echo(f"  {name:<12} {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))

@@ -35,6 +35,7 @@ import click
 
 from benchmark.core.errors import UserError
 from benchmark.core.protocol import DEFAULT_PROTOCOL, PROTOCOL_NAMES as PROTOCOLS
+from benchmark.core.protocol import canonical_protocol
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,10 +301,19 @@ def split_option() -> Callable:
     return click.option("--split", default="test", show_default=True, help="Evaluation split.")
 
 
+def _protocol_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return canonical_protocol(value)
+    except UserError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def protocol_option() -> Callable:
-    return click.option("--protocol", type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL, show_default=True,
+    return click.option("--protocol", default=DEFAULT_PROTOCOL, show_default=True, callback=_protocol_callback,
+                        metavar="|".join(PROTOCOLS[:-1]) + "|whole-image[:SIZE[-crop]]",
                         help="corrected: known defects of the reference evaluation fixed; legacy: the released "
-                             "notebooks exactly.")
+                             "notebooks exactly; whole-image: the PDiscoNet/PDiscoFormer/MPAE evaluation (short "
+                             "side SIZE, default 448; whole-image:518-crop for ViTs).")
 
 
 #: every --masks kind (benchmark.core.protocol.MASK_KINDS; spelt out so that --help imports no torch)

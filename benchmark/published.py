@@ -4,12 +4,14 @@ The file ships inside the package; one row per number, keyed by method, dataset,
 metric and evaluation protocol. Its columns:
 
 ========== ==========================================================================================
-method     registered method name (``ours``)
+method     the method's name: a registered method (``ours``) or a published one (``pdisconet``)
+supervision  its supervision track (``none``, ``fg-masks``, ``class-labels``; see ``Method.supervision``)
 dataset    registered dataset name (``cub``, ``deepfashion``)
 num_parts  K
 metric     registered metric name (``fg_nmi``, ``fg_ari``, ``nmi``, ``ari``)
 protocol   the evaluation protocol the number was computed under: the published tables come from the
-           released evaluation notebooks, i.e. ``legacy``
+           released evaluation notebooks, i.e. ``legacy``; the 2023-2025 papers' numbers come from
+           their own evaluators, i.e. ``whole-image`` (spelt with the image size and crop they used)
 mean_x100  the number as published (x100, as every table shows)
 std_x100   standard deviation over seeds (empty for a single model)
 seeds      number of trained models behind the number
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-COLUMNS = ("method", "dataset", "num_parts", "metric", "protocol", "mean_x100", "std_x100", "seeds", "label",
+COLUMNS = ("method", "supervision", "dataset", "num_parts", "metric", "protocol", "mean_x100", "std_x100", "seeds", "label",
            "source")
 
 
@@ -47,6 +49,7 @@ class PublishedResult:
     seeds: int
     label: str
     source: str
+    supervision: str = ""  # the method's supervision track (the file's second column)
 
     @property
     def row_label(self) -> str:
@@ -64,7 +67,7 @@ def _all() -> tuple[PublishedResult, ...]:
     for line, record in enumerate(reader, start=2):
         try:
             rows.append(PublishedResult(
-                method=record["method"], dataset=record["dataset"], num_parts=int(record["num_parts"]),
+                method=record["method"], supervision=record["supervision"], dataset=record["dataset"], num_parts=int(record["num_parts"]),
                 metric=record["metric"], protocol=record["protocol"], mean_x100=float(record["mean_x100"]),
                 std_x100=float(record["std_x100"]) if record["std_x100"] else math.nan,
                 seeds=int(record["seeds"]), label=record["label"], source=record["source"]))
@@ -83,8 +86,16 @@ def published_results(*, method: str | None = None, dataset: str | None = None, 
             if all(value is None or getattr(row, key) == value for key, value in wanted.items())]
 
 
+def protocol_family(protocol: str) -> str:
+    """``"whole-image:518-crop"`` -> ``"whole-image"``: the newer papers evaluate at their own input sizes
+    (their ``source`` says which), so their numbers sit beside every ``whole-image`` setting."""
+    return str(protocol).split(":", 1)[0]
+
+
 def published_table_rows(dataset: str, num_parts: int, protocol: str) -> list[dict]:
-    """Pseudo summary rows (x100) for a report setting: ``label``, ``metric``, ``mean``, ``std``, ``seeds``."""
-    return [{"label": row.row_label, "metric": row.metric, "mean": row.mean_x100, "std": row.std_x100,
-             "seeds": row.seeds}
-            for row in published_results(dataset=dataset, num_parts=num_parts, protocol=protocol)]
+    """Pseudo summary rows (x100) for a report setting: ``label``, ``metric``, ``mean``, ``std``, ``seeds``
+    (published under the setting's protocol family)."""
+    return [{"label": row.row_label, "supervision": row.supervision, "metric": row.metric, "mean": row.mean_x100,
+             "std": row.std_x100, "seeds": row.seeds}
+            for row in published_results(dataset=dataset, num_parts=num_parts)
+            if protocol_family(row.protocol) == protocol_family(protocol)]

@@ -6,6 +6,15 @@ category, so that runs on cars and on horses are never averaged together). Withi
 was run with several), one column per metric; cells show ``mean`` (one seed) or ``mean ± std`` (sample
 standard deviation, ddof=1, over seeds) of the value x100; the best mean of each column is bold (highest,
 or lowest for errors). The CSV format is the long form with every statistic.
+
+Supervision tracks: every row shows the method's ``supervision`` (``none``, ``fg-masks``, ``class-labels``;
+``?`` when unknown) and the bold best of a column is chosen *within* each track, so that a weakly
+supervised method never outranks an unsupervised one in the same table, nor the reverse.
+
+Protocols side by side (``protocols_side_by_side=True``, ``benchmark report --protocols-side-by-side``):
+the protocol leaves the setting and joins the columns (``NMI [legacy]``, ``NMI [whole-image]`` ...), so
+the numbers one trained model (one method with one parameter set, e.g. one ``--checkpoint``) gets under
+both protocol families sit in one row.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ METRIC_TITLES = {"fg_nmi": "FG-NMI", "fg_ari": "FG-ARI", "nmi": "NMI", "ari": "A
                  "mask_recall": "Mask recall"}
 LOWER_IS_BETTER = {"landmark_error"}
 SETTING_COLUMNS = ("dataset", "split", "protocol", "masks", "num_parts", "options")
+#: the supervision tracks in table order (benchmark.core.method.SUPERVISION_TRACKS), then unknown
+TRACK_ORDER = ("none", "fg-masks", "class-labels", "?")
 FORMATS = {"csv": "csv", "markdown": "md", "latex": "tex"}
 
 
@@ -34,7 +45,9 @@ def summarise(df) -> "Any":
     df = df.copy()
     df["options"] = _dataset_variants(df)
     df["label"] = _method_labels(df)
-    keys = list(SETTING_COLUMNS) + ["label", "metric"]
+    supervision = df["supervision"] if "supervision" in df.columns else None
+    df["supervision"] = "?" if supervision is None else supervision.fillna("").astype(str).replace("", "?")
+    keys = list(SETTING_COLUMNS) + ["supervision", "label", "metric"]
     for key in keys:
         if key not in df.columns:
             df[key] = ""
@@ -48,7 +61,33 @@ def summarise(df) -> "Any":
 
 
 def _sort_key(metric: str) -> Any:
-    return (METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER), metric)
+    base, protocol = _split_metric(metric)
+    return (protocol, METRIC_ORDER.index(base) if base in METRIC_ORDER else len(METRIC_ORDER), base)
+
+
+def _split_metric(metric: str) -> tuple[str, str]:
+    """``"nmi [whole-image]"`` -> ``("nmi", "whole-image")``; ``"nmi"`` -> ``("nmi", "")``."""
+    base, _, rest = str(metric).partition(" [")
+    return base, rest.rstrip("]")
+
+
+def _metric_title(metric: str) -> str:
+    base, protocol = _split_metric(metric)
+    return METRIC_TITLES.get(base, base) + (f" [{protocol}]" if protocol else "")
+
+
+def protocols_side_by_side(df) -> "Any":
+    """The rows with each metric renamed ``metric [protocol]`` and the protocol column holding every
+    protocol of the rows, so that :func:`tables` puts the protocols of one model side by side."""
+    from benchmark.core.protocol import PROTOCOL_NAMES
+
+    df = df.copy()
+    protocols = sorted(df["protocol"].astype(str).unique(),
+                       key=lambda p: (PROTOCOL_NAMES.index(p.split(":")[0]) if p.split(":")[0] in PROTOCOL_NAMES
+                                      else len(PROTOCOL_NAMES), p))
+    df["metric"] = df["metric"].astype(str) + " [" + df["protocol"].astype(str) + "]"
+    df["protocol"] = " + ".join(protocols)
+    return df
 
 
 def _differing(values) -> dict[str, str]:
@@ -100,10 +139,15 @@ def _cell(mean: float, std: float, seeds: int, decimals: int) -> str:
     return f"{mean:.{decimals}f}"
 
 
-def tables(df, decimals: int = 2, with_paper: bool = False
+def tables(df, decimals: int = 2, with_paper: bool = False, side_by_side: bool = False
            ) -> list[tuple[dict[str, Any], list[str], list[list[str]], list[list[bool]]]]:
     """For each setting: (setting, header, rows of cell texts, bold flags). ``with_paper`` adds the
-    published numbers of the same setting (dataset, K, protocol; see :mod:`benchmark.published`)."""
+    published numbers of the same setting (dataset, K, protocol; see :mod:`benchmark.published`);
+    ``side_by_side``: the protocols as columns (:func:`protocols_side_by_side`)."""
+    if side_by_side:
+        if with_paper:
+            raise UserError("--with-paper needs one protocol per table; leave out --protocols-side-by-side")
+        df = protocols_side_by_side(df)
     summary = summarise(df)
     published: set[str] = set()
     if with_paper:
@@ -112,17 +156,22 @@ def tables(df, decimals: int = 2, with_paper: bool = False
     for setting_values, group in summary.groupby(list(SETTING_COLUMNS), sort=False, dropna=False):
         setting = dict(zip(SETTING_COLUMNS, setting_values))
         metrics = sorted(group["metric"].unique(), key=_sort_key)
-        labels = list(dict.fromkeys(group["label"]))
-        header = ["Method", *[METRIC_TITLES.get(m, m) for m in metrics], "seeds"]
+        tracks = dict(zip(group["label"], group["supervision"].astype(str)))
+        labels = sorted(dict.fromkeys(group["label"]), key=lambda l: _track_rank(tracks[l]))
+        header = ["Method", "Supervision", *[_metric_title(m) for m in metrics], "seeds"]
         by_key = {(r.label, r.metric): r for r in group.itertuples()}
         best = {}
         for metric in metrics:
-            # Published numbers are shown for reference but do not compete for bold.
-            means = [by_key[(l, metric)].mean for l in labels if (l, metric) in by_key and l not in published]
-            best[metric] = (min if metric in LOWER_IS_BETTER else max)(means) if means else None
+            # Published numbers are shown for reference but do not compete for bold; methods compete
+            # only within their supervision track.
+            for track in set(tracks.values()):
+                means = [by_key[(l, metric)].mean for l in labels
+                         if (l, metric) in by_key and l not in published and tracks[l] == track]
+                lower = _split_metric(metric)[0] in LOWER_IS_BETTER
+                best[metric, track] = ((min if lower else max)(means), len(means)) if means else (None, 0)
         rows, bold = [], []
         for label in labels:
-            cells, flags = [label], [False]
+            cells, flags = [label, tracks[label]], [False, False]
             seeds = 0
             for metric in metrics:
                 record = by_key.get((label, metric))
@@ -132,7 +181,8 @@ def tables(df, decimals: int = 2, with_paper: bool = False
                     continue
                 seeds = max(seeds, int(record.seeds))
                 cells.append(_cell(record.mean, record.std, int(record.seeds), decimals))
-                flags.append(len(labels) > 1 and record.mean == best[metric] and label not in published)
+                top, rivals = best[metric, tracks[label]]
+                flags.append(rivals > 1 and record.mean == top and label not in published)
             cells.append(str(seeds))
             flags.append(False)
             rows.append(cells)
@@ -154,6 +204,8 @@ def _add_paper_rows(summary):
             extra.append({**setting, "n": pd.NA, **row})
     if not extra:
         return summary, set()
+    for row in extra:
+        row["supervision"] = row.get("supervision") or "?"
     return pd.concat([summary, pd.DataFrame(extra)], ignore_index=True), {row["label"] for row in extra}
 
 
@@ -162,42 +214,50 @@ def _title(setting: dict[str, Any]) -> str:
             f"masks={setting['masks']}" + (f", {setting['options']}" if setting.get("options") else ""))
 
 
-def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = False) -> str:
-    """The report in ``csv``, ``markdown`` or ``latex`` (``with_paper``: add the published numbers)."""
+def _track_rank(track: str) -> int:
+    return TRACK_ORDER.index(track) if track in TRACK_ORDER else len(TRACK_ORDER)
+
+
+def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = False,
+           side_by_side: bool = False) -> str:
+    """The report in ``csv``, ``markdown`` or ``latex`` (``with_paper``: add the published numbers;
+    ``side_by_side``: protocols as columns)."""
     from tabulate import tabulate
 
     if fmt not in FORMATS:
         raise UserError(f"unknown report format {fmt!r}; use csv, markdown or latex")
     if fmt == "csv":
-        return summarise(df).to_csv(index=False, float_format="%.4f")
+        return summarise(protocols_side_by_side(df) if side_by_side else df).to_csv(index=False, float_format="%.4f")
     parts = []
-    for setting, header, rows, bold in tables(df, decimals, with_paper):
+    for setting, header, rows, bold in tables(df, decimals, with_paper, side_by_side):
         if fmt == "markdown":
             # Labels, folders and options are user text: no raw HTML reaches the rendered page.
             body = [[f"**{escape.markdown(c)}**" if b else escape.markdown(c) for c, b in zip(row, flags)]
                     for row, flags in zip(rows, bold)]
-            parts.append(f"### {escape.markdown(_title(setting))}\n\nValues x100; mean ± std over seeds.\n\n"
+            parts.append(f"### {escape.markdown(_title(setting))}\n\nValues x100; mean ± std over seeds; bold: best "
+                         "within a supervision track.\n\n"
                          + tabulate(body, headers=[escape.markdown(h) for h in header], tablefmt="pipe",
                                     disable_numparse=True))
         else:
             # tabulate escapes LaTeX specials; mark bold/± with placeholders that survive escaping.
             body = [[f"BOLDOPEN{c}BOLDCLOSE" if b else c for c, b in zip(row, flags)] for row, flags in zip(rows, bold)]
-            # Names left-aligned, numbers right-aligned (the last column, seeds, is a number too).
+            # Names and supervision tracks left-aligned, numbers right-aligned (seeds, last, is a number too).
             text = tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True,
-                            colalign=("left",) + ("right",) * (len(header) - 1))
+                            colalign=("left", "left") + ("right",) * (len(header) - 2))
             text = (text.replace("BOLDOPEN", r"\textbf{").replace("BOLDCLOSE", "}")
                     .replace("±", r"$\pm$"))
             caption = escape.latex(_title(setting))  # tabulate escaped the cells; the caption is ours
             parts.append("\\begin{table}[t]\n\\centering\n" + text +
-                         f"\n\\caption{{{caption}. Values $\\times$100, mean $\\pm$ std over seeds.}}\n\\end{{table}}")
+                         f"\n\\caption{{{caption}. Values $\\times$100, mean $\\pm$ std over seeds; bold: best "
+                         f"within a supervision track.}}\n\\end{{table}}")
     return "\n\n".join(parts) + "\n"
 
 
 def write_report(df, out_dir: str | Path, name: str = "results", formats=("csv", "markdown", "latex"),
-                 decimals: int = 2, with_paper: bool = False) -> list[Path]:
+                 decimals: int = 2, with_paper: bool = False, side_by_side: bool = False) -> list[Path]:
     """Write the report in every format; all are rendered before the first is written, so that an error
     leaves no partial set of tables."""
-    texts = {fmt: render(df, fmt, decimals, with_paper) for fmt in formats}
+    texts = {fmt: render(df, fmt, decimals, with_paper, side_by_side) for fmt in formats}
     written = []
     for fmt, text in texts.items():
         path = Path(out_dir) / f"{name}.{FORMATS[fmt]}"

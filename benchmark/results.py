@@ -18,7 +18,7 @@ from benchmark.core.errors import UserError
 
 RESULT_COLUMNS = (
     "method", "dataset", "split", "view", "metric", "value", "n",
-    "protocol", "masks", "train_masks", "ground_truth", "landmark_protocol", "num_parts", "seed",
+    "protocol", "masks", "train_masks", "supervision", "ground_truth", "landmark_protocol", "num_parts", "seed",
     "method_params", "dataset_options", "transductive", "weights", "skipped_images",
     "git_sha", "git_dirty", "versions", "device", "wall_time_s", "started_at", "run_key", "row_of",
 )

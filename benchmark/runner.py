@@ -265,7 +265,7 @@ def resolve_protocol(config: RunConfig, *, device: str = "cpu", progress: bool =
     landmarks = cls.landmark_protocol is not None and any(
         METRICS.get(name).kind == "landmarks" for name in (config.metrics or METRICS.names()))
     splits = list(dict.fromkeys([config.split] + ([cls.landmark_fit_split] if landmarks else [])))
-    views = [build_dataset(config.dataset, data_root=config.data_root, split=split, view=cls.fg_view,
+    views = [build_dataset(config.dataset, data_root=config.data_root, split=split, view=cls.role_view("fg", protocol),
                            protocol=protocol, masks="none", options=config.dataset_options) for split in splits]
     masks = protocol.masks.prepare(views, device=device, cache_dir=cache_dir, batch_size=config.batch_size,
                                    progress=progress)
@@ -275,7 +275,7 @@ def resolve_protocol(config: RunConfig, *, device: str = "cpu", progress: bool =
 def first_view(config: RunConfig, protocol: EvaluationProtocol) -> Dataset:
     """The dataset's FG evaluation view of the run's split, loaded under ``protocol``."""
     return build_dataset(config.dataset, data_root=config.data_root, split=config.split,
-                         view=DATASETS.get(config.dataset).fg_view, protocol=protocol,
+                         view=DATASETS.get(config.dataset).role_view("fg", protocol), protocol=protocol,
                          options=config.dataset_options)
 
 
@@ -524,9 +524,10 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
         "method": config.method,
         "dataset": config.dataset,
         "split": config.split,
-        "protocol": config.protocol,
+        "protocol": data.protocol.spec,
         "masks": data.masks.spec,
         "train_masks": trained_with_masks(method, data),
+        "supervision": method.supervision_track(),
         "ground_truth": data.ground_truth,
         "num_parts": config.num_parts,
         "seed": config.seed,

@@ -48,6 +48,12 @@ def cut_borders(h: int, w: int, multiple: int = 16) -> tuple[int, int, int, int]
     return (h % multiple) // 2, (w % multiple) // 2, nh, nw
 
 
+def centre_crop_offset(length: int, size: int) -> int:
+    """Where torchvision's ``center_crop`` starts a ``size`` cut of ``length`` pixels: ``int(round((length -
+    size) / 2))`` with Python's round-half-to-even (``length >= size``)."""
+    return int(round((length - size) / 2.0))
+
+
 def pil_resize(array: np.ndarray, size_hw: tuple[int, int], mode: str) -> np.ndarray:
     """Resize a uint8 ``(H, W)`` or ``(H, W, 3)`` array with PIL (``"bilinear"`` or ``"nearest"``), as
     torchvision's ``Resize`` does on PIL images; the result stays uint8 (PIL rounds)."""

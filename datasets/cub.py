@@ -10,15 +10,15 @@ import numpy as np
 import torch
 
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import DEFAULT_PROTOCOL, binarise
+from benchmark.core.protocol import DEFAULT_PROTOCOL, WHOLE_IMAGE_DEFAULT_SIZE, binarise
 from benchmark.core.registry import register_dataset
 from benchmark.core.types import Sample
 
 from ._base import Reporter, RealDataset
 from ._io import Problem, first_existing, read_gray, read_predicted_mask, read_rgb, read_table, scan_table
 from ._io import image_size as header_size
-from ._views import (CROP_FILL_UINT8, CUB_FLIP_PERMUTATION, crop_fill, cut_borders, cv2_resize, flip_keypoints,
-                     image_tensor, inside, long_side_size, pil_resize, short_side_size, square_box)
+from ._views import (CROP_FILL_UINT8, CUB_FLIP_PERMUTATION, centre_crop_offset, crop_fill, cut_borders, cv2_resize,
+                     flip_keypoints, image_tensor, inside, long_side_size, pil_resize, short_side_size, square_box)
 
 PART_NAMES = ("back", "beak", "belly", "breast", "crown", "forehead", "left eye", "left leg", "left wing",
               "nape", "right eye", "right leg", "right wing", "tail", "throat")
@@ -64,6 +64,16 @@ class CUB(RealDataset):
       ``flip_permutation``.
     * ``crop`` -- the same square crop without jitter and flip (the Kanazawa test crops; the
       ``kanazawa-crop`` landmark view).
+    * ``whole`` -- the view of ``--protocol whole-image`` (PDiscoNet / PDiscoFormer / MPAE, the
+      ``FineGrainedBirdClassificationParts`` dataset of the PDiscoFormer code): no box crop; the short side
+      resized to ``S = protocol.image_size`` (torchvision rule: long side truncated; PIL bilinear image),
+      keypoints multiplied by ``S / short side`` (float32, as the reference); with ``protocol.centre_crop``
+      a centred ``S x S`` cut at ``int(round((H - S) / 2))`` (torchvision's ``center_crop``), keypoints
+      shifted by it. A visible keypoint becomes invisible only when it lies *beyond* the view
+      (``x < 0``, ``y < 0``, ``x > W`` or ``y > H``, the reference's ``center_crop_boxes_kps`` rule: a point
+      exactly on the far edge stays visible and reads grid_sample's zero padding). The reference applies
+      that rule only with its crop and otherwise asserts that every point lies inside; this view applies
+      it always. Masks (``--masks`` for a method without a background channel): binarised, nearest.
 
     Masks: ``gt`` = ``segmentations/<class>/<file>.png`` (annotator votes 0..255; Kanazawa split: the
     ``mask`` of the .mat); ``predicted:DIR`` = ``DIR/<class>/<file>.png`` (e.g. the DeepLab
@@ -82,7 +92,8 @@ class CUB(RealDataset):
     """
 
     ground_truth = "keypoints"
-    views = ("fg", "full", "train", "crop")
+    views = ("fg", "full", "train", "crop", "whole")
+    whole_image_view = "whole"
     #: the notebook upsamples with align_corners=False; the trainer's landmark code (crops) with True
     legacy_align_corners = {"fg": False, "full": False, "crop": True}
     fg_view = "fg"
@@ -115,7 +126,7 @@ class CUB(RealDataset):
         self.kanazawa_dir = Path(kanazawa_dir) if kanazawa_dir else self.root / "cachedir" / "cub" / "data"
         self._pred_dir = self.mask_folder
         report = _collect or Reporter(fix=FIX)
-        index = _read_official(self.root, report)
+        index = self._read_index(report)
         self._mat: Any = None
         self._kp_line: np.ndarray | None = None  # official index only: line numbers for keypoint errors
         rows = None
@@ -129,6 +140,10 @@ class CUB(RealDataset):
         self._select = np.flatnonzero(keep & self._class_filter(index))
         self._counts = {"images_in_tree": len(index["paths"]), "in_split": in_split,
                         "removed_by_class_filter": in_split - len(self._select)}
+
+    def _read_index(self, report: Reporter) -> dict[str, np.ndarray] | None:
+        """The official index of the tree (a CUB-like dataset with other index files overrides this)."""
+        return _read_official(self.root, report)
 
     def _take_index(self, index: dict[str, np.ndarray], rows: dict[str, np.ndarray] | None) -> np.ndarray:
         """Hold the annotations of the split source; the images of this split (bool per index row)."""
@@ -169,6 +184,9 @@ class CUB(RealDataset):
         i = int(self._select[index])
         if self.view in ("train", "crop"):
             return 256, 256
+        if self.view == "whole":
+            size = self._whole_size()
+            return (size, size) if self.protocol.centre_crop else short_side_size(*self._header_size(i, self._image_path(i)), size)
         if self.view == "fg":
             _, _, w, h = self._fg_box(i)
         else:
@@ -197,6 +215,8 @@ class CUB(RealDataset):
         meta = {"class_id": int(self._class[i]), "path": str(self._paths[i]), "original_size": (h, w)}
         if self.view in ("train", "crop"):
             return self._square_crop(i, image, raw_mask, kp, vis, box, meta)
+        if self.view == "whole":
+            return self._whole_view(i, image, raw_mask, kp, vis, box, meta)
         if self.view == "fg":
             image, raw_mask, kp, box = self._crop_to_box(i, image, raw_mask, kp, box)
         return self._notebook_view(i, image, raw_mask, kp, vis, box, meta)
@@ -248,6 +268,32 @@ class CUB(RealDataset):
         meta.update(scale=scale, offset=(top, left))
         return Sample(image=image_tensor(image), id=str(self._paths[i]), keypoints=kp, visible=vis, mask=mask,
                       bbox=bbox, meta=meta)
+
+    def _whole_size(self) -> int:
+        return int(self.protocol.image_size or WHOLE_IMAGE_DEFAULT_SIZE)
+
+    def _whole_view(self, i, image, raw_mask, kp, vis, box, meta) -> Sample:
+        """The ``whole`` view (class docstring): short side to S, optional centred S x S crop."""
+        size = self._whole_size()
+        h, w = image.shape[:2]
+        sh, sw = short_side_size(h, w, size)
+        scale = size / min(h, w)
+        image = pil_resize(image, (sh, sw), "bilinear")
+        mask = self._mask_view(raw_mask, (sh, sw))
+        kp = kp * scale
+        top, left, nh, nw = 0, 0, sh, sw
+        if self.protocol.centre_crop:
+            top, left, nh, nw = centre_crop_offset(sh, size), centre_crop_offset(sw, size), size, size
+            image = image[top:top + nh, left:left + nw]
+            mask = mask[top:top + nh, left:left + nw].contiguous() if mask is not None else None
+            kp = kp - torch.tensor([left, top], dtype=torch.float32)
+        x, y = kp[:, 0], kp[:, 1]
+        vis = vis & (x >= 0) & (y >= 0) & (x <= nw) & (y <= nh)
+        bbox = torch.tensor([box[0] * scale - left, box[1] * scale - top, box[2] * scale, box[3] * scale],
+                            dtype=torch.float32)
+        meta.update(scale=scale, offset=(top, left))
+        return Sample(image=image_tensor(np.ascontiguousarray(image)), id=str(self._paths[i]), keypoints=kp,
+                      visible=vis, mask=mask, bbox=bbox, meta=meta)
 
     def mask_file(self, index: int) -> str:
         return Path(str(self._paths[int(self._select[index])])).with_suffix(".png").as_posix()
@@ -305,7 +351,7 @@ class CUB(RealDataset):
                             dtype=torch.float32)
         flipped = bool(train and torch.rand(()) < 0.5)
         if flipped:
-            img, kp_vis = img.flip(-1), flip_keypoints(kp, vis, out_hw[1], CUB_FLIP_PERMUTATION)
+            img, kp_vis = img.flip(-1), flip_keypoints(kp, vis, out_hw[1], self.flip_permutation)
             kp, vis = kp_vis
             mask = mask.flip(-1) if mask is not None else None
             bbox[0] = out_hw[1] - bbox[0] - bbox[2]

@@ -72,6 +72,9 @@ class SyntheticCreatures(Dataset):
     * ``"fg"``: the tight GT box padded by 5 % of its width/height on every side, grown to a square about
       its centre, cropped and resized to ``image_size`` (bilinear image, nearest labels and masks);
       keypoints are transformed and a keypoint outside the crop is invisible.
+    * ``--protocol whole-image``: both roles read ``"full"`` (:attr:`whole_image_view`), the image as generated:
+      the stand-in has no original resolution to resize from, so the protocol's image size and crop do
+      not apply (its argmax and background rules do).
     * ``"train"``: the ``"fg"`` crop with every side of the padded box jittered uniformly by +-5 % of the
       box width/height and a horizontal flip with p = 0.5 that swaps left/right labels
       (``part_flip_permutation``) and keypoints (``flip_permutation``). This randomness is drawn from
@@ -100,6 +103,7 @@ class SyntheticCreatures(Dataset):
     landmark_fit_split = "train"
     fg_view = "fg"
     full_view = "full"
+    whole_image_view = "full"
     keypoint_names = KEYPOINT_NAMES
     part_names = PART_NAMES  # index = label, 0 = background
     num_parts = len(PART_NAMES) - 1

@@ -65,6 +65,7 @@ class DFF(Method):
     """Deep Feature Factorization: NMF of VGG19 relu5_4 (or DINO/DINOv2 ViT) features over the whole split."""
 
     transductive = True
+    supervision = "none"  # NMF of pretrained features of all positions
     uses_masks = False  # NMF runs on all positions, as in DFF; the harness applies the foreground
     param_ranges = {"stride": Range(1), "image_size": Range(16, 4096), "max_iter": Range(1),
                     "tol": Range(0, low_open=True), "batch_size": Range(1)}

@@ -231,6 +231,7 @@ class KMeansParts(Method):
 
     transductive = True
     uses_masks = True
+    supervision = "fg-masks"  # clusters the features of the run's foreground pixels only
     param_ranges = {"stride": Range(1), "image_size": Range(16, 4096), "feature_size": Range(1, 4096),
                     "niter": Range(1), "nredo": Range(1), "max_points_per_centroid": Range(1),
                     "fuzziness": Range(1, low_open=True), "batch_size": Range(1)}

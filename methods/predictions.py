@@ -179,6 +179,22 @@ class PredictionsMethod(Method):
         self._sidecar()
         return self
 
+    def supervision_track(self) -> str:
+        """The supervision of the method that made the maps: the sidecar's ``supervision``, else the tag of
+        the registered method its ``method`` names (``benchmark export`` writes both); ``""`` (unknown)
+        for maps of an external code base that declares neither."""
+        from benchmark.core.method import SUPERVISION_TRACKS
+        from benchmark.core.registry import METHODS
+
+        sidecar = self._sidecar() if self.dir else {}
+        declared = sidecar.get("supervision")
+        if declared in SUPERVISION_TRACKS:
+            return declared
+        name = sidecar.get("method")
+        if isinstance(name, str) and name in METHODS.names() and name != self.name:
+            return METHODS.get(name).supervision or ""
+        return ""
+
     def weights_id(self) -> str:
         sidecar = self._sidecar() if self.dir else {}
         return str(sidecar.get("weights_id", "external"))

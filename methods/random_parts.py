@@ -15,6 +15,7 @@ from benchmark.core.types import Batch, PartMaps
 class RandomParts(Method):
     """Uniform random part probabilities per pixel (the lower bound; NMI ~ 0)."""
 
+    supervision = "none"
     param_ranges = {"resolution": Range(0, 4096)}
 
     def __init__(self, num_parts: int = 4, resolution: int = 0):

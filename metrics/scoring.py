@@ -34,6 +34,14 @@ Background (``background=``, the mask source's ``background``, one per run):
   over all K+1 raw channels.
 * ``"none"``: no background label: full prediction = argmax + 1 everywhere.
 
+Position of the background in the K + 1 channels (the protocol's ``background_channel``): ``"first"``
+(the notebooks built ``[background, parts]``) or ``"last"`` (``whole-image``: PDiscoNet-style models emit
+``[parts, background]``). The full-image argmax runs over the channels in that order, so an exact tie
+between the background and a part goes to the background when it is first and to the part when it is
+last (``torch.argmax`` returns the first maximum; ties between parts go to the lowest part either way),
+and a keypoint read outside the image (all-zero scores) gets the first channel's label: background (0)
+or the first part (1). The labels themselves stay 0 = background, 1..K = parts.
+
 Reference rules for methods with their own background channel (``legacy_rule=``, the protocol's
 ``background_rule(role)`` from the dataset's ``legacy_background_rules``; used only for
 ``maps.has_background``), what the DeepFashion notebook did with SCOPS:
@@ -107,18 +115,32 @@ def _part_probs(part_scores: Tensor, kind: str, dim: int = 1) -> Tensor:
     return p / p.sum(dim=dim, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
 
 
-def _full_from_scores(scores: Tensor, masks: Tensor | None, maps: PartMaps, background: str) -> Tensor:
+def background_argmax(full: Tensor, background_channel: str) -> Tensor:
+    """Labels 0 = background, 1..K = parts of ``[background, parts]`` channel-first scores ``full`` (``(M, K+1)``
+    or ``(N, K+1, H, W)``), the argmax taken with the background ``"first"`` or ``"last"`` (module
+    docstring: this decides exact ties)."""
+    if background_channel == "first":
+        return full.argmax(dim=1)
+    if background_channel != "last":
+        raise ValueError(f"unknown background_channel {background_channel!r}")
+    index = torch.cat([full[:, 1:], full[:, :1]], dim=1).argmax(dim=1)  # [parts, background]
+    parts = full.shape[1] - 1
+    return torch.where(index == parts, torch.zeros_like(index), index + 1)
+
+
+def _full_from_scores(scores: Tensor, masks: Tensor | None, maps: PartMaps, background: str,
+                      background_channel: str = "first") -> Tensor:
     """Full-view labels (0 = background, 1..K) from channel-first scores ``(M, C)`` or ``(N, C, H, W)``
     via the keypoint formula (argmax over K+1 channels)."""
     off = int(maps.has_background)
     if background == "method":
-        return scores.argmax(dim=1)
+        return background_argmax(scores, background_channel)
     parts = scores[:, off:]
     if background == "none":
         return parts.argmax(dim=1) + 1
     m = masks.unsqueeze(1)
     full = torch.cat([1.0 - m, m * _part_probs(parts, maps.kind)], dim=1)
-    return full.argmax(dim=1)
+    return background_argmax(full, background_channel)
 
 
 def label_pairs(maps: PartMaps, batch: Batch, *, role: str, ground_truth: str,
@@ -187,8 +209,12 @@ def _keypoint_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch:
     def fg() -> Tensor:  # outside the image grid_sample gives all-zero scores -> argmax 0
         return torch.where(inside, values[:, off:].argmax(dim=1), zero)
 
+    order = protocol.rules.background_channel
+    # outside the image grid_sample reads all-zero scores: the label of the first channel
+    outside = zero if order == "first" else zero + 1
+
     def full() -> Tensor:
-        return torch.where(inside, _full_from_scores(values, m, maps, background), zero)
+        return torch.where(inside, _full_from_scores(values, m, maps, background, order), outside)
 
     true = kp_index.to(torch.int64)
     if role == "full":
@@ -218,7 +244,7 @@ def _pixel_pairs(scores: Tensor, masks: Tensor | None, maps: PartMaps, batch: Ba
         probs[:, 0] = 0.1
         pred = probs.argmax(dim=1)
     elif background == "method":
-        pred = scores.argmax(dim=1)
+        pred = background_argmax(scores, protocol.rules.background_channel)
     elif background == "none":
         pred = parts + 1
     elif not protocol.rules.binarise_masks:

@@ -14,5 +14,8 @@ FIXTURES = {"synthetic": _synthetic}
 from test_datasets_cub import build_fixture as _cub  # noqa: E402
 from test_datasets_deepfashion import build_fixture as _deepfashion  # noqa: E402
 from test_datasets_pascal_part import build_fixture as _pascal_part  # noqa: E402
+from test_datasets_partimagenet import build_fixture as _partimagenet  # noqa: E402
+from test_datasets_nabirds import build_fixture as _nabirds  # noqa: E402
 
-FIXTURES.update({"cub": _cub, "deepfashion": _deepfashion, "pascal-part": _pascal_part})
+FIXTURES.update({"cub": _cub, "deepfashion": _deepfashion, "pascal-part": _pascal_part,
+                 "partimagenet": _partimagenet, "nabirds": _nabirds})

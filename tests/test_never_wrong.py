@@ -316,7 +316,8 @@ def test_report_bad_decimals_leaves_nothing(tmp_path):
 def test_latex_right_aligns_numbers(tmp_path):
     _one_run(tmp_path)
     result = invoke("report", tmp_path / "runs", "--format", "latex", "--out", tmp_path / "t")
-    assert "\\begin{tabular}{lrrrrrr}" in result.output and "\\toprule" in result.output
+    # method and supervision left-aligned, then the numbers
+    assert "\\begin{tabular}{llrrrrrr}" in result.output and "\\toprule" in result.output
 
 
 # -- the README tour as a new user meets it -------------------------------------------------------------

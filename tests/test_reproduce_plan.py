@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from benchmark.cli import cli
 from benchmark.reproduce.plan import PlanError, load_plan, shipped_plans
 
-SHIPPED = ("supp-k", "supp-seeds", "baselines", "landmarks", "ablation", "unsup-masks", "paper", "synthetic")
+SHIPPED = ("supp-k", "supp-seeds", "baselines", "landmarks", "ablation", "unsup-masks", "paper", "synthetic",
+           "whole-image")
 PASCAL_CATEGORIES = ("sheep", "horse", "cow", "motorbike", "aeroplane", "bus", "car", "bicycle", "dog", "cat")
 
 
@@ -30,9 +31,12 @@ def fixture_roots(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("trees")
     roots = {}
-    for name in ("cub", "deepfashion", "pascal-part"):
+    for name in ("cub", "deepfashion", "pascal-part", "partimagenet"):
         (base / name).mkdir()
         roots[name], _ = FIXTURES[name](base / name)
+    from test_datasets_partimagenet import write_pdisco_split
+
+    write_pdisco_split(roots["partimagenet"] / "train_test_split_pimagenet_ood.txt")
     # The landmarks plan keeps classes 1-3; the fixture's fourth image becomes class 3.
     labels = roots["cub"] / "image_class_labels.txt"
     labels.write_text(labels.read_text().replace("4 4", "4 3"))

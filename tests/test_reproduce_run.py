@@ -87,8 +87,9 @@ def test_tables_put_each_cell_beside_the_published_one(tiny):
     values = rows[(rows.method == "kmeans") & (rows.metric == "nmi") & (rows.protocol == "legacy")]["value"]
     assert len(values) == 2 and cell["mean"] == pytest.approx(100 * values.mean(), abs=1e-3)
     row = next(line for line in markdown.splitlines() if line.startswith("| km"))
-    assert f"{cell['mean'] - 50.0:+.2f}" in row and "50.0 ± 1.5" in row and " ± " in row.split("|")[2]
-    assert "–" not in markdown.split("| rnd")[1].split("|")[1]  # rnd has its own cells; only paper/Δ are empty
+    assert row.split("|")[2].strip() == "fg-masks"  # the supervision track, beside the method
+    assert f"{cell['mean'] - 50.0:+.2f}" in row and "50.0 ± 1.5" in row and " ± " in row.split("|")[3]
+    assert "–" not in markdown.split("| rnd")[1].split("|")[2]  # rnd has its own cells; only paper/Δ are empty
     latex = (out / "tables" / "tiny.tex").read_text()
     assert r"$\Delta$" in latex and r"\begin{table}" in latex
 

@@ -24,11 +24,12 @@ def _raw_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 @click.group("data")
 def data_group() -> None:
-    """Check and download the real datasets (CUB-200-2011, DeepFashion In-shop, PASCAL-Part)."""
+    """Check and download the real datasets (CUB-200-2011, NABirds, DeepFashion In-shop, PASCAL-Part,
+    PartImageNet)."""
 
 
 @data_group.command("check")
-@click.option("--dataset", "-d", "dataset", required=True, help="cub, deepfashion or pascal-part")
+@click.option("--dataset", "-d", "dataset", required=True, help="cub, nabirds, deepfashion, pascal-part or partimagenet")
 @click.option("--data-root", required=True, type=click.Path(path_type=Path), help="root of the dataset tree")
 @click.option("--split", "splits", multiple=True, help="only these splits (default: all)")
 @click.option("--category", default=None, help="PASCAL-Part category (e.g. car)")
@@ -71,7 +72,7 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
 
 
 @data_group.command("download")
-@click.argument("dataset", type=click.Choice(["cub", "pascal-part", "deepfashion"]))
+@click.argument("dataset", type=click.Choice(["cub", "pascal-part", "deepfashion", "partimagenet", "nabirds"]))
 @opt.out_option(None, "download and extract into this folder")
 @click.option("--url", "urls", multiple=True, help="override a location: NAME=URL (cub: images, segmentations; "
                                                      "pascal-part: voc, parts)")
@@ -79,7 +80,8 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
 @opt.quiet_option()
 def download_command(dataset, out_dir, urls, md5s, quiet) -> None:
     """Download DATASET from its official location (resumable, MD5-checked) and extract it safely.
-    DeepFashion needs a signed agreement: the steps are printed instead.
+    DeepFashion and NABirds need an agreement and PartImageNet comes through its authors' links: their steps
+    are printed instead.
 
     \b
     Examples:
@@ -88,10 +90,10 @@ def download_command(dataset, out_dir, urls, md5s, quiet) -> None:
     """
     from benchmark.datasets._download import DATA_ROOT_AFTER, fetch
 
-    if dataset == "deepfashion":
-        from benchmark.datasets.deepfashion import DOWNLOAD_STEPS
+    if dataset in ("deepfashion", "partimagenet", "nabirds"):  # behind an agreement or a sharing link
+        import importlib
 
-        click.echo(DOWNLOAD_STEPS)
+        click.echo(importlib.import_module(f"benchmark.datasets.{dataset}").DOWNLOAD_STEPS)
         return
     if out_dir is None:
         raise UserError("pass --out DIR: the folder to download and extract into")

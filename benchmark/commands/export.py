@@ -78,8 +78,9 @@ def _export(config, out: Path, *, view: str, device: str, cache_dir, num_workers
         echo(f"{step.folder}: {count} images")
     write_sidecar(out, {"folders": folders, "num_parts": num_parts, "method": method,
                         "method_params": {k: _jsonable(v) for k, v in model.get_params().items()},
-                        "weights_id": model.weights_id(), "dataset": dataset, "split": split,
-                        "protocol": evaluation.name, "masks": evaluation.masks.spec, "seed": seed})
+                        "weights_id": model.weights_id(), "supervision": model.supervision_track(),
+                        "dataset": dataset, "split": split,
+                        "protocol": evaluation.spec, "masks": evaluation.masks.spec, "seed": seed})
     return out
 
 

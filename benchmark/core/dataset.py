@@ -26,6 +26,13 @@ Class attributes describe the evaluation protocol (they go into ``benchmark list
 * ``legacy_background_rules``: ``{role: rule}`` (role ``"fg"``/``"full"``), how the reference evaluation
   read a method's own background channel in that role under ``--protocol legacy`` (see
   ``benchmark.metrics.scoring``: ``"all_channels"``, ``"max_normalised"``).
+* ``whole_image_view``: the view that serves *both* roles under a protocol with ``whole_image`` rules
+  (``--protocol whole-image``): the whole image, short side resized to ``self.protocol.image_size`` and,
+  with ``self.protocol.centre_crop``, a centred square cut; ``None`` = the dataset does not support that
+  protocol (an error naming the protocols it does support). Under such a protocol the instance's
+  ``fg_view`` / ``full_view`` both name this view (:meth:`Dataset.role_view`) and it has no landmark
+  regression (``landmark_protocol`` is ``None``: the newer papers' keypoint regression is another
+  protocol, not implemented).
 
 Constructor: ``__init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
 **options)``. ``protocol`` is an :class:`~benchmark.core.protocol.EvaluationProtocol` (or its name) and
@@ -80,6 +87,7 @@ class Dataset(Plugin, torch.utils.data.Dataset):
     landmark_fit_split: ClassVar[str] = "train"
     legacy_align_corners: ClassVar[dict[str, bool]] = {}
     legacy_background_rules: ClassVar[dict[str, str]] = {}
+    whole_image_view: ClassVar[str | None] = None
     keypoint_names: ClassVar[tuple[str, ...]] = ()
     protocol_description: ClassVar[str] = ""
     data_hint: ClassVar[str] = ""  # how to get the data (shown by `benchmark list` and in errors)
@@ -94,6 +102,9 @@ class Dataset(Plugin, torch.utils.data.Dataset):
             raise UserError(f"dataset {self.name!r} has no view {view!r}; choose one of {', '.join(self.views)}")
         self.protocol = EvaluationProtocol.resolve(protocol, masks, dataset=type(self))
         self.masks = self.protocol.masks
+        if self.protocol.rules.whole_image:
+            self.fg_view = self.full_view = self.role_view("fg", self.protocol)
+            self.landmark_protocol = None
         if self.needs_data_root:
             if root is None:
                 raise UserError(f"dataset {self.name!r} needs --data-root. {self.data_hint}".strip())
@@ -103,6 +114,17 @@ class Dataset(Plugin, torch.utils.data.Dataset):
         self.root = Path(root) if root is not None else None
         self.split = split
         self.view = view
+
+    @classmethod
+    def role_view(cls, role: str, protocol: str | EvaluationProtocol) -> str:
+        """The view the metrics of ``role`` (``"fg"``/``"full"``) read under ``protocol``."""
+        protocol = EvaluationProtocol.resolve(protocol)
+        if protocol.rules.whole_image:
+            if cls.whole_image_view is None:
+                raise UserError(f"dataset {cls.name!r} has no whole-image view, so --protocol {protocol} does not "
+                                f"apply to it; use --protocol corrected or legacy")
+            return cls.whole_image_view
+        return cls.fg_view if role == "fg" else cls.full_view
 
     # -- description --------------------------------------------------------------------------------
     @classmethod

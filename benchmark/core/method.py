@@ -39,6 +39,17 @@ Conventions (scikit-learn's estimator rules, checked for every registered method
   for ``-o`` options the same way.
 * Tags (class attributes): ``requires_training``, ``transductive``, ``provides_background`` (a background
   channel 0, usable with ``--masks method``), ``uses_masks`` (needs ``batch.masks`` at fit/predict time).
+* ``supervision`` (tag, required of every registered method): the strongest annotation the method learns
+  from, one of :data:`SUPERVISION_TRACKS`:
+
+  - ``"none"``: images only (pretrained backbones allowed), e.g. ``dff``, ``random``;
+  - ``"fg-masks"``: foreground masks of the training or evaluated images (e.g. ``ours`` and ``scops``
+    train on them, ``kmeans`` clusters only foreground features);
+  - ``"class-labels"``: image-level class labels (PDiscoNet, PDiscoFormer train a classifier).
+
+  ``benchmark list``, the ``supervision`` column of result rows and the tables show it; tables rank
+  (bold) methods only within one track. A method whose supervision depends on its input (``predictions``)
+  overrides :meth:`supervision_track`.
 * :meth:`unavailable_reason` says why the method cannot run here (a missing optional dependency ...);
   the method then stays registered, is listed as unavailable by ``benchmark list`` and skipped by the demo.
 * :meth:`demo_params` gives tiny settings for ``benchmark demo`` (2 CPU cores, a few seconds per method);
@@ -101,6 +112,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from benchmark.core.plugin import Plugin
 
+#: the supervision tracks a method declares (``Method.supervision``), from the weakest
+SUPERVISION_TRACKS = ("none", "fg-masks", "class-labels")
+
 if TYPE_CHECKING:
     from benchmark.core.dataset import Dataset
     from benchmark.core.types import Batch, PartMaps
@@ -136,6 +150,7 @@ class Method(Plugin):
     transductive: ClassVar[bool] = False
     provides_background: ClassVar[bool] = False
     uses_masks: ClassVar[bool] = False
+    supervision: ClassVar[str | None] = None  # one of SUPERVISION_TRACKS; see the module docstring
     reads_saved_maps: ClassVar[bool] = False
     train_view: ClassVar[str] = "train"
 
@@ -201,6 +216,11 @@ class Method(Plugin):
     def weights_id(self) -> str:
         """Identity of the pretrained weights the predictions depend on (``"none"`` if none)."""
         return "none"
+
+    def supervision_track(self) -> str:
+        """The supervision this instance learnt from (default: the class tag ``supervision``); ``""`` when
+        it is not known."""
+        return self.supervision or ""
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

@@ -16,6 +16,11 @@ Protocols (:data:`PROTOCOL_NAMES`):
 * ``corrected`` (default): the evaluation with the known defects of the released notebooks fixed.
 * ``legacy``: what the released evaluation notebooks compute, quirks included, so that the published
   numbers are reproduced from the released checkpoints.
+* ``whole-image``: the evaluation of the 2023-2025 papers (PDiscoNet, PDiscoFormer, MPAE): no box crop, the
+  whole image with its short side resized to :attr:`EvaluationProtocol.image_size` (448 by default), with an
+  optional centred square crop (``whole-image:518-crop`` for ViTs), and an argmax over K + 1 channels whose
+  background channel sits *last*, as those models emit it. Spelt ``whole-image[:SIZE[-crop]]``
+  (:func:`canonical_protocol`); the dataset's ``whole_image_view`` serves every clustering metric.
 
 The rules each protocol fixes are the fields of :class:`ProtocolRules`; dataset-specific reproductions of
 a notebook (e.g. CUB's keypoint shift by the float box corner) are switched by
@@ -62,12 +67,17 @@ import numpy as np
 from benchmark.core.cache import folder_digest
 from benchmark.core.errors import UserError
 
-PROTOCOL_NAMES = ("corrected", "legacy")
-CORRECTED, LEGACY = PROTOCOL_NAMES
+PROTOCOL_NAMES = ("corrected", "legacy", "whole-image")
+CORRECTED, LEGACY, WHOLE_IMAGE = PROTOCOL_NAMES
 #: the protocol of a run that names none (``--protocol``'s default)
 DEFAULT_PROTOCOL = CORRECTED
 #: the protocol the published tables were computed with (paper rows sit beside results of this protocol)
 PAPER_PROTOCOL = LEGACY
+#: the protocols of the Choudhury et al. notebooks (box-cropped FG view + full view); a plan that names no
+#: protocols evaluates under these
+NOTEBOOK_PROTOCOLS = (LEGACY, CORRECTED)
+#: ``whole-image`` without a size: the short side of the ResNet models of PDiscoNet / PDiscoFormer
+WHOLE_IMAGE_DEFAULT_SIZE = 448
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,6 +331,16 @@ class ProtocolRules:
     #: (``legacy_align_corners``), its background rules for methods with a background channel
     #: (``legacy_background_rules``) and the quirks its docstring lists
     reference_quirks: bool
+    #: ``True``: every clustering metric reads the dataset's ``whole_image_view`` (whole image, short side
+    #: to the protocol's ``image_size``, optional centred crop; no landmark regression); ``False``: the
+    #: dataset's own ``fg_view`` / ``full_view``
+    whole_image: bool = False
+    #: where the background sits in the K + 1 channels the full-image argmax runs over: ``"first"`` (the
+    #: notebooks' ``[background, parts]``) or ``"last"`` (the ``[parts, background]`` of PDiscoNet-style
+    #: models). ``torch.argmax`` returns the first maximum, so this decides exact ties between the
+    #: background and a part, and the label of a keypoint read outside the image (all-zero scores: the
+    #: first channel)
+    background_channel: str = "first"
 
 
 RULES: dict[str, ProtocolRules] = {
@@ -330,7 +350,42 @@ RULES: dict[str, ProtocolRules] = {
     LEGACY: ProtocolRules(binarise_masks=False, mask_resize="bilinear", label_resize="bilinear",
                           reject_unknown_labels=False, keypoint_readout="grid_sample", box_crop="clip",
                           fg_ari_with_background=True, reference_quirks=True),
+    # The reference evaluators of PDiscoNet/PDiscoFormer/MPAE (docs/protocol.md, "whole-image"): nothing to
+    # binarise there (their CUB evaluation reads no masks); a run that takes its background from masks
+    # uses the corrected rules for them.
+    WHOLE_IMAGE: ProtocolRules(binarise_masks=True, mask_resize="nearest", label_resize="nearest",
+                               reject_unknown_labels=True, keypoint_readout="grid_sample", box_crop="pad",
+                               fg_ari_with_background=False, reference_quirks=False, whole_image=True,
+                               background_channel="last"),
 }
+
+
+def parse_protocol(text: str) -> tuple[str, int | None, bool]:
+    """``"whole-image:518-crop"`` -> ``("whole-image", 518, True)``; ``"legacy"`` -> ``("legacy", None, False)``.
+    Only ``whole-image`` takes a size (default :data:`WHOLE_IMAGE_DEFAULT_SIZE`) and ``-crop``."""
+    text = str(text).strip()
+    name, colon, argument = text.partition(":")
+    name = name.strip()
+    usage = (f"unknown protocol {text!r}; choose one of {', '.join(PROTOCOL_NAMES)} (whole-image takes a size: "
+             f"whole-image:448, or whole-image:518-crop for a centred square crop)")
+    if name not in RULES:
+        raise UserError(usage)
+    if not RULES[name].whole_image:
+        if colon:
+            raise UserError(usage)
+        return name, None, False
+    if not colon:
+        return name, WHOLE_IMAGE_DEFAULT_SIZE, False
+    size, dash, crop = argument.strip().partition("-")
+    if not size.isdigit() or int(size) < 1 or (dash and crop != "crop"):
+        raise UserError(usage)
+    return name, int(size), bool(dash)
+
+
+def canonical_protocol(text: str) -> str:
+    """The one spelling of a protocol (what result rows and run keys record): ``whole-image`` for
+    ``whole-image:448``, ``whole-image:518-crop``, ``legacy`` ... Raises :class:`UserError` on bad text."""
+    return EvaluationProtocol.resolve(text).spec
 
 
 @dataclass(frozen=True)
@@ -344,10 +399,19 @@ class EvaluationProtocol:
     view_align_corners: Mapping[str, bool] = field(default_factory=dict)
     #: ``{role: rule}`` for methods with their own background channel (see ``benchmark.metrics.scoring``)
     background_rules: Mapping[str, str] = field(default_factory=dict)
+    #: ``whole-image``: the short side of the evaluated image (``None`` for the other protocols)
+    image_size: int | None = None
+    #: ``whole-image``: cut a centred ``image_size`` square after resizing (ViTs need a fixed input)
+    centre_crop: bool = False
 
     def __post_init__(self):
-        if self.name not in RULES:
-            raise UserError(f"unknown protocol {self.name!r}; choose one of {', '.join(PROTOCOL_NAMES)}")
+        name, size, crop = parse_protocol(self.name)
+        if name != self.name:
+            raise UserError(f"protocol {self.name!r}: give the size with EvaluationProtocol.resolve({self.name!r})")
+        if self.rules.whole_image and self.image_size is None:
+            object.__setattr__(self, "image_size", size)
+        if not self.rules.whole_image and (self.image_size is not None or self.centre_crop):
+            raise UserError(f"protocol {self.name!r} takes no image size")
 
     @classmethod
     def resolve(cls, name: "str | EvaluationProtocol" = CORRECTED, masks: "str | MaskSource | None" = None,
@@ -358,19 +422,32 @@ class EvaluationProtocol:
         if isinstance(name, EvaluationProtocol):
             protocol = name if masks is None else dataclasses.replace(name, masks=MaskSource.parse(masks))
         else:
-            protocol = cls(str(name), MaskSource.parse(masks))
+            family, size, crop = parse_protocol(str(name))
+            protocol = cls(family, MaskSource.parse(masks), image_size=size, centre_crop=crop)
         if dataset is not None and protocol.rules.reference_quirks:
             protocol = dataclasses.replace(
                 protocol, view_align_corners=dict(dataset.legacy_align_corners or {}),
                 background_rules=dict(dataset.legacy_background_rules or {}))
+        if dataset is not None and protocol.rules.whole_image and dataset.whole_image_view:
+            # the reference evaluators upsample with F.interpolate(..., align_corners=False) whatever the model
+            protocol = dataclasses.replace(protocol, view_align_corners={dataset.whole_image_view: False})
         return protocol
+
+    @property
+    def spec(self) -> str:
+        """The canonical text of this protocol (see :func:`canonical_protocol`)."""
+        if not self.rules.whole_image:
+            return self.name
+        if self.image_size == WHOLE_IMAGE_DEFAULT_SIZE and not self.centre_crop:
+            return self.name
+        return f"{self.name}:{self.image_size}" + ("-crop" if self.centre_crop else "")
 
     @property
     def rules(self) -> ProtocolRules:
         return RULES[self.name]
 
     def __str__(self) -> str:
-        return self.name
+        return self.spec
 
     # -- per view, role and metric --------------------------------------------------------------------
     def align_corners(self, view: str) -> bool | None:
@@ -394,4 +471,4 @@ class EvaluationProtocol:
 
     def identity(self) -> dict[str, Any]:
         """What identifies this protocol in caches derived from a dataset view."""
-        return {"protocol": self.name, "masks": self.masks.fingerprint()}
+        return {"protocol": self.spec, "masks": self.masks.fingerprint()}

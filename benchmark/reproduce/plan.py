@@ -51,11 +51,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import (DEFAULT_PROTOCOL, PAPER_PROTOCOL, PROTOCOL_NAMES, GroundTruthMasks, MaskSource,
-                                     mask_kinds_text)
+from benchmark.core.protocol import (DEFAULT_PROTOCOL, NOTEBOOK_PROTOCOLS, PAPER_PROTOCOL, PROTOCOL_NAMES,
+                                     GroundTruthMasks, MaskSource, canonical_protocol, mask_kinds_text)
 from benchmark.reproduce.published import PUBLISHED_MASKS
 
-PROTOCOLS = tuple(sorted(PROTOCOL_NAMES, key=lambda p: p != PAPER_PROTOCOL))  # the paper's first
+#: the protocols of a plan that names none: the notebook family, the paper's first
+PROTOCOLS = tuple(sorted(NOTEBOOK_PROTOCOLS, key=lambda p: p != PAPER_PROTOCOL))
 # Mask sources a plan may name: the kinds with ``in_plans`` (benchmark.core.protocol.MaskSource), e.g.
 # ``fgbg`` (the fg/bg model the plan trains per dataset, then its predicted masks), ``predicted:DIR``
 # (``{root}`` = the dataset's --data-root) and ``unsupervised:NAME``.
@@ -262,7 +263,7 @@ METHOD_KEYS = {"method": "a registered method name", "params": "method parameter
 EXPERIMENT_KEYS = {
     "name": "a unique name", "title": "the table title", "methods": "labels or registered method names",
     "datasets": "registered dataset names", "num_parts": "K values", "seeds": "seeds, or a range such as '0-4'",
-    "protocols": " and/or ".join(PROTOCOLS), "masks": f"mask sources: {mask_kinds_text(in_plans=True)}", "metrics": "metric names (default: every one that applies)",
+    "protocols": f"{', '.join(PROTOCOL_NAMES)}[:SIZE[-crop]]", "masks": f"mask sources: {mask_kinds_text(in_plans=True)}", "metrics": "metric names (default: every one that applies)",
     "published": "a named published table (k-sweep, five-seeds)", "figures": "qualitative figures (true/false)",
     "dataset_options": "dataset -> option table, or array of option tables (one variant each)",
     "train_protocol": "protocol of the training data (legacy = the reference training code)",
@@ -499,8 +500,14 @@ def _check_names(check: _Checker, merged: dict, origin, methods: dict[str, Metho
             raise check.fail(origin("datasets"), f"unknown dataset {name!r}; registered datasets: "
                                                  f"{', '.join(DATASETS.names())}")
     for protocol in merged.get("protocols", PROTOCOLS):
-        if protocol not in PROTOCOLS:
-            raise check.fail(origin("protocols"), f"unknown protocol {protocol!r}; use {' and/or '.join(PROTOCOLS)}")
+        try:
+            spelt = canonical_protocol(protocol)
+        except UserError:
+            spelt = None
+        if spelt != protocol:
+            raise check.fail(origin("protocols"), f"unknown protocol {protocol!r}; use "
+                                                  f"{', '.join(PROTOCOL_NAMES)} (whole-image takes a size: "
+                                                  f"whole-image:518-crop)" + (f"; write it {spelt!r}" if spelt else ""))
     for source in merged.get("masks", ["gt"]):
         try:
             MaskSource.split(source, in_plans=True)

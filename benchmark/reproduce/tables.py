@@ -77,7 +77,7 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
             usable = {k: v for k, v in published.items() if _matches(v.get("masks"), source)}
             has_paper = any((label, dataset, str(k), m) in usable for label in spec["methods"]
                             for k in spec["num_parts"] for m in metrics)
-            header = ["Method"]
+            header = ["Method", "Supervision"]  # methods of different supervision tracks are not alike
             for metric in metrics:
                 title = METRIC_TITLES.get(metric, metric)
                 for protocol in protocols:
@@ -92,7 +92,8 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
                     if not mine:
                         continue
                     name = label if len(spec["num_parts"]) == 1 else f"{label}, K={k}"
-                    cells = [name]
+                    track = next((r.get("supervision") for r in mine if r.get("supervision")), "") or "?"
+                    cells = [name, track]
                     for metric in metrics:
                         for protocol in protocols:
                             values = [float(r["value"]) for r in mine if r["metric"] == metric and r["protocol"] == protocol]
@@ -107,7 +108,8 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
                                     cells += [MISSING, MISSING]
                             long_rows.append({
                                 "experiment": spec["experiment"], "dataset": dataset_label, "masks": source,
-                                "method": label, "num_parts": k, "metric": metric, "protocol": protocol,
+                                "method": label, "supervision": track, "num_parts": k, "metric": metric,
+                                "protocol": protocol,
                                 "mean": mean, "std": std, "seeds": len(values),
                                 "published_mean": paper["mean"] if paper and protocol == PAPER_PROTOCOL else None,
                                 "published_std": paper["std"] if paper and protocol == PAPER_PROTOCOL else None,
@@ -157,7 +159,7 @@ def render_csv(long_rows: list[dict[str, Any]]) -> str:
     import csv
     import io
 
-    columns = ["experiment", "dataset", "masks", "method", "num_parts", "metric", "protocol", "mean", "std", "seeds",
+    columns = ["experiment", "dataset", "masks", "method", "supervision", "num_parts", "metric", "protocol", "mean", "std", "seeds",
                "published_mean", "published_std", "difference", "published_source"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")

@@ -39,6 +39,7 @@ class Ours(TrainableMethod):
 
     requires_training = True
     uses_masks = True
+    supervision = "fg-masks"  # trains on the foreground masks of the training view (the paper: GT masks)
     code_version = TRAIN_CODE_VERSION
     # A learning rate > 0, weights of loss terms >= 0, counts >= 1 (a negative lr is no training).
     param_ranges = {**TRAINING_RANGES, "max_iter": Range(0), **{f"lambda_{term}": Range(0) for term in

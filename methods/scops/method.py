@@ -133,6 +133,7 @@ class SCOPS(TrainableMethod):
 
     requires_training = True
     provides_background = True
+    supervision = "fg-masks"  # trains on the foreground masks of the training view
     code_version = TRAIN_CODE_VERSION
     checkpoint_label = "scops-checkpoint"
     param_ranges = {**TRAINING_RANGES, "lr_basis": Range(0, low_open=True), "momentum": Range(0, 1),

@@ -1,0 +1,74 @@
+"""The shipped ``whole-image`` plan runs end to end on stand-ins: miniature CUB and PartImageNet trees in the
+official formats, small image sizes, random weights and, to stay cheap, its method lists cut to ``random``
+and ``kmeans`` (``scops`` at K = 4 for the own-background experiment). Every protocol and K of the plan
+is run and every table is filled. (With all five methods this takes ~2 CPU minutes; the full method list
+is dry-run against fixture trees in test_reproduce_plan.py.)"""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from click.testing import CliRunner
+
+from benchmark.cli import cli
+from benchmark.reproduce.plan import shipped_plans
+
+CHEAP = {
+    'method = "dff"\n': 'method = "dff"\nparams = { weights = "random", max_iter = 20 }\n',
+    'method = "kmeans"\n': 'method = "kmeans"\nparams = { weights = "random", niter = 5, nredo = 1, batch_size = 8 }\n',
+    'method = "scops"\nparams = { preset = "paper" }':
+        'method = "scops"\nparams = { preset = "tiny", init = "random", vgg_weights = "random", steps = 2, image_size = 32, batch_size = 3 }',
+    'method = "ours"\nparams = { preset = "paper" }':
+        'method = "ours"\nparams = { preset = "tiny", init = "random", vgg_weights = "random", steps = 2, image_size = 32, batch_size = 3 }',
+    '"whole-image"]': '"whole-image:64"]',
+    '"whole-image:224-crop"]': '"whole-image:32-crop"]',
+    # the miniature tree's official splits (PDiscoFormer's re-split is tested in test_datasets_partimagenet.py)
+    'split_source = "pdisco"': 'split_source = "official"',
+    'methods = ["random", "dff", "kmeans", "dino-coseg", "scops", "ours"]': 'methods = ["random", "kmeans"]',
+    'methods = ["scops", "dino-coseg"]\ndatasets = ["cub"]\nnum_parts = [4, 8, 16]':
+        'methods = ["scops"]\ndatasets = ["cub"]\nnum_parts = [4]',
+}
+
+
+def cub_stand_in(root):
+    """The CUB fixture tree plus one training image, so that a training batch of 3 fits."""
+    from test_datasets_cub import IMAGES, keypoints_for, write_tree
+
+    images = dict(IMAGES)
+    images[5] = ("004.Groove_billed_Ani/Groove_Billed_Ani_0005_5.jpg", 1, 4, (56, 48), (3.0, 4.0, 40.0, 30.0))
+
+    def keypoints(image_id):
+        if image_id in IMAGES:
+            return keypoints_for(image_id)
+        return [(float(5 + 2 * p), float(5 + 2 * p), 1) for p in range(15)]
+
+    return write_tree(root, images=images, keypoints=keypoints, segment_ids=tuple(images))
+
+
+@pytest.mark.slow
+def test_whole_image_plan_fills_every_cell_on_stand_ins(tmp_path):
+    from test_datasets_partimagenet import write_tree as write_pin
+
+    text = shipped_plans()["whole-image"].read_text()
+    for old, new in CHEAP.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    plan = tmp_path / "whole-image-standins.toml"
+    plan.write_text(text)
+    cub = cub_stand_in(tmp_path / "cub" / "CUB_200_2011")
+    pin = write_pin(tmp_path / "pin" / "PartImageNet")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["reproduce", str(plan), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+                                      "--data-root", f"cub={cub}", "--data-root", f"partimagenet={pin}",
+                                      "-q", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    tables = sorted(out.rglob("*.csv"))
+    rows = [row for path in tables if path.parent.name == "tables" for row in csv.DictReader(path.open())]
+    assert rows, [str(p) for p in tables]
+    protocols = {row.get("protocol") for row in rows}
+    assert {"legacy", "corrected", "whole-image:64", "whole-image:32-crop"} <= protocols, protocols
+    assert {row.get("num_parts") for row in rows} >= {"4", "8", "16", "25", "50"}
+    assert {(row["method"], row["supervision"]) for row in rows} == {("random", "none"), ("kmeans", "fg-masks"),
+                                                                     ("scops", "fg-masks")}
+    assert "| Supervision" in (out / "tables" / "whole-image-cub.md").read_text()
