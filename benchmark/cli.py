@@ -234,13 +234,14 @@ def list_command():
     from benchmark.core.registry import BENCHES, DATASETS, METHODS, METRICS
     import benchmark.benches  # noqa: F401  (registers the speed benchmarks)
 
-    def status(cls) -> str:
+    def status(cls, missing: str | None = None) -> str:
+        """``missing``: what the plug-in's declared weights files (``weights_needed``) lack here."""
         reason = cls.unavailable_reason()
         if reason:
             return f"UNAVAILABLE: {reason}"
-        missing = cls.missing_weights() if issubclass(cls, Method) else None  # datasets, mask models: none
-        if missing:
-            return f"needs weights: {missing} (on the synthetic dataset: random weights, with a warning)"
+        if missing:  # part methods fall back to random weights on synthetic data; mask models never do
+            return f"needs weights: {missing}" + (" (on the synthetic dataset: random weights, with a warning)"
+                                                  if issubclass(cls, Method) else "")
         return "ok"
 
     click.echo("Methods:")
@@ -250,7 +251,7 @@ def list_command():
         if cls.trainable():  # the `benchmark train` capability, with its presets
             tags.append(f"trainable: presets {'/'.join(cls.train_presets()) or '-'}")
         click.echo(f"  {name:<12} {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
-        click.echo(f"  {'':<12} -> {status(cls)}")
+        click.echo(f"  {'':<12} -> {status(cls, cls.missing_weights())}")
     for name, why in sorted(METHODS.broken.items()):
         click.echo(f"  {name:<12} BROKEN: {why}")
     from benchmark.core.registry import MASK_MODELS
@@ -258,9 +259,13 @@ def list_command():
 
     click.echo("Foreground mask models (not part methods; benchmark train -m NAME, --masks model:CKPT):")
     for name, cls in MASK_MODELS.items():
-        click.echo(f"  {name:<12} {status(cls):<4}  {cls.description()}")
-    for name, (_, text) in sorted(UNSUPERVISED.items()):
-        click.echo(f"  unsupervised:{name:<15} training-free (--masks unsupervised:{name}): {text}")
+        click.echo(f"  {name:<12} {status(cls, cls.missing_weights()):<4}  {cls.description()}")
+    from benchmark.core.requirements import describe_missing
+
+    for name, (build, text) in sorted(UNSUPERVISED.items()):
+        missing = describe_missing(build().weights_needed())
+        click.echo(f"  unsupervised:{name:<15} training-free (--masks unsupervised:{name}): {text}"
+                   + (f"  -> needs weights: {missing}" if missing else ""))
     click.echo("Datasets:")
     for name, cls in DATASETS.items():
         needs = "needs --data-root" if cls.needs_data_root else "built in"

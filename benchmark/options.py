@@ -187,19 +187,32 @@ def needs_data_root(dataset: str) -> bool:
     return DATASETS.get(dataset).needs_data_root
 
 
-def synthetic_weights(method: str, dataset: str, params: dict) -> dict:
-    """On the built-in synthetic dataset, methods whose ImageNet weights are missing here run with random
-    weights (as the demo does), with a loud warning; the rows record it (column ``weights``). On real
-    datasets the weights are never replaced: the run stops and names how to fetch them or -p weights=random."""
-    from benchmark.core.registry import METHODS
+def synthetic_weights(method: str, dataset: str, params: dict, *, mask_models: bool = False) -> dict:
+    """The weights check of ``run``, ``sweep``, ``export`` and ``train``, before any data is read, asked of the
+    method's own declaration (``weights_needed``, as ``list`` and ``reproduce`` do).
 
-    if needs_data_root(dataset) or method not in METHODS.names():
-        return params
-    cls = METHODS.get(method)
-    fills = {k: v for k, v in cls.random_weights_params().items() if k not in params}
+    On the built-in synthetic dataset, methods whose ImageNet weights are missing here run with random
+    weights (as the demo does), with a loud warning; the rows record it (column ``weights``). On real
+    datasets the weights are never replaced: a missing file stops the command with what is missing and how
+    to get it (or -p weights=random). ``mask_models``: the command also takes mask models (``train``)."""
+    from benchmark.core.registry import MASK_MODELS, METHODS
+
+    if method in METHODS.names():
+        cls = METHODS.get(method)
+        random_params = cls.random_weights_params()
+    elif mask_models and method in MASK_MODELS.names():
+        cls = MASK_MODELS.get(method)
+        random_params = {}  # a mask model never falls back to random weights (--init random says so)
+    else:
+        return params  # an unknown name is refused with its own error
     missing = cls.missing_weights(params)
-    if not fills or not missing or params.get("checkpoint"):
-        return params  # nothing missing, or the user chose every weight explicitly: the run names the fix
+    if not missing:
+        return params
+    if needs_data_root(dataset):
+        raise UserError(f"{method} needs weights that are not on this machine: {missing}")
+    fills = {k: v for k, v in random_params.items() if k not in params}
+    if not fills or params.get("checkpoint"):
+        raise UserError(f"{method} needs weights that are not on this machine: {missing}")
     given = " ".join(f"-p {k}={v}" for k, v in fills.items())
     click.echo(f"warning: {missing}; on the synthetic dataset {method!r} runs with RANDOM weights ({given}), "
                "recorded in every row. Numbers with random weights say nothing about the method.", err=True)

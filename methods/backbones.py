@@ -37,33 +37,27 @@ Precision: ``"fp32"`` (exact), ``"tf32"`` (TF32 convolutions on CUDA; the defaul
 
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Sequence
-from urllib.parse import urlparse
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
+from benchmark.core.requirements import ALLOW_DOWNLOAD_ENV, downloads_allowed  # noqa: F401  (re-exported)
+from benchmark.methods import pretrained
+from benchmark.methods.frozen import (IMAGENET_MEAN, IMAGENET_STD, PRECISIONS,  # noqa: F401  (re-exported)
+                                      FrozenBackbone, RandomWeightsWarning)
+from benchmark.methods.pretrained import imagenet_weights_path  # noqa: F401  (re-exported: where the file is read)
 from benchmark.methods.weights import check_state_dict as check_keys
 from benchmark.methods.weights import read_state_dict
 
 ARCHS = ("vgg16", "vgg19")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 # Bump when the input pipeline (normalisation, resizing conventions) changes: invalidates feature caches.
 TRANSFORM_VERSION = "imagenet-meanstd-v1"
-ALLOW_DOWNLOAD_ENV = "PARTBENCH_ALLOW_DOWNLOAD"
-
-
-class RandomWeightsWarning(UserWarning):
-    """Features come from a randomly initialised backbone (tests / synthetic demo only)."""
 
 
 # -- the network definition ---------------------------------------------------------------------------
@@ -119,72 +113,24 @@ def layer_info(arch: str, layer: str) -> tuple[int, int]:
 
 
 # -- weights --------------------------------------------------------------------------------------------
-def imagenet_weights_path(arch: str) -> Path:
-    """Where torchvision keeps (and we look for) the ImageNet state dict of ``arch``."""
+def _load_imagenet(arch: str) -> tuple[dict[str, Tensor], str]:
+    """torchvision's ImageNet state dict of ``arch`` from the place the catalogue names (downloaded only when
+    allowed), and the source to name in errors."""
     import torchvision
 
-    url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-
-
-def missing_imagenet_weights(arch: str, weights: str = "imagenet", param: str = "weights") -> str | None:
-    """``None`` when ``weights`` of ``arch`` can be loaded here without a download; else what is missing and
-    how to get it (one sentence, for ``benchmark list`` and ``run``)."""
-    if weights == "random" or os.environ.get(ALLOW_DOWNLOAD_ENV) == "1":
-        return None
-    if weights != "imagenet":
-        return None if Path(weights).is_file() else f"weights file {weights} does not exist"
-    path = imagenet_weights_path(arch)
-    if path.is_file():
-        return None
-    return (f"ImageNet {arch} weights missing: copy them to {path} or set {ALLOW_DOWNLOAD_ENV}=1, or pass "
-            f"-p {param}=PATH|random")
-
-
-def resnet50_missing(init: str) -> str | None:
-    """The segmenter's counterpart of :func:`missing_imagenet_weights` for an ``init`` value
-    (``torchvision`` needs the ImageNet ResNet-50 in the torch cache, ``caffe:PATH`` the file)."""
-    if init == "random":
-        return None
-    if init.startswith("caffe:"):
-        path = Path(init[len("caffe:"):])
-        return None if path.is_file() else f"Caffe ResNet-50 weights {path} do not exist"
-    if init == "torchvision":
-        import torchvision
-
-        url = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
-        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-        return None if path.is_file() else (f"ImageNet ResNet-50 weights missing: copy them to {path}, or pass "
-                                            "-p init=caffe:PATH|random")
-    return None
-
-
-def _missing_imagenet_message(arch: str, path: Path) -> str:
-    import torchvision
-
-    url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
-    return (f"ImageNet weights for {arch} are not available offline: {path} does not exist. Either "
-            f"(1) on a machine with internet run `python -c \"import torchvision; torchvision.models.{arch}("
-            f"weights='IMAGENET1K_V1')\"` (or download {url}) and copy the file to {path}, or point "
-            f"TORCH_HOME at the folder holding hub/checkpoints/{path.name}; "
-            f"(2) set {ALLOW_DOWNLOAD_ENV}=1 to let partbench download it now; "
-            f"(3) pass a torchvision-format {arch} state dict with `-p weights=PATH` (kmeans, dff) or "
-            f"`-p vgg_weights=PATH` (ours, scops).")
-
-
-def _load_imagenet(arch: str) -> dict[str, Tensor]:
-    import torchvision
-
-    path = imagenet_weights_path(arch)
-    if path.is_file():
-        return _torch_load(path)
-    if os.environ.get(ALLOW_DOWNLOAD_ENV, "") not in ("", "0"):
+    need = pretrained.imagenet_weights(arch)
+    path = need.found()
+    if path is not None:
+        return _torch_load(path), f"ImageNet weights file {path}"
+    missing = f"{need.what} are not available offline: {need.paths[0]} does not exist. Either {need.fix}."
+    if downloads_allowed():
         url = torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
         try:
-            return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
+            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
         except Exception as exc:  # network errors come in many types; the fix is the same
-            raise UserError(f"downloading {url} failed ({exc}). " + _missing_imagenet_message(arch, path)) from None
-    raise UserError(_missing_imagenet_message(arch, path))
+            raise UserError(f"downloading {url} failed ({exc}). {missing}") from None
+        return state, f"downloaded {url}"
+    raise UserError(missing)
 
 
 _VGG_FIX = "pass a torchvision-format VGG state dict saved with torch.save(model.state_dict(), PATH)"
@@ -192,13 +138,6 @@ _VGG_FIX = "pass a torchvision-format VGG state dict saved with torch.save(model
 
 def _torch_load(path: Path) -> dict[str, Tensor]:
     return read_state_dict(path, what="weights file", fix=_VGG_FIX, unwrap=())
-
-
-def check_state_dict(state: dict[str, Tensor], arch: str, source: str) -> None:
-    """Strict key/shape check of a torchvision-format VGG state dict (``classifier.*`` may be absent)."""
-    check_keys(_torchvision_vgg(arch).state_dict(), state, source=source, target=f"torchvision {arch}",
-               optional=lambda key: key.startswith("classifier."),
-               fix=f"pass the state_dict() of torchvision.models.{arch} (keys features.N.weight/bias, classifier.*)")
 
 
 def _random_init(features: nn.Sequential, seed: int) -> None:
@@ -228,7 +167,7 @@ def weights_identity(arch: str, weights: str, seed: int = 0) -> str:
 
 
 # -- the module -----------------------------------------------------------------------------------------
-class VGGFeatures(nn.Module):
+class VGGFeatures(FrozenBackbone):
     """A frozen torchvision VGG returning named layer outputs from one cascaded pass (see module docstring).
 
     ``forward(images)`` takes ``(N, 3, H, W)`` float RGB in ``[0, 1]`` on the module's device, applies the
@@ -237,7 +176,7 @@ class VGGFeatures(nn.Module):
 
     def __init__(self, arch: str = "vgg19", weights: str = "imagenet",
                  layers: Sequence[str] = ("relu3_2", "relu5_4"), seed: int = 0, precision: str = "auto"):
-        super().__init__()
+        super().__init__(precision)
         _check_arch(arch)
         if isinstance(layers, str):
             layers = (layers,)
@@ -250,11 +189,8 @@ class VGGFeatures(nn.Module):
             raise UserError(f"{arch} has no layer(s) {', '.join(map(repr, unknown))}; available: {', '.join(known)}")
         if len(set(layers)) != len(layers):
             raise UserError(f"duplicate layer names in {layers}")
-        if precision not in PRECISIONS:
-            raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.arch = arch
         self.layers = layers
-        self.precision = precision
         self.seed = int(seed)
 
         index_of = {row[0]: row[1] for row in _layer_table(arch)}
@@ -277,34 +213,20 @@ class VGGFeatures(nn.Module):
                           stacklevel=2)
         else:
             if weights == "imagenet":
-                state = _load_imagenet(arch)
-                source = f"ImageNet weights file {imagenet_weights_path(arch)}"
+                state, source = _load_imagenet(arch)
             else:
                 path = Path(weights).expanduser()
                 state = _torch_load(path)
                 source = f"weights file {path}"
-            check_state_dict(state, arch, source)
+            check_keys(_torchvision_vgg(arch).state_dict(), state, source=source, target=f"torchvision {arch}",
+                       optional=lambda key: key.startswith("classifier."),  # the head is never used
+                       fix=f"pass the state_dict() of torchvision.models.{arch} (keys features.N.weight/bias, "
+                           f"classifier.*)")
             features.load_state_dict({k[len("features."):]: v for k, v in state.items()
                                       if k.startswith("features.") and int(k.split(".")[1]) < cut})
         self.weights = weights
         self.features = features
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    # A frozen feature extractor: .train() never switches it out of eval mode.
-    def train(self, mode: bool = True) -> "VGGFeatures":
-        return super().train(False)
-
-    @property
-    def device(self) -> torch.device:
-        return self.mean.device
-
-    def resolved_precision(self) -> str:
-        if self.precision != "auto":
-            return self.precision if self.device.type == "cuda" else "fp32"
-        return "tf32" if self.device.type == "cuda" else "fp32"
+        self.freeze()
 
     def channels(self, layer: str) -> int:
         return layer_info(self.arch, layer)[0]
@@ -317,30 +239,13 @@ class VGGFeatures(nn.Module):
         return {"backbone": self.arch, "weights": self.weights_id, "layers": list(self.layers),
                 "precision": self.resolved_precision(), "transform": TRANSFORM_VERSION}
 
-    @contextlib.contextmanager
-    def _precision_context(self) -> Iterator[None]:
-        precision = self.resolved_precision()
-        if self.device.type != "cuda":
-            yield
-            return
-        previous = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = precision in ("tf32", "bf16")
-        try:
-            if precision == "bf16":
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    yield
-            else:
-                yield
-        finally:
-            torch.backends.cudnn.allow_tf32 = previous
-
     @torch.no_grad()
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"VGGFeatures expects (N, 3, H, W) RGB images, got shape {tuple(images.shape)}")
-        x = (images.to(self.device, torch.float32, non_blocking=True) - self.mean) / self.std
+        x = self.normalise(images)
         out: dict[str, Tensor] = {}
-        with self._precision_context():
+        with self.precision_context():
             for index, module in enumerate(self.features):
                 x = module(x)
                 if index in self._taps:

@@ -87,10 +87,10 @@ class DFF(Method):
         self.batch_size = batch_size
 
     @classmethod
-    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
-        from benchmark.methods.feature_backbones import missing_weights
+    def weights_needed(cls, params: dict[str, Any] | None = None):
+        from benchmark.methods.feature_backbones import weights_needed
 
-        return missing_weights(params)
+        return weights_needed(params)
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:

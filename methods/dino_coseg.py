@@ -208,7 +208,7 @@ class CosegFeatures(nn.Module):
                             f"{' at half size (the saliency pass)' if self.low_res_saliency else ''}; raise "
                             f"-p load_size")
         x = self._resize(x, size)
-        with self.vit._precision_context():
+        with self.vit.precision_context():
             if not self.low_res_saliency:
                 descriptors, saliency, _ = self._run(x, self.stride, True, True)
             else:
@@ -320,9 +320,9 @@ class DinoCoseg(Method):
         return faiss_missing_reason()
 
     @classmethod
-    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
+    def weights_needed(cls, params: dict[str, Any] | None = None):
         params = params or {}
-        return feature_backbones.missing_weights({"backbone": BACKBONE, "weights": params.get("weights", "pretrained")})
+        return feature_backbones.weights_needed({"backbone": BACKBONE, "weights": params.get("weights", "pretrained")})
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:

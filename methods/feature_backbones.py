@@ -9,15 +9,14 @@ into a validated recipe, builds the frozen feature module and names its weights:
   transformer blocks by index and a facet (``key``, ``query``, ``value``, ``token``); ``stride`` below the
   patch size gives overlapping patches. Weights ``pretrained`` = the DINO/DINOv2 release.
 
-Both modules share one interface: ``module(images) -> {name: (N, C, h, w)}``, ``.layers`` (the output
-names), ``.device``, ``.identity()``, ``.weights_id``.
+Both are :class:`~benchmark.methods.frozen.FrozenBackbone` s with one interface: ``module(images) -> {name:
+(N, C, h, w)}``, ``.layers`` (the output names), ``.device``, ``.identity()``, ``.weights_id``. The weights
+files each backbone and ``-p weights`` value read are declared in :mod:`benchmark.methods.pretrained`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 from benchmark.core.errors import UserError
@@ -99,21 +98,13 @@ def _vit_weights(backbone: str, weights: str) -> str:
     return weights
 
 
-def missing_weights(params: dict[str, Any] | None = None) -> str | None:
-    """What ``kmeans``/``dff`` with these ``-p`` parameters miss to run offline, or ``None`` (one sentence, for
-    ``benchmark list`` and ``run``): the chosen backbone's pretrained weights, or the ``-p weights=PATH`` file."""
+def weights_needed(params: dict[str, Any] | None = None):
+    """The weights files ``kmeans``/``dff`` read with these ``-p`` parameters (the chosen backbone's published
+    weights, or the ``-p weights=PATH`` file), from the catalogue in :mod:`benchmark.methods.pretrained`."""
+    from benchmark.methods.pretrained import feature_backbone
+
     params = params or {}
-    backbone = str(params.get("backbone", "vgg19"))
-    weights = str(params.get("weights", "pretrained"))
-    if backbone not in BACKBONES or weights == "random" or os.environ.get(vit.ALLOW_DOWNLOAD_ENV, "") not in ("", "0"):
-        return None  # an unknown backbone is refused with its own error when the method is built
-    if weights not in ("pretrained", "imagenet", "dino", "dinov2"):
-        return None if Path(weights).is_file() else f"weights file {weights} does not exist"
-    if not is_vit(backbone):
-        return vgg.missing_imagenet_weights(backbone, VGG_PRETRAINED)
-    if vit.release_weights_path(backbone).is_file() or vit.timm_hub_weights_path(backbone) is not None:
-        return None
-    return vit.missing_weights_message(backbone)
+    return feature_backbone(str(params.get("backbone", "vgg19")), str(params.get("weights", "pretrained")))
 
 
 def weights_identity(backbone: str, weights: str, seed: int = 0) -> str:

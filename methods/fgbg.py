@@ -196,6 +196,19 @@ class FgBg(Plugin):
         return {name: {k: v for k, v in asdict(config).items() if k != "preset"} for name, config in PRESETS.items()}
 
     @classmethod
+    def weights_needed(cls, params: dict[str, Any] | None = None):
+        """The file ``--init`` reads (the ImageNet ResNet-50 by default), as :meth:`Method.weights_needed`."""
+        from benchmark.methods.pretrained import segmenter_init
+
+        return segmenter_init(str((params or {}).get("init") or "torchvision"), "--init ")
+
+    @classmethod
+    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
+        from benchmark.core.requirements import describe_missing
+
+        return describe_missing(cls.weights_needed(params))
+
+    @classmethod
     def param_names(cls) -> list[str]:
         import inspect
 

@@ -41,6 +41,12 @@ class SpectralSaliency:
         self._vgg = None
         self._device = torch.device("cpu")
 
+    def weights_needed(self):
+        """The VGG19 file these masks read (:meth:`benchmark.core.method.Method.weights_needed`'s counterpart)."""
+        from benchmark.methods.pretrained import vgg_backbone
+
+        return vgg_backbone("vgg19", self.weights, "weights")
+
     @property
     def identity(self) -> str:
         return "spectral:" + content_key({"input_size": self.input_size, "layer": self.layer,

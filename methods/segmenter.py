@@ -344,15 +344,13 @@ def _torchvision_state(weights_name: str) -> tuple[dict[str, torch.Tensor], Path
     except KeyError:
         raise UserError(f"unknown torchvision ResNet-50 weights {weights_name!r}; choose one of "
                         f"{[w.name for w in ResNet50_Weights]}") from None
-    filename = weights.url.rsplit("/", 1)[-1]
-    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    if not path.is_file():
-        raise UserError(
-            f"torchvision ResNet-50 weights {weights_name} are not in the local torch hub cache ({path}); on a "
-            f"machine with internet run `python -c \"import torchvision; torchvision.models.resnet50("
-            f"weights='{weights_name}')\"` and copy {filename} to {path.parent} (or set TORCH_HOME), or start "
-            f"from the Caffe weights: --init caffe:PATH (benchmark train) or -p init=caffe:PATH (benchmark run)"
-        )
+    from benchmark.methods.pretrained import imagenet_weights  # the catalogue: where it is read, how to get it
+
+    need = imagenet_weights("resnet50", "--init caffe:PATH (benchmark train) or -p init=caffe:PATH (benchmark run), "
+                                        "or random", tag=weights.name)
+    path = need.found()
+    if path is None:
+        raise UserError(f"{need.what} are not in the local torch hub cache ({need.paths[0]}): {need.fix}")
     return read_state_dict(path), path
 
 

@@ -60,13 +60,12 @@ shape. Variants with register tokens are not among the supported backbones and a
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 from urllib.parse import urlparse
 
 import torch
@@ -75,8 +74,11 @@ from torch import Tensor, nn
 
 from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
-from benchmark.methods.backbones import (ALLOW_DOWNLOAD_ENV, IMAGENET_MEAN, IMAGENET_STD, PRECISIONS,
-                                         RandomWeightsWarning)
+from benchmark.core.requirements import ALLOW_DOWNLOAD_ENV, downloads_allowed  # noqa: F401  (re-exported)
+from benchmark.methods import pretrained
+from benchmark.methods.frozen import (IMAGENET_MEAN, IMAGENET_STD, PRECISIONS,  # noqa: F401  (re-exported)
+                                      FrozenBackbone, RandomWeightsWarning)
+from benchmark.methods.weights import check_state_dict, read_state_dict
 
 FACETS = ("key", "query", "value", "token")
 QKV_FACETS = ("query", "key", "value")  # the order of timm's fused qkv projection
@@ -205,70 +207,24 @@ def resolve_stride(backbone: str, stride: int | str | None) -> int:
 # -- weights --------------------------------------------------------------------------------------------
 def release_weights_path(backbone: str) -> Path:
     """Where ``torch.hub.load_state_dict_from_url(<release URL>)`` keeps the release file."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / vit_spec(backbone).release_file
-
-
-def _hf_hub_cache() -> Path:
-    """The Hugging Face hub cache folder, read from the environment at call time (as huggingface_hub does)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    base = Path(os.environ["XDG_CACHE_HOME"]).expanduser() if os.environ.get("XDG_CACHE_HOME") else \
-        Path.home() / ".cache"
-    return base / "huggingface" / "hub"
+    return pretrained.torch_hub_checkpoint(vit_spec(backbone).url)
 
 
 def timm_hub_weights_path(backbone: str) -> Path | None:
-    """timm's cached file for ``backbone`` (``model.safetensors`` or ``pytorch_model.bin`` of the snapshot
-    that ``refs/main`` names), or ``None``."""
-    folder = _hf_hub_cache() / ("models--" + vit_spec(backbone).hub_repo.replace("/", "--"))
-    ref = folder / "refs" / "main"
-    snapshots = [folder / "snapshots" / ref.read_text().strip()] if ref.is_file() else \
-        sorted((folder / "snapshots").glob("*"))
-    for snapshot in snapshots:
-        for name in ("model.safetensors", "pytorch_model.bin"):
-            if (snapshot / name).is_file():
-                return snapshot / name
-    return None
+    """timm's cached file for ``backbone`` (see :func:`benchmark.methods.pretrained.hf_hub_file`), or ``None``."""
+    return pretrained.hf_hub_file(vit_spec(backbone).hub_repo)
 
 
 def missing_weights_message(backbone: str) -> str:
-    spec = vit_spec(backbone)
-    path = release_weights_path(backbone)
-    return (f"{spec.title} weights for {backbone} are not available offline: neither {path} nor timm's "
-            f"cache entry {spec.hub_repo} (under {_hf_hub_cache()}) exists. Either (1) on a machine with internet "
-            f"run `python -c \"import torch; torch.hub.load_state_dict_from_url('{spec.url}')\"` and copy "
-            f"hub/checkpoints/{spec.release_file} to {path} (or point TORCH_HOME at the folder holding "
-            f"hub/checkpoints/{spec.release_file}), or run `python -c \"import timm; timm.create_model("
-            f"'{spec.timm_name}.{spec.timm_tag}', pretrained=True)\"` and copy the Hugging Face cache (HF_HOME "
-            f"moves it); (2) set {ALLOW_DOWNLOAD_ENV}=1 to let partbench download {spec.url} now; (3) pass the "
-            f"release file or a timm state dict with `-p weights=PATH`.")
+    need = pretrained.vit_weights(backbone)
+    return f"{need.what} are not available offline: {need.fix}."
 
 
 def read_weights_file(path: Path) -> dict[str, Tensor]:
-    """A state dict from a ``.safetensors`` file or a ``torch.save`` file (``weights_only=True``)."""
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        except Exception as exc:
-            raise UserError(f"weights file {path} is not a readable safetensors file ({type(exc).__name__}: "
-                            f"{str(exc)[:200]}); pass the release .pth file or timm's model.safetensors") from None
-        return dict(state)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        cause = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise UserError(f"weights file {path} is corrupted or not a plain tensor checkpoint ({cause[:200]}); pass "
-                        f"the release .pth file (a state dict) or timm's model.safetensors") from None
-    if isinstance(state, dict) and isinstance(state.get("teacher"), dict):  # a DINO training checkpoint
-        state = state["teacher"]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
-        raise UserError(f"weights file {path} does not hold a state dict (a mapping of names to tensors); pass the "
-                        f"release .pth file or timm's model.safetensors")
-    return state
+    """A state dict from a ``.safetensors`` or ``torch.save`` file, through the one loader of
+    :mod:`benchmark.methods.weights` (a DINO training checkpoint's ``teacher`` is unwrapped)."""
+    return read_state_dict(path, what="weights file", unwrap=("teacher",),
+                           fix="pass the release .pth file (a state dict) or timm's model.safetensors")
 
 
 def to_timm_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -288,31 +244,13 @@ def to_timm_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def check_state_dict(model: nn.Module, state: dict[str, Tensor], backbone: str, source: str) -> None:
-    """Strict key and shape check against timm's model; one :class:`UserError` listing every problem."""
-    reference = model.state_dict()
-    missing = [k for k in reference if k not in state]
-    unexpected = [k for k in state if k not in reference]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(reference[k].shape)}" for k in reference
-             if k in state and tuple(state[k].shape) != tuple(reference[k].shape)]
-    problems = [f"{label}: {', '.join(keys[:12])}{' ...' if len(keys) > 12 else ''}"
-                for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                    ("wrong shapes", wrong)) if keys]
-    if problems:
-        spec = vit_spec(backbone)
-        raise UserError(f"{source} is not a {backbone} state dict ({'; '.join(problems)}); pass the release file "
-                        f"{spec.release_file} or timm's {spec.hub_repo} weights")
-
-
 def _load_pretrained(backbone: str) -> tuple[dict[str, Tensor], str]:
     spec = vit_spec(backbone)
-    path = release_weights_path(backbone)
-    if path.is_file():
-        return read_weights_file(path), f"{spec.title} weights file {path}"
-    hub = timm_hub_weights_path(backbone)
-    if hub is not None:
-        return read_weights_file(hub), f"timm weights file {hub}"
-    if os.environ.get(ALLOW_DOWNLOAD_ENV, "") not in ("", "0"):
+    path = pretrained.vit_weights(backbone).found()  # the release file first, then timm's cache
+    if path is not None:
+        title = spec.title if path == release_weights_path(backbone) else "timm"
+        return read_weights_file(path), f"{title} weights file {path}"
+    if downloads_allowed():
         try:
             state = torch.hub.load_state_dict_from_url(spec.url, map_location="cpu", weights_only=True)
         except Exception as exc:  # network errors come in many types; the fix is the same
@@ -393,7 +331,7 @@ def centre_resample_matrix(cells: int, patches: int, length: int, patch: int, st
 
 
 # -- the module -----------------------------------------------------------------------------------------
-class ViTFeatures(nn.Module):
+class ViTFeatures(FrozenBackbone):
     """A frozen DINO/DINOv2 ViT returning per-patch facets of chosen blocks (see the module docstring).
 
     ``forward(images)`` takes ``(N, 3, H, W)`` float RGB in ``[0, 1]`` and returns
@@ -404,17 +342,14 @@ class ViTFeatures(nn.Module):
     def __init__(self, backbone: str = "dino_vits8", weights: str = "pretrained",
                  blocks: int | Sequence[int] | None = None, facet: str | None = None, stride: int | None = None,
                  seed: int = 0, precision: str = "auto"):
-        super().__init__()
+        super().__init__(precision)
         spec = vit_spec(backbone)
-        if precision not in PRECISIONS:
-            raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.arch = backbone
         self.spec = spec
         self.blocks = resolve_blocks(backbone, blocks)
         self.facet = resolve_facet(backbone, facet)
         self.stride = resolve_stride(backbone, stride)
         self.patch = spec.patch
-        self.precision = precision
         self.seed = int(seed)
         self.layers = tuple(f"block{b}.{self.facet}" for b in self.blocks)
         self.weights_id = weights_identity(backbone, weights, self.seed)
@@ -432,50 +367,19 @@ class ViTFeatures(nn.Module):
                 path = Path(str(weights)).expanduser()
                 state, source = read_weights_file(path), f"weights file {path}"
             state = to_timm_state_dict(state)
-            check_state_dict(model, state, backbone, source)
+            check_state_dict(model.state_dict(), state, source=source, target=f"timm's {backbone}",
+                             fix=f"pass the release file {spec.release_file} or timm's {spec.hub_repo} weights")
             model.load_state_dict(state, strict=True)
         self.weights = weights
         self.model = model
         self.num_prefix = int(model.num_prefix_tokens)
         self.native_grid = tuple(int(s) for s in model.patch_embed.grid_size)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> "ViTFeatures":
-        return super().train(False)
-
-    @property
-    def device(self) -> torch.device:
-        return self.mean.device
-
-    def resolved_precision(self) -> str:
-        if self.precision != "auto":
-            return self.precision if self.device.type == "cuda" else "fp32"
-        return "tf32" if self.device.type == "cuda" else "fp32"
+        self.freeze()
 
     def identity(self) -> dict:
         """Everything about the backbone that determines its outputs (a cache-key component)."""
         return {"backbone": self.arch, "weights": self.weights_id, "layers": list(self.layers),
                 "stride": self.stride, "precision": self.resolved_precision(), "transform": TRANSFORM_VERSION}
-
-    @contextlib.contextmanager
-    def _precision_context(self) -> Iterator[None]:
-        precision = self.resolved_precision()
-        if self.device.type != "cuda":
-            yield
-            return
-        previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision in ("tf32", "bf16")
-        try:
-            if precision == "bf16":
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    yield
-            else:
-                yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """The size an ``height`` x ``width`` image is resized to before the patch embedding."""
@@ -512,10 +416,10 @@ class ViTFeatures(nn.Module):
         size = self.input_size(int(x.shape[-2]), int(x.shape[-1]))
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        x = (x - self.mean) / self.std
+        x = self.normalise(x)
         out: dict[int, Tensor] = {}
         last = max(self.blocks)
-        with self._precision_context():
+        with self.precision_context():
             tokens, grid = self.embed(x)
             for index, block in enumerate(self.model.blocks[:last + 1]):
                 if index in self.blocks and self.facet != "token":
@@ -549,7 +453,7 @@ def nonnegative_parts(f: Tensor, eps: float = 1e-12) -> Tensor:
     return torch.cat([u.clamp_min(0), (-u).clamp_min(0)], dim=1)
 
 
-# -- speed benchmark (``benchmark bench features -p arch=dinov2_vits14``; registered in features.py) ------------
+# -- speed benchmark (``benchmark bench features -p arch=dinov2_vits14``; registered in methods/bench.py) ----
 def bench_vit_features(images: int = 8, size: int = 256, batch_size: int = 8, arch: str = "dinov2_vits14",
                        layers: str | None = None, facet: str | None = None, stride: int | None = None,
                        device: str = "cpu", precision: str = "auto", split_size: int = 5794, seed: int = 0) -> str:

@@ -1,11 +1,13 @@
-"""Reading weights files: the one loader behind every network of partbench.
+"""Reading weights files and checking them against a network: one loader and one state-dict check.
 
-Backbones (VGG state dicts), segmenters (official ``ours``/SCOPS checkpoints, partbench ``model.pt``) and
-the trainer's own checkpoints are all read here, so they share the same three guarantees:
+Every network of partbench reads its weights here: the VGG and ViT feature backbones (torchvision, DINO and
+DINOv2 state dicts, timm's ``.safetensors``), the segmenters (official ``ours``/SCOPS checkpoints, partbench
+``model.pt``, the DeepLab caffe initialisation) and the trainer's own checkpoints, so they share the same
+three guarantees (where each published file is found, and how to get it, is :mod:`.pretrained`'s part):
 
-* **Safe load.** :func:`read_weights` calls ``torch.load(path, map_location="cpu", weights_only=True)``:
-  a file that needs arbitrary pickled objects (a whole ``nn.Module``, an ``argparse.Namespace`` ...) is
-  refused, because unpickling it could run code.
+* **Safe load.** :func:`read_weights` calls ``torch.load(path, map_location="cpu", weights_only=True)``
+  (or ``safetensors``' loader for a ``.safetensors`` file): a file that needs arbitrary pickled objects (a
+  whole ``nn.Module``, an ``argparse.Namespace`` ...) is refused, because unpickling it could run code.
 * **Strict check.** :func:`check_state_dict` / :func:`load_strict` compare a state dict with what the
   network expects, key by key and shape by shape, and list every missing, unexpected and shape-mismatched
   key in one error (optional keys, e.g. a VGG classifier head that is never used, are named by the caller).
@@ -57,6 +59,8 @@ def read_weights(path: str | Path, *, what: str = "weights file", fix: str = "")
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"{what} {path} does not exist{_fix(fix)}")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, what=what, fix=fix)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -66,6 +70,16 @@ def read_weights(path: str | Path, *, what: str = "weights file", fix: str = "")
                         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
         raise UserError(f"{what} {path} is corrupted or truncated ({torch_load_cause(exc)}){_fix(fix)}") from None
+
+
+def _read_safetensors(path: Path, *, what: str, fix: str) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+
+        return dict(load_file(str(path), device="cpu"))
+    except Exception as exc:  # safetensors raises its own and several builtin types for a damaged header
+        raise UserError(f"{what} {path} is not a readable safetensors file ({type(exc).__name__}: "
+                        f"{str(exc)[:200]}){_fix(fix)}") from None
 
 
 def strip_prefix(state: Mapping[str, Any], prefix: str = "module.") -> dict[str, Any]:

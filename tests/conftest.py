@@ -26,3 +26,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def rehearsal_kit(tmp_path_factory):
+    """The real-format rehearsal kit (tests/rehearsal.py), built once per session: weights in a torch and timm
+    cache of their own, released checkpoints, supervisedlabels and real-size dataset trees."""
+    from rehearsal import build_kit
+
+    return build_kit(tmp_path_factory.mktemp("rehearsal"))
+
+
+@pytest.fixture
+def with_kit_weights(rehearsal_kit, monkeypatch):
+    """Point torch and timm at the kit's caches (and never download)."""
+    for name, value in rehearsal_kit.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
+    return rehearsal_kit

@@ -174,16 +174,19 @@ def release_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_release_key_mapping_and_strict_check(dinov2):
+    from benchmark.methods.weights import check_state_dict  # the one state-dict check, as the loader uses it
+
     state = release_layout(dinov2.model)
     mapped = vit.to_timm_state_dict({f"module.backbone.{k}": v for k, v in state.items()})
     assert set(mapped) == set(dinov2.model.state_dict())  # mask_token dropped, prefixes stripped
-    vit.check_state_dict(dinov2.model, mapped, "dinov2_vits14", "x")
+    check_state_dict(dinov2.model.state_dict(), mapped, source="x", target="timm's dinov2_vits14")
     broken = dict(mapped)
     broken.pop("blocks.3.ls1.gamma")
     broken["blocks.0.attn.qkv.weight"] = torch.zeros(3, 3)
     broken["extra.weight"] = torch.zeros(1)
     with pytest.raises(UserError) as info:
-        vit.check_state_dict(dinov2.model, broken, "dinov2_vits14", "weights file w.pth")
+        check_state_dict(dinov2.model.state_dict(), broken, source="weights file w.pth",
+                         target="timm's dinov2_vits14")
     message = str(info.value)
     assert "blocks.3.ls1.gamma" in message and "extra.weight" in message and "blocks.0.attn.qkv.weight" in message
     with pytest.raises(UserError, match="register tokens"):

@@ -207,7 +207,8 @@ def train_command(method_name, dataset_name, data_root, dataset_options, categor
         given["ablate"] = tuple(ablate)
     if compile_:
         given["compile"] = True
-    given = opt.synthetic_weights(method_name, dataset_name, given)  # missing weights on synthetic: random, loudly
+    # Weights checked before any data is read (missing on synthetic: random, loudly).
+    given = opt.synthetic_weights(method_name, dataset_name, given, mask_models=True)
     method = build_method(method_name, given)
     randoms = [f"{key}=random" for key in ("init", "vgg_weights") if getattr(method, key, None) == "random"]
     if randoms:

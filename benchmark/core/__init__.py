@@ -6,6 +6,7 @@ built-in plug-in packages by *name* when first queried, and the harness register
 * :mod:`.method`   -- :class:`Method`, the base class of every part-discovery method
 * :mod:`.dataset`  -- :class:`Dataset`, the base class of every dataset
 * :mod:`.metric`   -- :class:`Metric`, the streaming accumulator base class
+* :mod:`.requirements` -- :class:`WeightsFile`, a weights file a plug-in declares it needs
 * :mod:`.registry` -- the plug-in registries (``METHODS``, ``DATASETS``, ``METRICS``, ``BENCHES``)
 * :mod:`.protocol` -- the evaluation protocols (:data:`~.protocol.PROTOCOL_NAMES`) and the ``--masks`` kinds
 * :mod:`.seeding`, :mod:`.atomic`, :mod:`.cache`, :mod:`.errors`

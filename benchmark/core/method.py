@@ -68,8 +68,11 @@ special; a method overrides only what applies to it (nothing is looked up by nam
   during ``predict``. After every predicted batch the harness drops those images (their rows in the
   returned maps are ignored) and records their count in the ``skipped_images`` column.
 * :meth:`effective_params`: the parameters the method really runs with (a preset's values in place of
-  parameters left ``None``). ``benchmark reproduce`` reads the pretrained weights a method needs from it
-  (``weights``, ``vgg_weights``, ``init``, ``arch``) to block a step whose files are missing.
+  parameters left ``None``).
+* :meth:`weights_needed` (classmethod): the weights files the method reads with ``params``, as data
+  (:class:`~benchmark.core.requirements.WeightsFile`, from the catalogue in ``methods/pretrained.py``).
+  ``benchmark list``, ``run``, ``train``, ``sweep`` and every ``reproduce`` step ask it (through
+  :meth:`missing_weights`) to say "needs weights", stop before reading data, or block a step.
 * :meth:`training_estimate` (classmethod): one sentence on what training from ``params`` will do and how
   long it should take on ``device``, or ``None`` when unknown. ``benchmark run`` prints it before it
   trains a ``requires_training`` method that has no ``checkpoint`` (and refuses on a CPU without
@@ -111,6 +114,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from benchmark.core.plugin import Plugin
+from benchmark.core.requirements import WeightsFile, describe_missing
 
 #: the supervision tracks a method declares (``Method.supervision``), from the weakest
 SUPERVISION_TRACKS = ("none", "fg-masks", "class-labels")
@@ -165,12 +169,21 @@ class Method(Plugin):
 
     # -- description --------------------------------------------------------------------------------
     @classmethod
+    def weights_needed(cls, params: dict[str, Any] | None = None) -> "list[WeightsFile]":
+        """The weights files the method reads with ``params`` (its defaults when ``None``), as data: one
+        :class:`~benchmark.core.requirements.WeightsFile` per file, with where it is looked for and how to
+        get it (:mod:`benchmark.methods.pretrained` builds them). ``[]``: no pretrained weights. ``list``,
+        ``run``, ``train``, ``sweep`` and ``reproduce`` all ask this one declaration."""
+        return []
+
+    @classmethod
     def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
-        """``None`` when the pretrained weights the method needs with ``params`` (its defaults when
-        ``None``) are on this machine; else one sentence saying which are missing and how to get them.
-        ``benchmark list`` then shows "needs weights", and ``run`` on the built-in synthetic dataset uses
-        :meth:`random_weights_params` instead, with a loud warning (recorded in every row)."""
-        return None
+        """``None`` when every file of :meth:`weights_needed` is on this machine; else one sentence saying
+        which are missing and how to get them. ``benchmark list`` then shows "needs weights", and ``run`` on
+        the built-in synthetic dataset uses :meth:`random_weights_params` instead, with a loud warning
+        (recorded in every row). Not meant to be overridden: declare :meth:`weights_needed`."""
+        alternative = "or evaluate a trained model with --checkpoint PATH" if cls.requires_training else ""
+        return describe_missing(cls.weights_needed(dict(params or {})), alternative=alternative)
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:

@@ -24,7 +24,6 @@ import fnmatch
 import functools
 import itertools
 import json
-import os
 import re
 import shlex
 from dataclasses import asdict, dataclass, field
@@ -250,7 +249,8 @@ class _Builder:
                     "seed": 0}
             model_key = content_key({"kind": "fgbg-train", **spec, "v": GRAPH_VERSION})
             spec["model"] = str(Path(self.settings.cache_dir) / "reproduce" / "fgbg" / model_key / "model.pt")
-            model_step = self.add(Step(f"fgbg-train/{label}", "fgbg-train", model_key, (), spec, blocked=blocked))
+            model_step = self.add(Step(f"fgbg-train/{label}", "fgbg-train", model_key, (), spec,
+                                       blocked=blocked or _fgbg_unavailable(experiment.fgbg_params)))
         spec = {"dataset": dataset, "root": root, "options": options, "splits": list(splits),
                 "checkpoint": given or (model_step.spec["model"] if model_step else None)}
         key = content_key({"kind": "masks-predict", "model": model_key, **{k: v for k, v in spec.items()
@@ -293,8 +293,9 @@ class _Builder:
             return None, None, "none"
         shown = shown if options == eval_options else dataset_label(dataset, options)
         step_id = f"train/{label}/{shown}/K{num_parts}/seed{seed}" + _trained_on(experiment.train_masks)
-        blocked = missing_root or _unavailable(spec.method, spec.params, num_parts)
         train_masks = experiment.train_masks
+        blocked = (missing_root or _unavailable(spec.method, spec.params, num_parts)
+                   or _mask_source_unavailable(train_masks))
         description = {"method": spec.method, "params": spec.params, "dataset": dataset, "root": root,
                        "options": options, "num_parts": num_parts, "seed": seed,
                        "protocol": experiment.train_protocol, "masks": train_masks}
@@ -354,8 +355,10 @@ class _Builder:
                                                            "predict them)")
             return FolderMasks.spell(folder), FolderMasks.spell(_folder_digest(folder)), [], None
         if kind.needs_preparation:  # masks the run computes (unsupervised:NAME): their quality for the report
-            self.score_source(source, cell, cell.missing_root or self.gt_masks_missing(cell.dataset, cell.root,
-                                                                                        cell.options))
+            weights = _mask_source_unavailable(source)
+            self.score_source(source, cell, cell.missing_root or weights
+                              or self.gt_masks_missing(cell.dataset, cell.root, cell.options))
+            return source, source, [], weights
         return source, source, [], None
 
     def evaluation(self, cell: "_Cell", training: tuple, protocol: str, source: str) -> Step | None:
@@ -367,8 +370,8 @@ class _Builder:
         if source == "method" and not METHODS.get(spec.method).provides_background:
             return None  # no background channel of its own: the cell does not exist
         masks, masks_key, mask_deps, mask_blocked = self.mask_input(cell, source)
-        blocked = cell.missing_root or _unavailable(spec.method, spec.params, cell.num_parts) or mask_blocked
         params = {**spec.params, **({"checkpoint": checkpoint} if checkpoint else {})}
+        blocked = cell.missing_root or _unavailable(spec.method, params, cell.num_parts) or mask_blocked
         config = RunConfig(method=spec.method, dataset=cell.dataset, seed=cell.seed, num_parts=cell.num_parts,
                            params=params, dataset_options=cell.options, data_root=cell.root, split="test",
                            protocol=protocol, masks=masks, device=self.settings.device,
@@ -470,7 +473,8 @@ def _folder_digest(folder: str) -> str:
 
 
 def _unavailable(method: str, params: dict, num_parts: int) -> str | None:
-    """Why a method cannot run here with these parameters (unavailable plug-in, missing ImageNet weights)."""
+    """Why a method cannot run here with these parameters (unavailable plug-in, bad parameters, weights files
+    missing), asked of the method's own declaration (``weights_needed``), as ``list`` and ``run`` do."""
     return _unavailable_memo(method, json.dumps(params, sort_keys=True, default=str), num_parts)
 
 
@@ -483,41 +487,30 @@ def _unavailable_memo(method: str, params_json: str, num_parts: int) -> str | No
     reason = METHODS.get(method).unavailable_reason()
     if reason:
         return f"method {method!r} is unavailable here: {reason}"
-    if params.get("checkpoint"):
+    if not params.get("checkpoint"):
+        build_method(method, num_parts=num_parts, params=params)  # a bad parameter is the plan's error, now
+    return METHODS.get(method).missing_weights(params)
+
+
+def _mask_source_unavailable(source: str) -> str | None:
+    """What a training-free mask source (``unsupervised:NAME``) misses here: its backbone's weights file."""
+    if not source.startswith("unsupervised:"):
         return None
-    instance = build_method(method, num_parts=num_parts, params={k: v for k, v in params.items()})
-    needed = _weights_needed(instance)
-    if os.environ.get("PARTBENCH_ALLOW_DOWNLOAD", "") not in ("", "0"):
-        needed = [(what, path, fix) for what, path, fix in needed if fix is None]
-    for what, path, fix in needed:
-        if not Path(path).is_file():
-            return f"{what} missing ({path}); {fix or 'provide the file'}"
-    return None
+    from benchmark.core.requirements import describe_missing
+    from benchmark.methods.saliency import UNSUPERVISED, unsupervised_source
+
+    name = source.split(":", 1)[1]
+    if name not in UNSUPERVISED:
+        return None  # refused by the plan's own validation
+    missing = describe_missing(unsupervised_source(name).weights_needed())
+    return f"mask source {source}: {missing}" if missing else None
 
 
-def _weights_needed(method) -> list[tuple[str, str, str | None]]:
-    """(what, file, how to get it) for the pretrained weights a method instance reads."""
-    from benchmark.methods.backbones import imagenet_weights_path
+def _fgbg_unavailable(params: dict) -> str | None:
+    """What the fg/bg model's training misses here (its ``--init`` file), from the same declaration."""
+    from benchmark.core.registry import MASK_MODELS
 
-    value = method.effective_params().get
-    out = []
-    arch = value("arch") or "vgg19"
-    for name in ("weights", "vgg_weights"):
-        weights = value(name)
-        if weights == "imagenet":
-            out.append((f"ImageNet weights for {arch}", str(imagenet_weights_path(arch)),
-                        f"on a machine with internet run `python -c \"import torchvision; torchvision.models.{arch}"
-                        f"(weights='IMAGENET1K_V1')\"` and copy the file there, or set PARTBENCH_ALLOW_DOWNLOAD=1"))
-        elif isinstance(weights, str) and weights not in ("random", "imagenet") and name in ("weights", "vgg_weights"):
-            out.append((f"{arch} weights file", weights, None))
-    init = value("init")
-    if init == "torchvision":
-        out.append(("ImageNet weights for resnet50", str(imagenet_weights_path("resnet50")),
-                    "on a machine with internet run `python -c \"import torchvision; torchvision.models.resnet50("
-                    "weights='IMAGENET1K_V1')\"` and copy the file there, or set PARTBENCH_ALLOW_DOWNLOAD=1"))
-    elif isinstance(init, str) and init.startswith("caffe:"):
-        out.append(("DeepLab ResNet-50 caffe weights", init[len("caffe:"):], None))
-    return out
+    return MASK_MODELS.get("fgbg").missing_weights(params)
 
 
 def build_graph(plan: Plan, settings: Settings) -> list[Step]:

@@ -79,15 +79,14 @@ class Ours(TrainableMethod):
 
     # -- description -------------------------------------------------------------------------------------
     @classmethod
-    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
-        from benchmark.methods.backbones import missing_imagenet_weights, resnet50_missing
+    def weights_needed(cls, params: dict[str, Any] | None = None):
+        from benchmark.methods.pretrained import segmenter_init, vgg_backbone
 
         params = params or {}
         if params.get("checkpoint"):
-            return None
-        missing = [m for m in (missing_imagenet_weights("vgg19", str(params.get("vgg_weights", "imagenet")), "vgg_weights"),
-                               resnet50_missing(str(params.get("init", "torchvision")))) if m]
-        return "; ".join(missing) + "; or evaluate a trained model with --checkpoint PATH" if missing else None
+            return []  # a trained model: neither the training's VGG nor the segmenter's initialisation is read
+        return (vgg_backbone("vgg19", str(params.get("vgg_weights") or "imagenet"), "vgg_weights")
+                + segmenter_init(str(params.get("init") or "torchvision")))
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:

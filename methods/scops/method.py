@@ -188,18 +188,15 @@ class SCOPS(TrainableMethod):
 
     # -- description -----------------------------------------------------------------------------------
     @classmethod
-    def missing_weights(cls, params: dict[str, Any] | None = None) -> str | None:
-        from benchmark.methods.backbones import missing_imagenet_weights, resnet50_missing
+    def weights_needed(cls, params: dict[str, Any] | None = None):
+        from benchmark.methods.pretrained import segmenter_init, vgg_backbone
 
         params = params or {}
         if params.get("checkpoint"):
-            return None
+            return []  # a trained model: neither the training's VGG nor the segmenter's initialisation is read
         preset = PRESETS.get(str(params.get("preset", "paper")), PRESETS["paper"])
-        vgg = params.get("vgg_weights") or preset.vgg_weights
-        init = params.get("init") or preset.init
-        missing = [m for m in (missing_imagenet_weights("vgg19", str(vgg), "vgg_weights"), resnet50_missing(str(init)))
-                   if m]
-        return "; ".join(missing) + "; or evaluate a trained model with --checkpoint PATH" if missing else None
+        return (vgg_backbone("vgg19", str(params.get("vgg_weights") or preset.vgg_weights), "vgg_weights")
+                + segmenter_init(str(params.get("init") or preset.init)))
 
     @classmethod
     def training_estimate(cls, params: dict[str, Any], device: str) -> str:
