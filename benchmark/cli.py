@@ -121,8 +121,7 @@ def _default_cache_dir() -> str:
 @opt.cache_dir_option()
 @click.option("--no-cache", is_flag=True, help="Do not read or write the cache.")
 @opt.num_workers_option()
-@click.option("--train-if-missing", is_flag=True,
-              help="Let a method that trains (ours, scops) train without --checkpoint even on a CPU.")
+@opt.train_if_missing_option()
 @opt.quiet_option()
 def run_command(method, dataset, data_root, num_parts, seeds, params, options, category, checkpoint, split, protocol,
                 masks, metric_names, device, eval_batch_size, out_dir, force, cache_dir, no_cache, num_workers,
@@ -137,9 +136,10 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
       benchmark run -m kmeans -d cub --data-root /data/CUB_200_2011 -p backbone=dino_vits8 -p stride=4
       benchmark run -m predictions -p dir=exported/ -d cub --data-root /data/CUB_200_2011
     """
-    from benchmark.core.atomic import check_writable_dir, remove_empty_dirs
+    from benchmark.core.atomic import output_dir
     from benchmark.runner import RunConfig
     from benchmark.tasks import EvaluateConfig, evaluate
+    from benchmark.training_cost import check_training_cost
 
     method_params, dataset_options = opt.command_line_inputs(params, options, category=category,
                                                              checkpoint=checkpoint)
@@ -150,11 +150,9 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
         click.echo(f"warning: dataset {dataset!r} is built in and ignores --data-root {data_root}", err=True)
         data_root = None
     method_params = opt.synthetic_weights(method, dataset, method_params)
-    _refuse_cpu_training(method, num_parts, method_params, device, train_if_missing)
-    created = not Path(out_dir).exists()
-    check_writable_dir(out_dir, "--out directory")
+    check_training_cost(method, num_parts, method_params, device, train_if_missing, _note)
     cache = None if no_cache else (cache_dir or _default_cache_dir())
-    try:
+    with output_dir(out_dir):  # a failed run leaves no empty --out folder
         if data_root is not None:
             _quick_data_check(dataset, data_root, split, dataset_options, masks, tuple(metric_names) or None,
                               method)
@@ -162,39 +160,17 @@ def run_command(method, dataset, data_root, num_parts, seeds, params, options, c
             config = RunConfig(method=method, dataset=dataset, seed=seed, num_parts=num_parts, params=method_params,
                                dataset_options=dataset_options, data_root=data_root, split=split,
                                protocol=protocol, masks=masks, device=device, batch_size=eval_batch_size,
-                               metrics=tuple(metric_names) or None)
+                               metrics=tuple(dict.fromkeys(metric_names)) or None)  # each metric once
             result = evaluate(EvaluateConfig(config, out_dir=out_dir, force=force, cache_dir=cache,
                                              num_workers=num_workers, progress=not quiet))
             status = "reused" if result.reused else f"{result.rows[0]['wall_time_s'] if result.rows else 0:.1f}s"
             values = "  ".join(f"{r['metric']}={100 * float(r['value']):.2f}" for r in result.rows)
             click.echo(f"{method} on {dataset} seed {seed} [{status}]: {values}")
             click.echo(f"  -> {result.path}")
-    except BaseException:
-        if created:
-            remove_empty_dirs(out_dir, out_dir)  # a failed run leaves no empty --out folder
-        raise
 
 
-def _refuse_cpu_training(method: str, num_parts: int, params: dict, device: str, allowed: bool) -> None:
-    """A method that trains, asked to run without a checkpoint, would start its training: on a CPU that can
-    take days, so it needs --train-if-missing there, and the estimate is printed either way."""
-    from benchmark.core.registry import METHODS
-
-    if method not in METHODS.names():
-        return
-    cls = METHODS.get(method)
-    if not cls.requires_training or params.get("checkpoint"):
-        return
-    from benchmark.factories import build_method, resolve_device
-
-    build_method(method, num_parts=num_parts, params=params)  # bad parameters: one clear error first
-    where = resolve_device(device)
-    text = cls.training_estimate(params, where) or "its full training, duration unknown"
-    if where == "cpu" and not allowed:
-        raise UserError(f"method {method!r} has no --checkpoint, so this run would first train it on the CPU: "
-                        f"{text}. Pass --checkpoint PATH, a smaller -p steps=N / -p preset=tiny, or "
-                        "--train-if-missing to train anyway")
-    click.echo(f"note: {method!r} has no --checkpoint; training it first: {text}", err=True)
+def _note(text: str) -> None:
+    click.echo(text, err=True)
 
 
 def _quick_data_check(dataset: str, data_root: str, split: str, options: dict, masks: str = "gt",
@@ -382,6 +358,9 @@ def bench_command(name, params):
     counts = [p.name for p in signature.values()
               if type(p.default) is int and p.default > 0 and "seed" not in p.name]
     opt.check_positive(f"benchmark {name!r}: option", options, counts)
+    check = getattr(fn, "check_options", None)  # e.g. a memory estimate: refused before anything starts
+    if check is not None:
+        check(**options)
     click.echo(f"bench {name}: running (a baseline is measured in the same run)...", err=True)
     click.echo(fn(**options))
 
@@ -409,7 +388,7 @@ def demo_command(out_dir, methods, seed, device, quiet):
 @cli.command("sweep")
 @opt.methods_option()
 @click.option("--dataset", "-d", "datasets", multiple=True, required=True, help="Dataset; repeatable.")
-@click.option("--num-parts", "-k", "num_parts", type=click.IntRange(min=1), multiple=True,
+@click.option("--num-parts", "-k", "num_parts", type=click.IntRange(1, opt.MAX_PARTS), multiple=True,
               help="K; repeatable (default 4).")
 @opt.seeds_option()
 @opt.data_root_option()
@@ -428,9 +407,11 @@ def demo_command(out_dir, methods, seed, device, quiet):
 @click.option("--slurm", "slurm_options", multiple=True, metavar="KEY=VALUE",
               help="submitit parameter, e.g. --slurm slurm_partition=gpu --slurm gpus_per_node=1 --slurm timeout_min=240.")
 @opt.cache_dir_option()
+@opt.train_if_missing_option()
 @opt.quiet_option()
 def sweep_command(methods, datasets, num_parts, seeds, data_root, params, options, category, split, protocol, masks,
-                  device, eval_batch_size, out_dir, executor, num_workers, slurm_options, cache_dir, quiet):
+                  device, eval_batch_size, out_dir, executor, num_workers, slurm_options, cache_dir, train_if_missing,
+                  quiet):
     """Run methods x datasets x K x seeds; finished runs are skipped, so rerunning resumes a sweep.
 
     \b
@@ -441,10 +422,12 @@ def sweep_command(methods, datasets, num_parts, seeds, data_root, params, option
     """
     from dataclasses import replace
 
-    from benchmark.core.atomic import check_writable_dir
+    from benchmark.core.atomic import output_dir
     from benchmark.core.registry import METHODS
+    from benchmark.factories import build_method, check_dataset_options
     from benchmark.runner import RunConfig
-    from benchmark.sweep import expand, launch
+    from benchmark.sweep import expand, launch, require_slurm
+    from benchmark.training_cost import check_training_cost
 
     if data_root is not None and not Path(data_root).is_dir():
         raise UserError(f"--data-root {data_root} does not exist or is not a directory")
@@ -464,10 +447,19 @@ def sweep_command(methods, datasets, num_parts, seeds, data_root, params, option
     configs = [replace(c, params=opt.synthetic_weights(c.method, c.dataset, {k: v for k, v in c.params.items()
                                                                           if k in accepted[c.method]}),
                        data_root=c.data_root if opt.needs_data_root(c.dataset) else None) for c in configs]
-    check_writable_dir(out_dir, "--out directory")
-    launch(configs, out_dir=out_dir, executor=executor, workers=num_workers,
-           cache_dir=cache_dir or _default_cache_dir(), slurm=opt.parse_params(slurm_options, "slurm option"),
-           echo=click.echo, progress=not quiet)
+    # Every input is checked before --out exists (one line, not a failure in the middle of the sweep), and a
+    # method that would train first follows the same rule as `run`; judged once per method, K and parameters.
+    for name in dict.fromkeys(datasets):
+        check_dataset_options(name, dataset_options)
+    for config in {(c.method, c.num_parts, repr(sorted(c.params.items()))): c for c in configs}.values():
+        build_method(config.method, num_parts=config.num_parts, params=config.params)
+        check_training_cost(config.method, config.num_parts, config.params, device, train_if_missing, _note)
+    slurm = opt.parse_params(slurm_options, "slurm option")
+    if executor == "slurm":
+        require_slurm()
+    with output_dir(out_dir):
+        launch(configs, out_dir=out_dir, executor=executor, workers=num_workers,
+               cache_dir=cache_dir or _default_cache_dir(), slurm=slurm, echo=click.echo, progress=not quiet)
 
 
 def _add_area_commands() -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmark.core.errors import UnavailableError, UserError
 from benchmark.core.protocol import DEFAULT_PROTOCOL
-from benchmark.options import check_positive, check_value_types
+from benchmark.options import check_positive, check_ranges, check_value_types
 
 #: method parameters that ``benchmark train`` sets through options of its own: an error names the option
 TRAIN_OPTIONS = {"num_parts": "--num-parts", "preset": "--preset", "steps": "--steps",
@@ -110,12 +110,14 @@ def build_method(name: str, *, num_parts: int | None = 4, params: dict[str, Any]
             raise UserError(f"method {name!r} has no parameter(s) {', '.join(unknown)}; its parameters: "
                             f"{', '.join(sorted(valid))}")
         check_value_types(f"method {name!r}: parameter", signature, params)
+        check_ranges(f"method {name!r}: parameter", cls.param_ranges, params)
         check_positive(f"method {name!r}: parameter", params, TRAIN_COUNTS)
     else:
         if unknown:
             raise UserError(f"method {name!r} has no parameter {', '.join(map(repr, unknown))}; "
                             f"its parameters are: {', '.join(valid)}")
         check_value_types(f"method {name!r}: parameter", signature, params)
+        check_ranges(f"method {name!r}: parameter", cls.param_ranges, params)
         if "num_parts" in params and params["num_parts"] != num_parts:
             raise UserError("give the number of parts once, with --num-parts, not also as -p num_parts")
         if "num_parts" in valid:
@@ -147,6 +149,7 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
         raise UserError(f"dataset {name!r} has no option {', '.join(map(repr, unknown))}; "
                         f"its options are: {', '.join(defaults) or 'none'}")
     check_value_types(f"dataset {name!r}: option", signature, options)
+    check_ranges(f"dataset {name!r}: option", cls.param_ranges, options)
 
 
 def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str = "fg",

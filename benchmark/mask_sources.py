@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from benchmark.core.atomic import output_dir
 from benchmark.core.cache import content_key, file_digest
 from benchmark.core.errors import UserError
 from benchmark.core.protocol import FolderMasks, MaskSource, register_mask_kind
@@ -77,9 +78,9 @@ class GeneratedMasks(MaskSource):
         if not views:
             raise ValueError("prepare needs at least one view")
         folder = self.cache_folder(views[0], cache_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        return PreparedMasks(self, folder).prepare(views, device=device, batch_size=batch_size, progress=progress,
-                                                   num_workers=num_workers)
+        with output_dir(folder, "mask cache folder"):  # a model that fails to load leaves no empty cache folder
+            return PreparedMasks(self, folder).prepare(views, device=device, batch_size=batch_size,
+                                                       progress=progress, num_workers=num_workers)
 
 
 class PreparedMasks(FolderMasks):

@@ -7,7 +7,8 @@ option                 meaning
 =====================  ==========================================================================
 ``--out DIR``          the output folder of every command that writes (run, sweep, train, report,
                        export, demo, data download)
-``--seed N``           a seed; repeatable, and ranges are accepted: ``--seed 0-4`` = 0,1,2,3,4
+``--seed N``           a seed; repeatable, and ranges are accepted: ``--seed 0-4`` = 0,1,2,3,4 (at most
+                       :data:`MAX_SEEDS`)
 ``-q/--quiet``         no progress bars (every command that shows one)
 ``--num-workers N``    DataLoader worker processes (sweep: local parallel processes)
 ``--eval-batch-size``  images per evaluation batch (run, sweep, export, demo)
@@ -18,7 +19,8 @@ option                 meaning
 
 Numeric options are range-checked by click at the edge (``--eval-batch-size 0`` is one line, exit 2).
 ``-p``/``-o`` values are Python literals (:func:`parse_value`) checked against the default or annotation of
-the parameter they set (:func:`check_value_types`). Old spellings (``--to``, ``--seeds``, ``--workers``,
+the parameter they set (:func:`check_value_types`) and against the range the plug-in declares in
+``param_ranges`` (:func:`check_ranges`). Old spellings (``--to``, ``--seeds``, ``--workers``,
 ``--batch-size``, ``--no-progress``) are accepted as hidden aliases.
 """
 
@@ -124,6 +126,17 @@ def check_value_types(what: str, parameters: Iterable[inspect.Parameter], given:
         raise UserError(f"{what} {key!r} must be {_KIND_TEXT[kind]} (default {default!r}), got {value!r}")
 
 
+def check_ranges(what: str, ranges: dict[str, Any], given: dict[str, Any]) -> None:
+    """Every given number must lie in its declared :class:`~benchmark.core.plugin.Range` (``-p lr=-1``,
+    ``-o image_size=100000``): one clear error naming the parameter and the accepted values."""
+    for key, value in given.items():
+        bounds = ranges.get(key)
+        if bounds is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if value != value or value not in bounds:  # NaN is in no range
+            raise UserError(f"{what} {key!r} must be {bounds.text()}, got {value!r}")
+
+
 def check_positive(what: str, given: dict[str, Any], names: Iterable[str], minimum: int = 1) -> None:
     """Counts given as ``-p`` values (``n``, ``steps``, ``checkpoint_every``, ...) must be >= ``minimum``."""
     for name in names:
@@ -132,10 +145,15 @@ def check_positive(what: str, given: dict[str, Any], names: Iterable[str], minim
             raise UserError(f"{what} {name!r} must be >= {minimum}, got {value!r}")
 
 
+#: The most seeds one command takes: a range is checked against it before any seed is made, so that a typo
+#: such as ``--seed 0-99999999`` is one clear error, not minutes of parsing and a sweep of a hundred million runs.
+MAX_SEEDS = 10_000
+
+
 def parse_seeds(values: Iterable[str], option: str = "--seed") -> tuple[int, ...]:
     """``("0", "3-5", "7,8")`` -> ``(0, 3, 4, 5, 7, 8)``: single seeds, inclusive ranges ``A-B`` and comma
-    lists, in the order given, each seed once."""
-    seeds: list[int] = []
+    lists, in the order given, each seed once; at most :data:`MAX_SEEDS` seeds in all."""
+    seeds: dict[int, None] = {}  # ordered and O(1) membership: parsing is linear in the number of seeds
     for text in values:
         for part in str(text).split(","):
             part = part.strip()
@@ -146,15 +164,17 @@ def parse_seeds(values: Iterable[str], option: str = "--seed") -> tuple[int, ...
                     lo, hi = (int(v) for v in part.split("-", 1))
                     if hi < lo:
                         raise UserError(f"empty {option} range {part!r}; write the lower seed first, e.g. 0-4")
-                    chosen = list(range(lo, hi + 1))
                 else:
-                    chosen = [int(part)]
+                    lo = hi = int(part)
             except ValueError:
                 raise UserError(f"malformed {option} {text!r}; write a seed (0), a range (0-4) or a list "
                                 "(0,1,2)") from None
-            if any(seed < 0 for seed in chosen):
+            if lo < 0:
                 raise UserError(f"{option} {text!r}: seeds must be >= 0")
-            seeds.extend(s for s in chosen if s not in seeds)
+            if hi - lo + 1 <= MAX_SEEDS:
+                seeds.update(dict.fromkeys(range(lo, hi + 1)))
+            if hi - lo + 1 > MAX_SEEDS or len(seeds) > MAX_SEEDS:
+                raise UserError(f"{option} {text!r}: more than {MAX_SEEDS:,} seeds; give a smaller range")
     return tuple(seeds)
 
 
@@ -253,8 +273,12 @@ def data_root_option(required: bool = False, help: str = "Root of the dataset tr
                    **kwargs)
 
 
+#: The largest K a command takes: part maps hold K channels per pixel, so K = 10**6 would need terabytes.
+MAX_PARTS = 256
+
+
 def num_parts_option(default: int | None = 4, **kwargs: Any) -> Callable:
-    return click.option("--num-parts", "-k", type=click.IntRange(min=1), default=default,
+    return click.option("--num-parts", "-k", type=click.IntRange(1, MAX_PARTS), default=default,
                         show_default=default is not None, help="Number of parts K.", **kwargs)
 
 
@@ -344,6 +368,11 @@ def num_workers_option(default: int = 0, help: str = "DataLoader worker processe
 
 def quiet_option() -> Callable:
     return _option("--quiet", "-q", "quiet", aliases=("--no-progress",), is_flag=True, help="No progress bars.")
+
+
+def train_if_missing_option() -> Callable:
+    return click.option("--train-if-missing", is_flag=True,
+                        help="Let a method that trains (ours, scops) train without --checkpoint even on a CPU.")
 
 
 def metric_option() -> Callable:

@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmark import escaping as escape
 from benchmark.core.atomic import atomic_write_text
 from benchmark.core.errors import UserError
 
@@ -230,10 +231,13 @@ def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = Fals
     parts = []
     for setting, header, rows, bold in tables(df, decimals, with_paper, side_by_side):
         if fmt == "markdown":
-            body = [[f"**{c}**" if b else c for c, b in zip(row, flags)] for row, flags in zip(rows, bold)]
-            parts.append(f"### {_title(setting)}\n\nValues x100; mean ± std over seeds; bold: best within a "
-                         "supervision track.\n\n"
-                         + tabulate(body, headers=header, tablefmt="pipe", disable_numparse=True))
+            # Labels, folders and options are user text: no raw HTML reaches the rendered page.
+            body = [[f"**{escape.markdown(c)}**" if b else escape.markdown(c) for c, b in zip(row, flags)]
+                    for row, flags in zip(rows, bold)]
+            parts.append(f"### {escape.markdown(_title(setting))}\n\nValues x100; mean ± std over seeds; bold: best "
+                         "within a supervision track.\n\n"
+                         + tabulate(body, headers=[escape.markdown(h) for h in header], tablefmt="pipe",
+                                    disable_numparse=True))
         else:
             # tabulate escapes LaTeX specials; mark bold/± with placeholders that survive escaping.
             body = [[f"BOLDOPEN{c}BOLDCLOSE" if b else c for c, b in zip(row, flags)] for row, flags in zip(rows, bold)]
@@ -242,7 +246,7 @@ def render(df, fmt: str = "markdown", decimals: int = 2, with_paper: bool = Fals
                             colalign=("left", "left") + ("right",) * (len(header) - 2))
             text = (text.replace("BOLDOPEN", r"\textbf{").replace("BOLDCLOSE", "}")
                     .replace("±", r"$\pm$"))
-            caption = _title(setting).replace("_", r"\_")
+            caption = escape.latex(_title(setting))  # tabulate escaped the cells; the caption is ours
             parts.append("\\begin{table}[t]\n\\centering\n" + text +
                          f"\n\\caption{{{caption}. Values $\\times$100, mean $\\pm$ std over seeds; bold: best "
                          f"within a supervision track.}}\n\\end{{table}}")

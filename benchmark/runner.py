@@ -27,8 +27,9 @@ What happens, in order:
    evaluation split in the dataset's ``landmark_view`` and regresses keypoints from part centres.
 5. One tidy row per metric is written atomically to ``<out>/<dataset>/<method>/seed<S>-<key>.csv``; a
    finished run with the same key is not recomputed unless ``force`` (a damaged file is recomputed). While
-   a run computes, it holds ``<file>.lock`` (host and PID): an identical run started meanwhile waits and then
-   reuses the result; a lock whose process is gone is taken over. A metric over no items (or fewer than
+   a run computes, it holds ``<file>.lock``, a lease refreshed by a heartbeat: an identical run started meanwhile
+   waits and then reuses the result; a stale lock (no heartbeat for ``PARTBENCH_LOCK_LEASE_S`` seconds, 300 by
+   default, on any host; or a dead PID of this host) is taken over, with one warning line. A metric over no items (or fewer than
    the labels it must tell apart) is one error naming the view, never a value.
 """
 
@@ -59,7 +60,7 @@ from benchmark.core.types import Batch, PartMaps
 from benchmark.factories import (build_dataset, build_method, check_dataset_options, method_class,  # noqa: F401
                                  resolve_device)
 # Parsing of -p/-o lives with the CLI vocabulary; re-exported here for callers of the runner API.
-from benchmark.options import check_value_types, command_line_inputs, parse_param, parse_params, parse_value  # noqa: F401
+from benchmark.options import check_ranges, check_value_types, command_line_inputs, parse_param, parse_params, parse_value  # noqa: F401
 from benchmark.maskgen import mask_cache
 from benchmark.results import build_rows, read_rows, write_rows
 
@@ -150,7 +151,7 @@ def fit_method(method: Method, eval_data: Dataset, *, seed: int, device: str) ->
 
 def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: str,
                  landmark_protocol: str | None, protocol: EvaluationProtocol) -> list[Metric]:
-    names = config.metrics or tuple(METRICS.names())
+    names = tuple(dict.fromkeys(config.metrics or METRICS.names()))  # a metric named twice is scored once
     metrics: list[Metric] = []
     for name in names:
         cls = METRICS.get(name)
@@ -365,6 +366,23 @@ def result_path(out_dir: str | Path, config: RunConfig, method: Method | None = 
     return Path(out_dir) / config.dataset / config.method / f"seed{config.seed}-{run_key(config, method)}.csv"
 
 
+def lock_messages(what: str, then: str) -> dict[str, Any]:
+    """The ``on_wait``/``on_takeover`` callbacks of :func:`~benchmark.core.atomic.exclusive_lock` for the CLI:
+    one warning line when waiting for another holder and one when taking a stale lock over."""
+    from benchmark.core.atomic import lock_lease_s
+
+    def waiting(holder: dict) -> None:
+        warnings.warn(f"another process ({holder.get('host', '?')}, PID {holder.get('pid', '?')}) is computing "
+                      f"{what}; waiting for it, {then} (a lock whose heartbeat stops for {lock_lease_s():g} s is "
+                      "taken over; PARTBENCH_LOCK_LEASE_S sets this)")
+
+    def taking_over(holder: dict, reason: str) -> None:
+        warnings.warn(f"taking over the lock of {what} from {holder.get('host', '?')}, PID {holder.get('pid', '?')}: "
+                      f"{reason}")
+
+    return {"on_wait": waiting, "on_takeover": taking_over}
+
+
 def run(config: RunConfig, *, out_dir: str | Path | None = "runs", force: bool = False, progress: bool = False,
         cache_dir: str | Path | None = None, num_workers: int = 0, examples: int = 0) -> RunResult:
     """Run one configuration (see the module docstring); reuse a finished identical run unless ``force``."""
@@ -384,13 +402,10 @@ def run(config: RunConfig, *, out_dir: str | Path | None = "runs", force: bool =
         return _compute(config, method, key, None, progress=progress, cache_dir=cache_dir,
                         num_workers=num_workers, examples=examples)
 
-    def waiting(holder: dict) -> None:
-        warnings.warn(f"another process ({holder.get('host', '?')}, PID {holder.get('pid', '?')}) is computing "
-                      f"this run ({path.name}); waiting for it, then reusing its result")
-
     # One process computes a run key at a time; a second identical run waits, then reuses the result.
     try:
-        with exclusive_lock(path.with_name(path.name + ".lock"), on_wait=waiting):
+        with exclusive_lock(path.with_name(path.name + ".lock"), **lock_messages(f"this run ({path.name})",
+                                                                               "then reusing its result")):
             if path.exists() and not force and not examples:
                 try:
                     rows = read_rows(path)
@@ -452,8 +467,10 @@ def _rows(config: RunConfig, method: Method, metrics: Iterable[Metric], data: Da
         try:
             value = float(metric.compute())
         except ValueError as exc:  # e.g. nothing to score, a keypoint never visible in the landmark fit split
-            raise UserError(f"{metric.name} on {config.dataset}, view {view!r} of split {config.split!r}: {exc}; "
-                            "check the dataset options (e.g. -o num_test) and --masks") from None
+            splits = f"split {config.split!r}" + (f", fitted on split {data.landmark_fit_split!r}"
+                                                  if metric.kind == "landmarks" else "")
+            raise UserError(f"{metric.name} on {config.dataset}, view {view!r} of {splits}: {exc}; "
+                            "check the dataset options (e.g. -o num_test, -o num_train) and --masks") from None
         if metric.count == 0:  # a plug-in metric that scores nothing must not report a number
             raise UserError(f"{metric.name} on {config.dataset}, view {view!r} of split {config.split!r}: "
                             "no items to score; check the dataset options (e.g. -o num_test) and --masks")

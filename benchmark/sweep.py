@@ -28,6 +28,19 @@ def _job(config: RunConfig, out_dir: str, cache_dir: str | None) -> list[dict[st
     return evaluate(EvaluateConfig(config, out_dir=out_dir, cache_dir=cache_dir)).rows
 
 
+def require_slurm() -> None:
+    """``--executor slurm`` needs submitit and a Slurm installation (``sbatch``) here: one line naming what is
+    missing, before anything is written or submitted."""
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("submitit") is None:
+        raise UserError("--executor slurm needs submitit: pip install 'partbench[cluster]'")
+    if shutil.which("sbatch") is None:
+        raise UserError("--executor slurm: Slurm's sbatch is not available here; run on a Slurm login node, or use "
+                        "--executor local")
+
+
 def launch(configs: list[RunConfig], *, out_dir: str | Path, executor: str = "local", workers: int = 1,
            cache_dir: str | None = None, slurm: dict[str, Any] | None = None,
            echo: Callable[[str], None] = print, progress: bool = False) -> int:
@@ -37,10 +50,9 @@ def launch(configs: list[RunConfig], *, out_dir: str | Path, executor: str = "lo
     if not todo:
         return 0
     if executor == "slurm":
-        try:
-            import submitit
-        except ImportError:
-            raise UserError("--executor slurm needs submitit: pip install 'partbench[cluster]'") from None
+        require_slurm()
+        import submitit
+
         log_dir = Path(out_dir) / "slurm-logs"
         ex = submitit.AutoExecutor(folder=str(log_dir))
         ex.update_parameters(**(slurm or {}))

@@ -194,13 +194,31 @@ def extract(archive_path: Path, dest: Path, *, log: Callable[[str], None] = lamb
             bad = unsafe_members(archive)
             if bad:
                 raise UserError(f"{archive_path} has members that would be written outside {dest}: "
-                                f"{', '.join(bad[:5])}; refusing to extract it (get the archive from the official source)")
+                                f"{', '.join(bad[:5])}; refusing to extract it, and deleted it (get the archive from "
+                                "the official source)")
             archive.extractall(dest, filter="data")
+    except UserError:
+        _discard(archive_path)  # a refused archive is not left on disk to be trusted later
+        raise
     except tarfile.FilterError as exc:
-        raise UserError(f"{archive_path}: refusing an unsafe member ({exc})") from None
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise UserError(f"{archive_path} cannot be extracted ({exc}); delete it and download again") from None
+        _discard(archive_path)
+        raise UserError(f"{archive_path}: refusing an unsafe member ({exc}); the archive was deleted, get it "
+                        "from the official source") from None
+    except (tarfile.TarError, EOFError) as exc:  # a damaged archive
+        _discard(archive_path)
+        why = " ".join(str(exc).split())  # tarfile lists every method it tried, one per line
+        raise UserError(f"{archive_path} cannot be extracted ({why}); it was deleted: download it again") from None
+    except OSError as exc:  # our side (a full disk, permissions): the archive itself may be fine
+        raise UserError(f"cannot extract {archive_path} into {dest} ({exc.strerror or exc}); free space or fix "
+                        "the permissions and run again") from None
     marker.write_text("ok\n", encoding="utf-8")
+
+
+def _discard(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 def fetch(dataset: str, to: Path, *, urls: dict[str, str] | None = None, md5s: dict[str, str] | None = None,

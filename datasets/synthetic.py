@@ -24,6 +24,7 @@ from torch import Tensor
 
 from benchmark.core.dataset import Dataset
 from benchmark.core.errors import UserError
+from benchmark.core.plugin import Range
 from benchmark.core.protocol import DEFAULT_PROTOCOL, binarise
 from benchmark.core.registry import register_dataset
 from benchmark.core.seeding import derive_seed
@@ -116,6 +117,10 @@ class SyntheticCreatures(Dataset):
         "left/right keypoint and label permutation. Ground truth is exact; protocols corrected and legacy "
         "differ only for predicted masks.")
     data_hint = "Built in: generated on the fly, no data root needed."
+
+    # An image side beyond 2048 px would need tens of GiB per batch of renders and part maps.
+    param_ranges = {"image_size": Range(16, 2048), "num_train": Range(0, 1_000_000), "num_test": Range(0, 1_000_000),
+                    "seed": Range(0), "difficulty": Range(0, 1)}
 
     def __init__(self, root: str | Path | None = None, *, split: str = "test", view: str = "fg",
                  protocol: str = DEFAULT_PROTOCOL, masks: str | None = None, num_train: int = 400, num_test: int = 200,

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from benchmark.core.errors import UserError
 from benchmark.core.method import Method
+from benchmark.core.plugin import Range
 from benchmark.core.registry import register_method
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Batch, PartMaps
@@ -66,6 +67,8 @@ class DFF(Method):
     transductive = True
     supervision = "none"  # NMF of pretrained features of all positions
     uses_masks = False  # NMF runs on all positions, as in DFF; the harness applies the foreground
+    param_ranges = {"stride": Range(1), "image_size": Range(16, 4096), "max_iter": Range(1),
+                    "tol": Range(0, low_open=True), "batch_size": Range(1)}
 
     def __init__(self, num_parts: int = 4, backbone: str = "vgg19", weights: str = "pretrained",
                  layer: str | int | None = None, facet: str | None = None, stride: int | None = None,

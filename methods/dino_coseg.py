@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from benchmark.core.errors import UserError
 from benchmark.core.method import Method
+from benchmark.core.plugin import Range
 from benchmark.core.registry import register_method
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Batch, PartMaps
@@ -287,6 +288,10 @@ class DinoCoseg(Method):
     transductive = True
     provides_background = True
     supervision = "none"
+    param_ranges = {"stride": Range(1), "load_size": Range(16, 4096), "thresh": Range(0, 1),
+                    "votes_percentage": Range(0, 100), "sample_interval": Range(1), "elbow": Range(0, 1),
+                    "max_clusters": Range(1), "niter": Range(1), "nredo": Range(1),
+                    "fuzziness": Range(1, low_open=True), "batch_size": Range(1)}
 
     def __init__(self, num_parts: int = 4, weights: str = "pretrained", layer: int = 11, facet: str = "key",
                  stride: int = 4, load_size: int | None = 224, thresh: float = 0.065, votes_percentage: float = 75,

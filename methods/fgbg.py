@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
+from benchmark.core.plugin import Range
 from benchmark.core.plugin import Plugin
 from benchmark.core.registry import register_mask_model
 
@@ -156,6 +157,9 @@ class FgBg(Plugin):
     #: the view ``benchmark train`` trains on: whole images, the images :class:`MaskPredictor` predicts on
     #: (PASCAL-Part's views are its object crops)
     train_view = "full"
+    param_ranges = {"steps": Range(1), "batch_size": Range(1), "image_size": Range(16, 4096),
+                    "lr": Range(0, low_open=True), "checkpoint_every": Range(1), "warmup_steps": Range(0),
+                    "outputs": Range(1, 2)}
 
     def __init__(self, preset: str = "paper", outputs: int | None = None, steps: int | None = None,
                  batch_size: int | None = None, image_size: int | None = None, lr: float | None = None,

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from benchmark.core.errors import UserError
 from benchmark.core.method import Method
+from benchmark.core.plugin import Range
 from benchmark.core.registry import register_method
 from benchmark.core.seeding import derive_seed, make_generator
 from benchmark.core.types import Batch, PartMaps
@@ -231,6 +232,9 @@ class KMeansParts(Method):
     transductive = True
     uses_masks = True
     supervision = "fg-masks"  # clusters the features of the run's foreground pixels only
+    param_ranges = {"stride": Range(1), "image_size": Range(16, 4096), "feature_size": Range(1, 4096),
+                    "niter": Range(1), "nredo": Range(1), "max_points_per_centroid": Range(1),
+                    "fuzziness": Range(1, low_open=True), "batch_size": Range(1)}
 
     def __init__(self, num_parts: int = 4, backbone: str = "vgg19", weights: str = "pretrained",
                  layers: tuple[str, ...] | int | None = None, facet: str | None = None, stride: int | None = None,

@@ -62,6 +62,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -127,6 +129,27 @@ class _Entry:
     kind: str
     has_background: bool
     align_corners: bool
+
+
+#: The types of the description keys this reader uses (``num_parts`` a positive integer, ``folders`` a list of
+#: relative folder names, flags true/false): a hand-edited file with another type is named, never half-used.
+_SIDECAR_TYPES = {"num_parts": "a positive integer", "folders": "a list of folder names",
+                  "has_background": "true or false", "align_corners": "true or false"}
+
+
+def _check_sidecar_types(path: Path, sidecar: dict[str, Any]) -> None:
+    for key, wanted in _SIDECAR_TYPES.items():
+        if key not in sidecar or sidecar[key] is None:
+            continue
+        value = sidecar[key]
+        if key == "num_parts":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        elif key == "folders":
+            ok = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+        else:
+            ok = isinstance(value, bool)
+        if not ok:
+            raise UserError(f"{path}: {key!r} must be {wanted}, got {value!r}; fix it or export the maps again")
 
 
 def _safe_relative(sample_id: str) -> str:
@@ -218,6 +241,7 @@ class PredictionsMethod(Method):
                 raise UserError(f"{path}: unknown format {fmt!r}; this partbench reads {FORMAT!r}")
             if sidecar.get("kind") not in (None, "logits", "probs"):
                 raise UserError(f"{path}: kind must be 'logits' or 'probs', got {sidecar['kind']!r}")
+            _check_sidecar_types(path, sidecar)
         self._sidecar_cache = sidecar
         return sidecar
 
@@ -264,7 +288,7 @@ class PredictionsMethod(Method):
                             saved_digest = str(z["image_sha256"])
                         if "image_size" in z.files:
                             saved_size = tuple(int(v) for v in np.asarray(z["image_size"]).reshape(-1))
-                except (OSError, ValueError, EOFError) as exc:
+                except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a truncated .npz is no zip
                     raise UserError(f"{p}: cannot read part maps ({exc}); export them again") from None
             if saved_digest is not None:
                 digest = digest or image_digest(image)
@@ -310,7 +334,7 @@ class PredictionsMethod(Method):
                                             "again for this dataset view")
         except UserError:
             raise
-        except (OSError, ValueError, EOFError, KeyError) as exc:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
             raise UserError(f"{path}: cannot read part maps ({exc}); save a (C, h, w) float array") from None
         if kind not in (None, "logits", "probs"):
             raise UserError(f"{path}: kind must be 'logits' or 'probs', got {kind!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from benchmark.core.method import Method
+from benchmark.core.plugin import Range
 from benchmark.core.registry import register_method
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Batch, PartMaps
@@ -15,6 +16,7 @@ class RandomParts(Method):
     """Uniform random part probabilities per pixel (the lower bound; NMI ~ 0)."""
 
     supervision = "none"
+    param_ranges = {"resolution": Range(0, 4096)}
 
     def __init__(self, num_parts: int = 4, resolution: int = 0):
         self.num_parts = num_parts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -10,6 +11,36 @@ import torch
 
 from benchmark.core.registry import register_bench
 from benchmark.metrics.clustering import ContingencyTable
+
+
+#: Peak bytes per label pair: the two int64 label arrays, the draw's temporaries, the contingency table's
+#: combined index and scikit-learn's own copies (measured about 50 on 1e7 pairs; rounded up).
+BYTES_PER_LABEL = 64
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _refuse_beyond_memory(n: int) -> None:
+    """``-p n`` whose label arrays cannot fit in the memory available now: one clear error, not a crash."""
+    need, have = n * BYTES_PER_LABEL, _available_memory()
+    if have is not None and need > have:
+        from benchmark.core.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"bench metrics -p n={n:,} needs about {need / 2 ** 30:,.1f} GiB of memory, "
+                                    f"{have / 2 ** 30:,.1f} GiB is available; use a smaller -p n (e.g. "
+                                    f"-p n={max(1, have // BYTES_PER_LABEL // 2)})")
 
 
 @register_bench("metrics")
@@ -24,6 +55,8 @@ def bench_metrics(n: int = 100_000_000, classes: int = 16, clusters: int = 5, se
 
         raise InvalidParameterError(f"n, classes and clusters must be >= 1, got n={n}, classes={classes}, "
                                     f"clusters={clusters}")
+
+    _refuse_beyond_memory(n)
 
     def phase(text: str) -> None:  # a line per phase on stderr: 1e8 labels take minutes on a laptop
         print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
@@ -61,3 +94,10 @@ def bench_metrics(n: int = 100_000_000, classes: int = 16, clusters: int = 5, se
     if not ok:
         raise AssertionError("\n".join(lines))
     return "\n".join(lines)
+
+
+def _check_metrics_options(n: int = 100_000_000, **_: object) -> None:
+    _refuse_beyond_memory(int(n))
+
+
+bench_metrics.check_options = _check_metrics_options  # run by `benchmark bench` before it starts

@@ -249,7 +249,8 @@ class LandmarkError(Metric):
     def _arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         store = self._parts[split]
         if not store["pred"]:
-            raise ValueError(f"landmark_error has no {split!r} images; call update(..., split={split!r}) first")
+            what = "fit the regression on (its fitting split has no images)" if split == "fit" else "evaluate"
+            raise ValueError(f"the landmark regression has no images to {what}")
         return tuple(np.concatenate(store[k]) for k in ("pred", "gt", "visible"))  # type: ignore[return-value]
 
     def compute(self) -> float:

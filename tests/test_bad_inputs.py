@@ -28,7 +28,9 @@ def inputs(tmp_path_factory):
     damaged.write_text(text[: len(text) // 2])
     cub = root / "CUB_200_2011"
     cub.mkdir()
-    return {"RUNS": str(runs), "DAMAGED": str(damaged), "EMPTYDIR": str(cub)}
+    junk = root / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    return {"RUNS": str(runs), "DAMAGED": str(damaged), "EMPTYDIR": str(cub), "JUNK": str(junk)}
 
 
 CATALOGUE = [
@@ -100,6 +102,31 @@ CATALOGUE = [
     ("data check -d cub --data-root EMPTYDIR --max-problems 0", "--max-problems"),
     ("data download nope", "nope"),
     ("data download cub", "pass --out DIR"),
+    # issue 23: sizes and values out of range are one line, not a traceback or an out-of-memory kill
+    ("run -m random -d synthetic -o image_size=100000 --out R", "'image_size' must be >= 16 and <= 2048"),
+    ("run -m random -d synthetic -o image_size=[64] --out R", "'image_size' must be an integer"),
+    ("run -m random -d synthetic -k 1000000 --out R", "--num-parts"),
+    ("sweep -m random -d synthetic -k 1000000 --out S", "--num-parts"),
+    ("run -m random -d synthetic -p resolution=-1 --out R", "'resolution' must be >= 0"),
+    ("run -m random -d synthetic --seed 0-99999999 --out R", "more than 10,000 seeds"),
+    ("sweep -m random -d synthetic --seed 0-99999999 --out S", "more than 10,000 seeds"),
+    ("TRAIN -p lr=-1 --out T", "'lr' must be > 0"),
+    ("bench metrics -p n=1000000000000", "GiB of memory"),
+    ("data download cub --out /proc/x", "/proc/x is not writable"),
+    ("run -m random -d synthetic -o num_train=0 -o num_test=8 -o image_size=32 -q --out R",
+     "the landmark regression has no images to fit the regression on"),
+    # issue 23: a command that fails after its checks leaves no new --out folder (nor a mask cache folder)
+    ("export -m random -d synthetic -o foo=1 --out E", "has no option 'foo'"),
+    ("export -m random -d synthetic -p resolution=-1 --out E", "'resolution' must be >= 0"),
+    ("sweep -m random -d synthetic -o foo=1 --out S", "has no option 'foo'"),
+    ("TRAIN -o foo=1 --out T", "has no option 'foo'"),
+    ("masks predict --source unsupervised:nope -d synthetic --out M", "unknown unsupervised mask source 'nope'"),
+    ("masks score --masks predicted:/no/such -d synthetic --out M", "does not exist"),
+    ("demo --device tpu --out D", "unknown --device 'tpu'"),
+    ("data download cub --url nope=x --out D", "no archive named 'nope'"),
+    ("run -m random -d synthetic -o num_train=8 -o num_test=8 -o image_size=32 -q --masks model:JUNK "
+     "--cache-dir C --out R", "fg/bg checkpoint"),
+    ("sweep -m random -d synthetic --executor slurm --out S", "--executor slurm"),
     # demo, top level
     ("demo --seed -1", "--seed"),
     ("demo --method nope", "unknown method 'nope'"),
@@ -119,7 +146,9 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(line, message, inputs, 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path.parent / f"{tmp_path.name}-torch"))
     args = []
     for word in line.split():
-        args += TRAIN if word == "TRAIN" else [inputs.get(word, word)]
+        kind, _, name = word.rpartition(":")  # e.g. model:JUNK
+        word = f"{kind}:{inputs[name]}" if kind and name in inputs else inputs.get(word, word)
+        args += TRAIN if word == "TRAIN" else [word]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
@@ -196,3 +225,33 @@ def test_numeric_options_through_zero_and_minus_one(command, option, value, inpu
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output
     assert option in lines[0] or (option == "--seed" and "seed" in lines[0]), lines[0]
     assert not list(tmp_path.rglob("*"))
+
+
+# -- one rule for every command that would train a method first (issue 23) --------------------------------
+@pytest.mark.parametrize("command", ["run", "sweep", "export"])
+def test_a_method_that_would_train_on_the_cpu_is_refused_by_every_command(command, tmp_path, monkeypatch):
+    from benchmark.core.registry import METHODS
+
+    # The estimate measures a training step (seconds); its text is what matters here.
+    monkeypatch.setattr(METHODS.get("ours"), "training_estimate",
+                        classmethod(lambda cls, params, where: "about 65 days"), raising=False)
+    monkeypatch.chdir(tmp_path)
+    args = [command, "-m", "ours", "-d", "synthetic", "-p", "preset=tiny", "-p", "steps=1", "-p", "init=random",
+            "-p", "vgg_weights=random", *TINY, "--device", "cpu", "--out", "OUT", "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = [text for text in result.output.strip().splitlines() if not text.startswith("warning:")]
+    assert len(lines) == 1 and "about 65 days" in lines[0] and "--train-if-missing" in lines[0], result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_declared_parameter_ranges_name_real_parameters():
+    """A range for a misspelt parameter would silently check nothing."""
+    import inspect
+
+    from benchmark.core.registry import DATASETS, MASK_MODELS, METHODS
+
+    for registry in (METHODS, DATASETS, MASK_MODELS):
+        for name, cls in registry.items():
+            parameters = set(inspect.signature(cls.__init__).parameters)
+            assert set(cls.param_ranges) <= parameters, (name, set(cls.param_ranges) - parameters)

@@ -119,6 +119,7 @@ def test_path_escape_is_refused(server, tmp_path):
     with pytest.raises(UserError, match=r"\.\./escaped\.txt.*refusing"):
         extract(path, tmp_path / "dl" / "out")
     assert not (tmp_path / "dl" / "escaped.txt").exists() and not (tmp_path / "dl" / "out" / "ok.txt").exists()
+    assert not path.exists()  # a refused archive is not left on disk
 
 
 def test_symlink_escape_is_refused(tmp_path):
@@ -130,6 +131,22 @@ def test_symlink_escape_is_refused(tmp_path):
     (tmp_path / "l.tar").write_bytes(buffer.getvalue())
     with pytest.raises(UserError, match="refusing"):
         extract(tmp_path / "l.tar", tmp_path / "out")
+    assert not (tmp_path / "l.tar").exists()
+
+
+def test_a_damaged_archive_is_deleted(tmp_path):
+    (tmp_path / "d.tgz").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(UserError, match="cannot be extracted.*deleted"):
+        extract(tmp_path / "d.tgz", tmp_path / "out")
+    assert not (tmp_path / "d.tgz").exists()
+
+
+def test_download_into_an_impossible_folder_is_one_line(tmp_path):
+    from benchmark.cli import cli
+
+    result = CliRunner().invoke(cli, ["data", "download", "cub", "--out", "/proc/x/y", "-q"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
 
 
 def test_http_error_and_unreachable(server, tmp_path):
@@ -158,3 +175,4 @@ def test_fetch_and_cli(server, tmp_path):
     result = CliRunner().invoke(cli, ["data", "download", "cub", "--out", str(tmp_path / "d"), "-q",
                                       "--url", f"images={server.url}/good.tgz", "--url", f"segmentations={server.url}/segs.tgz"])
     assert result.exit_code == 2 and "expected 97eceeb196236b17998738112f37df78" in result.output
+    assert not (tmp_path / "d").exists()  # a failed download leaves no new --out folder

@@ -381,3 +381,48 @@ def test_bench_metrics_prints_its_phases():
     result = invoke("bench", "metrics", "-p", "n=1000")
     assert result.exit_code == 0, result.output
     assert "ContingencyTable: update + nmi + ari" in result.output and "speed-up" in result.output
+
+
+# -- issue 23: a metric named twice, damaged predictions descriptions and files ----------------------------
+def test_a_metric_named_twice_is_scored_and_written_once(tmp_path):
+    result = invoke("run", "-m", "random", "-d", "synthetic", *TINY, "--metric", "fg_nmi", "--metric", "fg_nmi",
+                    "--out", tmp_path / "r", "-q", "--no-cache")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(next((tmp_path / "r").rglob("*.csv")).open()))
+    assert [row["metric"] for row in rows] == ["fg_nmi"]
+    again = invoke("run", "-m", "random", "-d", "synthetic", *TINY, "--metric", "fg_nmi", "--out", tmp_path / "r",
+                   "-q", "--no-cache")
+    assert "[reused]" in again.output  # the same run: the duplicate does not change the run key
+
+
+@pytest.fixture(scope="module")
+def exported_maps(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exported") / "E"
+    assert invoke("export", "-m", "random", "-d", "synthetic", *TINY, "--out", folder, "-q").exit_code == 0
+    return folder
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    ({"num_parts": "four"}, "'num_parts' must be a positive integer, got 'four'"),
+    ({"num_parts": 0}, "'num_parts' must be a positive integer"),
+    ({"folders": 5}, "'folders' must be a list of folder names, got 5"),
+    ({"folders": [1, 2]}, "'folders' must be a list of folder names"),
+    ({"has_background": "yes"}, "'has_background' must be true or false"),
+    ("truncated", "cannot read part maps"),
+])
+def test_a_damaged_predictions_folder_is_named_in_one_line(damage, fragment, exported_maps, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "E"
+    shutil.copytree(exported_maps, folder)
+    if damage == "truncated":
+        for path in folder.rglob("*.npz"):
+            path.write_bytes(path.read_bytes()[:100])
+    else:
+        sidecar = folder / "predictions.json"
+        sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), **damage}))
+    result = invoke("run", "-m", "predictions", "-p", f"dir={folder}", "-d", "synthetic", *TINY,
+                    "--out", tmp_path / "runs", "-q", "--no-cache")
+    one_error_line(result, fragment)
+    assert not (tmp_path / "runs").exists()

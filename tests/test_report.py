@@ -104,3 +104,29 @@ def test_a_published_row_of_any_method_joins_its_setting(monkeypatch):
     text = render(pd.DataFrame(rows), "markdown", with_paper=True)
     line = next(l for l in text.splitlines() if "dff (their paper)" in l)
     assert "12.50" in line and "**" not in line  # shown, never bold
+
+
+def test_user_text_is_escaped_in_latex_captions_and_markdown():
+    """A mask folder or parameter with LaTeX specials or HTML (user text) neither breaks the LaTeX nor puts
+    raw HTML into the Markdown (issue 23)."""
+    rows = _rows()
+    for row in rows:
+        row["masks"] = "predicted:/data/a&b_100%#{x}~^\\"
+        if row["method"] == "a":  # a hand-edited or plug-in result file: the name is user text too
+            row["method"] = "<script>alert(1)</script>"
+    latex = render(pd.DataFrame(rows), "latex")
+    caption = next(line for line in latex.splitlines() if line.startswith("\\caption"))
+    assert r"a\&b\_100\%\#\{x\}\textasciitilde{}\textasciicircum{}\textbackslash{}" in caption, caption
+    markdown = render(pd.DataFrame(rows), "markdown")
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown
+
+
+def test_reproduce_tables_escape_plan_titles():
+    from benchmark.reproduce.tables import render_latex, render_markdown
+
+    table = {"title": "K & 100% <b>bold</b> #1", "header": ["Method", "seeds"], "rows": [["<i>x</i> | y", "1"]],
+             "has_paper": False}
+    latex = render_latex([table])
+    assert r"\caption{K \& 100\% <b>bold</b> \#1." in latex
+    markdown = render_markdown([table])
+    assert "<b>" not in markdown and "<i>" not in markdown and r"\| y" in markdown

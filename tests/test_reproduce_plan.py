@@ -151,6 +151,12 @@ seeds = [0]
     (GOOD + '[[published]]\nmethod = "rnd"\ndataset = "synthetic"\nnum_parts = "4"\nmetric = "nmi"\nmean = 1.0\n', 14,
      "'published[0].num_parts' must be an integer"),
     (GOOD + '[resources.training]\ntimeout_min = 5\n', 11, "unknown step kind 'training'"),
+    # names become files under --out: nothing may be written outside it, and each experiment is one table
+    (GOOD.replace('name = "one"', 'name = "../../x"'), 7, "experiment name '../../x' must be a plain name"),
+    (GOOD.replace('name = "one"', 'name = "/tmp/x"'), 7, "experiment name '/tmp/x' must be a plain name"),
+    ('name = "../evil"\n' + GOOD, 1, "plan name '../evil' must be a plain name"),
+    (GOOD + '\n[[experiment]]\nname = "one"\nmethods = ["rnd"]\ndatasets = ["synthetic"]\n', 13,
+     "two experiments are named 'one'"),
 ])
 def test_bad_plan_files_name_the_file_the_line_and_the_valid_keys(tmp_path, text, line, expected):
     path = _write(tmp_path, text)

@@ -94,8 +94,11 @@ def download_command(dataset, out_dir, urls, md5s, quiet) -> None:
         return
     if out_dir is None:
         raise UserError("pass --out DIR: the folder to download and extract into")
-    fetch(dataset, Path(out_dir), urls=_raw_pairs(urls, "--url"), md5s=_raw_pairs(md5s, "--md5"),
-          progress=not quiet, log=lambda msg: click.echo(msg, err=True))
+    from benchmark.core.atomic import output_dir
+
+    urls, md5s = _raw_pairs(urls, "--url"), _raw_pairs(md5s, "--md5")
+    with output_dir(out_dir) as out:  # a failed download leaves no empty --out folder
+        fetch(dataset, out, urls=urls, md5s=md5s, progress=not quiet, log=lambda msg: click.echo(msg, err=True))
     root = (Path(out_dir) / DATA_ROOT_AFTER[dataset]).resolve()
     click.echo(f"done: use --data-root {root}")
 

@@ -43,28 +43,32 @@ def export_predictions(method: str, dataset: str, *, to: str | Path, num_parts: 
     """Fit ``method`` as a run would and write its part maps for the chosen evaluation views into ``to``,
     which must be empty, or hold an earlier export and ``overwrite`` be set: the export then replaces it
     once it is complete."""
-    from benchmark.core.atomic import check_writable_dir
+    from benchmark.core.atomic import output_dir
     from benchmark.core.registry import METHODS
+    from benchmark.factories import build_method
 
     if view not in VIEW_CHOICES:
         raise UserError(f"--view must be one of {', '.join(VIEW_CHOICES)}, got {view!r}")
     if METHODS.get(method).reads_saved_maps:
         raise UserError(f"method {method!r} reads saved part maps: exporting it would only copy its folder; "
                         "export the method that produced the maps instead")
+    if data_root is not None and not Path(data_root).is_dir():
+        raise UserError(f"--data-root {data_root} does not exist or is not a directory")
+    build_method(method, num_parts=num_parts, params=dict(params or {}))  # bad parameters: named before --out exists
     _check_out_folder(Path(to), overwrite)
-    out = check_writable_dir(to, "--out directory")
-    # Written into a fresh folder inside --out and moved into place only once complete: a failure at any
-    # point leaves --out as it was (an older export intact), and a killed export only a STAGING folder.
-    target = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
-    try:
-        _export_into(target, method, dataset, num_parts=num_parts, params=params, dataset_options=dataset_options,
-                     data_root=data_root, split=split, protocol=protocol, masks=masks, seed=seed, view=view,
-                     device=device, batch_size=batch_size, cache_dir=cache_dir, num_workers=num_workers,
-                     progress=progress, echo=echo)
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
-    _replace_contents(out, target)
+    with output_dir(to) as out:  # a failed export leaves no empty --out folder
+        # Written into a fresh folder inside --out and moved into place only once complete: a failure at any
+        # point leaves --out as it was (an older export intact), and a killed export only a STAGING folder.
+        target = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
+        try:
+            _export_into(target, method, dataset, num_parts=num_parts, params=params,
+                         dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
+                         masks=masks, seed=seed, view=view, device=device, batch_size=batch_size,
+                         cache_dir=cache_dir, num_workers=num_workers, progress=progress, echo=echo)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        _replace_contents(out, target)
     return out
 
 
@@ -109,9 +113,9 @@ def _replace_contents(out: Path, new: Path) -> None:
 
 def _export_into(out: Path, method: str, dataset: str, *, num_parts, params, dataset_options, data_root, split,
                  protocol, masks, seed, view, device, batch_size, cache_dir, num_workers, progress, echo) -> None:
-    from benchmark.methods.predictions import write_sidecar
     from benchmark.factories import resolve_device
     from benchmark.maskgen import mask_cache
+    from benchmark.methods.predictions import write_sidecar
     from benchmark.runner import RunConfig, first_view, resolve_protocol, traverse
 
     device = resolve_device(device)
@@ -201,9 +205,11 @@ def _jsonable(value: Any) -> Any:
 @opt.eval_batch_size_option()
 @opt.cache_dir_option()
 @opt.num_workers_option()
+@opt.train_if_missing_option()
 @opt.quiet_option()
-def export_command(method, dataset, out_dir, overwrite, data_root, num_parts, params, options, category, checkpoint, seed, split,
-                   protocol, masks, view, device, eval_batch_size, cache_dir, num_workers, quiet):
+def export_command(method, dataset, out_dir, overwrite, data_root, num_parts, params, options, category, checkpoint,
+                   seed, split, protocol, masks, view, device, eval_batch_size, cache_dir, num_workers,
+                   train_if_missing, quiet):
     """Write a method's part maps in the `predictions` format (one .npz per image and view).
 
     \b
@@ -212,9 +218,14 @@ def export_command(method, dataset, out_dir, overwrite, data_root, num_parts, pa
       benchmark export -m dff -d synthetic --out exported/ --overwrite   # replaces the kmeans export
       benchmark run -m predictions -p dir=exported/ -d synthetic     # the same numbers as `run -m kmeans`
     """
+    from benchmark.training_cost import check_training_cost
+
     method_params, dataset_options = opt.command_line_inputs(params, options, category=category,
                                                              checkpoint=checkpoint)
     method_params = opt.synthetic_weights(method, dataset, method_params)
+    # The same rule as `run` for a method that would train first.
+    check_training_cost(method, num_parts, method_params, device, train_if_missing,
+                        lambda text: click.echo(text, err=True))
     out = export_predictions(method, dataset, to=out_dir, num_parts=num_parts, params=method_params,
                              dataset_options=dataset_options, data_root=data_root, split=split, protocol=protocol,
                              masks=masks, seed=seed, view=view, device=device, batch_size=eval_batch_size,

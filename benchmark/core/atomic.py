@@ -125,28 +125,112 @@ def check_writable_dir(path: str | os.PathLike, what: str = "output directory") 
     return path
 
 
+#: Seconds after which a lock whose heartbeat stopped is stale, on any host (``PARTBENCH_LOCK_LEASE_S``).
+DEFAULT_LOCK_LEASE_S = 300.0
+
+
+def lock_lease_s() -> float:
+    """The lock lease: ``$PARTBENCH_LOCK_LEASE_S`` seconds, else :data:`DEFAULT_LOCK_LEASE_S`."""
+    text = os.environ.get("PARTBENCH_LOCK_LEASE_S", "")
+    if not text:
+        return DEFAULT_LOCK_LEASE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise UserError(f"PARTBENCH_LOCK_LEASE_S={text!r} must be a positive number of seconds (default "
+                        f"{DEFAULT_LOCK_LEASE_S:g}); unset it or give e.g. 300")
+    return value
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (Linux ``/proc``), which tells a reused PID from the original."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def stale_reason(holder: dict | None, age_s: float, lease_s: float) -> str | None:
+    """Why a lock held by ``holder`` (its JSON, ``None`` if unreadable) whose file was last refreshed
+    ``age_s`` seconds ago is stale, or ``None`` while it is live.
+
+    A holder refreshes its lock's mtime every ``lease_s / 4`` seconds (:func:`exclusive_lock`), so a lock
+    older than the lease is stale on any host (a killed or hung holder, another machine's crash). On this
+    host a dead PID, or a PID now owned by a process that started later, is stale at once."""
+    if age_s > lease_s:
+        return f"its heartbeat stopped {age_s:.0f} s ago (lease {lease_s:g} s)"
+    if holder is None:
+        return None  # being written right now: a dead writer's lock ages past the lease
+    if holder.get("host") == socket.gethostname():
+        try:
+            pid = int(holder.get("pid", -1))
+        except (TypeError, ValueError):
+            return None
+        if not process_alive(pid):
+            return f"its process {pid} on this host is gone"
+        started = holder.get("started")
+        if started is not None and _process_start(pid) not in (None, str(started)):
+            return f"PID {pid} on this host now belongs to another process"
+    return None
+
+
+class _Heartbeat:
+    """Refreshes a held lock's mtime every ``interval_s`` in a daemon thread, while the file is still ours."""
+
+    def __init__(self, path: Path, token: str, interval_s: float):
+        import threading
+
+        self.path, self.token, self.interval_s = path, token, interval_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"lock heartbeat {path.name}", daemon=True)
+        self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.interval_s):
+            if (_lock_holder(self.path) or {}).get("token") != self.token:
+                return  # taken over (we were presumed dead) or removed: never refresh another's lock
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike, *, wait: bool = True, poll_s: float = 0.5,
-                   on_wait=None) -> Iterator[bool]:
-    """Hold the lock file ``path`` (created with ``O_EXCL``, holding this host and PID) for the block.
+                   on_wait=None, on_takeover=None, lease_s: float | None = None) -> Iterator[bool]:
+    """Hold the lock file ``path`` for the block: a lease, created with ``O_EXCL``, holding this host, PID
+    and process start time, whose mtime a heartbeat thread refreshes every ``lease_s / 4`` seconds.
 
-    When another live process holds it, wait until it is released (``on_wait(holder)`` is called once), or
-    with ``wait=False`` yield ``False`` at once. A lock left by a dead process of this host is stale and
-    taken over. Yields ``True`` once the lock is held (and whether we waited is told by ``on_wait``)."""
+    When another holder's lock is live, wait until it is released (``on_wait(holder)`` is called once), or
+    with ``wait=False`` yield ``False`` at once. A stale lock (:func:`stale_reason`: no heartbeat for
+    ``lease_s`` seconds, default :func:`lock_lease_s`, on any host; a dead or reused PID on this host) is
+    removed and taken over (``on_takeover(holder, reason)`` is called). Yields ``True`` once the lock is held."""
     path = Path(path)
+    lease_s = lock_lease_s() if lease_s is None else float(lease_s)
     path.parent.mkdir(parents=True, exist_ok=True)
     told = False
+    token = f"{_HOST}-{os.getpid()}-{time.time_ns()}"
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
             holder = _lock_holder(path)
-            dead = holder is not None and holder.get("host") == socket.gethostname() \
-                and not process_alive(int(holder.get("pid", -1)))
-            unreadable = holder is None and _age_s(path) > 30  # its writer died between create and write
-            if dead or unreadable:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)  # stale: its process is gone
+            seen = _stat(path)
+            reason = stale_reason(holder, time.time() - seen.st_mtime if seen else 0.0, lease_s)
+            if reason is not None:
+                # Remove it only if it is still the very file judged stale (not a lock just taken by another).
+                now = _stat(path)
+                if seen is not None and now is not None and (now.st_ino, now.st_mtime_ns) == \
+                        (seen.st_ino, seen.st_mtime_ns):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                    if on_takeover is not None:
+                        on_takeover(holder or {}, reason)
                 continue
             if not wait:
                 yield False
@@ -160,27 +244,32 @@ def exclusive_lock(path: str | os.PathLike, *, wait: bool = True, poll_s: float 
             raise UserError(f"cannot create the lock file {path}: {exc.strerror or exc}; choose a writable --out "
                             "directory") from None
         with os.fdopen(fd, "w") as handle:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, handle)
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid()),
+                       "time": time.time(), "lease_s": lease_s, "token": token}, handle)
         break
+    heartbeat = _Heartbeat(path, token, lease_s / 4)
     try:
         yield True
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        heartbeat.close()
+        if (_lock_holder(path) or {}).get("token") == token:  # never remove a lock taken over from us
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def _lock_holder(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        holder = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # being written right now, or just released
+    return holder if isinstance(holder, dict) else None
 
 
-def _age_s(path: Path) -> float:
+def _stat(path: Path) -> os.stat_result | None:
     try:
-        return time.time() - path.stat().st_mtime
+        return path.stat()
     except OSError:
-        return 0.0
+        return None
 
 
 def remove_empty_dirs(start: str | os.PathLike, stop: str | os.PathLike, *, include_stop: bool = True) -> None:
@@ -198,3 +287,36 @@ def remove_empty_dirs(start: str | os.PathLike, stop: str | os.PathLike, *, incl
         if current == stop:
             return
         current = current.parent
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The highest folder of ``path`` that does not exist yet (``None`` when ``path`` exists)."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _prune_empty(top: Path) -> None:
+    """Remove the empty folders under ``top`` and ``top`` itself if it ends up empty (bottom-up)."""
+    for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+@contextlib.contextmanager
+def output_dir(path: str | os.PathLike, what: str = "--out directory") -> Iterator[Path]:
+    """Create the output folder ``path`` (checked writable, :func:`check_writable_dir`) for the block; if the
+    block fails, the folders it created that hold nothing are removed again, so a failed command leaves no
+    empty ``--out`` behind (files already written stay; a folder that existed before is kept)."""
+    path = Path(path)
+    created = _first_missing(path.absolute())
+    check_writable_dir(path, what)
+    try:
+        yield path
+    except BaseException:
+        if created is not None:
+            _prune_empty(created)
+        raise

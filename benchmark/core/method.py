@@ -33,6 +33,10 @@ Conventions (scikit-learn's estimator rules, checked for every registered method
 * ``predict(batch) -> PartMaps`` for a :class:`~benchmark.core.types.Batch` of images of one size,
   without side effects. Return coarse maps and let the harness upsample them (``PartMaps`` says how).
   ``batch.masks`` holds the run's foreground masks when the mask policy provides them.
+* ``param_ranges`` (class attribute, ``{name: Range(low, high)}`` from :mod:`benchmark.core.plugin`): the values
+  numeric parameters accept (a learning rate > 0, an image side <= 4096); the harness refuses a value outside
+  in one line before the method is built, so ``__init__`` still validates nothing. Datasets declare theirs
+  for ``-o`` options the same way.
 * Tags (class attributes): ``requires_training``, ``transductive``, ``provides_background`` (a background
   channel 0, usable with ``--masks method``), ``uses_masks`` (needs ``batch.masks`` at fit/predict time).
 * ``supervision`` (tag, required of every registered method): the strongest annotation the method learns

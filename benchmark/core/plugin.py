@@ -5,11 +5,36 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from dataclasses import dataclass
 from typing import ClassVar, Iterable
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric constructor parameter accepts: ``low <= v <= high`` (``low < v`` when
+    ``low_open``; ``None`` = unbounded). Declared in :attr:`Plugin.param_ranges` and checked, with the types,
+    for every ``-p``/``-o`` value before the plug-in is built (:func:`benchmark.options.check_ranges`)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def text(self) -> str:
+        low = None if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        high = None if self.high is None else f"<= {self.high:g}"
+        return " and ".join(t for t in (low, high) if t) or "any number"
 
 
 class Plugin:
     name: ClassVar[str] = "?"  # set by the registry decorator
+    #: ``{parameter: Range}``: the accepted values of numeric constructor parameters (a learning rate > 0, an
+    #: image side of at most a few thousand pixels); a value outside is one clear error before anything runs.
+    param_ranges: ClassVar[dict[str, Range]] = {}
 
     @classmethod
     def description(cls) -> str:

@@ -326,7 +326,7 @@ def _load(path: Path, seen: tuple[Path, ...]) -> Plan:
         raise PlanError(f"plan {path}: not valid TOML: {exc}") from None
     check = _Checker(path, text)
     check.keys(data, (), TOP_KEYS)
-    name = check.typed(data.get("name", path.stem), ("name",), "str")
+    name = _plain_name(check, check.typed(data.get("name", path.stem), ("name",), "str"), ("name",), "plan name")
     description = check.typed(data.get("description", ""), ("description",), "str")
 
     methods = _methods(check, data.get("methods", {}))
@@ -338,6 +338,9 @@ def _load(path: Path, seen: tuple[Path, ...]) -> Plan:
         raise check.fail(("experiment",), "'experiment' must be an array of tables: write [[experiment]]")
     for index, entry in enumerate(entries):
         experiments.append(_experiment(check, entry, defaults, ("experiment", index), methods, path.stem))
+        if experiments[-1].name in {e.name for e in experiments[:-1]}:
+            raise check.fail(("experiment", index, "name"), f"two experiments are named {experiments[-1].name!r}; "
+                                                            "experiment names must be unique")
     published = [_published(check, entry, ("published", i))
                   for i, entry in enumerate(_array(check, data, "published"))]
     from benchmark.reproduce.steps import STEP_KINDS  # the one table of step kinds (here: their names)
@@ -407,10 +410,21 @@ def _check_method_params(check: _Checker, where: tuple, method: str, params: dic
         raise check.fail(where, str(exc)) from None
 
 
+def _plain_name(check: _Checker, value: str, where: tuple, what: str) -> str:
+    """A plan or experiment name becomes a file or folder name under ``--out``: a plain name only (no folders,
+    no ``..``, not absolute, not hidden), so that nothing is written outside ``--out``."""
+    if not value or value.startswith(".") or "/" in value or "\\" in value or "\0" in value or ":" in value \
+            or value != value.strip():
+        raise check.fail(where, f"{what} {value!r} must be a plain name (letters, digits, - _ + and dots; no "
+                                "folders, no leading dot): it names files under --out")
+    return value
+
+
 def _experiment(check: _Checker, entry: Any, defaults: dict, where: tuple, methods: dict[str, MethodSpec],
                 plan_name: str) -> Experiment:
     check.typed(entry, where, "table")
     check.keys(entry, where, EXPERIMENT_KEYS, required=("name",))
+    _plain_name(check, check.typed(entry["name"], where + ("name",), "str"), where + ("name",), "experiment name")
     merged = {**defaults, **entry}
 
     def origin(key: str) -> tuple:

@@ -20,11 +20,27 @@ from typing import Any, Callable
 from benchmark.core.atomic import atomic_write_text
 from benchmark.core.errors import UserError
 from benchmark.core.protocol import MaskSource
-from benchmark.reproduce.graph import Settings, Step, estimate_class, ledger_dir
+from benchmark.reproduce.graph import Settings, Step, estimate_class, ledger_dir, read_ledger
 
 
 def execute(step: Step, settings: Settings) -> dict[str, Any]:
-    """Run ``step`` (its dependencies are done) and record it; returns the ledger record."""
+    """Run ``step`` (its dependencies are done) and record it; returns the ledger record.
+
+    The step holds ``<out>/steps/<ledger name>.lock`` while it works (the lease of
+    :func:`~benchmark.core.atomic.exclusive_lock`): a second ``reproduce`` into the same ``--out`` waits for
+    it and then takes its record instead of doing the step (a training of hours) again."""
+    from benchmark.core.atomic import exclusive_lock
+    from benchmark.runner import lock_messages
+
+    lock = ledger_dir(settings) / f"{step.ledger_name}.lock"
+    with exclusive_lock(lock, **lock_messages(f"step {step.id}", "then using its result")):
+        done = read_ledger(settings, step)
+        if done is not None:
+            return done
+        return _execute(step, settings)
+
+
+def _execute(step: Step, settings: Settings) -> dict[str, Any]:
     from benchmark.factories import resolve_device
     from benchmark.provenance import device_description, git_state
 

@@ -17,6 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmark import escaping as escape
 from benchmark.core.atomic import atomic_write_text
 from benchmark.core.protocol import PAPER_PROTOCOL
 from benchmark.reproduce.graph import Settings, Step, ledger_dir
@@ -132,8 +133,10 @@ def render_markdown(tables: list[dict[str, Any]], missing: list[str] = ()) -> st
         note = "Values x100; mean ± std over seeds."
         if table["has_paper"]:
             note += " paper = published (reference notebooks, so beside legacy); Δ = legacy − paper."
-        parts.append(f"### {table['title']}\n\n{note}\n\n"
-                     + tabulate(table["rows"], headers=table["header"], tablefmt="pipe", disable_numparse=True))
+        rows = [[escape.markdown(c) for c in row] for row in table["rows"]]  # plan text: no raw HTML
+        parts.append(f"### {escape.markdown(table['title'])}\n\n{note}\n\n"
+                     + tabulate(rows, headers=[escape.markdown(h) for h in table["header"]], tablefmt="pipe",
+                                disable_numparse=True))
     return "\n\n".join(parts) + "\n"
 
 
@@ -144,7 +147,7 @@ def render_latex(tables: list[dict[str, Any]]) -> str:
     for table in tables:
         text = tabulate(table["rows"], headers=table["header"], tablefmt="latex_booktabs", disable_numparse=True)
         text = text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
-        caption = table["title"].replace("_", r"\_")
+        caption = escape.latex(table["title"])  # tabulate escaped the cells; the caption is ours
         parts.append("\\begin{table}[t]\n\\centering\n\\resizebox{\\linewidth}{!}{%\n" + text + "}\n"
                      f"\\caption{{{caption}. Values $\\times$100, mean $\\pm$ std over seeds"
                      + ("; paper = published, $\\Delta$ = legacy $-$ paper" if table["has_paper"] else "")

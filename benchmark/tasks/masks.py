@@ -42,7 +42,7 @@ class PredictMasksResult:
 
 def predict_masks(config: PredictMasksConfig) -> PredictMasksResult:
     """Predict the masks of the split's images not yet in the folder (a killed job resumes)."""
-    from benchmark.core.atomic import check_writable_dir
+    from benchmark.core.atomic import output_dir
     from benchmark.core.registry import DATASETS
     from benchmark.factories import build_dataset, build_mask_source, resolve_device
     from benchmark.mask_sources import GeneratedMasks
@@ -56,11 +56,11 @@ def predict_masks(config: PredictMasksConfig) -> PredictMasksResult:
     # The one rule of mask preparation: whole images, the dataset's full view, loaded without masks.
     data = build_dataset(config.dataset, data_root=config.data_root, split=config.split,
                          view=DATASETS.get(config.dataset).full_view, masks="none", options=config.options)
-    out = check_writable_dir(config.out_dir, "--out directory")
-    predictor = source.predictor(device)
-    t0 = time.perf_counter()
-    summary = write_masks(predictor, data, out, batch_size=config.batch_size, device=device,
-                          num_workers=config.num_workers, progress=config.progress)
+    with output_dir(config.out_dir) as out:  # a failed job leaves no empty --out folder
+        predictor = source.predictor(device)
+        t0 = time.perf_counter()
+        summary = write_masks(predictor, data, out, batch_size=config.batch_size, device=device,
+                              num_workers=config.num_workers, progress=config.progress)
     return PredictMasksResult(out, summary.written, summary.skipped, summary.images, time.perf_counter() - t0)
 
 
@@ -97,7 +97,7 @@ class ScoreMasksResult:
 def score_masks(config: ScoreMasksConfig) -> ScoreMasksResult:
     """IoU, precision and recall pooled over every pixel of the split (see :class:`~benchmark.maskgen.MaskScore`).
     A metric without a value is left out (``undefined`` says why); none at all is an error."""
-    from benchmark.core.atomic import check_writable_dir
+    from benchmark.core.atomic import output_dir
     from benchmark.core.cache import content_key
     from benchmark.factories import build_mask_source, resolve_device
     from benchmark.maskgen import prepare_masks, score_masks as score
@@ -108,32 +108,32 @@ def score_masks(config: ScoreMasksConfig) -> ScoreMasksResult:
         raise UserError(f"--masks {config.masks}: score a mask folder (predicted:DIR), a model (model:CKPT) or an "
                         f"unsupervised source (unsupervised:NAME)")
     device = resolve_device(config.device)
-    check_writable_dir(config.out_dir, "--out directory")
-    started = _dt.datetime.now(_dt.timezone.utc)
-    t0 = time.perf_counter()
-    masks = prepare_masks(masks, config.dataset, [config.split], data_root=config.data_root, options=config.options,
-                          device=device, cache_dir=config.cache_dir, batch_size=config.batch_size,
-                          num_workers=config.num_workers, progress=config.progress)
-    counts, data = score(config.dataset, masks, data_root=config.data_root, split=config.split,
-                         options=config.options, protocol=config.protocol, batch_size=config.batch_size,
-                         device=device, progress=config.progress, num_workers=config.num_workers)
-    values, undefined = counts.compute()
-    if not values:
-        raise UserError("no mask metric is defined: neither the predicted nor the ground-truth masks have a "
-                        "foreground pixel")
-    inputs = masks.fingerprint()
-    key = content_key({"dataset": config.dataset,
-                       "root": str(Path(config.data_root).resolve()) if config.data_root else None,
-                       "split": config.split, "options": data.options(), "protocol": config.protocol,
-                       "masks": inputs, "what": "masks-score-v1"}, length=16)
-    fields = {"method": "masks", "dataset": config.dataset, "split": config.split, "view": data.view,
-              "protocol": config.protocol, "masks": masks.spec, "ground_truth": "masks", "num_parts": "", "seed": 0,
-              "method_params": json.dumps({"source": masks.spec}),
-              "dataset_options": json.dumps(data.options(), sort_keys=True, default=str), "transductive": False,
-              "weights": json.dumps(inputs, sort_keys=True, default=str), "skipped_images": 0, "run_key": key,
-              "landmark_protocol": ""}
-    rows = build_rows(fields, [{"metric": name, "value": value, "n": counts.pixels} for name, value in values.items()],
-                      device=device, wall=time.perf_counter() - t0, started=started)
-    path = Path(config.out_dir) / config.dataset / "masks" / f"{config.split}-{key}.csv"
-    write_rows(path, rows)
+    with output_dir(config.out_dir):  # a failed job leaves no empty --out folder
+        started = _dt.datetime.now(_dt.timezone.utc)
+        t0 = time.perf_counter()
+        masks = prepare_masks(masks, config.dataset, [config.split], data_root=config.data_root, options=config.options,
+                              device=device, cache_dir=config.cache_dir, batch_size=config.batch_size,
+                              num_workers=config.num_workers, progress=config.progress)
+        counts, data = score(config.dataset, masks, data_root=config.data_root, split=config.split,
+                             options=config.options, protocol=config.protocol, batch_size=config.batch_size,
+                             device=device, progress=config.progress, num_workers=config.num_workers)
+        values, undefined = counts.compute()
+        if not values:
+            raise UserError("no mask metric is defined: neither the predicted nor the ground-truth masks have a "
+                            "foreground pixel")
+        inputs = masks.fingerprint()
+        key = content_key({"dataset": config.dataset,
+                           "root": str(Path(config.data_root).resolve()) if config.data_root else None,
+                           "split": config.split, "options": data.options(), "protocol": config.protocol,
+                           "masks": inputs, "what": "masks-score-v1"}, length=16)
+        fields = {"method": "masks", "dataset": config.dataset, "split": config.split, "view": data.view,
+                  "protocol": config.protocol, "masks": masks.spec, "ground_truth": "masks", "num_parts": "", "seed": 0,
+                  "method_params": json.dumps({"source": masks.spec}),
+                  "dataset_options": json.dumps(data.options(), sort_keys=True, default=str), "transductive": False,
+                  "weights": json.dumps(inputs, sort_keys=True, default=str), "skipped_images": 0, "run_key": key,
+                  "landmark_protocol": ""}
+        rows = build_rows(fields, [{"metric": name, "value": value, "n": counts.pixels} for name, value in values.items()],
+                          device=device, wall=time.perf_counter() - t0, started=started)
+        path = Path(config.out_dir) / config.dataset / "masks" / f"{config.split}-{key}.csv"
+        write_rows(path, rows)
     return ScoreMasksResult(values, undefined, rows, path, masks.spec, counts.images, data.view)

@@ -50,6 +50,7 @@ def default_out_dir(method: str, dataset: str, seed: int) -> Path:
 def train(config: TrainConfig, *, echo: Echo = lambda _: None) -> TrainOutcome:
     """Build the method and the training view, then run the method's ``train`` (resumable, DDP under
     torchrun). Random weights are announced through ``echo``: they must never pass unnoticed."""
+    from benchmark.core.atomic import output_dir
     from benchmark.core.method import RunContext
     from benchmark.factories import build_dataset, build_mask_source, build_method, resolve_device
     from benchmark.maskgen import prepare_masks
@@ -79,7 +80,8 @@ def train(config: TrainConfig, *, echo: Echo = lambda _: None) -> TrainOutcome:
                                 progress=config.progress and rank == 0,
                                 data_root=Path(config.data_root) if config.data_root is not None else None)
     extra = {} if config.keep_checkpoints is None else {"keep_checkpoints": config.keep_checkpoints}
-    result = method.train(data, out_dir=out_dir, resume=config.resume, seed=config.seed, device=device, **extra)
+    with output_dir(out_dir):  # a failed training leaves no empty --out folder
+        result = method.train(data, out_dir=out_dir, resume=config.resume, seed=config.seed, device=device, **extra)
     return TrainOutcome(result, out_dir, len(data), rank)
 
 

@@ -24,10 +24,11 @@ from typing import Any, Sequence
 import torch
 
 from benchmark.core.errors import UserError
+from benchmark.core.plugin import Range
 from benchmark.core.registry import register_method
 from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.ours.presets import PRESETS, OursConfig, resolve_config
-from benchmark.methods.training.method import TrainableMethod, source_identity
+from benchmark.methods.training.method import TRAINING_RANGES, TrainableMethod, source_identity
 
 TRAIN_CODE_VERSION = "ours-train-v2"  # bump when a change alters what training produces (invalidates caches)
 
@@ -40,6 +41,9 @@ class Ours(TrainableMethod):
     uses_masks = True
     supervision = "fg-masks"  # trains on the foreground masks of the training view (the paper: GT masks)
     code_version = TRAIN_CODE_VERSION
+    # A learning rate > 0, weights of loss terms >= 0, counts >= 1 (a negative lr is no training).
+    param_ranges = {**TRAINING_RANGES, "max_iter": Range(0), **{f"lambda_{term}": Range(0) for term in
+                                          ("feature", "color", "contrastive", "equivariance")}}
 
     def __init__(self, num_parts: int = 4, preset: str = "paper", steps: int | None = None,
                  batch_size: int | None = None, image_size: int | None = None, lr: float | None = None,

@@ -56,10 +56,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.core.errors import UserError
+from benchmark.core.plugin import Range
 from benchmark.core.registry import register_method
 from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.scops import losses
-from benchmark.methods.training.method import TrainableMethod, source_identity
+from benchmark.methods.training.method import TRAINING_RANGES, TrainableMethod, source_identity
 
 VGG_LAYERS = ("relu5_2", "relu5_4")
 TRAIN_CODE_VERSION = "scops-train-v2"  # bump when a change alters what training produces (invalidates caches)
@@ -135,6 +136,9 @@ class SCOPS(TrainableMethod):
     supervision = "fg-masks"  # trains on the foreground masks of the training view
     code_version = TRAIN_CODE_VERSION
     checkpoint_label = "scops-checkpoint"
+    param_ranges = {**TRAINING_RANGES, "lr_basis": Range(0, low_open=True), "momentum": Range(0, 1),
+                    "weight_decay": Range(0), "poly_power": Range(0), "clip": Range(0, low_open=True),
+                    "lambda_con": Range(0), "lambda_eqv": Range(0)}
 
     def __init__(self, num_parts: int = 4, preset: str = "paper", checkpoint: str | None = None,
                  mean_order: str = "rgb", quirk_concentration_b2: bool = True,

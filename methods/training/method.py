@@ -33,6 +33,7 @@ from torch import nn
 from benchmark.core.cache import content_key, file_digest
 from benchmark.core.errors import UserError
 from benchmark.core.method import Method, TrainResult
+from benchmark.core.plugin import Range
 from benchmark.core.types import Batch, PartMaps
 
 
@@ -51,6 +52,11 @@ def source_identity(spec: str, *, option: str = "init") -> str:
         return spec
     path = Path(spec).expanduser()
     return f"file:{file_digest(path)}" if path.is_file() else str(path)
+
+
+#: The accepted values of the training settings every trainable method shares (a plug-in adds its own).
+TRAINING_RANGES = {"steps": Range(1), "batch_size": Range(1), "image_size": Range(16, 4096),
+                   "lr": Range(0, low_open=True), "checkpoint_every": Range(1)}
 
 
 class TrainableMethod(Method):
