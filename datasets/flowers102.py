@@ -19,6 +19,8 @@ from ._base import RealDataset, Reporter
 from ._io import read_rgb
 from ._views import centre_crop_offset, image_tensor, pil_resize, short_side_size
 
+#: the training view's square side (partbench's own training view, as PartImageNet's)
+TRAIN_SIZE = 256
 #: the split keys of setid.mat (image numbers from 1)
 SPLIT_KEYS = {"train": "trnid", "val": "valid", "test": "tstid"}
 FIX = ("Re-extract the Flowers-102 archives so that <root>/jpg/, <root>/segmim/, imagelabels.mat and setid.mat "
@@ -51,11 +53,13 @@ class Flowers102(RealDataset):
     View ``whole`` (both roles): the image resized so its short side is ``protocol.image_size`` (PIL
     bilinear), the mask with nearest neighbour, both optionally cut to a centred square
     (``protocol.centre_crop``). Part maps are upsampled with ``align_corners=True`` (``eval_fg_bg``).
+    ``train``: the same at 256 with a centred crop and a horizontal flip with p = 0.5 (for methods that
+    train, or load a checkpoint, within a run).
     """
 
     ground_truth = "pixels"
     splits = ("train", "val", "test")
-    views = ("whole",)
+    views = ("whole", "train")
     fg_view = full_view = whole_image_view = "whole"
     whole_image_align_corners = True
     metric_kinds = ("foreground",)
@@ -69,7 +73,7 @@ class Flowers102(RealDataset):
     def __init__(self, root=None, *, split="test", view="whole", protocol=WHOLE_IMAGE, masks=None,
                  _collect: Reporter | None = None):
         super().__init__(root, split=split, view=view, protocol=protocol, masks=masks)
-        if not self.protocol.rules.whole_image:
+        if view != "train" and not self.protocol.rules.whole_image:
             raise UserError(f"flowers102 is scored under --protocol whole-image (PDiscoFormer's fg/bg IoU); "
                             f"--protocol {self.protocol} has no Flowers-102 views")
         if self.masks.dataset_reads == "folder":
@@ -92,6 +96,8 @@ class Flowers102(RealDataset):
         return len(self._numbers)
 
     def _size(self) -> tuple[int, bool]:
+        if self.view == "train":
+            return TRAIN_SIZE, True
         return int(self.protocol.image_size or WHOLE_IMAGE_DEFAULT_SIZE), bool(self.protocol.centre_crop)
 
     def image_size(self, index: int) -> tuple[int, int] | None:
@@ -124,9 +130,12 @@ class Flowers102(RealDataset):
             top, left = centre_crop_offset(sh, size), centre_crop_offset(sw, size)
             image = image[top:top + size, left:left + size]
             labels = labels[top:top + size, left:left + size]
+        img = image_tensor(image)
+        if self.view == "train" and bool(torch.rand(()) < 0.5):
+            img, labels = img.flip(-1), labels.flip(-1)
         labels = labels.contiguous()
         fg = (labels != 0).float() if self.masks.dataset_reads == "annotations" else None
-        return Sample(image=image_tensor(image), id=image_path.stem, part_labels=labels, mask=fg,
+        return Sample(image=img, id=image_path.stem, part_labels=labels, mask=fg,
                       meta={"class_id": int(self._labels[index]), "original_size": (h, w)})
 
     @classmethod

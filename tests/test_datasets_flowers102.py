@@ -144,6 +144,10 @@ def test_fg_iou_counts_merge_and_refuse_degenerate_input():
 def test_splits_and_bad_trees(tmp_path, root):
     assert [len(D.load("flowers102", root=root, split=s, view="whole", protocol="whole-image:16", masks="method"))
             for s in ("train", "val", "test")] == [1, 1, 2]
+    train = D.load("flowers102", root=root, split="train", view="train", protocol="corrected", masks="gt")
+    sample = train[0]
+    assert sample.size == (256, 256) and set(sample.part_labels.unique().tolist()) == {0, 1}
+    assert torch.equal(sample.mask, sample.part_labels.float())
     with pytest.raises(UserError, match="whole-image"):
         D.load("flowers102", root=root, split="test", view="whole", protocol="corrected", masks="method")
     savemat(root / "setid.mat", {"trnid": np.array([[2]]), "valid": np.array([[4]]), "tstid": np.array([[1, 9]])})
