@@ -75,7 +75,7 @@ def _whole_image_table() -> dict[tuple, Published]:
 
 
 PUBLISHED_TABLES = {"k-sweep": lambda: _table("paper"), "five-seeds": lambda: _table("paper, 5 seeds"),
-                    "whole-image": _whole_image_table}
+                    WHOLE_IMAGE: _whole_image_table}  # the newer papers, named after their protocol
 
 
 def published_numbers(table: str | None, extra=()) -> dict[tuple, Published]:
