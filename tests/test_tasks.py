@@ -94,3 +94,19 @@ def test_mask_tasks_run_without_the_cli(tmp_path):
 
 def test_one_default_cache():
     assert _files_matching(r"environ\.get\(\"PARTBENCH_CACHE\"") == ["benchmark/core/cache.py"]
+
+
+def test_every_training_goes_through_the_task_layer(tmp_path):
+    """`benchmark train` and the plans' train steps call benchmark.tasks.train; nothing else in the harness
+    calls a method's `train` or the run cache's train_or_reuse (the conformance checks aside)."""
+    harness = ("benchmark",)
+    assert _files_matching(r"train_or_reuse\(", harness) == ["benchmark/tasks/train.py"]
+    assert _files_matching(r"\.train\(data", harness) == ["benchmark/tasks/train.py", "benchmark/testing.py"]
+    from benchmark.tasks import TrainConfig, train
+
+    # A plan's step names the key it planned with: changed inputs are refused before anything trains.
+    config = TrainConfig(method="scops", dataset="synthetic", params={"num_parts": 2, "preset": "tiny"},
+                         options=TINY, cache_dir=tmp_path / "cache", into_run_cache=True, expected_key="0" * 16)
+    with pytest.raises(UserError, match="inputs changed since they were planned .* != 0000000000000000"):
+        train(config)
+    assert not (tmp_path / "cache").exists()
