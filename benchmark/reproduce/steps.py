@@ -191,16 +191,22 @@ class StepKind:
     run: Callable[[Step, Settings, str], tuple[Any, dict]]
     uses_device: bool
     resources: dict[str, Any] = field(default_factory=dict)
+    #: the step trains a model into its spec's ``model`` file: done when that file exists (a training
+    #: interrupted in another run, or one reused from the cache, is not done twice)
+    makes_model: bool = False
+    #: the step's product only feeds later steps: once every step using it is done it is not needed again
+    #: (e.g. its cache was cleaned)
+    intermediate: bool = False
 
 
 _GPU = {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32}
 #: every step kind, in the order they feed each other (see :mod:`benchmark.reproduce.graph`)
 STEP_KINDS: dict[str, StepKind] = {kind.name: kind for kind in (
-    StepKind("fgbg-train", _fgbg_train, True, {**_GPU, "timeout_min": 24 * 60}),
-    StepKind("masks-predict", _masks_predict, True, {**_GPU, "timeout_min": 4 * 60}),
+    StepKind("fgbg-train", _fgbg_train, True, {**_GPU, "timeout_min": 24 * 60}, makes_model=True, intermediate=True),
+    StepKind("masks-predict", _masks_predict, True, {**_GPU, "timeout_min": 4 * 60}, intermediate=True),
     StepKind("masks-score", _masks_score, True, {"gpus_per_node": 0, "cpus_per_task": 4, "mem_gb": 16,
                                                  "timeout_min": 60}),
-    StepKind("train", _train, True, {**_GPU, "timeout_min": 72 * 60}),
+    StepKind("train", _train, True, {**_GPU, "timeout_min": 72 * 60}, makes_model=True, intermediate=True),
     StepKind("evaluate", _evaluate, True, {**_GPU, "timeout_min": 6 * 60}),
     StepKind("tables", _tables, False, {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 4, "timeout_min": 30}),
     StepKind("figures", _figures, False, {"gpus_per_node": 0, "cpus_per_task": 2, "mem_gb": 8, "timeout_min": 30}),
