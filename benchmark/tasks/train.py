@@ -68,7 +68,9 @@ def train(config: TrainConfig, *, echo: Echo = lambda _: None) -> TrainOutcome:
     from benchmark.maskgen import prepare_masks
 
     method = build_method(config.method, params=config.params, for_training=True)
-    randoms = [f"{key}=random" for key in ("init", "vgg_weights") if getattr(method, key, None) == "random"]
+    # The parameters the class declares as its random weights (Method.random_weights_params), as set here.
+    randoms = [f"{key}={value}" for key, value in type(method).random_weights_params().items()
+               if getattr(method, key) == value]
     if randoms:
         echo(f"warning: training with RANDOM weights ({', '.join(randoms)}), recorded in the checkpoint; "
              "such a model says nothing about the method beyond a smoke test")
