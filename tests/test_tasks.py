@@ -113,3 +113,9 @@ def test_every_training_goes_through_the_task_layer(tmp_path):
     with pytest.raises(UserError, match="inputs changed since they were planned .* != 0000000000000000"):
         train(config)
     assert not (tmp_path / "cache").exists()
+
+
+def test_mask_spellings_are_not_compared_by_hand():
+    """What a --masks spelling means is asked of its kind (MaskSource.kind_of / parse), never read from the
+    text: `source == "method"` misses a plug-in kind with the method's background."""
+    assert _files_matching(r"\b(source|mask_source|masks|spec) [!=]= \"(gt|method|none|fgbg)\"") == []

@@ -367,7 +367,8 @@ class _Builder:
 
         train, checkpoint, weights_key = training
         spec = self.plan.method_spec(cell.label)
-        if source == "method" and not METHODS.get(spec.method).provides_background:
+        if (MaskSource.kind_of(source, in_plans=True).background == "method"
+                and not METHODS.get(spec.method).provides_background):
             return None  # no background channel of its own: the cell does not exist
         masks, masks_key, mask_deps, mask_blocked = self.mask_input(cell, source)
         params = {**spec.params, **({"checkpoint": checkpoint} if checkpoint else {})}
