@@ -152,10 +152,11 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
     check_ranges(f"dataset {name!r}: option", cls.param_ranges, options)
 
 
-def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str = "fg",
+def build_dataset(name: str, *, data_root: str | Path | None = None, split: str = "test", view: str | None = "fg",
                   protocol: Any = DEFAULT_PROTOCOL, masks: Any = None, options: dict[str, Any] | None = None):
     """Instantiate registered dataset ``name`` for one split and view (``masks=None``: the protocol
-    object's own mask source, or ``gt``)."""
+    object's own mask source, or ``gt``; ``view=None`` / ``protocol=None``: the dataset's own defaults,
+    e.g. PartImageNet's ``whole`` view under ``whole-image``)."""
     from benchmark.core.registry import DATASETS
 
     cls = DATASETS.get(name)
@@ -168,7 +169,8 @@ def build_dataset(name: str, *, data_root: str | Path | None = None, split: str 
             raise UserError(f"give the {key} with --{key}, not as the dataset option -o {key}=...")
     check_dataset_options(name, options)
     try:
-        return cls(data_root, split=split, view=view, protocol=protocol, masks=masks, **options)
+        chosen = {key: value for key, value in (("view", view), ("protocol", protocol)) if value is not None}
+        return cls(data_root, split=split, masks=masks, **chosen, **options)
     except TypeError as exc:
         raise UserError(f"dataset {name!r}: bad options {options}: {exc}") from None
 

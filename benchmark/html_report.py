@@ -121,8 +121,9 @@ def build_html(paths: Iterable[str | Path], title: str = "partbench results") ->
         for table in reproduction:
             out.append(f"<h3>{_e(table['title'])}</h3>")
             if table.get("has_paper"):
-                out.append("<p class=\"note\">paper = published number (reference notebooks, so beside legacy); "
-                           "Δ = legacy − paper.</p>")
+                from benchmark.reproduce.published import PAPER_NOTE
+
+                out.append(f"<p class=\"note\">{_e(PAPER_NOTE)}</p>")
             out.append(_table(table["header"], table["rows"]))
     else:
         for setting, header, body, bold in summary_tables(part_rows):

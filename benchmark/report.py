@@ -28,9 +28,9 @@ from benchmark import escaping as escape
 from benchmark.core.atomic import atomic_write_text
 from benchmark.core.errors import UserError
 
-METRIC_ORDER = ("fg_nmi", "fg_ari", "nmi", "ari", "landmark_error", "mask_iou", "mask_precision", "mask_recall")
+METRIC_ORDER = ("fg_nmi", "fg_ari", "nmi", "ari", "landmark_error", "fg_iou", "mask_iou", "mask_precision", "mask_recall")
 METRIC_TITLES = {"fg_nmi": "FG-NMI", "fg_ari": "FG-ARI", "nmi": "NMI", "ari": "ARI",
-                 "landmark_error": "Landmark error", "mask_iou": "Mask IoU", "mask_precision": "Mask precision",
+                 "landmark_error": "Landmark error", "fg_iou": "FG IoU", "mask_iou": "Mask IoU", "mask_precision": "Mask precision",
                  "mask_recall": "Mask recall"}
 LOWER_IS_BETTER = {"landmark_error"}
 SETTING_COLUMNS = ("dataset", "split", "protocol", "masks", "num_parts", "options")

@@ -65,6 +65,8 @@ from benchmark.maskgen import mask_cache
 from benchmark.results import build_rows, read_rows, write_rows
 
 # Bump when a change of the harness changes numbers, so that stale result files are not reused.
+#: metric kinds fed with the label pairs of their role (benchmark.metrics.scoring.label_pairs)
+PAIR_KINDS = ("clustering", "foreground")
 HARNESS_VERSION = 3  # 3: keypoint read-out rules and CUB legacy box clipping (docs/protocol.md)
 
 
@@ -157,6 +159,15 @@ def _metrics_for(config: RunConfig, dataset_cls: type[Dataset], ground_truth: st
         cls = METRICS.get(name)
         if cls.unavailable_reason():
             continue
+        if cls.kind not in dataset_cls.metric_kinds:
+            if config.metrics:
+                raise UserError(f"metric {name!r} does not apply to dataset {dataset_cls.name!r}, which scores "
+                                f"{', '.join(m for m in METRICS.names() if METRICS.get(m).kind in dataset_cls.metric_kinds)}")
+            continue
+        if cls.kind == "foreground" and protocol.masks.background != "method":
+            # the foreground is the method's own (its part channels beat its background channel)
+            raise UserError(f"metric {name!r} scores the method's own foreground: use --masks method with a "
+                            f"method that has a background channel (got --masks {protocol.masks.spec})")
         if cls.kind == "landmarks":
             if landmark_protocol is None:
                 if config.metrics:
@@ -261,7 +272,7 @@ def evaluation_views(first: Dataset, metrics: Sequence[Metric]) -> dict[str, lis
     then the landmark view (a view serving several roles is predicted once)."""
     roles_by_view: dict[str, list[str]] = {}
     for role, view_name in (("fg", first.fg_view), ("full", first.full_view)):
-        if any(m.kind == "clustering" and m.role == role for m in metrics):
+        if any(m.kind in PAIR_KINDS and m.role == role for m in metrics):
             roles_by_view.setdefault(view_name, []).append(role)
     if any(m.kind == "landmarks" for m in metrics):
         roles_by_view.setdefault(first.landmark_view, [])
@@ -310,7 +321,7 @@ def _update_clustering(metrics: Sequence[Metric], maps: PartMaps, batch: Batch, 
         pairs = label_pairs(maps, batch, role=role, ground_truth=ground_truth, protocol=protocol,
                             background=protocol.masks.background, legacy_rule=protocol.background_rule(role))
         for metric in metrics:
-            if metric.kind == "clustering" and metric.role == role:
+            if metric.kind in PAIR_KINDS and metric.role == role:
                 metric.update(*pairs[metric.label_set()])
 
 

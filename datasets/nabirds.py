@@ -197,5 +197,6 @@ def _read_nabirds(root: Path, part_ids: list[int], report: Reporter) -> dict[str
         return None
     return {"ids": ids, "paths": images["path"].to_numpy(object),
             "is_train": aligned["train_test_split.txt"]["is_train"].to_numpy(int),
-            "bbox": bbox, "class_id": aligned["image_class_labels.txt"]["class_id"].to_numpy(int),
+            "bbox": bbox, "bbox_line": boxes["line"].to_numpy(np.int64),
+            "class_id": aligned["image_class_labels.txt"]["class_id"].to_numpy(int),
             "kp": kp, "vis": vis, "kp_line": kp_line}

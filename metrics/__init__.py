@@ -5,7 +5,8 @@
 * :class:`ContingencyTable` -- the streaming, mergeable accumulator behind them.
 * :mod:`.scoring` -- turning part maps into label pairs (keypoint- or pixel-based, FG / full).
 * :mod:`.landmarks` -- part centres and landmark regression (``regression_error``).
-* Registered metrics: ``fg_nmi``, ``fg_ari``, ``nmi``, ``ari``, ``landmark_error``.
+* Registered metrics: ``fg_nmi``, ``fg_ari``, ``nmi``, ``ari``, ``landmark_error``, ``fg_iou`` (the
+  foreground IoU of Flowers-102, :mod:`.foreground_iou`).
 """
 
 from benchmark.metrics.clustering import ContingencyTable, ari, nmi

@@ -16,6 +16,7 @@ from test_datasets_deepfashion import build_fixture as _deepfashion  # noqa: E40
 from test_datasets_pascal_part import build_fixture as _pascal_part  # noqa: E402
 from test_datasets_partimagenet import build_fixture as _partimagenet  # noqa: E402
 from test_datasets_nabirds import build_fixture as _nabirds  # noqa: E402
+from test_datasets_flowers102 import build_fixture as _flowers102  # noqa: E402
 
 FIXTURES.update({"cub": _cub, "deepfashion": _deepfashion, "pascal-part": _pascal_part,
-                 "partimagenet": _partimagenet, "nabirds": _nabirds})
+                 "partimagenet": _partimagenet, "nabirds": _nabirds, "flowers102": _flowers102})

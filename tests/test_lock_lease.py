@@ -3,6 +3,7 @@ identical run wait forever; the holder's heartbeat keeps a live lock from being 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -124,8 +125,8 @@ def test_a_reproduce_step_done_meanwhile_by_another_run_is_not_done_again(tmp_pa
     from benchmark.reproduce.graph import Settings, Step, ledger_dir
 
     calls = []
-    monkeypatch.setitem(steps_module._KINDS, "tables",
-                        lambda step, settings, device: (calls.append(step.id), ({}, {}))[1])
+    monkeypatch.setitem(steps_module.STEP_KINDS, "tables", dataclasses.replace(
+        steps_module.STEP_KINDS["tables"], run=lambda step, settings, device: (calls.append(step.id), ({}, {}))[1]))
     settings = Settings(out_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), device="cpu", quiet=True)
     step = Step("tables/x", "tables", "k1", (), {})
     folder = ledger_dir(settings)

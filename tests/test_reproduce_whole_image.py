@@ -69,6 +69,60 @@ def test_whole_image_plan_fills_every_cell_on_stand_ins(tmp_path):
     protocols = {row.get("protocol") for row in rows}
     assert {"legacy", "corrected", "whole-image:64", "whole-image:32-crop"} <= protocols, protocols
     assert {row.get("num_parts") for row in rows} >= {"4", "8", "16", "25", "50"}
-    assert {(row["method"], row["supervision"]) for row in rows} == {("random", "none"), ("kmeans", "fg-masks"),
-                                                                     ("scops", "fg-masks")}
+    measured = [row for row in rows if row["seeds"] != "0"]
+    assert {(row["method"], row["supervision"]) for row in measured} == {("random", "none"), ("kmeans", "fg-masks"),
+                                                                         ("scops", "fg-masks")}
+    # the newer papers' numbers sit beside the whole-image cells of their dataset and K (published = "whole-image")
+    beside = {(row["method"], row["dataset"], row["num_parts"], row["protocol"]) for row in rows if row["published_mean"]}
+    assert {("mpae (published)", "cub", "16", "whole-image:64"),
+            ("pdiscoformer (published)", "partimagenet", "25", "whole-image:32-crop")} <= beside, beside
     assert "| Supervision" in (out / "tables" / "whole-image-cub.md").read_text()
+
+
+def test_tables_put_the_newer_papers_numbers_beside_whole_image_cells(monkeypatch):
+    """The shipped ``whole-image`` published table: a plan method's own ``paper`` and ``Δ`` cells beside its
+    whole-image cell (own-background table only), rows for the published methods the plan does not run,
+    and the paper's legacy numbers still beside ``legacy`` only."""
+    from dataclasses import asdict
+
+    import benchmark.reproduce.tables as tables
+    from benchmark.published import published_results
+    from benchmark.reproduce.graph import Settings, Step
+    from benchmark.reproduce.published import published_numbers
+
+    assert "whole-image" in shipped_plans()["whole-image"].read_text()
+    published = {"|".join(map(str, k)): asdict(v) for k, v in published_numbers("whole-image").items()}
+    # a k-sweep (legacy) number of a plan method, as a plan's [[published]] entry would add
+    published["ours|cub|16|nmi"] = {"mean": 50.0, "std": None, "source": "legacy test", "masks": None,
+                                    "protocol": "legacy", "supervision": ""}
+    rows = []
+    for masks in ("gt", "method"):
+        for protocol, value in (("legacy", 0.55), ("whole-image:64", 0.7)):
+            for label in ("ours", "pdiscoformer"):
+                rows.append({"label": label, "mask_source": masks, "dataset_label": "cub", "dataset": "cub",
+                             "num_parts": 16, "metric": "nmi", "protocol": protocol, "value": value, "seed": 0,
+                             "supervision": "class-labels" if label == "pdiscoformer" else "fg-masks"})
+    monkeypatch.setattr(tables, "_records", lambda step, settings: rows)
+    spec = {"experiment": "e", "title": "T", "methods": ["ours", "pdiscoformer"], "num_parts": [16],
+            "protocols": ["legacy", "whole-image:64"], "masks": ["gt", "method"], "published": published}
+    shown, long_rows = tables.experiment_tables(Step("tables/e", "tables", "k", (), spec), Settings("o", "c"))
+    for table in shown:
+        assert table["header"] == ["Method", "Supervision", "NMI legacy", "NMI paper", "Δ", "NMI whole-image:64",
+                                   "NMI paper", "Δ", "seeds"]
+        body = {row[0]: row for row in table["rows"]}
+        assert body["ours"][2:5] == ["55.00", "50.0", "+5.00"] and body["ours"][6:8] == ["–", "–"]
+        reference = published_results(method="pdiscoformer", dataset="cub", num_parts=16, metric="nmi")[0].mean_x100
+        own = body["pdiscoformer"][6:8]
+        if table["masks"] == "method":  # published with their own background: beside that table's cells only
+            assert own == [f"{reference:.1f}", f"{70.0 - reference:+.2f}"]
+        else:
+            assert own == ["–", "–"]
+        for method in ("pdisconet", "pdisconet-vitb", "mpae"):
+            number = published_results(method=method, dataset="cub", num_parts=16, metric="nmi")[0]
+            row = body[f"{method} (published)"]
+            assert row[1] == number.supervision and row[2:6] == ["–", "–", "–", "–"]
+            assert row[6:8] == [f"{number.mean_x100:.1f}", "–"] and row[-1] == "0"
+        assert not any("partimagenet" in str(cell) for row in table["rows"] for cell in row)
+    long = [r for r in long_rows if r["method"] == "mpae (published)"]
+    assert len(long) == 2 and all(r["protocol"] == "whole-image:64" and r["mean"] is None for r in long)
+    assert "whole-image" in tables.render_markdown(shown).split("\n\n")[1]

@@ -128,6 +128,7 @@ def test_changed_files_behind_a_parameter_make_a_new_run(tmp_path):
                        dataset_options=SYNTHETIC_TINY, metrics=("fg_nmi",))
     first = run(config, out_dir=tmp_path / "runs")
     assert run(config, out_dir=tmp_path / "runs").reused
-    assert CliRunner().invoke(cli, [*export, "--seed", "1"]).exit_code == 0
+    # export owns its --out: replacing the earlier export there needs --overwrite
+    assert CliRunner().invoke(cli, [*export, "--seed", "1", "--overwrite"]).exit_code == 0
     again = run(config, out_dir=tmp_path / "runs")
     assert not again.reused and again.path != first.path

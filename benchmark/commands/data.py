@@ -25,7 +25,7 @@ def _raw_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.group("data")
 def data_group() -> None:
     """Check and download the real datasets (CUB-200-2011, NABirds, DeepFashion In-shop, PASCAL-Part,
-    PartImageNet)."""
+    PartImageNet, Flowers-102)."""
 
 
 def _checked_masks(kind: type[MaskSource]) -> bool:
@@ -34,7 +34,7 @@ def _checked_masks(kind: type[MaskSource]) -> bool:
 
 
 @data_group.command("check")
-@opt.dataset_option("cub, nabirds, deepfashion, pascal-part or partimagenet")
+@opt.dataset_option("cub, nabirds, deepfashion, pascal-part, partimagenet or flowers102")
 @opt.data_root_option(required=True, help="root of the dataset tree")
 @click.option("--split", "splits", multiple=True, help="only these splits (default: all)")
 @opt.category_option()
@@ -74,7 +74,7 @@ def check_command(dataset, data_root, splits, category, masks, protocol, options
 
 
 @data_group.command("download")
-@click.argument("dataset", type=click.Choice(["cub", "pascal-part", "deepfashion", "partimagenet", "nabirds"]))
+@click.argument("dataset", type=click.Choice(["cub", "pascal-part", "deepfashion", "partimagenet", "nabirds", "flowers102"]))
 @opt.out_option(None, "download and extract into this folder")
 @click.option("--url", "urls", multiple=True, help="override a location: NAME=URL (cub: images, segmentations; "
                                                      "pascal-part: voc, parts)")
@@ -92,7 +92,7 @@ def download_command(dataset, out_dir, urls, md5s, quiet) -> None:
     """
     from benchmark.datasets._download import DATA_ROOT_AFTER, fetch
 
-    if dataset in ("deepfashion", "partimagenet", "nabirds"):  # behind an agreement or a sharing link
+    if dataset in ("deepfashion", "partimagenet", "nabirds", "flowers102"):  # behind an agreement or a sharing link
         import importlib
 
         click.echo(importlib.import_module(f"benchmark.datasets.{dataset}").DOWNLOAD_STEPS)

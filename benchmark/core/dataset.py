@@ -33,6 +33,11 @@ Class attributes describe the evaluation protocol (they go into ``benchmark list
   ``fg_view`` / ``full_view`` both name this view (:meth:`Dataset.role_view`) and it has no landmark
   regression (``landmark_protocol`` is ``None``: the newer papers' keypoint regression is another
   protocol, not implemented).
+* ``metric_kinds``: the metric kinds (:attr:`~benchmark.core.metric.Metric.kind`) its ground truth can score;
+  a run asks only for those (naming another is an error). Flowers-102 has foreground masks only:
+  ``("foreground",)`` (``fg_iou``).
+* ``whole_image_align_corners``: the ``align_corners`` with which the reference upsampled part maps in the
+  ``whole_image_view`` (``False`` for the NMI/ARI evaluators, ``True`` for PDiscoFormer's fg/bg IoU).
 
 Constructor: ``__init__(self, root=None, *, split="test", view="fg", protocol="corrected", masks="gt",
 **options)``. ``protocol`` is an :class:`~benchmark.core.protocol.EvaluationProtocol` (or its name) and
@@ -88,6 +93,8 @@ class Dataset(Plugin, torch.utils.data.Dataset):
     legacy_align_corners: ClassVar[dict[str, bool]] = {}
     legacy_background_rules: ClassVar[dict[str, str]] = {}
     whole_image_view: ClassVar[str | None] = None
+    whole_image_align_corners: ClassVar[bool] = False
+    metric_kinds: ClassVar[tuple[str, ...]] = ("clustering", "landmarks")
     keypoint_names: ClassVar[tuple[str, ...]] = ()
     protocol_description: ClassVar[str] = ""
     data_hint: ClassVar[str] = ""  # how to get the data (shown by `benchmark list` and in errors)

@@ -16,6 +16,9 @@ first, then what is scored against it; what the two are depends on the metric's 
   (keypoints, boxes, masks) and its :class:`~benchmark.core.types.PartMaps`, on the fitting split
   (``split="fit"``) and on the evaluation split (``split="eval"``) of the dataset's ``landmark_view``; the
   regression error is computed at the end.
+* ``"foreground"`` (``fg_iou``, ``role = "full"``): the full view's label pairs like a clustering
+  metric; label 0 is background, any other label foreground. Only datasets listing the kind in
+  ``Dataset.metric_kinds`` are scored with it.
 * ``"masks"`` (:class:`benchmark.metrics.mask_quality.MaskScore`, not a registered part metric):
   ground-truth and predicted foreground masks.
 
@@ -36,7 +39,7 @@ from benchmark.core.protocol import DEFAULT_PROTOCOL, EvaluationProtocol
 
 class Metric(Plugin):
     name: ClassVar[str] = "?"  # set by @register_metric
-    kind: ClassVar[str] = "clustering"  # "clustering" (label pairs), "landmarks" (centres) or "masks"
+    kind: ClassVar[str] = "clustering"  # "clustering"/"foreground" (label pairs), "landmarks" (centres), "masks"
     role: ClassVar[str] = "fg"  # which evaluation view it reads: "fg", "full" or "landmarks"
     higher_is_better: ClassVar[bool] = True
     value_range: ClassVar[tuple[float, float]] = (float("-inf"), float("inf"))  # closed; see the docstring

@@ -455,8 +455,10 @@ class EvaluationProtocol:
                 protocol, view_align_corners=dict(dataset.legacy_align_corners or {}),
                 background_rules=dict(dataset.legacy_background_rules or {}))
         if dataset is not None and protocol.rules.whole_image and dataset.whole_image_view:
-            # the reference evaluators upsample with F.interpolate(..., align_corners=False) whatever the model
-            protocol = dataclasses.replace(protocol, view_align_corners={dataset.whole_image_view: False})
+            # the reference evaluators upsample with a fixed align_corners whatever the model (False for the
+            # NMI/ARI evaluators, True for PDiscoFormer's fg/bg IoU): the dataset says which
+            protocol = dataclasses.replace(
+                protocol, view_align_corners={dataset.whole_image_view: bool(dataset.whole_image_align_corners)})
         return protocol
 
     @property

@@ -263,7 +263,7 @@ EXPERIMENT_KEYS = {
     "name": "a unique name", "title": "the table title", "methods": "labels or registered method names",
     "datasets": "registered dataset names", "num_parts": "K values", "seeds": "seeds, or a range such as '0-4'",
     "protocols": f"{', '.join(PROTOCOL_NAMES)}[:SIZE[-crop]]", "masks": f"mask sources: {mask_kinds_text(in_plans=True)}", "metrics": "metric names (default: every one that applies)",
-    "published": "a named published table (k-sweep, five-seeds)", "figures": "qualitative figures (true/false)",
+    "published": "a named published table (k-sweep, five-seeds, whole-image)", "figures": "qualitative figures (true/false)",
     "dataset_options": "dataset -> option table, or array of option tables (one variant each)",
     "train_protocol": "protocol of the training data (legacy = the reference training code)",
     "train_masks": "masks of the training data: gt or unsupervised:NAME",

@@ -1,10 +1,11 @@
 """Reproduction tables of one experiment: each reproduced cell beside the published one with the
 difference, legacy and corrected side by side.
 
-One table per (dataset variant, mask source); one row per (method label, K); per metric the columns
-``legacy``, ``paper`` and ``Δ`` (reproduced legacy mean minus the published mean; only where the table has
-published numbers, which come from the reference notebooks and so compare with legacy, computed with the
-table's kind of masks) and ``corrected``.
+One table per (dataset variant, mask source); one row per (method label, K); per metric one column per
+protocol, each followed by ``paper`` and ``Δ`` (measured mean minus the published mean) where the table
+has published numbers of that protocol's family (:mod:`benchmark.reproduce.published`: the paper's
+numbers beside ``legacy``, the newer papers' beside ``whole-image``). Published methods the plan does not
+run get rows of their own, ``<method> (published)``, with only their published cells.
 Cells are x100, ``mean ± std`` (sample std over seeds) when the experiment has several seeds.
 Written to ``<out>/tables/<experiment>.{csv,md,tex,json}`` (the JSON feeds the HTML report).
 """
@@ -21,6 +22,7 @@ from benchmark import escaping as escape
 from benchmark.core.atomic import atomic_write_text
 from benchmark.core.protocol import PAPER_PROTOCOL
 from benchmark.reproduce.graph import Settings, Step, ledger_dir
+from benchmark.reproduce.published import PAPER_NOTE
 from benchmark.report import METRIC_ORDER, METRIC_TITLES
 
 MISSING = "–"
@@ -58,12 +60,27 @@ def _cell(values: list[float], decimals: int = 2) -> tuple[str, float | None, fl
     return f"{mean:.{decimals}f}", mean, None
 
 
+def _family(protocol: str) -> str:
+    from benchmark.published import protocol_family
+
+    return protocol_family(protocol)
+
+
+def _paper_cells(paper: dict | None, mean: float | None) -> list[str]:
+    """The ``paper`` and ``Δ`` cells beside one measured cell."""
+    if not paper:
+        return [MISSING, MISSING]
+    text = f"{paper['mean']:.1f}" + (f" ± {paper['std']:.1f}" if paper["std"] is not None else "")
+    return [text, f"{mean - paper['mean']:+.2f}" if mean is not None else MISSING]
+
+
 def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(tables for display, long rows for the CSV)."""
     spec = step.spec
     rows = _records(step, settings)
     published = {tuple(k.split("|")): v for k, v in spec["published"].items()}
-    # The protocol of the published numbers first, with its paper and Δ columns, then the other one.
+    # The protocol of the paper's numbers first, then the others; a protocol with published numbers of its
+    # family gets paper and Δ columns after its own.
     protocols = sorted(spec["protocols"], key=lambda p: p != PAPER_PROTOCOL)
     tables, long_rows = [], []
     for dataset_label in dict.fromkeys(r["dataset_label"] for r in rows):
@@ -73,19 +90,46 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
                 continue
             dataset = group[0]["dataset"]
             metrics = sorted({r["metric"] for r in group}, key=_metric_order)
-            # Published numbers sit only beside cells computed with their kind of masks.
-            usable = {k: v for k, v in published.items() if _matches(v.get("masks"), source)}
-            has_paper = any((label, dataset, str(k), m) in usable for label in spec["methods"]
-                            for k in spec["num_parts"] for m in metrics)
+            families = {_family(p) for p in protocols}
+            # Published numbers sit beside a method's cells only when computed with their kind of masks.
+            usable = {k: v for k, v in published.items() if _matches(v.get("masks"), source)
+                      and k[0] in spec["methods"]}
+            # A published method the plan does not run gets its own rows (newer protocols only: the
+            # paper's numbers belong to the paper's method, which every plan comparing with them runs).
+            others = {k: v for k, v in published.items() if k[0] not in spec["methods"] and k[1] == dataset
+                      and int(k[2]) in spec["num_parts"] and k[3] in metrics
+                      and v.get("protocol", PAPER_PROTOCOL) != PAPER_PROTOCOL and v.get("protocol") in families}
+            with_paper = {p for p in protocols
+                          if any(v.get("protocol", PAPER_PROTOCOL) == _family(p) and k[1] == dataset
+                                 and int(k[2]) in spec["num_parts"] and k[3] in metrics
+                                 for k, v in (*usable.items(), *others.items()))}
+
+            def paper_for(label: str, k: int, metric: str, protocol: str, numbers: dict) -> dict | None:
+                number = numbers.get((label, dataset, str(k), metric))
+                if number and number.get("protocol", PAPER_PROTOCOL) == _family(protocol):
+                    return number
+                return None
+
             header = ["Method", "Supervision"]  # methods of different supervision tracks are not alike
             for metric in metrics:
                 title = METRIC_TITLES.get(metric, metric)
                 for protocol in protocols:
                     header.append(f"{title} {protocol}")
-                    if protocol == PAPER_PROTOCOL and has_paper:
+                    if protocol in with_paper:
                         header += [f"{title} paper", "Δ"]
             header.append("seeds")
             body = []
+
+            def long_row(label, track, k, metric, protocol, mean, std, seeds, paper):
+                long_rows.append({
+                    "experiment": spec["experiment"], "dataset": dataset_label, "masks": source,
+                    "method": label, "supervision": track, "num_parts": k, "metric": metric, "protocol": protocol,
+                    "mean": mean, "std": std, "seeds": seeds,
+                    "published_mean": paper["mean"] if paper else None,
+                    "published_std": paper["std"] if paper else None,
+                    "difference": mean - paper["mean"] if paper and mean is not None else None,
+                    "published_source": paper["source"] if paper else ""})
+
             for label in spec["methods"]:
                 for k in spec["num_parts"]:
                     mine = [r for r in group if r["label"] == label and int(r["num_parts"]) == k]
@@ -99,27 +143,33 @@ def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, An
                             values = [float(r["value"]) for r in mine if r["metric"] == metric and r["protocol"] == protocol]
                             text, mean, std = _cell(values)
                             cells.append(text)
-                            paper = usable.get((label, dataset, str(k), metric))
-                            if protocol == PAPER_PROTOCOL and has_paper:
-                                if paper:
-                                    cells.append(f"{paper['mean']:.1f}" + (f" ± {paper['std']:.1f}" if paper["std"] is not None else ""))
-                                    cells.append(f"{mean - paper['mean']:+.2f}" if mean is not None else MISSING)
-                                else:
-                                    cells += [MISSING, MISSING]
-                            long_rows.append({
-                                "experiment": spec["experiment"], "dataset": dataset_label, "masks": source,
-                                "method": label, "supervision": track, "num_parts": k, "metric": metric,
-                                "protocol": protocol,
-                                "mean": mean, "std": std, "seeds": len(values),
-                                "published_mean": paper["mean"] if paper and protocol == PAPER_PROTOCOL else None,
-                                "published_std": paper["std"] if paper and protocol == PAPER_PROTOCOL else None,
-                                "difference": (mean - paper["mean"]) if paper and protocol == PAPER_PROTOCOL and mean is not None else None,
-                                "published_source": paper["source"] if paper and protocol == PAPER_PROTOCOL else ""})
+                            paper = paper_for(label, k, metric, protocol, usable)
+                            if protocol in with_paper:
+                                cells += _paper_cells(paper, mean)
+                            long_row(label, track, k, metric, protocol, mean, std, len(values), paper)
                     cells.append(str(len({int(r["seed"]) for r in mine})))
+                    body.append(cells)
+            for method in dict.fromkeys(key[0] for key in others):
+                for k in spec["num_parts"]:
+                    theirs = {key[3]: v for key, v in others.items() if key[0] == method and int(key[2]) == k}
+                    if not theirs:
+                        continue
+                    name = f"{method} (published)" + ("" if len(spec["num_parts"]) == 1 else f", K={k}")
+                    track = next(iter(theirs.values())).get("supervision") or "?"
+                    cells = [name, track]
+                    for metric in metrics:
+                        for protocol in protocols:
+                            cells.append(MISSING)
+                            paper = paper_for(method, k, metric, protocol, others)
+                            if protocol in with_paper:
+                                cells += _paper_cells(paper, None)
+                            if paper:
+                                long_row(f"{method} (published)", track, k, metric, protocol, None, None, 0, paper)
+                    cells.append("0")
                     body.append(cells)
             tables.append({"title": f"{spec['title']}: {dataset_label}, masks={source}", "header": header,
                            "rows": body, "experiment": spec["experiment"], "dataset": dataset_label,
-                           "masks": source, "has_paper": has_paper})
+                           "masks": source, "has_paper": bool(with_paper)})
     return tables, long_rows
 
 
@@ -132,7 +182,7 @@ def render_markdown(tables: list[dict[str, Any]], missing: list[str] = ()) -> st
     for table in tables:
         note = "Values x100; mean ± std over seeds."
         if table["has_paper"]:
-            note += " paper = published (reference notebooks, so beside legacy); Δ = legacy − paper."
+            note += " " + PAPER_NOTE
         rows = [[escape.markdown(c) for c in row] for row in table["rows"]]  # plan text: no raw HTML
         parts.append(f"### {escape.markdown(table['title'])}\n\n{note}\n\n"
                      + tabulate(rows, headers=[escape.markdown(h) for h in table["header"]], tablefmt="pipe",
@@ -150,7 +200,8 @@ def render_latex(tables: list[dict[str, Any]]) -> str:
         caption = escape.latex(table["title"])  # tabulate escaped the cells; the caption is ours
         parts.append("\\begin{table}[t]\n\\centering\n\\resizebox{\\linewidth}{!}{%\n" + text + "}\n"
                      f"\\caption{{{caption}. Values $\\times$100, mean $\\pm$ std over seeds"
-                     + ("; paper = published, $\\Delta$ = legacy $-$ paper" if table["has_paper"] else "")
+                     + ("; paper = published under the protocol of the column before it, $\\Delta$ = measured $-$ paper"
+                        if table["has_paper"] else "")
                      + ".}\n\\end{table}")
     return "\n\n".join(parts) + "\n"
 
