@@ -17,6 +17,8 @@ Convention (one predictable place per package):
   ``benchmark list`` shows. It prints nothing and returns its report. Every figure it reports is compared
   with a baseline measured in the same run (the straightforward implementation, scikit-learn, or the
   float32 eager configuration), and it checks that both compute the same thing where that is cheap.
+  A check of the options that must refuse before anything runs (a size beyond the machine's memory) is
+  declared beside it with ``@benchmark.core.registry.register_bench_check("name")``.
   A benchmark whose optional dependency is missing raises :class:`~benchmark.core.errors.UserError` naming
   it (exit status 2), like an unavailable method.
 * ``bench.py`` modules are not imported with their package (``import benchmark.methods`` stays free of

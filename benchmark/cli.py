@@ -345,7 +345,7 @@ def bench_command(name, params):
     import inspect
 
     import benchmark.benches  # noqa: F401
-    from benchmark.core.registry import BENCHES
+    from benchmark.core.registry import BENCH_CHECKS, BENCHES
 
     fn = BENCHES.get(name)
     options = opt.parse_params(params, "benchmark option")
@@ -358,7 +358,7 @@ def bench_command(name, params):
     counts = [p.name for p in signature.values()
               if type(p.default) is int and p.default > 0 and "seed" not in p.name]
     opt.check_positive(f"benchmark {name!r}: option", options, counts)
-    check = getattr(fn, "check_options", None)  # e.g. a memory estimate: refused before anything starts
+    check = BENCH_CHECKS.get(name)  # e.g. a memory estimate: refused before anything starts
     if check is not None:
         check(**options)
     click.echo(f"bench {name}: running (a baseline is measured in the same run)...", err=True)

@@ -35,7 +35,7 @@ import click
 
 from benchmark.core.errors import UserError
 from benchmark.core.protocol import DEFAULT_PROTOCOL, PROTOCOL_NAMES as PROTOCOLS
-from benchmark.core.protocol import canonical_protocol
+from benchmark.core.protocol import MaskSource, canonical_protocol, mask_spellings
 
 
 # --------------------------------------------------------------------------------------------------
@@ -327,15 +327,33 @@ def protocol_option(help: str = "corrected: known defects of the reference evalu
                         metavar="|".join(PROTOCOLS[:-1]) + "|whole-image[:SIZE[-crop]]", help=help)
 
 
-#: every --masks kind (benchmark.core.protocol.MASK_KINDS; spelt out so that --help imports no torch)
-MASKS_METAVAR = "gt|predicted:DIR|model:CKPT|unsupervised:NAME|method|none"
+def masks_metavar(accepts: Callable[[type[MaskSource]], bool] | None = None) -> str:
+    """The ``--masks`` metavar: every spelling a run accepts (or only those ``accepts`` lets through) joined
+    by ``|``, read from the mask-kind registry (``benchmark.core.protocol``, which imports no torch)."""
+    return "|".join(mask_spellings(accepts=accepts))
+
+
+class MasksOption(AliasedOption):
+    """``--masks``, whose metavar is read from the mask-kind registry when help is shown, so that a kind a
+    plug-in registers after this module was imported is listed too."""
+
+    def __init__(self, *args: Any, accepts: Callable[[type[MaskSource]], bool] | None = None, **kwargs: Any):
+        self.accepts = accepts
+        super().__init__(*args, **kwargs)
+
+    def make_metavar(self, ctx: click.Context) -> str:
+        return masks_metavar(self.accepts)
 
 
 def masks_option(help: str = "Source of foreground masks, which decides the background of every metric.",
-                 metavar: str = MASKS_METAVAR, required: bool = False, dest: str = "masks") -> Callable:
-    """``--masks``: one of the mask kinds (``gt`` unless ``required``)."""
-    return _option("--masks", dest, default=None if required else "gt", required=required,
-                   show_default=not required, metavar=metavar, help=help)
+                 accepts: Callable[[type[MaskSource]], bool] | None = None, required: bool = False,
+                 dest: str = "masks") -> Callable:
+    """``--masks``: one of the mask kinds (``gt`` unless ``required``); ``accepts``: the kinds this command
+    takes (its metavar lists only those; the command's task refuses the others)."""
+    # no default at all when required: click >= 8.3 counts an explicit None as a value (see _option)
+    default = {} if required else {"default": "gt"}
+    return click.option("--masks", dest, cls=MasksOption, accepts=accepts, required=required,
+                        show_default=not required, help=help, **default)
 
 
 def device_option() -> Callable:

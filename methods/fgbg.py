@@ -209,6 +209,13 @@ class FgBg(Plugin):
         return describe_missing(cls.weights_needed(params))
 
     @classmethod
+    def random_weights_params(cls) -> dict[str, Any]:
+        """The parameters that start the segmenter from random weights, as a part method declares them (the
+        warning of ``benchmark train`` names them; unlike a part method's, they are never filled in for a
+        missing weights file)."""
+        return {"init": "random"}
+
+    @classmethod
     def param_names(cls) -> list[str]:
         import inspect
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import torch
 
-from benchmark.core.registry import register_bench
+from benchmark.core.registry import register_bench, register_bench_check
 from benchmark.metrics.clustering import ContingencyTable
 
 
@@ -96,8 +96,6 @@ def bench_metrics(n: int = 100_000_000, classes: int = 16, clusters: int = 5, se
     return "\n".join(lines)
 
 
+@register_bench_check("metrics")  # run by `benchmark bench` before it starts
 def _check_metrics_options(n: int = 100_000_000, **_: object) -> None:
     _refuse_beyond_memory(int(n))
-
-
-bench_metrics.check_options = _check_metrics_options  # run by `benchmark bench` before it starts

@@ -96,7 +96,7 @@ def test_sweep_runs_the_grid_and_resumes(tmp_path):
 def test_sweep_help_example_and_run_options(tmp_path):
     text = invoke("sweep", "--help").output
     assert "--seed 0-4 \\\n" in text  # the continuation backslash of the slurm example survives
-    for option in ("--category", "--split", "--eval-batch-size", "gt|predicted:DIR|model:CKPT|unsupervised:NAME|method|none"):
+    for option in ("--category", "--split", "--eval-batch-size", "gt|predicted:DIR|method|none|model:CKPT|unsupervised:NAME"):
         assert option in text
     result = invoke("sweep", "-m", "random", "-d", "synthetic", *TINY, "--split", "train", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output

@@ -175,10 +175,17 @@ def hook_lookups(paths) -> list[str]:
     declared |= {"settings"}  # a method's resolved preset: declared as Method.effective_params
     found = []
     for path in paths:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        # An attribute hung on a module's function after it is defined (``bench.check_options = ...``) is a
+        # hook only a getattr finds: declare it in a registry instead (e.g. register_bench_check).
+        functions = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        for node in ast.walk(tree):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
                     and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
                     and node.args[1].value in declared):
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                                                    and t.value.id in functions for t in node.targets):
                 found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
     return found
 
@@ -194,5 +201,6 @@ def test_plugin_hooks_are_declared_not_looked_up_by_name():
 
 def test_the_hook_guard_sees_a_lookup(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text('estimate = getattr(cls, "training_estimate", None)\nok = hasattr(cls, "check_tree")\n')
-    assert len(hook_lookups([bad])) == 2
+    bad.write_text('estimate = getattr(cls, "training_estimate", None)\nok = hasattr(cls, "check_tree")\n'
+                   'def bench():\n    pass\nbench.check_options = print\n')
+    assert len(hook_lookups([bad])) == 3

@@ -266,10 +266,44 @@ def test_mask_spellings_are_read_by_the_kinds():
     assert ModelMasks.in_runs and not ModelMasks.in_plans
     assert "fgbg" not in mask_kinds_text() and "fgbg" in mask_kinds_text(in_plans=True)
     # the --masks metavar of the CLI names every kind a run accepts
-    from benchmark.options import MASKS_METAVAR
+    from benchmark.options import masks_metavar
 
     runs = {kind.spell(kind.argument) for kind in MASK_KINDS.values() if kind.in_runs}
-    assert set(MASKS_METAVAR.split("|")) == runs
+    assert set(masks_metavar().split("|")) == runs
+
+
+def test_every_masks_help_is_read_from_the_kinds(monkeypatch):
+    """--help of run, train, masks score and data check lists the kinds each takes, from the registry: a kind
+    registered later (a plug-in) appears where its tags let it, and no command spells the list by hand."""
+    from click.testing import CliRunner
+
+    import benchmark.core.protocol as protocol
+    from benchmark.cli import cli
+
+    root = Path(__file__).resolve().parents[1]
+    by_hand = re.compile(r"predicted:DIR\||\|predicted:DIR|gt\|none")
+    assert [p.name for f in ("benchmark", "datasets", "methods") for p in (root / f).rglob("*.py")
+            if by_hand.search(p.read_text())] == []
+
+    def masks_metavar(*command: str) -> str:
+        text = CliRunner().invoke(cli, [*command, "--help"], terminal_width=200).output
+        return re.search(r"^ +--masks (\S+)", text, re.M).group(1)
+
+    assert masks_metavar("train") == "gt|predicted:DIR|model:CKPT|unsupervised:NAME"
+    assert masks_metavar("masks", "score") == "predicted:DIR|model:CKPT|unsupervised:NAME"
+    assert masks_metavar("data", "check") == "gt|predicted:DIR|none"
+    monkeypatch.setattr(protocol, "MASK_KINDS", dict(MASK_KINDS))  # the registration is undone after the test
+
+    @protocol.register_mask_kind("plugin-kind")
+    class PluginMasks(MaskSource):
+        """A plug-in's folder of masks."""
+
+        argument = "DIR"
+        dataset_reads = "folder"
+        needs_preparation = True
+
+    assert masks_metavar("run").endswith("|plugin-kind:DIR") and masks_metavar("train").endswith("|plugin-kind:DIR")
+    assert "plugin-kind" not in masks_metavar("data", "check")
 
 
 def test_the_background_comes_from_the_mask_source():

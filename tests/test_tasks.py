@@ -63,8 +63,11 @@ def test_step_kinds_are_one_table():
     assert list(STEP_KINDS) == ["fgbg-train", "masks-predict", "masks-score", "train", "evaluate", "tables",
                                 "figures", "report"]
     assert all(callable(kind.run) and "gpus_per_node" in kind.resources for kind in STEP_KINDS.values())
-    # No second list of kind names (a tuple naming two kinds in a row) anywhere else.
-    assert _files_matching(r"\"masks-predict\",\s*\"masks-score\"") == []
+    # No second list of kind names (a tuple or list opening with two kinds) anywhere else: what a kind is
+    # (it makes a model, its product is intermediate) is a column of the table.
+    kind_name = "\"(" + "|".join(map(re.escape, STEP_KINDS)) + ")\""
+    assert _files_matching(r"(?<!Step)[(\[{]\s*" + kind_name + r",\s*" + kind_name) == []
+    assert [k for k, kind in STEP_KINDS.items() if kind.makes_model] == ["fgbg-train", "train"]
     kinds_made = set(re.findall(r"Step\([^,]+,\s*\"([a-z-]+)\"", (ROOT / "benchmark/reproduce/graph.py").read_text()))
     assert kinds_made and kinds_made <= set(STEP_KINDS), kinds_made - set(STEP_KINDS)
     assert Step  # the graph's steps are what the table runs
@@ -94,3 +97,25 @@ def test_mask_tasks_run_without_the_cli(tmp_path):
 
 def test_one_default_cache():
     assert _files_matching(r"environ\.get\(\"PARTBENCH_CACHE\"") == ["benchmark/core/cache.py"]
+
+
+def test_every_training_goes_through_the_task_layer(tmp_path):
+    """`benchmark train` and the plans' train steps call benchmark.tasks.train; nothing else in the harness
+    calls a method's `train` or the run cache's train_or_reuse (the conformance checks aside)."""
+    harness = ("benchmark",)
+    assert _files_matching(r"train_or_reuse\(", harness) == ["benchmark/tasks/train.py"]
+    assert _files_matching(r"\.train\(data", harness) == ["benchmark/tasks/train.py", "benchmark/testing.py"]
+    from benchmark.tasks import TrainConfig, train
+
+    # A plan's step names the key it planned with: changed inputs are refused before anything trains.
+    config = TrainConfig(method="scops", dataset="synthetic", params={"num_parts": 2, "preset": "tiny"},
+                         options=TINY, cache_dir=tmp_path / "cache", into_run_cache=True, expected_key="0" * 16)
+    with pytest.raises(UserError, match="inputs changed since they were planned .* != 0000000000000000"):
+        train(config)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_mask_spellings_are_not_compared_by_hand():
+    """What a --masks spelling means is asked of its kind (MaskSource.kind_of / parse), never read from the
+    text: `source == "method"` misses a plug-in kind with the method's background."""
+    assert _files_matching(r"\b(source|mask_source|masks|spec) [!=]= \"(gt|method|none|fgbg)\"") == []

@@ -28,12 +28,17 @@ def data_group() -> None:
     PartImageNet, Flowers-102)."""
 
 
+def _checked_masks(kind: type[MaskSource]) -> bool:
+    """The --masks kinds a data check names: those whose files it reads, and ``none``."""
+    return kind.reads_existing_files() or kind.background == "none"
+
+
 @data_group.command("check")
 @opt.dataset_option("cub, nabirds, deepfashion, pascal-part, partimagenet or flowers102")
 @opt.data_root_option(required=True, help="root of the dataset tree")
 @click.option("--split", "splits", multiple=True, help="only these splits (default: all)")
 @opt.category_option()
-@opt.masks_option("gt, none or predicted:DIR (checked too)", metavar="gt|none|predicted:DIR")
+@opt.masks_option("Mask files checked too (gt, predicted:DIR); none checks none.", accepts=_checked_masks)
 @opt.protocol_option("How mask files are read: corrected or legacy (docs/protocol.md).")
 @opt.dataset_options_option("dataset option KEY=VALUE (e.g. classes=(1,2,3))")
 @click.option("--quick", is_flag=True, help="only check that files exist and have readable headers (no decoding)")

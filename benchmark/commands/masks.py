@@ -9,6 +9,7 @@ import click
 
 from benchmark import options as opt
 from benchmark.core.errors import UserError
+from benchmark.core.protocol import MaskSource, is_mask_folder
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -68,7 +69,6 @@ def predict_command(checkpoint, source, out_dir, dataset, data_root, split, opti
           --split train --out masks/cub          # the same folder: the landmark fit split
       benchmark masks predict --source unsupervised:spectral -d synthetic --out masks/spectral
     """
-    from benchmark.core.protocol import MaskSource
     from benchmark.mask_sources import ModelMasks, UnsupervisedMasks
     from benchmark.tasks import PredictMasksConfig, predict_masks
 
@@ -87,8 +87,7 @@ def predict_command(checkpoint, source, out_dir, dataset, data_root, split, opti
 
 
 @masks_group.command("score", context_settings=CONTEXT)
-@opt.masks_option("The masks to score.", metavar="predicted:DIR|model:CKPT|unsupervised:NAME", required=True,
-                  dest="source")
+@opt.masks_option("The masks to score.", accepts=is_mask_folder, required=True, dest="source")
 @opt.protocol_option("How masks are resized and thresholded (see docs/protocol.md).")
 @opt.out_option("runs", "Where the result CSV goes (runs/<dataset>/masks/...).")
 @opt.cache_dir_option("Cache of generated masks (model:/unsupervised:; default $PARTBENCH_CACHE).")

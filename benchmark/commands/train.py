@@ -20,6 +20,7 @@ import click
 from benchmark import options as opt
 # The trainable classes are listed by the one method factory's module; re-exported for this command's callers.
 from benchmark.factories import trainable_mask_models, trainable_methods  # noqa: F401
+from benchmark.core.protocol import gives_masks
 
 
 def describe_trainable() -> str:
@@ -88,7 +89,7 @@ def preset_rows() -> list[tuple[str, str]]:
 @click.option("--amp", type=click.Choice(["bf16"]), default=None, help="bf16 autocast (default float32).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network.")
 @opt.masks_option("Foreground masks of the training images (the paper trains with GT masks).",
-                  metavar="gt|predicted:DIR|model:CKPT|unsupervised:NAME")
+                  accepts=gives_masks)
 @opt.out_option(None, "Output directory [train_runs/METHOD-DATASET-seedS].")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out (exactly).")
 @opt.single_seed_option()

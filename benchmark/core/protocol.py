@@ -128,12 +128,33 @@ def register_mask_kind(name: str) -> Callable[[type["MaskSource"]], type["MaskSo
     return decorator
 
 
-def mask_kinds_text(*, in_plans: bool = False) -> str:
-    """``gt, predicted:DIR, method or none``: the accepted spellings, for messages and ``--help``: those a
-    run accepts, or (``in_plans``) those a reproduce plan accepts."""
-    names = [f"{k}:{c.argument}" if c.argument else k for k, c in MASK_KINDS.items()
-             if (c.in_plans if in_plans else c.in_runs)]
+def mask_spellings(*, in_plans: bool = False,
+                   accepts: Callable[[type["MaskSource"]], bool] | None = None) -> list[str]:
+    """Every spelling a run accepts (``gt``, ``predicted:DIR``, ...), in the order the kinds were registered;
+    ``in_plans``: those a reproduce plan accepts instead; ``accepts``: only the kinds a job takes (e.g.
+    training: those that give the dataset masks). Messages and ``--help`` are written from it."""
+    return [kind.spell(kind.argument) for kind in MASK_KINDS.values()
+            if (kind.in_plans if in_plans else kind.in_runs) and (accepts is None or accepts(kind))]
+
+
+def mask_kinds_text(*, in_plans: bool = False, accepts: Callable[[type["MaskSource"]], bool] | None = None) -> str:
+    """``gt, predicted:DIR, method or none``: :func:`mask_spellings` for a message."""
+    names = mask_spellings(in_plans=in_plans, accepts=accepts)
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+# which jobs take a kind: the tasks ask these, and ``--help`` lists the kinds they let through
+# (``mask_spellings(accepts=...)``)
+def gives_masks(kind: type["MaskSource"]) -> bool:
+    """Whether the dataset loads foreground masks of the kind: what a training needs (``method`` and
+    ``none`` give none)."""
+    return kind.dataset_reads is not None
+
+
+def is_mask_folder(kind: type["MaskSource"]) -> bool:
+    """Whether the kind's masks are a folder of files the dataset reads (given, or predicted into one): what
+    mask scoring scores."""
+    return kind.dataset_reads == "folder"
 
 
 class MaskSource:
@@ -215,9 +236,13 @@ class MaskSource:
         """The source whose mask files a check of the data tree must find before a run: this one when the
         dataset reads files that must already exist (annotations, a given folder), else ``none`` (computed
         masks are written by the run itself; ``none``/``method`` read no mask file)."""
-        if self.needs_gt_masks or (self.dataset_reads == "folder" and not self.needs_preparation):
-            return self
-        return NoMasks()
+        return self if self.reads_existing_files() else NoMasks()
+
+    @classmethod
+    def reads_existing_files(cls) -> bool:
+        """Whether the dataset reads mask files that must exist before a run (annotations, a given folder),
+        rather than files the run writes or none at all."""
+        return cls.needs_gt_masks or (cls.dataset_reads == "folder" and not cls.needs_preparation)
 
     def fingerprint(self) -> Any:
         """What identifies these masks in the run key and in caches derived from a view."""

@@ -146,6 +146,24 @@ register_method = METHODS.register
 register_dataset = DATASETS.register
 register_metric = METRICS.register
 register_bench = BENCHES.register
+#: The checks ``benchmark bench NAME`` runs on a speed benchmark's options before it starts (e.g. a memory
+#: estimate refusing a size the machine cannot hold), declared with :func:`register_bench_check` beside the
+#: benchmark: ``check(**options)`` raises a UserError or returns None.
+BENCH_CHECKS: dict[str, Callable[..., None]] = {}
+
+
+def register_bench_check(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Declare ``check`` as the options check of the speed benchmark ``name`` (one per benchmark)."""
+
+    def decorator(check: Callable[..., None]) -> Callable[..., None]:
+        if name in BENCH_CHECKS and BENCH_CHECKS[name] is not check:
+            raise ValueError(f"speed benchmark {name!r} has two options checks")
+        BENCH_CHECKS[name] = check
+        return check
+
+    return decorator
+
+
 # Foreground/background mask models (``benchmark train -m fgbg``, ``--masks model:CKPT``): trainable
 # segmenters that are *not* part-discovery methods, so they live apart from METHODS (run/demo/contract
 # tests never see them).

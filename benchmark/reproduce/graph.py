@@ -367,7 +367,8 @@ class _Builder:
 
         train, checkpoint, weights_key = training
         spec = self.plan.method_spec(cell.label)
-        if source == "method" and not METHODS.get(spec.method).provides_background:
+        if (MaskSource.kind_of(source, in_plans=True).background == "method"
+                and not METHODS.get(spec.method).provides_background):
             return None  # no background channel of its own: the cell does not exist
         masks, masks_key, mask_deps, mask_blocked = self.mask_input(cell, source)
         params = {**spec.params, **({"checkpoint": checkpoint} if checkpoint else {})}
@@ -578,12 +579,16 @@ def _paths(outputs: Any) -> list[str]:
 
 
 def is_done(step: Step, settings: Settings) -> bool:
-    if step.kind in ("train", "fgbg-train") and step.spec.get("model"):
+    from benchmark.reproduce.steps import STEP_KINDS  # steps imports this module: the table is read late
+
+    if STEP_KINDS[step.kind].makes_model and step.spec.get("model"):
         return Path(step.spec["model"]).is_file()
     return read_ledger(settings, step) is not None
 
 
 def mark_states(steps: list[Step], settings: Settings) -> None:
+    from benchmark.reproduce.steps import STEP_KINDS
+
     by_id = {s.id: s for s in steps}
     for step in steps:  # dependencies come first
         if is_done(step, settings):
@@ -599,7 +604,7 @@ def mark_states(steps: list[Step], settings: Settings) -> None:
             step.state, step.note = "todo", ""
     # A training whose every evaluation is finished is not needed again (e.g. its cache was cleaned).
     for step in steps:
-        if step.kind in ("train", "fgbg-train", "masks-predict") and step.state == "todo":
+        if STEP_KINDS[step.kind].intermediate and step.state == "todo":
             users = [s for s in steps if step.id in s.deps]
             if users and all(u.state == "done" for u in users):
                 step.state, step.note = "done", "not needed: every step that uses it is finished"

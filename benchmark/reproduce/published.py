@@ -74,8 +74,9 @@ def _whole_image_table() -> dict[tuple, Published]:
             for r in published_results() if protocol_family(r.protocol) == family}
 
 
+# the newer papers' table is named after the protocol it was computed under
 PUBLISHED_TABLES = {"k-sweep": lambda: _table("paper"), "five-seeds": lambda: _table("paper, 5 seeds"),
-                    WHOLE_IMAGE: _whole_image_table}  # the newer papers, named after their protocol
+                    WHOLE_IMAGE: _whole_image_table}
 
 
 def published_numbers(table: str | None, extra=()) -> dict[tuple, Published]:

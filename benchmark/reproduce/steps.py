@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmark.core.atomic import atomic_write_text
-from benchmark.core.errors import UserError
 from benchmark.core.protocol import MaskSource
 from benchmark.reproduce.graph import Settings, Step, estimate_class, ledger_dir, read_ledger
 
@@ -66,36 +65,25 @@ def _execute(step: Step, settings: Settings) -> dict[str, Any]:
 def _train(step: Step, settings: Settings, device: str) -> tuple[Any, dict]:
     """Train a part method into the cache ``benchmark run`` reads (an interrupted training resumes); with
     generated training masks (``unsupervised:NAME``) into the plan's own training folder."""
-    from benchmark.core.method import RunContext
-    from benchmark.factories import build_dataset, build_method
-    from benchmark.maskgen import prepare_masks
-    from benchmark.methods.training.cache import train_or_reuse
     from benchmark.methods.training.checkpoint import latest_checkpoint
+    from benchmark.tasks import TrainConfig, train
 
     spec = step.spec
-    method = build_method(spec["method"], num_parts=spec["num_parts"], params=spec["params"])
-    method.context = RunContext(cache_dir=Path(settings.cache_dir), num_workers=0, progress=not settings.quiet,
-                                data_root=Path(spec["root"]) if spec["root"] else None)
     model = Path(spec["model"])
+    common = dict(method=spec["method"], dataset=spec["dataset"],
+                  params={**spec["params"], "num_parts": spec["num_parts"]}, data_root=spec["root"] or None,
+                  options=spec["options"], masks=spec["masks"], protocol=spec["protocol"], seed=spec["seed"],
+                  device=device, progress=not settings.quiet, cache_dir=settings.cache_dir, keep_checkpoints=1)
     if not MaskSource.kind_of(spec["masks"], in_plans=True).needs_gt_masks:
-        # The generated source prepared for the training split in the plan's cache, as `benchmark train` does.
-        masks = prepare_masks(spec["masks"], spec["dataset"], ["train"], data_root=spec["root"],
-                              options=spec["options"], device=device, cache_dir=settings.cache_dir,
-                              progress=not settings.quiet)
-        data = build_dataset(spec["dataset"], data_root=spec["root"], split="train", view="train",
-                             protocol=spec["protocol"], masks=masks, options=spec["options"])
-        method.train(data, out_dir=model.parent, resume=latest_checkpoint(model.parent) is not None,
-                     seed=spec["seed"], device=device, keep_checkpoints=1)
+        # Generated masks (prepared for the training split in the plan's cache, as `benchmark train` does):
+        # the model goes to the plan's folder, not to the run cache keyed on annotated masks.
+        config = TrainConfig(**common, out_dir=model.parent, resume=latest_checkpoint(model.parent) is not None)
     else:
-        data = build_dataset(spec["dataset"], data_root=spec["root"], split="train", view="train",
-                             protocol=spec["protocol"], masks=spec["masks"], options=spec["options"])
-        key = method.cache_key(data, spec["seed"])
-        if key != step.key:  # the data or weights changed since the graph was built
-            raise UserError(f"{step.id}: its inputs changed while the plan ran (key {key} != {step.key}); rerun")
-        train_or_reuse(method, data, name=spec["method"], seed=spec["seed"], device=device, load=lambda _: None)
+        config = TrainConfig(**common, into_run_cache=True, expected_key=step.key)
+    outcome = train(config)
     if not model.is_file():
         raise RuntimeError(f"{step.id}: training finished without writing {model}")
-    return {"model": str(model)}, {"weights": method.weights_id(), "method": spec["method"],
+    return {"model": str(model)}, {"weights": outcome.method.weights_id(), "method": spec["method"],
                                    "dataset": spec["dataset"], "protocol": spec["protocol"], "masks": spec["masks"],
                                    "num_parts": spec["num_parts"], "seed": spec["seed"]}
 
@@ -203,16 +191,22 @@ class StepKind:
     run: Callable[[Step, Settings, str], tuple[Any, dict]]
     uses_device: bool
     resources: dict[str, Any] = field(default_factory=dict)
+    #: the step trains a model into its spec's ``model`` file: done when that file exists (a training
+    #: interrupted in another run, or one reused from the cache, is not done twice)
+    makes_model: bool = False
+    #: the step's product only feeds later steps: once every step using it is done it is not needed again
+    #: (e.g. its cache was cleaned)
+    intermediate: bool = False
 
 
 _GPU = {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32}
 #: every step kind, in the order they feed each other (see :mod:`benchmark.reproduce.graph`)
 STEP_KINDS: dict[str, StepKind] = {kind.name: kind for kind in (
-    StepKind("fgbg-train", _fgbg_train, True, {**_GPU, "timeout_min": 24 * 60}),
-    StepKind("masks-predict", _masks_predict, True, {**_GPU, "timeout_min": 4 * 60}),
+    StepKind("fgbg-train", _fgbg_train, True, {**_GPU, "timeout_min": 24 * 60}, makes_model=True, intermediate=True),
+    StepKind("masks-predict", _masks_predict, True, {**_GPU, "timeout_min": 4 * 60}, intermediate=True),
     StepKind("masks-score", _masks_score, True, {"gpus_per_node": 0, "cpus_per_task": 4, "mem_gb": 16,
                                                  "timeout_min": 60}),
-    StepKind("train", _train, True, {**_GPU, "timeout_min": 72 * 60}),
+    StepKind("train", _train, True, {**_GPU, "timeout_min": 72 * 60}, makes_model=True, intermediate=True),
     StepKind("evaluate", _evaluate, True, {**_GPU, "timeout_min": 6 * 60}),
     StepKind("tables", _tables, False, {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 4, "timeout_min": 30}),
     StepKind("figures", _figures, False, {"gpus_per_node": 0, "cpus_per_task": 2, "mem_gb": 8, "timeout_min": 30}),

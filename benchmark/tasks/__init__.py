@@ -5,8 +5,8 @@ function                     config -> result        used by
 ===========================  ======================  ========================================================
 :func:`evaluate`             EvaluateConfig ->       ``benchmark run``, ``sweep`` workers, ``reproduce``
                              RunResult               ``evaluate`` steps
-:func:`train`                TrainConfig ->          ``benchmark train``
-                             TrainOutcome
+:func:`train`                TrainConfig ->          ``benchmark train``, ``reproduce`` ``train`` steps
+                             TrainOutcome            (``into_run_cache``: the cache ``benchmark run`` reads)
 :func:`train_mask_model`     TrainConfig ->          ``benchmark train -m fgbg``, ``reproduce`` ``fgbg-train``
                              TrainOutcome            steps
 :func:`predict_masks`        PredictMasksConfig ->   ``benchmark masks predict``, ``reproduce``

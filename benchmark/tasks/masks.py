@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import UserError
-from benchmark.core.protocol import DEFAULT_PROTOCOL
+from benchmark.core.protocol import DEFAULT_PROTOCOL, is_mask_folder, mask_kinds_text
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,9 @@ def score_masks(config: ScoreMasksConfig) -> ScoreMasksResult:
     from benchmark.results import build_rows, write_rows
 
     masks = build_mask_source(config.masks)
-    if masks.dataset_reads != "folder":
-        raise UserError(f"--masks {config.masks}: score a mask folder (predicted:DIR), a model (model:CKPT) or an "
-                        f"unsupervised source (unsupervised:NAME)")
+    if not is_mask_folder(type(masks)):
+        raise UserError(f"--masks {config.masks}: score a mask folder, a model or an unsupervised source; use "
+                        f"{mask_kinds_text(accepts=is_mask_folder)}")
     device = resolve_device(config.device)
     with output_dir(config.out_dir):  # a failed job leaves no empty --out folder
         started = _dt.datetime.now(_dt.timezone.utc)
