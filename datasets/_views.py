@@ -145,3 +145,21 @@ def inside(keypoints: Tensor, h: int, w: int) -> Tensor:
     """Keypoints whose containing pixel ``floor(x), floor(y)`` lies in the view (``0 <= x < w``, ``0 <= y < h``)."""
     x, y = keypoints[:, 0], keypoints[:, 1]
     return (x >= 0) & (x < w) & (y >= 0) & (y < h)
+
+
+def whole_image_view(image: np.ndarray, labels: np.ndarray, size: int, crop: bool,
+                     flip: bool) -> tuple[Tensor, Tensor]:
+    """The whole-image view of the 2023-2025 evaluations (PartImageNet, Flowers-102): the short side resized
+    to ``size`` (image bilinear as PIL does, labels nearest), an optional centred ``size`` x ``size`` crop,
+    then an optional horizontal flip (training view). Returns the image tensor and the int64 label map."""
+    sh, sw = short_side_size(*image.shape[:2], size)
+    image = pil_resize(image, (sh, sw), "bilinear")
+    label_map = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=(sh, sw), mode="nearest")[0, 0].long()
+    if crop:
+        top, left = centre_crop_offset(sh, size), centre_crop_offset(sw, size)
+        image = image[top:top + size, left:left + size]
+        label_map = label_map[top:top + size, left:left + size]
+    img = image_tensor(image)
+    if flip:
+        img, label_map = img.flip(-1), label_map.flip(-1)
+    return img, label_map.contiguous()

@@ -8,7 +8,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from benchmark.core.errors import UserError
 from benchmark.core.protocol import WHOLE_IMAGE, WHOLE_IMAGE_DEFAULT_SIZE
@@ -17,7 +16,7 @@ from benchmark.core.types import Sample
 
 from ._base import RealDataset, Reporter
 from ._io import read_rgb
-from ._views import centre_crop_offset, image_tensor, pil_resize, short_side_size
+from ._views import whole_image_view
 
 #: the training view's square side (partbench's own training view, as PartImageNet's)
 TRAIN_SIZE = 256
@@ -123,17 +122,8 @@ class Flowers102(RealDataset):
                             f"{image_path.name} is {w}x{h}. {FIX}")
         mask = foreground_mask(segmentation)
         size, crop = self._size()
-        sh, sw = short_side_size(h, w, size)
-        image = pil_resize(image, (sh, sw), "bilinear")
-        labels = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=(sh, sw), mode="nearest")[0, 0].long()
-        if crop:
-            top, left = centre_crop_offset(sh, size), centre_crop_offset(sw, size)
-            image = image[top:top + size, left:left + size]
-            labels = labels[top:top + size, left:left + size]
-        img = image_tensor(image)
-        if self.view == "train" and bool(torch.rand(()) < 0.5):
-            img, labels = img.flip(-1), labels.flip(-1)
-        labels = labels.contiguous()
+        img, labels = whole_image_view(image, mask, size, crop,
+                                       flip=self.view == "train" and bool(torch.rand(()) < 0.5))
         fg = (labels != 0).float() if self.masks.dataset_reads == "annotations" else None
         return Sample(image=img, id=image_path.stem, part_labels=labels, mask=fg,
                       meta={"class_id": int(self._labels[index]), "original_size": (h, w)})

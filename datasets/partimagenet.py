@@ -9,7 +9,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from benchmark.core.errors import UserError
 from benchmark.core.protocol import WHOLE_IMAGE, WHOLE_IMAGE_DEFAULT_SIZE
@@ -18,7 +17,7 @@ from benchmark.core.types import Sample
 
 from ._base import RealDataset, Reporter
 from ._io import Problem, read_rgb
-from ._views import centre_crop_offset, image_tensor, pil_resize, short_side_size
+from ._views import short_side_size, whole_image_view
 
 RELEASES = ("ood", "seg")
 SPLIT_SOURCES = ("official", "pdisco")
@@ -176,17 +175,8 @@ class PartImageNet(RealDataset):
                             f"{info['width']}x{info['height']}; the images do not belong to these annotations. {FIX}")
         labels = part_label_map(self._anns[int(info["id"])], h, w, self.num_categories)
         size, crop = self._size()
-        sh, sw = short_side_size(h, w, size)
-        image = pil_resize(image, (sh, sw), "bilinear")
-        labels = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=(sh, sw), mode="nearest")[0, 0].long()
-        if crop:
-            top, left = centre_crop_offset(sh, size), centre_crop_offset(sw, size)
-            image = image[top:top + size, left:left + size]
-            labels = labels[top:top + size, left:left + size]
-        img = image_tensor(image)
-        if self.view == "train" and bool(torch.rand(()) < 0.5):
-            img, labels = img.flip(-1), labels.flip(-1)
-        labels = labels.contiguous()
+        img, labels = whole_image_view(image, labels, size, crop,
+                                       flip=self.view == "train" and bool(torch.rand(()) < 0.5))
         mask = (labels != 0).float() if self.masks.dataset_reads == "annotations" else None
         return Sample(image=img, id=str(info["file_name"]), part_labels=labels, mask=mask,
                       meta={"image_id": int(info["id"]), "original_size": (h, w)})
