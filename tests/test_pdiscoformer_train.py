@@ -140,3 +140,13 @@ def test_train_resumes_after_a_kill_and_its_model_is_evaluated(tmp_path):
     result = CliRunner().invoke(cli, ["run", "-m", "pdiscoformer", *data, "-o", "image_size=32", "-k", "4",
                                       "--checkpoint", str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "rows")])
     assert result.exit_code == 0, result.output
+
+
+def test_bench_runs_both_steps_on_the_same_computation():
+    from benchmark.core.registry import BENCHES
+
+    report = BENCHES.get("pdiscoformer")(batch_size=2, size=32, backbone="test_vit", patch_size=8, num_parts=2,
+                                         classes=3, steps=1, warmup=0, device="cpu")
+    difference = float(report.split("one transform) = ")[1].split()[0])
+    assert difference < 1e-5, report
+    assert "release's step, float32 eager" in report and "partbench, float32 eager" in report and "speed-up: x" in report
