@@ -76,6 +76,14 @@ def imagenet_normalize(images: Tensor) -> Tensor:
     return (images - mean) / std
 
 
+def labelled_datasets() -> list[str]:
+    """The registered datasets that declare class labels (override :meth:`Dataset.class_ids`)."""
+    from benchmark.core.dataset import Dataset
+    from benchmark.core.registry import DATASETS
+
+    return [name for name in DATASETS.names() if DATASETS.get(name).class_ids is not Dataset.class_ids]
+
+
 class ClassTargets:
     """Maps ``meta["class_id"]`` to the classifier's indices (the order of ``data.class_ids()``)."""
 
@@ -84,8 +92,8 @@ class ClassTargets:
         name = getattr(data, "name", "this dataset")
         if ids is None:
             raise UserError(f"pdiscoformer trains with image-level class labels and dataset {name!r} has none; "
-                            f"train it on a dataset with class labels (cub, nabirds, partimagenet, flowers102, "
-                            f"synthetic) or evaluate a trained model with --checkpoint PATH")
+                            f"train it on a dataset with class labels ({', '.join(labelled_datasets())}) or "
+                            f"evaluate a trained model with --checkpoint PATH")
         if len(ids) < 2:
             raise UserError(f"pdiscoformer trains a classifier and the training split of {name!r} has "
                             f"{len(ids)} class; pass a split (or -o classes) with at least two")
