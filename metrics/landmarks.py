@@ -44,8 +44,6 @@ from benchmark.core.types import Batch, PartMaps
 __all__ = ["PROTOCOLS", "regression_error", "part_centres", "active_parts", "normalise_points", "LandmarkError"]
 
 PROTOCOLS = ("mafl-iod", "kanazawa-crop", "cub-bbox", "whole-image-bbox")
-#: the protocols whose points are mapped into the GT box (``normalise_points``)
-BOX_PROTOCOLS = ("cub-bbox", "whole-image-bbox")
 #: PDiscoFormer's ``create_centers``: a part counts (its centre enters the regression) where its
 #: probability exceeds this somewhere in the image
 ACTIVE_PART_THRESHOLD = 0.5
