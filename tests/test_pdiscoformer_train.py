@@ -18,7 +18,8 @@ from benchmark.core.registry import DATASETS, METHODS
 from benchmark.core.types import Batch
 from benchmark.methods.pdiscoformer.network import build_network
 from benchmark.methods.pdiscoformer.presets import resolve_config, schedule
-from benchmark.methods.pdiscoformer.train_step import ClassTargets, adam, affine_images, param_groups, random_affine
+from benchmark.methods.pdiscoformer.train_step import ClassTargets, adam, param_groups, random_affine
+from benchmark.methods.pdiscoformer.warp import affine_images, rigid_affine
 from benchmark.methods.training import TrainConfig
 from helpers import sklearn_fg_nmi as fg_nmi
 
@@ -69,8 +70,9 @@ def test_param_groups_are_the_releases():
     assert all(g["weight_decay"] == 0.0 for g in optimizer.param_groups)
 
 
-def test_augmentation_is_torchvision_affine_per_image():
-    from torchvision.transforms.functional import affine
+def test_warps_equal_torchvision_affine():
+    """The batched, sync-free warps (methods/pdiscoformer/warp.py) against torchvision's own ``affine``."""
+    from torchvision.transforms.functional import InterpolationMode, affine
 
     images = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(0))
     cases = [(30.0, (2.0, -4.0), 1.1), (-90.0, (0.0, 5.0), 0.8), (47.0, (-3.0, 1.0), 1.2)]
@@ -79,6 +81,14 @@ def test_augmentation_is_torchvision_affine_per_image():
     for i, (angle, shift, scale) in enumerate(cases):
         expected = affine(images[i:i + 1], angle=angle, translate=list(shift), scale=scale, shear=[0.0, 0.0])
         assert torch.equal(ours[i:i + 1], expected), i
+    wide = torch.rand(2, 4, 12, 20, generator=torch.Generator().manual_seed(1))  # maps: other shapes, float shifts
+    for angle, shift, scale, mode in [(-61.3, (1.75, -0.5), 1.31, InterpolationMode.BILINEAR),
+                                      (12.0, (-2.25, 3.0), 0.87, InterpolationMode.NEAREST), (0.0, (-3.0, 2.0), 1.0,
+                                                                                           InterpolationMode.NEAREST)]:
+        expected = affine(wide, angle=angle, translate=list(shift), scale=scale, shear=[0.0, 0.0], interpolation=mode)
+        got = rigid_affine(wide, angle=angle, translate=shift, scale=scale, mode=mode.value)
+        # bilinear: the grid's float32 rounding differs from torchvision's by an ulp; nearest: the same pixels
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 if mode == InterpolationMode.BILINEAR else 0)
     config = resolve_config("paper")
     first = random_affine(images, config, torch.Generator().manual_seed(5))
     assert torch.equal(first, random_affine(images, config, torch.Generator().manual_seed(5)))

@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -138,6 +138,77 @@ def _precision(value) -> str | None:
     return None if str(value).lower() in ("", "none", "fp32", "float32") else str(value)
 
 
+@dataclass
+class BenchSetup:
+    """What both steps share: the initial network (random weights), the paper configuration, one batch."""
+
+    initial: torch.nn.Module
+    config: object  # PDiscoConfig
+    batch: object  # Batch with meta["class_id"]
+    targets: torch.Tensor  # the class indices of the batch, on the device
+    labels: object  # the class vocabulary (a dataset-like object with class_ids())
+    train_config: object  # TrainConfig of the optimiser
+    device: torch.device
+
+
+def bench_setup(batch_size: int, size: int, num_parts: int, classes: int, backbone: str, patch_size: int | None,
+                device: torch.device) -> BenchSetup:
+    from benchmark.core.seeding import derive_seed
+    from benchmark.core.types import Batch
+    from benchmark.methods.pdiscoformer.network import build_network
+    from benchmark.methods.pdiscoformer.presets import resolve_config
+    from benchmark.methods.training import TrainConfig
+
+    config = resolve_config("paper", num_parts=num_parts, batch_size=batch_size, image_size=size, backbone=backbone)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(0, "pdiscoformer-bench"))
+        initial = build_network(backbone, size, num_parts, classes, patch_size=patch_size).to(device)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(batch_size, 3, size, size, generator=g).to(device)
+    ids = torch.randint(0, classes, (batch_size,), generator=g).tolist()
+
+    class Labels:  # the class vocabulary of the benchmark's fake dataset
+        name = "bench"
+
+        def class_ids(self):
+            return tuple(range(classes))
+
+    batch = Batch(images=images, ids=[str(i) for i in range(batch_size)], meta=[{"class_id": c} for c in ids])
+    train_config = TrainConfig(steps=10 ** 9, batch_size=batch_size, lr=config.lr, weight_decay=0.0,
+                               clip_grad_norm=config.clip_grad_norm, lr_step_every=1000)
+    return BenchSetup(initial, config, batch, torch.tensor(ids, device=device), Labels(), train_config, device)
+
+
+def partbench_step(setup: BenchSetup, precision: str | None = None, compiled: bool = False):
+    """One training step as the trainer runs it (schedule, the objective under autocast, backward, foreach
+    clipping, Adam) on a fresh copy of the initial network; call it to run a step."""
+    from benchmark.methods.pdiscoformer.train_step import ClassTargets, PDiscoObjective, adam, param_groups
+    from benchmark.methods.training import StepInfo
+    from benchmark.methods.training.loop import step_generator
+    from benchmark.methods.training.schedule import set_lrs
+
+    config, dev = setup.config, setup.device
+    net = copy.deepcopy(setup.initial).train()
+    objective = PDiscoObjective(config, ClassTargets(setup.labels), seed=0)
+    optimizer = adam(param_groups(net, config), setup.train_config)
+    clip = [p for group in optimizer.param_groups for p in group["params"]]
+    model = torch.compile(net) if compiled else net
+    counter = {"step": 0}
+
+    def step():
+        index = counter["step"]
+        counter["step"] += 1
+        set_lrs(optimizer, config.lr, index, 10 ** 9, 0.9, 0, 1000, 0.5)
+        info = StepInfo(index, step_generator(dev, 0, index, 0), step_generator(dev, 0, index, "shared"))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            total, _ = objective(model, setup.batch, info)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(clip, config.clip_grad_norm, foreach=True)
+        optimizer.step()
+    return step
+
+
 @register_bench("pdiscoformer")
 def bench_pdiscoformer(batch_size: int = 8, size: int = 518, num_parts: int = 8, classes: int = 200,
                        backbone: str = DEFAULT_BACKBONE, patch_size: int = 0, amp: str = "none",
@@ -149,45 +220,22 @@ def bench_pdiscoformer(batch_size: int = 8, size: int = 518, num_parts: int = 8,
     200 classes. The release's step runs at ``release_amp`` (``none``: float32, its paper command; ``bf16``:
     its ``--use_amp`` on a GPU with bf16); partbench runs at the same precision and, when ``amp``/``compile``
     ask for another configuration, also in that one. ``patch_size`` 0: the backbone's own."""
-    from benchmark.core.seeding import derive_seed
-    from benchmark.core.types import Batch
     from benchmark.factories import resolve_device
-    from benchmark.methods.pdiscoformer.network import build_network
-    from benchmark.methods.pdiscoformer.presets import resolve_config
-    from benchmark.methods.pdiscoformer.train_step import (ClassTargets, PDiscoObjective, adam, imagenet_normalize,
-                                                          param_groups)
-    from benchmark.methods.training import StepInfo, TrainConfig
+    from benchmark.methods.pdiscoformer.train_step import ClassTargets, PDiscoObjective, adam, imagenet_normalize, param_groups
+    from benchmark.methods.training import StepInfo
     from benchmark.methods.training.loop import step_generator
-    from benchmark.methods.training.schedule import set_lrs
 
     dev = torch.device(resolve_device(device))
     amp, release_amp = _precision(amp), _precision(release_amp)
     compile_ = str(compile).lower() in ("1", "true", "yes")
     batch_size, size, num_parts, classes = int(batch_size), int(size), int(num_parts), int(classes)
-    config = resolve_config("paper", num_parts=num_parts, batch_size=batch_size, image_size=size, backbone=backbone)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(0, "pdiscoformer-bench"))
-        initial = build_network(backbone, size, num_parts, classes, patch_size=int(patch_size) or None).to(dev)
-
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(batch_size, 3, size, size, generator=g).to(dev)
-    ids = torch.randint(0, classes, (batch_size,), generator=g).tolist()
-
-    class Labels:  # the class vocabulary of the benchmark's fake dataset
-        name = "bench"
-
-        def class_ids(self):
-            return tuple(range(classes))
-
-    batch = Batch(images=images, ids=[str(i) for i in range(batch_size)], meta=[{"class_id": c} for c in ids])
-    targets = torch.tensor(ids, device=dev)
-    normalised = imagenet_normalize(images)
-    train_config = TrainConfig(steps=10 ** 9, batch_size=batch_size, lr=config.lr, weight_decay=0.0,
-                               clip_grad_norm=config.clip_grad_norm, lr_step_every=1000)
+    setup = bench_setup(batch_size, size, num_parts, classes, backbone, int(patch_size) or None, dev)
+    config, batch, targets = setup.config, setup.batch, setup.targets
+    normalised = imagenet_normalize(batch.images)
 
     # the same computation: eval mode (no Gumbel noise, no part dropout), one rigid transform, no augmentation
-    net = copy.deepcopy(initial).eval()
-    quiet = PDiscoObjective(replace(config, augment=False), ClassTargets(Labels()), seed=0)
+    net = copy.deepcopy(setup.initial).eval()
+    quiet = PDiscoObjective(replace(config, augment=False), ClassTargets(setup.labels), seed=0)
     angle, translate, scale = quiet.rigid_params(0, (size, size))
     with torch.no_grad():
         ours_total = quiet(net, batch, StepInfo(0, step_generator(dev, 0, 0, 0), step_generator(dev, 0, 0, "s")))[0]
@@ -198,39 +246,18 @@ def bench_pdiscoformer(batch_size: int = 8, size: int = 518, num_parts: int = 8,
     agreement = abs(float(ours_total) - float(theirs_total)) / max(abs(float(theirs_total)), 1e-12)
     del net, feats, maps, scores, equiv
 
-    def partbench_step(precision, compiled):
-        net = copy.deepcopy(initial).train()
-        objective = PDiscoObjective(config, ClassTargets(Labels()), seed=0)
-        optimizer = adam(param_groups(net, config), train_config)
-        clip = [p for group in optimizer.param_groups for p in group["params"]]
-        model = torch.compile(net) if compiled else net
-        counter = {"step": 0}
-
-        def step():
-            index = counter["step"]
-            counter["step"] += 1
-            set_lrs(optimizer, config.lr, index, 10 ** 9, 0.9, 0, 1000, 0.5)
-            info = StepInfo(index, step_generator(dev, 0, index, 0), step_generator(dev, 0, index, "shared"))
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                total, _ = objective(model, batch, info)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(clip, config.clip_grad_norm, foreach=True)
-            optimizer.step()
-        return step
-
     def release_way():
-        net = copy.deepcopy(initial).train()
-        optimizer = adam(param_groups(net, config), train_config)
+        net = copy.deepcopy(setup.initial).train()
+        optimizer = adam(param_groups(net, config), setup.train_config)
         return lambda: release_step(net, optimizer, normalised, targets, config, release_amp)
 
     def label(precision, compiled):
         return f"{precision or 'float32'}{' compiled' if compiled else ' eager'}"
 
     runs = [(f"release's step, {label(release_amp, False)}", release_way),
-            (f"partbench, {label(release_amp, False)}", lambda: partbench_step(release_amp, False))]
+            (f"partbench, {label(release_amp, False)}", lambda: partbench_step(setup, release_amp, False))]
     if (amp, compile_) != (release_amp, False):
-        runs.append((f"partbench, {label(amp, compile_)}", lambda: partbench_step(amp, compile_)))
+        runs.append((f"partbench, {label(amp, compile_)}", lambda: partbench_step(setup, amp, compile_)))
     rows = []
     for name, make in runs:
         if dev.type == "cuda":

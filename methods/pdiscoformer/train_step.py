@@ -10,7 +10,7 @@ the batch and without host synchronisations.
 * :class:`ClassTargets` -- ``batch.meta[i]["class_id"]`` as class indices (the dataset's ``class_ids()``
   order); a dataset without class labels is refused in one line.
 * :func:`random_affine` -- the release's training augmentation (``RandomAffine(90, (0.2, 0.2), (0.8, 1.2))``),
-  one draw per image from the step's generator, in one ``grid_sample``.
+  one draw per image from the step's generator, in one ``grid_sample`` (:mod:`.warp`).
 * :class:`PDiscoObjective` -- the network on the ImageNet-normalised (augmented) batch and on the batch under
   the step's rigid transform (angle in [-90, 90], translation up to 11 % of the size rounded to pixels, scale
   in [0.8, 1.4], bilinear; one draw per step, from a CPU generator seeded by the run's seed and the step),
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import functools
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.core.errors import UserError
@@ -31,6 +32,7 @@ from benchmark.core.types import Batch
 from benchmark.methods.backbones import IMAGENET_MEAN, IMAGENET_STD
 from benchmark.methods.pdiscoformer import losses as L
 from benchmark.methods.pdiscoformer.presets import PDiscoConfig
+from benchmark.methods.pdiscoformer.warp import affine_images, rigid_affine
 
 SCRATCH, MODULATION, FINER = ("fc_class_landmarks",), ("modulation",), ("fc_landmarks",)
 TOKENS = ("cls_token", "pos_embed", "reg_token")
@@ -70,9 +72,15 @@ def adam(groups, train_config) -> torch.optim.Adam:
                             weight_decay=train_config.weight_decay)
 
 
+@functools.lru_cache(maxsize=None)
+def _normalisation(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """ImageNet's mean and std on ``device``, made once (not copied to the device at every step)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1).to(device)
+    return mean, torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1).to(device)
+
+
 def imagenet_normalize(images: Tensor) -> Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    mean, std = _normalisation(images.device, images.dtype)
     return (images - mean) / std
 
 
@@ -110,38 +118,23 @@ class ClassTargets:
         except KeyError as exc:
             raise UserError(f"pdiscoformer: a training sample of {self.dataset!r} has class label {exc} outside "
                             f"the dataset's class_ids(); the dataset's index is inconsistent") from None
-        # a host list -> one pinned copy to the device, no synchronisation
-        return torch.tensor(targets, dtype=torch.long).to(batch.device, non_blocking=True)
+        ids = torch.tensor(targets, dtype=torch.long)
+        if batch.device.type == "cuda":
+            ids = ids.pin_memory()  # an asynchronous copy: the host does not wait for the stream
+        return ids.to(batch.device, non_blocking=True)
 
 
 def random_affine(images: Tensor, config: PDiscoConfig, generator: torch.Generator) -> Tensor:
     """Each image under its own random rotation, translation and scale (torchvision's ``RandomAffine`` draws:
-    uniform angle in +-``augment_degrees``, shift in +-``augment_translate`` of the size, uniform scale), in one
-    :func:`affine_images`; the draws come from the step's device generator (no host round trip)."""
+    uniform angle in +-``augment_degrees``, shift in +-``augment_translate`` of the side rounded to whole pixels,
+    uniform scale; nearest, zero fill), drawn from the step's device generator and applied in one pass."""
     n, _, height, width = images.shape
     u = torch.rand(n, 4, device=images.device, generator=generator, dtype=torch.float32)
     angle = (2 * u[:, 0] - 1) * config.augment_degrees
-    # whole pixels, as RandomAffine rounds its translation
-    shift = ((2 * u[:, 1:3] - 1) * config.augment_translate * torch.tensor([width, height], device=images.device)).round()
+    shift = torch.stack([(2 * u[:, 1] - 1) * (config.augment_translate * width),
+                         (2 * u[:, 2] - 1) * (config.augment_translate * height)], dim=1).round()
     scale = config.augment_scale_low + (config.augment_scale_high - config.augment_scale_low) * u[:, 3]
     return affine_images(images, angle, shift, scale)
-
-
-def affine_images(images: Tensor, angle: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """``(N, C, H, W)`` images each rotated by ``angle[i]`` degrees (counter-clockwise), scaled by ``scale[i]``
-    about the centre and shifted by ``shift[i]`` = (x, y) pixels, zero fill, nearest sampling: torchvision's
-    ``affine`` of every image, batched."""
-    n, _, height, width = images.shape
-    rad = torch.deg2rad(angle)
-    cos, sin = torch.cos(rad) / scale, torch.sin(rad) / scale
-    # normalised coordinates (x right, y down, [-1, 1] over the image): output -> input is the inverse of
-    # "rotate, scale, then shift"; a counter-clockwise rotation on screen is clockwise in (x, y-down)
-    tx, ty = shift[:, 0] * 2 / width, shift[:, 1] * 2 / height
-    aspect = height / width
-    theta = torch.stack([torch.stack([cos, sin * aspect, -(cos * tx + sin * aspect * ty)], dim=1),
-                         torch.stack([-sin / aspect, cos, -(-sin / aspect * tx + cos * ty)], dim=1)], dim=1)
-    grid = F.affine_grid(theta.to(images.dtype), [n, images.shape[1], height, width], align_corners=False)
-    return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
 class PDiscoObjective:
@@ -166,8 +159,6 @@ class PDiscoObjective:
         return angle, translate, scale
 
     def __call__(self, model: nn.Module, batch: Batch, info) -> tuple[Tensor, dict[str, Tensor]]:
-        from torchvision.transforms.functional import InterpolationMode, affine
-
         targets = self.targets(batch)
         x = batch.images.float()
         if self.config.augment:
@@ -175,8 +166,7 @@ class PDiscoObjective:
         x = imagenet_normalize(x)
         out = model(x)
         angle, translate, scale = self.rigid_params(info.step, (x.shape[-2], x.shape[-1]))
-        moved = affine(x, angle=angle, translate=list(translate), scale=scale, shear=[0.0, 0.0],
-                       interpolation=InterpolationMode.BILINEAR)
+        moved = rigid_affine(x, angle=angle, translate=translate, scale=scale, mode="bilinear")
         equiv_maps = model(moved).maps
         maps = out.maps.float()
         w = L.PAPER_WEIGHTS
