@@ -38,6 +38,8 @@ from benchmark.datasets._synthetic_render import (
     render_scene,
 )
 
+TORSO_CLASSES = (0, 1, 2, 3)  # meta["class_id"]: the torso colour's class (see the class docstring)
+
 PAD = 0.05  # bbox padding per side, as a fraction of the bbox width/height (as the real datasets' crops)
 JITTER = 0.05  # train view: uniform jitter of every side, as a fraction of the bbox width/height
 _GROUND_TRUTHS = ("pixels", "keypoints")
@@ -82,6 +84,13 @@ class SyntheticCreatures(Dataset):
       DataLoader workers, by the DataLoader's per-worker seeding); the underlying scene stays fixed.
 
     Scenes are placed so that even the jittered crop stays inside the image (no fill values are needed).
+
+    Class labels (``meta["class_id"]``, for methods trained with image-level labels, as CUB's species): from
+    the base colour of the creature's torso, ``2 * (brightness >= 0.75) + (saturation >= 0.7)`` (HSV; both are
+    drawn uniformly around those thresholds, so the four classes are about equally frequent). The class is
+    visible on one part, in its colour, so that even a small network trained from random weights can learn
+    it (a texture class was not learnt in the tiny runs); :meth:`class_ids` lists the four.
+
     Crops are continuous (sub-pixel) boxes sampled with ``grid_sample(align_corners=False)``, i.e. an exact
     crop-and-resize with no integer rounding of the box. A keypoint is visible when it lies inside the view
     on a pixel labelled with its own part (pixel ``round(x - 0.5), round(y - 0.5)``), so occlusion by
@@ -154,6 +163,10 @@ class SyntheticCreatures(Dataset):
     def __len__(self) -> int:
         return self.num_train if self.split == "train" else self.num_test
 
+    def class_ids(self) -> tuple[int, ...]:
+        """The four torso-colour classes (see the class docstring), the class labels of every split."""
+        return TORSO_CLASSES
+
     def image_size(self, index: int) -> tuple[int, int]:
         return self.size_px, self.size_px
 
@@ -183,7 +196,7 @@ class SyntheticCreatures(Dataset):
         visible = torch.from_numpy(scene.visible).clone()
         bbox = tight_bbox(labels != 0)
         mask_src = self._predicted_mask(index) if self._mask_dir is not None else None
-        meta: dict[str, Any] = {"index": index, "mirrored_scene": scene.flipped}
+        meta: dict[str, Any] = {"index": index, "mirrored_scene": scene.flipped, "class_id": scene.torso_class}
 
         if self.view == "full":
             mask = self._mask(labels, mask_src, None)
