@@ -176,10 +176,12 @@ def _paper_cells(plan) -> dict[tuple, int]:
 
 
 @pytest.mark.rehearsal
-def test_every_paper_evaluation_runs_on_the_miniature_trees_and_fills_every_table_cell(with_kit_weights, tmp_path):
+def test_paper_with_released_checkpoints_runs_every_step_on_the_miniature_trees_and_fills_every_table_cell(
+        with_kit_weights, tmp_path):
     # `reproduce paper` with a released-format checkpoint for every trained model it evaluates (ours at K = 4,
-    # 6 and 8, SCOPS, the fg/bg model) on every dataset: all ~290 evaluations, the mask predictions they need
-    # and the tables, on real-size images. Deselected by default (pytest -m rehearsal; .ci/run runs it).
+    # 6 and 8, SCOPS, the fg/bg model) on every dataset: every step that needs no training -- the ~280
+    # evaluations, the mask predictions and mask quality, tables, figures, the report -- on real-size images.
+    # Deselected by default (pytest -m rehearsal; .ci/run runs it).
     from rehearsal import write_ours_release
 
     from benchmark.reproduce.plan import load_plan
@@ -189,15 +191,19 @@ def test_every_paper_evaluation_runs_on_the_miniature_trees_and_fills_every_tabl
                                 for k in (6, 8)}}
     checkpoints = []
     for dataset in ("cub", "deepfashion", "pascal-part"):
-        checkpoints += ["--checkpoint", f"scops:{dataset}:K=4={kit.scops}", "--checkpoint", f"fgbg:{dataset}={kit.fgbg}"]
+        checkpoints += ["--checkpoint", f"scops:{dataset}:K=4={kit.scops}",
+                        "--checkpoint", f"fgbg:{dataset}={kit.fgbg}"]
         checkpoints += [a for k, path in releases.items() for a in ("--checkpoint", f"ours:{dataset}:K={k}={path}")]
     out = tmp_path / "out"
-    result = invoke("reproduce", "paper", *kit.data_roots(), *checkpoints, "--only", "tables/*", "-q",
-                    "--device", "cpu", "--out", out, "--cache-dir", tmp_path / "cache")
+    command = ["reproduce", "paper", *kit.data_roots(), *checkpoints, "--out", out, "--cache-dir", tmp_path / "cache"]
+    result = invoke(*command, "-q", "--device", "cpu")
     assert result.exit_code == 0, result.output[-3000:]
+    summary = invoke(*command, "--dry-run").output.splitlines()[1]
+    assert ", 0 to do, 0 blocked" in summary, summary  # every step of the plan ran, the report included
     ledgers = [json.loads(p.read_text()) for p in (out / "steps").glob("*.json")]
     kinds = collections.Counter(ledger["kind"] for ledger in ledgers)
-    assert kinds["evaluate"] >= 290 and not kinds["train"] and not kinds["fgbg-train"], kinds
+    assert kinds["evaluate"] >= 270 and not kinds["train"] and not kinds["fgbg-train"], kinds
+    assert kinds["masks-score"] and kinds["figures"] and (out / "report.html").is_file(), kinds
 
     plan = load_plan("paper")
     filled = {}
