@@ -124,26 +124,6 @@ def test_readme_run_of_the_released_ours_checkpoint_with_supervisedlabels(with_k
     assert {row["protocol"] for row in rows} == {"legacy"} and {row["weights"] for row in rows} != {"none"}
 
 
-@pytest.mark.slow
-def test_paper_evaluation_steps_run_on_the_miniature_trees(with_kit_weights, tmp_path):
-    # Evaluation steps of `paper`: every method of its baselines table (dff, kmeans, scops and ours, the last
-    # two from their released checkpoints) on CUB with the fg/bg model's masks, through masks-predict. The
-    # smallest subset that runs every kind of evaluation: the 290 evaluation steps of `paper` take ~5-20 s
-    # each on 2 cores, far beyond the suite's budget.
-    kit = with_kit_weights
-    result = invoke("reproduce", "baselines", "--data-root", f"cub={kit.cub}", *_paper_checkpoints(kit),
-                    "--only", "evaluate/*/cub/K4/seed0/corrected/fgbg", "--skip-blocked", "-q", "--device", "cpu",
-                    "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
-    assert result.exit_code == 0, result.output
-    ledgers = [json.loads(p.read_text()) for p in (tmp_path / "out" / "steps").glob("evaluate-*.json")]
-    methods = set()
-    for ledger in ledgers:
-        rows = list(csv.DictReader(open(ledger["outputs"]["result"])))
-        assert rows and all(math.isfinite(float(row["value"])) for row in rows), ledger
-        methods |= {row["method"] for row in rows}
-    assert {"dff", "kmeans", "scops", "ours"} <= methods
-
-
 def test_run_on_a_real_tree_without_the_weights_stops_before_reading_data(rehearsal_kit, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
