@@ -320,3 +320,56 @@ def test_an_evaluation_two_tables_ask_for_different_metrics_runs_once_and_the_re
     with open(out / "tables" / "all-metrics.csv") as handle:
         assert {"fg_nmi", "fg_ari", "nmi", "ari"} <= {r["metric"] for r in csv.DictReader(handle)}
     assert (out / "report.html").is_file()
+
+
+FGBG_SHARED = """\
+description = "one fg/bg model whose masks three tables read, for different metrics and splits"
+
+[methods.rnd]
+method = "random"
+
+[methods.other]
+method = "random"
+params = { resolution = 8 }
+
+[defaults]
+datasets = ["synthetic"]
+protocols = ["corrected"]
+masks = ["fgbg"]
+figures = false
+fgbg_params = { preset = "tiny", init = "random", steps = 1, image_size = 32, batch_size = 2 }
+dataset_options = { synthetic = [{ num_train = 4, num_test = 4, image_size = 32 }] }
+
+[[experiment]]
+name = "a"
+methods = ["rnd"]
+metrics = ["nmi"]
+
+[[experiment]]
+name = "b"
+methods = ["rnd"]
+metrics = ["fg_nmi"]
+
+[[experiment]]
+name = "c"
+methods = ["other"]
+metrics = ["landmark_error"]
+"""
+
+
+def test_one_fgbg_model_predicts_one_mask_folder_and_each_measurement_on_it_is_one_evaluation(tmp_path):
+    # Tables a and b ask different metrics of the same cell with fg/bg masks (test split only); table c's
+    # landmark regression needs the model's masks of the training split as well. One mask folder holds both
+    # splits, and a and b share one evaluation on it (it was two, once the folder had been widened).
+    from benchmark.reproduce.graph import Settings, build_graph
+    from benchmark.reproduce.plan import load_plan
+
+    plan = tmp_path / "fgbg.toml"
+    plan.write_text(FGBG_SHARED)
+    steps = build_graph(load_plan(str(plan)), Settings(out_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "c")))
+    predictions = [s for s in steps if s.kind == "masks-predict"]
+    assert len(predictions) == 1 and predictions[0].spec["splits"] == ["test", "train"], predictions
+    evaluations = [s for s in steps if s.kind == "evaluate"]
+    assert sorted(s.spec["label"] for s in evaluations) == ["other", "rnd"], [s.id for s in evaluations]
+    rnd = next(s for s in evaluations if s.spec["label"] == "rnd")
+    assert set(rnd.spec["config"]["metrics"]) == {"nmi", "fg_nmi"}

@@ -178,20 +178,24 @@ def _trained_on(train_masks: str) -> str:
 # expansion
 # --------------------------------------------------------------------------------------------------
 class _Builder:
-    """Expands a plan into steps. ``metrics``: the run configuration of each measurement, computing every
-    metric any experiment asks of it (see :func:`build_graph`), keyed by :meth:`evaluation`'s measurement
-    key; ``None`` = each experiment's own.
-    ``memo``: a previous builder of the same plan and settings, whose loaded datasets and tree checks are reused."""
+    """Expands a plan into steps. ``first``: an earlier expansion of the same plan and settings (see
+    :func:`build_graph`), whose requests are merged -- each measurement is evaluated once with every metric
+    any experiment asks of it, each fg/bg model predicts the union of the splits asked of it -- and whose
+    loaded datasets and tree checks are reused. Without it every experiment gets what it asks."""
 
-    def __init__(self, plan: Plan, settings: Settings, *, metrics: dict[str, Any] | None = None,
-                 memo: "_Builder | None" = None):
+    def __init__(self, plan: Plan, settings: Settings, *, first: "_Builder | None" = None):
         self.plan, self.settings = plan, settings
         self.steps: dict[str, Step] = {}
         self.by_key: dict[tuple[str, str], str] = {}
-        self._datasets: dict[str, Any] = memo._datasets if memo else {}
+        self._datasets: dict[str, Any] = first._datasets if first else {}
         self.scores: list[str] = []  # masks-score steps: mask quality for the report
-        self._gt_masks: dict[str, str | None] = memo._gt_masks if memo else {}
-        self.metrics = metrics
+        self._gt_masks: dict[str, str | None] = first._gt_masks if first else {}
+        #: measurement key -> its run configuration with every metric asked of it (from ``first``)
+        self.metrics = None if first is None else {
+            key: dataclasses.replace(config, metrics=metrics) for key, (config, metrics) in first.asked.items()}
+        #: fg/bg model -> every split any experiment needs its masks of (test, and train for landmarks)
+        self.fgbg_splits: dict[str, tuple[str, ...]] = {}
+        self.merged_splits = first.fgbg_splits if first else None
         #: measurement key -> (its first request's run configuration, the metrics every experiment asks of it;
         #: None = every metric that applies)
         self.asked: dict[str, tuple[Any, tuple[str, ...] | None]] = {}
@@ -255,6 +259,11 @@ class _Builder:
                    missing_root: str | None, splits: tuple[str, ...], label: str) -> Step:
         given = _given_checkpoint(self.settings, "fgbg", "fgbg", dataset, options, None, None)
         blocked = missing_root
+        model = content_key({"dataset": dataset, "root": root, "options": options,
+                             "model": given or experiment.fgbg_params})  # the masks of one model on one tree
+        self.fgbg_splits[model] = tuple(dict.fromkeys((*self.fgbg_splits.get(model, ()), *splits)))
+        if self.merged_splits is not None:  # one mask folder per model, for every experiment's splits
+            splits = self.merged_splits.get(model, splits)
         if given:
             model_key, model_step = f"file:{file_digest(given)}", None
         else:
@@ -558,13 +567,18 @@ def build_graph(plan: Plan, settings: Settings) -> list[Step]:
 
     An evaluation asked for by several experiments with different metrics (``paper``: the landmarks table's
     landmark_error of a cell that ``baselines`` scores with every metric) is one step computing all of them;
-    each table shows its own metrics. A first expansion collects what every experiment asks of each
-    measurement, the second builds the steps with that."""
+    each table shows its own metrics. Likewise an fg/bg model predicts one mask folder, with the splits of
+    every experiment using it (``supp-k`` needs the test split, ``baselines`` also the landmark fitting
+    split), so their evaluations with it are the same measurements too. A first expansion collects what every
+    experiment asks, the next ones build the steps with that."""
     _unavailable_memo.cache_clear()  # weights may have appeared since the last graph of this process
-    first = _Builder(plan, settings)
-    first.build()
-    merged = {key: dataclasses.replace(config, metrics=metrics) for key, (config, metrics) in first.asked.items()}
-    steps = _Builder(plan, settings, metrics=merged, memo=first).build()
+    builder = _Builder(plan, settings)
+    steps = builder.build()
+    # The second expansion merges what the first collected; a widened mask folder is another masks key, so a
+    # third one merges the measurements with their final keys (the splits' union no longer changes).
+    for _ in range(2):
+        builder = _Builder(plan, settings, first=builder)
+        steps = builder.build()
     mark_states(steps, settings)
     return steps
 
