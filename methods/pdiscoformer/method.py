@@ -77,6 +77,23 @@ def load_network(path: str | Path, *, num_parts: int, backbone: str | None = Non
     return network.eval()
 
 
+class AssignmentMaps(torch.nn.Module):
+    """The network's part assignment maps alone: what prediction reads, and so all that the trained-network
+    output cache (:mod:`benchmark.methods.training.output_cache`, one array per input) keeps of a forward pass
+    (the features, class scores and distances are the training's)."""
+
+    def __init__(self, network: PDiscoFormerNet):
+        super().__init__()
+        self.network = network
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.network.image_size
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images).maps
+
+
 @register_method("pdiscoformer")
 class PDiscoFormer(TrainableMethod):
     """PDiscoFormer (Aniraj et al., ECCV 2024): DINOv2-reg ViT-B + part head, trained with class labels."""
@@ -209,11 +226,19 @@ class PDiscoFormer(TrainableMethod):
     def load_network(self, path: str | Path) -> PDiscoFormerNet:
         return load_network(path, num_parts=int(self.num_parts), backbone=self.backbone, image_size=self.image_size)
 
-    def predict_with(self, network: PDiscoFormerNet, batch: Batch) -> PartMaps:
+    def _network_for_predict(self, network: PDiscoFormerNet):
+        maps_only = getattr(self, "_maps_only", None)
+        if maps_only is None or maps_only.network is not network:  # one wrapper per network: the cache keys it once
+            maps_only = self._maps_only = AssignmentMaps(network)
+        return super()._network_for_predict(maps_only)
+
+    def predict_with(self, network: AssignmentMaps, batch: Batch) -> PartMaps:
+        """``network``: the trained network's :class:`AssignmentMaps` (behind the output cache when the run has
+        one)."""
         x = batch.images.float()
         if tuple(x.shape[-2:]) != network.image_size:
             x = F.interpolate(x, size=network.image_size, mode="bilinear", align_corners=False, antialias=True)
         if self.normalize == "imagenet":
             x = imagenet_normalize(x)
-        maps = network(x).maps
+        maps = network(x)
         return PartMaps(background_first(maps).float(), image_size=batch.size, kind="probs", has_background=True)
