@@ -77,23 +77,6 @@ def load_network(path: str | Path, *, num_parts: int, backbone: str | None = Non
     return network.eval()
 
 
-class AssignmentMaps(torch.nn.Module):
-    """The network's part assignment maps alone: what prediction reads, and so all that the trained-network
-    output cache (:mod:`benchmark.methods.training.output_cache`, one array per input) keeps of a forward pass
-    (the features, class scores and distances are the training's)."""
-
-    def __init__(self, network: PDiscoFormerNet):
-        super().__init__()
-        self.network = network
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return self.network.image_size
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network(images).maps
-
-
 @register_method("pdiscoformer")
 class PDiscoFormer(TrainableMethod):
     """PDiscoFormer (Aniraj et al., ECCV 2024): DINOv2-reg ViT-B + part head, trained with class labels."""
@@ -102,6 +85,7 @@ class PDiscoFormer(TrainableMethod):
     supervision = "class-labels"
     code_version = TRAIN_CODE_VERSION
     checkpoint_label = "pdiscoformer"
+    prediction_output = "maps"  # the network also returns the training's features, class scores and distances
     param_ranges = {**TRAINING_RANGES, "ema_decay": Range(0, 0.999999, low_open=True)}
 
     def __init__(self, num_parts: int = 4, preset: str = "paper", steps: int | None = None,
@@ -226,15 +210,8 @@ class PDiscoFormer(TrainableMethod):
     def load_network(self, path: str | Path) -> PDiscoFormerNet:
         return load_network(path, num_parts=int(self.num_parts), backbone=self.backbone, image_size=self.image_size)
 
-    def _network_for_predict(self, network: PDiscoFormerNet):
-        maps_only = getattr(self, "_maps_only", None)
-        if maps_only is None or maps_only.network is not network:  # one wrapper per network: the cache keys it once
-            maps_only = self._maps_only = AssignmentMaps(network)
-        return super()._network_for_predict(maps_only)
-
-    def predict_with(self, network: AssignmentMaps, batch: Batch) -> PartMaps:
-        """``network``: the trained network's :class:`AssignmentMaps` (behind the output cache when the run has
-        one)."""
+    def predict_with(self, network, batch: Batch) -> PartMaps:
+        """``network`` gives the part assignment maps alone (:attr:`prediction_output`)."""
         x = batch.images.float()
         if tuple(x.shape[-2:]) != network.image_size:
             x = F.interpolate(x, size=network.image_size, mode="bilinear", align_corners=False, antialias=True)
