@@ -8,6 +8,8 @@ Every value is random, but a loader cannot tell these files from the real ones b
   with its ``mask_token``) and, for ``dinov2_vits14``, timm's Hugging Face cache entry
   ``models--timm--vit_small_patch14_dinov2.lvd142m`` (``refs/main`` -> ``snapshots/<hash>/model.safetensors``)
   (:func:`write_vit_weights`);
+* timm's Hugging Face cache entry of ``pdiscoformer``'s backbone, ``models--timm--vit_base_patch14_reg4_dinov2.lvd142m``
+  (DINOv2 ViT-B/14 with registers, timm's names, float32 safetensors, about 350 MB) (:func:`write_timm_weights`);
 * the DeepLab caffe ResNet-50 ``resnet50-caffe-22edcc82.pth`` that ``--init caffe:`` reads (the backbone's
   names plus the ImageNet ``fc`` head) (:func:`write_caffe_resnet50`);
 * a released unsup-parts checkpoint, ``model_60000.pth`` = ``{"iter", "model_state_dict",
@@ -17,7 +19,9 @@ Every value is random, but a loader cannot tell these files from the real ones b
   tree, as the release has) (:func:`write_supervisedlabels`);
 * dataset trees at real image sizes in the official layouts: CUB-200-2011 (500x375-type JPEGs), DeepFashion
   In-shop (750x1101 ``img_highres`` JPEGs and colour-coded ``_segment.png``), PASCAL-Part (VOC2010 JPEGs and
-  ``Annotations_Part`` .mat files) (:func:`write_cub`, :func:`write_deepfashion`, :func:`write_pascal_part`).
+  ``Annotations_Part`` .mat files) (:func:`write_cub`, :func:`write_deepfashion`, :func:`write_pascal_part`);
+  PartImageNet OOD (with PDiscoFormer's split file), NABirds and Flowers-102 as the dataset tests build them
+  (small images; :func:`write_newer_trees`).
 
 To keep the files small, tensors of one shape share one random storage and the unused VGG classifier's rows
 repeat one random row (``torch.save`` stores a storage once; shapes, keys and dtypes stay exact). The
@@ -92,22 +96,13 @@ def write_torchvision_weights(torch_home: Path, archs=("vgg16", "vgg19", "resnet
 def write_vit_weights(torch_home: Path, hf_home: Path) -> dict[str, Path]:
     """DINO/DINOv2 release files in ``torch_home/hub/checkpoints`` (``dino_vits8``, ``dino_vitb8``,
     ``dinov2_vitb14``) and timm's Hugging Face cache entry of ``dinov2_vits14`` under ``hf_home/hub``."""
-    from safetensors.torch import save_file
-
     from benchmark.methods.vit import VIT_BACKBONES, timm_model
 
     out = {}
     for seed, (name, spec) in enumerate(VIT_BACKBONES.items()):
         shapes = _shapes(timm_model(name))
         if name == "dinov2_vits14":  # timm's layout: its own names, float32, in safetensors
-            commit = "0123456789abcdef0123456789abcdef01234567"
-            folder = hf_home / "hub" / ("models--" + spec.hub_repo.replace("/", "--"))
-            (folder / "refs").mkdir(parents=True, exist_ok=True)
-            (folder / "refs" / "main").write_text(commit)
-            path = folder / "snapshots" / commit / "model.safetensors"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.contiguous() for k, v in random_state(shapes, 100 + seed, shared=False).items()},
-                      str(path))
+            path = _write_hf_entry(hf_home, spec.hub_repo, random_state(shapes, 100 + seed, shared=False))
         else:
             state = random_state(shapes, 100 + seed)
             if spec.release == "dinov2":  # the release keeps its masked-image-modelling token
@@ -116,6 +111,44 @@ def write_vit_weights(torch_home: Path, hf_home: Path) -> dict[str, Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(state, path)
         out[name] = path
+    return out
+
+
+def _write_hf_entry(hf_home: Path, repo: str, state: dict[str, torch.Tensor]) -> Path:
+    """A Hugging Face hub cache entry as ``timm.create_model(..., pretrained=True)`` leaves it:
+    ``hub/models--<org>--<name>/refs/main`` naming the snapshot ``snapshots/<commit>/model.safetensors``."""
+    from safetensors.torch import save_file
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    folder = hf_home / "hub" / ("models--" + repo.replace("/", "--"))
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    path = folder / "snapshots" / commit / "model.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))  # safetensors stores no shared storage
+    return path
+
+
+def timm_architectures() -> tuple[str, ...]:
+    """The timm architectures whose default pretrained weights a shipped plan reads: the backbone of the
+    ``pdiscoformer`` paper preset (DINOv2 ViT-B/14 with registers)."""
+    from benchmark.methods.pdiscoformer.presets import PRESETS
+
+    return (PRESETS["paper"].backbone,)
+
+
+def write_timm_weights(hf_home: Path, archs: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """timm's Hugging Face cache entry of each architecture's default pretrained weights (``timm/<arch>.<tag>``,
+    e.g. ``timm/vit_base_patch14_reg4_dinov2.lvd142m``): every key timm's model has, without a classifier
+    (their pretrained config has ``num_classes = 0``), float32, at the architecture's own input size."""
+    import timm
+
+    from benchmark.methods.pretrained import timm_repo
+
+    out = {}
+    for seed, arch in enumerate(archs if archs is not None else timm_architectures()):
+        model = _meta(lambda: timm.create_model(arch, pretrained=False, num_classes=0))
+        out[arch] = _write_hf_entry(hf_home, timm_repo(arch), random_state(_shapes(model), 300 + seed, shared=False))
     return out
 
 
@@ -382,7 +415,28 @@ def _write_mat(path: Path, image_id: str, objects) -> None:
     scipy.io.savemat(str(path), {"anno": anno})
 
 
+# -- the newer papers' datasets --------------------------------------------------------------------------
+def write_newer_trees(folder: Path) -> dict[str, Path]:
+    """PartImageNet OOD (with PDiscoFormer's ``train_test_split_pimagenet_ood.txt`` at its root, as the
+    shipped plans' ``split_source = "pdisco"`` reads it), NABirds and Flowers-102 in their official layouts:
+    the dataset tests' own miniature trees (``tests/dataset_fixtures.py``), so a layout is written in one
+    place."""
+    from dataset_fixtures import FIXTURES
+    from test_datasets_partimagenet import write_pdisco_split
+
+    roots = {}
+    for name in ("partimagenet", "nabirds", "flowers102"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        roots[name], _ = FIXTURES[name](folder / name)
+    write_pdisco_split(roots["partimagenet"] / "train_test_split_pimagenet_ood.txt")
+    return roots
+
+
 # -- the whole kit ------------------------------------------------------------------------------------------
+#: The datasets of the ``paper`` plan (``Kit.data_roots()`` without arguments).
+PAPER_DATASETS = ("cub", "deepfashion", "pascal-part")
+
+
 @dataclass(frozen=True)
 class Kit:
     torch_home: Path
@@ -395,14 +449,23 @@ class Kit:
     supervisedlabels: Path
     deepfashion: Path
     pascal_part: Path
+    partimagenet: Path  # the OOD release with PDiscoFormer's split file
+    nabirds: Path
+    flowers102: Path
 
     def env(self) -> dict[str, str]:
         """The environment that points torch and timm at the kit's caches."""
         return {"TORCH_HOME": str(self.torch_home), "HF_HOME": str(self.hf_home)}
 
-    def data_roots(self) -> list[str]:
-        return ["--data-root", f"cub={self.cub}", "--data-root", f"deepfashion={self.deepfashion}",
-                "--data-root", f"pascal-part={self.pascal_part}"]
+    def roots(self) -> dict[str, Path]:
+        """Dataset name (as ``--data-root NAME=PATH`` spells it) -> the kit's tree."""
+        return {"cub": self.cub, "deepfashion": self.deepfashion, "pascal-part": self.pascal_part,
+                "partimagenet": self.partimagenet, "nabirds": self.nabirds, "flowers102": self.flowers102}
+
+    def data_roots(self, datasets=PAPER_DATASETS) -> list[str]:
+        """``--data-root NAME=PATH`` for each of ``datasets`` (a ``KeyError`` for one the kit has no tree of)."""
+        roots = self.roots()
+        return [arg for name in datasets for arg in ("--data-root", f"{name}={roots[name]}")]
 
 
 def weights_only(folder: Path) -> tuple[Path, Path]:
@@ -410,6 +473,7 @@ def weights_only(folder: Path) -> tuple[Path, Path]:
     torch_home, hf_home = folder / "torch", folder / "hf"
     write_torchvision_weights(torch_home)
     write_vit_weights(torch_home, hf_home)
+    write_timm_weights(hf_home)
     return torch_home, hf_home
 
 
@@ -417,8 +481,9 @@ def build_kit(folder: Path) -> Kit:
     torch_home, hf_home = weights_only(folder)
     released = write_released_checkpoints(folder / "released")
     cub = write_cub(folder / "data" / "CUB_200_2011")
+    newer = write_newer_trees(folder / "data")
     return Kit(torch_home=torch_home, hf_home=hf_home, caffe=write_caffe_resnet50(folder / "weights" / "resnet50-caffe-22edcc82.pth"),
                ours=released["ours"], scops=released["scops"], fgbg=write_fgbg_model(folder / "fgbg" / "model.pt"),
                cub=cub, supervisedlabels=write_supervisedlabels(cub),
                deepfashion=write_deepfashion(folder / "data" / "In-shop Clothes Retrieval Benchmark"),
-               pascal_part=write_pascal_part(folder / "data" / "VOCdevkit_2010"))
+               pascal_part=write_pascal_part(folder / "data" / "VOCdevkit_2010"), **newer)

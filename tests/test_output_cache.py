@@ -76,3 +76,32 @@ def test_ours_from_a_checkpoint_predicts_the_same_maps_with_a_cold_a_warm_and_no
     assert (plain_calls, cold_calls, warm_calls) == (1, 1, 0)
     assert torch.equal(plain.scores, cold.scores) and torch.equal(plain.scores, warm.scores)
     assert (warm.kind, warm.align_corners, warm.image_size) == (plain.kind, plain.align_corners, plain.image_size)
+
+
+def test_pdiscoformer_predicts_the_same_maps_with_a_cold_a_warm_and_no_cache(tmp_path):
+    # Real-path bug: the cache stored the network's output as one array, but PDiscoFormer's network returns its
+    # four outputs (features, maps, scores, distances); every evaluation of a pdiscoformer model in `run` or
+    # `reproduce` (which cache by default) failed with "'PartOutput' object has no attribute 'detach'".
+    import benchmark.methods.pdiscoformer.method  # noqa: F401  (registers `pdiscoformer`)
+    from benchmark.core.types import Batch
+    from benchmark.methods.pdiscoformer.network import build_network
+
+    torch.manual_seed(2)
+    checkpoint = tmp_path / "3_parts_snapshot_best.pt"
+    torch.save({"model_state": build_network("test_vit", 32, 3, 5).state_dict()}, checkpoint)
+    batch = Batch(images=torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)), ids=["a", "b"])
+
+    def maps(cache_dir):
+        method = METHODS.get("pdiscoformer")(num_parts=3, checkpoint=str(checkpoint), backbone="test_vit")
+        method.context = RunContext(cache_dir=cache_dir)
+        method.fit(None)
+        calls = []
+        method.network_.register_forward_hook(lambda *args: calls.append(1))
+        return method.predict(batch), len(calls)
+
+    plain, plain_calls = maps(None)
+    cold, cold_calls = maps(tmp_path / "cache")
+    warm, warm_calls = maps(tmp_path / "cache")
+    assert (plain_calls, cold_calls, warm_calls) == (1, 1, 0)
+    assert torch.equal(plain.scores, cold.scores) and torch.equal(plain.scores, warm.scores)
+    assert plain.has_background and warm.has_background and warm.num_parts == 3

@@ -13,9 +13,11 @@ import json
 import math
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from benchmark.cli import cli
+from benchmark.reproduce.plan import load_plan, shipped_plans
 
 # One torch thread: on a shared 2-core machine these real-size forward passes ran ~10x slower with two.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -57,6 +59,87 @@ def test_paper_dry_run_with_every_root_and_the_released_checkpoints_blocks_no_st
         assert any(kind in step for step in steps), kind  # every kind of step is planned, none blocked
 
 
+def _plan_roots(kit, plan: str) -> list[str]:
+    """``--data-root`` for every dataset of the plan that reads a tree (a dataset the kit has no tree of fails
+    here with its name: add its tree to tests/rehearsal.py)."""
+    from benchmark.core.registry import DATASETS
+
+    used = {d for e in load_plan(plan).experiments for d in e.datasets if DATASETS.get(d).needs_data_root}
+    return kit.data_roots(sorted(used))
+
+
+def _step_states(output: str) -> dict[str, str]:
+    """Step -> ``blocked`` or ``to do``, from the dry run's step lines."""
+    return {line.split()[1]: "blocked" for line in output.splitlines() if line.startswith("  blocked  ")} | {
+        line.split()[2]: "to do" for line in output.splitlines() if line.startswith("  to do  ")}
+
+
+def _blocked_reasons(output: str) -> list[str]:
+    """The reasons of the dry run's ``blocked because:`` list (``[n] (k steps) REASON``)."""
+    if "blocked because:" not in output:
+        return []
+    return [line.split(") ", 1)[1] for line in output.split("blocked because:")[1].splitlines()
+            if line.strip().startswith("[")]
+
+
+# The kit's CUB has 4 training images at real size (the full rehearsal evaluates on them), the training part of
+# its PartImageNet OOD re-split 1 annotated image; pdiscoformer's paper preset trains with batches of 32 and
+# 128. Such trainings are blocked for that reason alone (their weights are checked first), and the evaluations
+# of their models wait on them; any other reason is listed too, and fails the test.
+_MINIATURE_TREE = ("fewer than one batch of", "needs train/")
+
+
+@pytest.mark.parametrize("plan", sorted(shipped_plans()))
+def test_every_shipped_plan_dry_run_with_the_kit_blocks_no_step_for_a_missing_input(plan, with_kit_weights,
+                                                                                    tmp_path):
+    # The plans are read from the shipped folder: a new plan is rehearsed here without a change to this test.
+    result = invoke("reproduce", plan, "--dry-run", *_plan_roots(with_kit_weights, plan),
+                    "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output[-3000:]
+    summary = result.output.splitlines()[1]
+    assert " 0 done, " in summary and " to do, " in summary and " 0 to do," not in summary, summary
+    reasons = _blocked_reasons(result.output)
+    assert all(any(allowed in reason for allowed in _MINIATURE_TREE) for reason in reasons), reasons
+    if not reasons:
+        assert ", 0 blocked " in summary, summary
+
+
+def test_pdiscoformer_training_reads_the_kits_timm_file_through_its_strict_check(with_kit_weights):
+    # The file the dry runs above find is also one the training loads: timm's names and shapes, position
+    # embeddings resampled from its 37x37 grid to PartImageNet's 224 px (16x16).
+    from benchmark.methods.pdiscoformer.checkpoint import load_backbone_weights
+    from benchmark.methods.pdiscoformer.network import build_network
+    from benchmark.methods.pdiscoformer.presets import PRESETS
+
+    from safetensors import safe_open
+
+    from benchmark.methods.pretrained import hf_hub_file, timm_repo
+
+    backbone = PRESETS["paper"].backbone
+    network = build_network(backbone, 224, 8, 3)
+    assert load_backbone_weights(network, "pretrained", backbone).startswith("file:")
+    with safe_open(str(hf_hub_file(timm_repo(backbone))), "pt") as stored:
+        assert torch.equal(network.blocks[11].mlp.fc2.weight.detach(), stored.get_tensor("blocks.11.mlp.fc2.weight"))
+
+
+def test_a_training_the_tree_cannot_feed_is_blocked_by_name_and_the_rest_of_the_plan_is_checked(
+        with_kit_weights, tmp_path):
+    # Real-path bug: the dry run of newer-methods (or whole-image) stopped at the first pdiscoformer training
+    # whose training view is smaller than one batch, with "error: pdiscoformer: the training view has 4 images,
+    # ..." naming neither the step nor the dataset, and hiding every later problem of the plan.
+    kit = with_kit_weights
+    result = invoke("reproduce", "newer-methods", "--dry-run", *kit.data_roots(["cub", "partimagenet"]),
+                    "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    states = _step_states(result.output)
+    assert states["train/pdiscoformer/cub/K4/seed0"] == states["train/pdiscoformer/partimagenet/K8/seed0"] == "blocked"
+    assert "  blocked  train/pdiscoformer/cub/K4/seed0  [1]" in result.output.splitlines()
+    reasons = _blocked_reasons(result.output)
+    assert "pdiscoformer: the training view has 4 images, fewer than one batch of 32" in reasons[0]
+    assert any("fewer than one batch of 128" in reason for reason in reasons)
+    assert states["evaluate/dino-coseg/partimagenet/K8/seed0/whole-image:224-crop/method"] == "to do"
+
+
 def test_without_the_weights_every_step_that_reads_them_is_blocked_with_the_fix(rehearsal_kit, tmp_path,
                                                                                monkeypatch):
     # The same declaration answers for every step: no weights here, so the feature baselines, the trainings
@@ -80,6 +163,26 @@ def test_without_the_weights_every_step_that_reads_them_is_blocked_with_the_fix(
     assert "ImageNet weights for vgg19 missing" in reasons and "-p weights=PATH|random" in reasons
     assert "ImageNet weights for resnet50 missing" in reasons and "--init caffe:PATH|random" in reasons
     assert "needs fgbg-train/cub" in reasons or "needs masks-predict/cub" in reasons
+
+
+def test_without_the_vit_weights_the_newer_methods_steps_that_read_them_are_blocked_with_the_fix(
+        rehearsal_kit, tmp_path, monkeypatch):
+    # pdiscoformer's training reads timm's DINOv2 ViT-B/14 with registers, dino-coseg's evaluations the DINO
+    # ViT-S/8 release: with empty caches each such step names its file and how to get it.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
+    result = invoke("reproduce", "newer-methods", "--dry-run", *rehearsal_kit.data_roots(["cub", "partimagenet"]),
+                    "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    states = _step_states(result.output)
+    reads = {step: state for step, state in states.items() if step.startswith(("train/", "evaluate/"))}
+    assert len(reads) == 6 + 9 + 9 and set(reads.values()) == {"blocked"}, reads  # 6 trainings, 18 evaluations
+    reasons = " ".join(_blocked_reasons(result.output))
+    assert "timm's pretrained weights of vit_base_patch14_reg4_dinov2 (timm/vit_base_patch14_reg4_dinov2.lvd142m)" \
+        " missing" in reasons and "-p backbone_weights=PATH" in reasons, reasons
+    assert "DINO weights for dino_vits8 missing" in reasons and "-p weights=PATH" in reasons, reasons
 
 
 def test_list_says_ok_with_the_kits_weights_and_needs_weights_without_them(rehearsal_kit, monkeypatch, tmp_path):

@@ -321,20 +321,28 @@ class _Builder:
         description = {"method": spec.method, "params": spec.params, "dataset": dataset, "root": root,
                        "options": options, "num_parts": num_parts, "seed": seed,
                        "protocol": experiment.train_protocol, "masks": train_masks}
-        if blocked or not _on_gt_masks(train_masks):
-            # Generated training masks (unsupervised:NAME) are only made when the step runs, so the key is the
-            # description's (its masks are a pure function of the source name, the dataset and the code).
-            key = content_key({"kind": "train", **description, "v": GRAPH_VERSION})
-            model = Path(self.settings.cache_dir) / "reproduce" / "train" / key / "model.pt"
-            step = self.add(Step(step_id, "train", key, (), {**description, "model": str(model)}, blocked=blocked))
-            return step, str(model), key
-        method = build_method(spec.method, num_parts=num_parts, params=spec.params)
-        method.context = RunContext(cache_dir=Path(self.settings.cache_dir))
-        data = self.dataset(dataset, root, options, split="train", view="train", protocol=experiment.train_protocol,
-                            masks=train_masks)
-        key = method.cache_key(data, seed)
-        model = Path(self.settings.cache_dir) / spec.method / key / "model.pt"
-        step = self.add(Step(step_id, "train", key, (), {**description, "model": str(model)}))
+        if not blocked and _on_gt_masks(train_masks):
+            method = build_method(spec.method, num_parts=num_parts, params=spec.params)
+            method.context = RunContext(cache_dir=Path(self.settings.cache_dir))
+            data = self.dataset(dataset, root, options, split="train", view="train",
+                                protocol=experiment.train_protocol, masks=train_masks)
+            try:
+                key = method.cache_key(data, seed)
+            except UserError as exc:
+                # The tree cannot feed this training as the plan configures it (e.g. fewer training images than
+                # one batch): this step is blocked with the reason, and the rest of the plan is still checked
+                # (aborting here named neither the step nor the dataset, and hid every later problem).
+                blocked = str(exc)
+            else:
+                model = Path(self.settings.cache_dir) / spec.method / key / "model.pt"
+                step = self.add(Step(step_id, "train", key, (), {**description, "model": str(model)}))
+                return step, str(model), key
+        # A blocked step, or one trained on generated masks (unsupervised:NAME: only made when the step runs),
+        # is keyed by its description (those masks are a pure function of the source name, the dataset and the
+        # code).
+        key = content_key({"kind": "train", **description, "v": GRAPH_VERSION})
+        model = Path(self.settings.cache_dir) / "reproduce" / "train" / key / "model.pt"
+        step = self.add(Step(step_id, "train", key, (), {**description, "model": str(model)}, blocked=blocked))
         return step, str(model), key
 
     def experiment(self, experiment: Experiment) -> list[Step]:

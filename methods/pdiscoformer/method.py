@@ -85,6 +85,7 @@ class PDiscoFormer(TrainableMethod):
     supervision = "class-labels"
     code_version = TRAIN_CODE_VERSION
     checkpoint_label = "pdiscoformer"
+    prediction_output = "maps"  # the network also returns the training's features, class scores and distances
     param_ranges = {**TRAINING_RANGES, "ema_decay": Range(0, 0.999999, low_open=True)}
 
     def __init__(self, num_parts: int = 4, preset: str = "paper", steps: int | None = None,
@@ -209,11 +210,12 @@ class PDiscoFormer(TrainableMethod):
     def load_network(self, path: str | Path) -> PDiscoFormerNet:
         return load_network(path, num_parts=int(self.num_parts), backbone=self.backbone, image_size=self.image_size)
 
-    def predict_with(self, network: PDiscoFormerNet, batch: Batch) -> PartMaps:
+    def predict_with(self, network, batch: Batch) -> PartMaps:
+        """``network`` gives the part assignment maps alone (:attr:`prediction_output`)."""
         x = batch.images.float()
         if tuple(x.shape[-2:]) != network.image_size:
             x = F.interpolate(x, size=network.image_size, mode="bilinear", align_corners=False, antialias=True)
         if self.normalize == "imagenet":
             x = imagenet_normalize(x)
-        maps = network(x).maps
+        maps = network(x)
         return PartMaps(background_first(maps).float(), image_size=batch.size, kind="probs", has_background=True)

@@ -68,6 +68,10 @@ class TrainableMethod(Method):
     #: Prefix of :meth:`weights_id` for a loaded checkpoint.
     checkpoint_label: ClassVar[str] = "checkpoint"
 
+    #: The field of the network's output that :meth:`predict_with` reads, for a network that returns several
+    #: (``None``: it returns one tensor). Prediction then sees that field alone, and the output cache keeps it.
+    prediction_output: ClassVar[str | None] = None
+
     checkpoint: str | None = None
 
     # -- what a subclass provides ----------------------------------------------------------------------
@@ -156,13 +160,22 @@ class TrainableMethod(Method):
         return self.predict_with(self._network_for_predict(network), batch)
 
     def _network_for_predict(self, network: nn.Module):
-        """The network, behind the content-addressed output cache when the run has a cache (the same model on
-        the same batch -- both protocols, every mask source of a plan -- runs once; see :mod:`.output_cache`)."""
+        """The network (its :attr:`prediction_output` alone), behind the content-addressed output cache when the
+        run has a cache (the same model on the same batch -- both protocols, every mask source of a plan -- runs
+        once; see :mod:`.output_cache`)."""
+        if self.prediction_output is not None:
+            from benchmark.methods.training.output_cache import OutputField
+
+            field = getattr(self, "_output_field", None)
+            if field is None or field.network is not network:  # one wrapper per network: the cache keys it once
+                field = self._output_field = OutputField(network, self.prediction_output)
+            network = field
         if self.context.cache_dir is None:
             return network
         cached = getattr(self, "_cached_network", None)
         if cached is None or cached.network is not network:
             from benchmark.methods.training.output_cache import CachedNetwork
 
-            cached = self._cached_network = CachedNetwork(network, self.context.cache_dir, label=self.name)
+            label = self.name + (f".{self.prediction_output}" if self.prediction_output else "")  # which output
+            cached = self._cached_network = CachedNetwork(network, self.context.cache_dir, label=label)
         return cached

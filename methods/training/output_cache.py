@@ -45,6 +45,28 @@ def module_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+class OutputField(nn.Module):
+    """One named output of a network that returns several (a ``NamedTuple``, e.g. PDiscoFormer's features,
+    maps, scores and distances): the one prediction reads, and so the one array :class:`CachedNetwork` keeps.
+    Other attributes (``image_size``, ...) are the network's."""
+
+    def __init__(self, network: nn.Module, field: str):
+        super().__init__()
+        self.network = network
+        self.field = field
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # parameters, buffers, submodules (``network``)
+        except AttributeError:
+            if name.startswith("_"):  # torch's own internals (or a copy probe before __init__ ran)
+                raise
+            return getattr(self._modules["network"], name)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return getattr(self.network(inputs), self.field)
+
+
 class CachedNetwork:
     """Calls ``network`` on an input tensor, or reads its output for that tensor from ``cache_dir``.
 
@@ -72,6 +94,8 @@ class CachedNetwork:
         return self._identity
 
     def __call__(self, inputs: Tensor) -> Tensor:
+        """The network's output for ``inputs``: one tensor (a network with several outputs is given through
+        :class:`OutputField`)."""
         description = {"kind": "network-output", "label": self.label, "network": self.identity,
                        "input": tensor_digest(inputs)}
         stored = self.cache.load(description)
