@@ -1,0 +1,175 @@
+"""``pdisconet`` (methods/pdisconet/): the network against the release, checkpoint loading, prediction.
+
+How the expected values are made (no reference code is carried here): ``RELEASE_*`` below are outputs of the
+release's ``IndividualLandmarkNet`` (``nets.py`` of ``robertdvdk/part_detection`` at commit eec53f2, eval mode,
+with torchvision 0.29) computed once outside this repository on the inputs that :func:`release_inputs`
+rebuilds: the network on a one-block-per-stage bottleneck ResNet (``ResNet(Bottleneck, [1, 1, 1, 1])``, the
+release's 1024 + 2048 feature channels) with K = 3 and 5 classes, every tensor of the state dict drawn in the
+state dict's key order from one generator seeded 1 (:func:`random_weights`), then two 64 x 64 images drawn
+uniformly from the same generator. The maps are stored to 6 decimals, the scores to 5.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.core.errors import UserError
+from benchmark.core.registry import METHODS
+from benchmark.core.types import Batch
+from benchmark.methods.pdisconet import checkpoint as ckpt
+from benchmark.methods.pdisconet.network import PDiscoNetNet, build_network
+
+K, CLASSES = 3, 5
+RELEASE_MAPS = [0.08065, 0.010038, 0.007945, 0.004271, 0.02854, 0.00023, 0.000158, 0.000157, 0.007816, 0.000178, 0.000131,
+                4.1e-05, 0.004632, 0.000124, 3.6e-05, 1.1e-05, 0.811855, 0.867262, 0.614751, 0.562222,
+                0.841622, 0.91772, 0.949373, 0.851583, 0.80559, 0.963067, 0.895302, 0.970362, 0.850425,
+                0.947847, 0.965561, 0.973009, 0.006941, 0.000116, 0.000136, 1e-05, 0.019697, 0.000199,
+                9.2e-05, 2.4e-05, 0.012096, 0.000144, 0.000141, 7e-06, 0.004306, 9.9e-05, 1.4e-05, 4e-06,
+                0.100554, 0.122584, 0.377168, 0.433498, 0.110141, 0.081851, 0.050376, 0.148236, 0.174498,
+                0.036611, 0.104426, 0.02959, 0.140636, 0.05193, 0.034389, 0.026976, 0.113914, 0.013909,
+                0.005968, 0.005004, 0.012775, 0.000785, 0.000277, 0.000191, 0.013229, 0.000163, 0.000233,
+                6.7e-05, 0.008724, 0.000286, 0.000114, 4.2e-05, 0.401845, 0.532733, 0.435133, 0.364975,
+                0.715252, 0.359208, 0.81959, 0.676966, 0.759064, 0.832862, 0.585525, 0.759955, 0.719756,
+                0.900963, 0.871324, 0.795822, 0.004057, 0.00035, 4.2e-05, 1.5e-05, 0.010415, 0.000586,
+                0.000313, 8.6e-05, 0.019861, 0.00027, 0.000155, 2.8e-05, 0.009246, 0.000392, 0.000153,
+                5.1e-05, 0.480183, 0.453009, 0.558858, 0.630005, 0.261557, 0.63942, 0.17982, 0.322757,
+                0.207846, 0.166705, 0.414086, 0.239949, 0.262274, 0.098359, 0.128409, 0.204085]
+RELEASE_SCORES = [0.00252, -0.37179, -0.00024, -0.01791, 0.00783, 1.08918, 0.00214, 0.12492, -0.01252, -1.00238, -0.00236,
+                  -0.17006, 0.00735, 0.81385, 0.00205, 0.14185, -0.00623, -0.61665, -0.00229, -0.13817,
+                  0.00504, -0.26227, -0.00018, -0.0663, 0.01083, 0.89556, 0.00313, 0.36346, -0.014, -0.74236,
+                  -0.00218, -0.41099, 0.00776, 0.60443, 0.00246, 0.3549, -0.00677, -0.48965, -0.00279,
+                  -0.32785]
+RELEASE_FEATURE_SUMS = [11.522, 1471.811, 3.627, 205.46, 13.642, 1137.927, 3.981, 545.382]
+
+
+def random_weights(shapes: dict[str, torch.Size], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """One draw per tensor in key order: He-scaled weights, BN scales and the modulation near 1, small biases
+    and means, running variances in [1, 1.5+), counters 0 (what the stored release outputs were made with)."""
+    state = {}
+    for key, shape in shapes.items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0)
+            continue
+        r = torch.randn(shape, generator=generator)
+        if key.endswith("running_var"):
+            state[key] = 1 + 0.5 * r.abs()
+        elif key.endswith(("bias", "running_mean")):
+            state[key] = 0.1 * r
+        elif key == "modulation" or len(shape) == 1:
+            state[key] = 1 + 0.2 * r
+        else:
+            state[key] = r * (2.0 / shape[1:].numel()) ** 0.5
+    return state
+
+
+def release_inputs():
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    with torch.device("meta"):  # no initialisation: every tensor is drawn below
+        net = PDiscoNetNet(ResNet(Bottleneck, [1, 1, 1, 1]), K, CLASSES)
+    net = net.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(1)
+    state = random_weights({key: value.shape for key, value in net.state_dict().items()}, g)
+    images = torch.rand(2, 3, 64, 64, generator=g)
+    return net, state, images
+
+
+@pytest.fixture(scope="module")
+def release_outputs():
+    net, state, images = release_inputs()
+    net.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        return net.eval()(images)
+
+
+def test_network_equals_the_release_on_stored_outputs(release_outputs):
+    out = release_outputs
+    assert out.maps.shape == (2, K + 1, 4, 4) and out.scores.shape == (2, CLASSES, K + 1)
+    torch.testing.assert_close(out.maps.flatten(), torch.tensor(RELEASE_MAPS), atol=2e-6, rtol=0)
+    torch.testing.assert_close(out.scores.flatten(), torch.tensor(RELEASE_SCORES), atol=2e-5, rtol=0)
+    torch.testing.assert_close(out.features.sum(1).flatten(), torch.tensor(RELEASE_FEATURE_SUMS), atol=1e-3, rtol=0)
+    # the maps are a softmax over K + 1 slots of the distances; the logits average the K foreground parts
+    torch.testing.assert_close(out.maps, (-out.dist).softmax(1))
+    torch.testing.assert_close(out.logits, out.scores[..., :K].mean(-1))
+
+
+def test_default_architecture_has_the_release_key_layout():
+    net = build_network("resnet101", 8, 200, device="meta")
+    shapes = {key: tuple(value.shape) for key, value in net.state_dict().items()}
+    assert shapes["fc_landmarks.weight"] == (9, 3072, 1, 1) and shapes["fc_class_landmarks.weight"] == (200, 3072)
+    assert shapes["modulation"] == (1, 3072, 9) and shapes["batchnorm.weight"] == (11,)
+    assert len([k for k in shapes if k.startswith("layer3.")]) == 23 * (3 + 3 * 5) + 6  # 23 blocks of 3 convs and 3 BNs, a downsample
+    assert "fc.weight" not in shapes and not any(k.startswith(("backbone", "module")) for k in shapes)
+
+
+# -- checkpoint files ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def release_file(tmp_path_factory):
+    """The rehearsal kit's ``cub/<model_name>.pt`` of the release's main.py: ResNet-101, K = 8, 200 classes."""
+    from rehearsal import write_pdisconet_checkpoint
+
+    path = write_pdisconet_checkpoint(tmp_path_factory.mktemp("pdisconet") / "cub_8parts.pt")
+    return path, torch.load(path, weights_only=True)
+
+
+def test_a_release_file_loads_strictly(release_file):
+    path, state = release_file
+    net = ckpt.load_network(path, num_parts=8)
+    assert net.num_classes == 200 and net.feature_dim == 3072 and len(net.layer3) == 23 and not net.training
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+
+
+def test_bad_checkpoints_are_refused_with_one_line(release_file, tmp_path):
+    path, state = release_file
+    with pytest.raises(UserError, match=r"predicts K=8 parts .* pass --num-parts 8"):
+        ckpt.load_network(path, num_parts=4)
+    with pytest.raises(UserError, match="does not exist"):
+        ckpt.load_network(tmp_path / "absent.pt", num_parts=8)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(UserError, match="truncated.pt is corrupted or truncated"):
+        ckpt.load_network(truncated, num_parts=8)
+    headless = tmp_path / "headless.pt"
+    torch.save({k: v for k, v in state.items() if k != "fc_landmarks.weight"}, headless)
+    with pytest.raises(UserError, match="lacks fc_landmarks.weight"):
+        ckpt.load_network(headless, num_parts=8)
+    # the release's unused batchnorm missing and a stray key: every difference in one line
+    odd = tmp_path / "odd.pt"
+    torch.save({**{k: v for k, v in state.items() if not k.startswith("batchnorm.")}, "extra": torch.ones(1)}, odd)
+    with pytest.raises(UserError, match=r"does not match PDiscoNet on resnet101 .*5 missing key\(s\): batchnorm"
+                                        r".*1 unexpected key\(s\): extra") as err:
+        ckpt.load_network(odd, num_parts=8)
+    assert "\n" not in str(err.value)
+    shallow = tmp_path / "shallow.pt"
+    torch.save({k: v for k, v in state.items() if not k.startswith("layer3.22.")}, shallow)
+    with pytest.raises(UserError, match=r"bottleneck blocks \(3, 4, 22, 3\) per stage"):
+        ckpt.load_network(shallow, num_parts=8)
+
+
+def test_a_partbench_model_file_loads(tmp_path):
+    net = build_network("resnet18", 2, 3)
+    path = tmp_path / "model.pt"
+    torch.save({"format": "partbench-model", "model_state_dict": net.state_dict(), "step": 1}, path)
+    again = ckpt.load_network(path, num_parts=2)
+    assert again.feature_dim == 768 and again.num_classes == 3
+    torch.testing.assert_close(again.fc_landmarks.weight, net.fc_landmarks.weight, rtol=0, atol=0)
+
+
+# -- the registered method ----------------------------------------------------------------------------------
+def test_method_tags_and_prediction_channels(tmp_path):
+    cls = METHODS.get("pdisconet")
+    assert cls.provides_background and cls.supervision == "class-labels"
+    net = build_network("resnet18", 2, 3).eval()
+    path = tmp_path / "model.pt"
+    torch.save(net.state_dict(), path)
+    method = cls(num_parts=2, checkpoint=str(path)).fit(None)
+    images = torch.rand(2, 3, 48, 48)
+    maps = method.predict(Batch(images=images, ids=["a", "b"]))
+    with torch.no_grad():
+        own = net(images).maps
+    assert maps.has_background and maps.kind == "probs" and maps.scores.shape == (2, 3, 3, 3)
+    torch.testing.assert_close(maps.scores[:, 0], own[:, -1])  # the release's last channel is the background
+    torch.testing.assert_close(maps.scores[:, 1:], own[:, :-1])
+    assert method.weights_id().startswith("pdisconet:")
