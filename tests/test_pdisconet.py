@@ -173,3 +173,81 @@ def test_method_tags_and_prediction_channels(tmp_path):
     torch.testing.assert_close(maps.scores[:, 0], own[:, -1])  # the release's last channel is the background
     torch.testing.assert_close(maps.scores[:, 1:], own[:, :-1])
     assert method.weights_id().startswith("pdisconet:")
+
+
+# -- losses -------------------------------------------------------------------------------------------------
+# The release's train.py functions (conc_loss with lib.landmark_coordinates, orth_loss, equiv_loss, the
+# presence expression of train(), CrossEntropyLoss(reduction="none").mean()) run once outside the repository
+# on loss_inputs(); equiv_loss drew its transformation from np.random.seed(0) (the values in RELEASE_DRAW) and
+# its network was replaced by one returning ``equiv_maps`` (RELEASE_WARPED_* describe the image it was given).
+RELEASE_LOSSES = {"concentration": 0.04011796414852142, "orthogonality": 0.04320411756634712,
+                  "presence": 0.6169487833976746, "classification": 2.0884885787963867,
+                  "equivariance": 0.7855024337768555}
+RELEASE_DRAW = {"angle": 8.786430706918452, "translate": (21, 10), "scale": 1.1269299097981382}
+RELEASE_WARPED_SUM, RELEASE_WARPED_SQUARES = 1471.96240234375, 827.7189331054688
+RELEASE_WARPED_ROW = [0.212719, 0.508482, 0.357243, 0.203322, 0.270858, 0.374125]  # image 0, channel 0, row 18, cols 26..31
+
+
+def loss_inputs():
+    g = torch.Generator().manual_seed(3)
+    maps = (torch.randn(2, 4, 9, 9, generator=g) * 2).softmax(1)
+    equiv_maps = (torch.randn(2, 4, 9, 9, generator=g) * 2).softmax(1)
+    features = torch.randn(2, 16, 4, generator=g)
+    scores = torch.randn(2, 5, 4, generator=g)
+    images = torch.rand(2, 3, 36, 36, generator=g)
+    return maps, equiv_maps, features, scores, torch.tensor([1, 4]), images
+
+
+def test_each_loss_equals_the_release_on_stored_values():
+    from benchmark.methods.pdisconet import losses
+
+    maps, equiv_maps, features, scores, labels, images = loss_inputs()
+    got = {"concentration": losses.concentration_loss(maps), "orthogonality": losses.orthogonality_loss(features),
+           "presence": losses.presence_loss(maps), "classification": losses.classification_loss(scores, labels),
+           "equivariance": losses.equivariance_loss(maps, equiv_maps, image_width=36, **RELEASE_DRAW)}
+    for name, value in got.items():
+        assert value.item() == pytest.approx(RELEASE_LOSSES[name], abs=1e-6), name
+    warped = losses.rigid_warp(images, **RELEASE_DRAW)
+    assert warped.sum().item() == pytest.approx(RELEASE_WARPED_SUM, rel=1e-6)
+    assert warped.pow(2).sum().item() == pytest.approx(RELEASE_WARPED_SQUARES, rel=1e-6)
+    torch.testing.assert_close(warped[0, 0, 18, 26:32], torch.tensor(RELEASE_WARPED_ROW), atol=1e-6, rtol=0)
+    assert losses.PAPER_WEIGHTS == {"classification": 2.0, "presence": 1.0, "equivariance": 1.0,
+                                    "concentration": 1000.0, "orthogonality": 1.0}
+
+
+def test_loss_known_answers():
+    from benchmark.methods.pdisconet import losses
+
+    # each map (background included) fills a 3x3 window inside the border in one of the images: presence 0
+    maps = torch.zeros(2, 3, 9, 9)
+    maps[0, 0, 2:5, 2:5] = 1
+    maps[1, 1, 4:7, 4:7] = 1
+    maps[1, 2, 2:5, 4:7] = 1
+    assert losses.presence_loss(maps).item() == pytest.approx(0.0)
+    # the border does not count: a part present only there is absent
+    edge = maps.clone()
+    edge[0, 0] = 0
+    edge[0, 0, :, 7:] = 1
+    assert losses.presence_loss(edge).item() == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="at least 7x7"):
+        losses.presence_loss(torch.ones(1, 2, 6, 6))
+    # only the K foreground parts' scores make the logits: a huge background score changes nothing
+    scores = torch.zeros(1, 4, 3)
+    scores[0, 2, :2] = 50.0
+    scores[0, 0, 2] = 1e4
+    assert losses.classification_loss(scores, torch.tensor([2])).item() == pytest.approx(0.0, abs=1e-6)
+    # the identity transformation: equivariance 0
+    maps = torch.rand(2, 4, 9, 9)
+    assert losses.equivariance_loss(maps, maps, image_width=36, angle=0.0, translate=(0, 0), scale=1.0).item() \
+        == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_random_transformation_follows_the_release_ranges():
+    from benchmark.methods.pdisconet import losses
+
+    g = torch.Generator().manual_seed(0)
+    draws = [losses.random_rigid_transform(g) for _ in range(200)]
+    angles, scales = [d[0] for d in draws], [d[2] for d in draws]
+    shifts = [t for d in draws for t in d[1]]
+    assert -90 <= min(angles) and max(angles) < 90 and 0.8 <= min(scales) and max(scales) < 1.4
+    assert all(isinstance(t, int) for t in shifts) and -50 <= min(shifts) and max(shifts) <= 49
