@@ -64,6 +64,7 @@ class Scene:
     keypoints: np.ndarray  # (P, 2) float32 (x, y)
     visible: np.ndarray  # (P,) bool: inside the image and on a pixel labelled with its own part
     flipped: bool  # whether the scene was mirrored after rendering (labels/keypoints renamed)
+    torso_texture: int = 0  # the torso's texture kind (0 plain, 1 stripes, 2 spots, 3 noise): the scene's class
 
 
 # -- small helpers ---------------------------------------------------------------------------------------
@@ -481,7 +482,8 @@ def render_scene(rng: np.random.Generator, size: int, difficulty: float, margin:
         keypoints = keypoints[list(KEYPOINT_FLIP)]
         keypoints[:, 0] = size - keypoints[:, 0]
     visible = keypoint_visibility(keypoints, labels)
-    return Scene(image=image, labels=labels, keypoints=keypoints, visible=visible, flipped=flipped)
+    return Scene(image=image, labels=labels, keypoints=keypoints, visible=visible, flipped=flipped,
+                 torso_texture=int(look.kind[TORSO]))
 
 
 def keypoint_visibility(keypoints: np.ndarray, labels: np.ndarray) -> np.ndarray:

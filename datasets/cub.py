@@ -185,6 +185,10 @@ class CUB(RealDataset):
     def __len__(self) -> int:
         return int(len(self._select))
 
+    def class_ids(self) -> tuple[int, ...]:
+        """The species ids (``image_class_labels.txt``) of this split's images."""
+        return tuple(int(c) for c in np.unique(self._class[self._select])) if len(self._select) else ()
+
     def image_size(self, index: int) -> tuple[int, int] | None:
         i = int(self._select[index])
         if self.view in ("train", "crop"):

@@ -91,6 +91,10 @@ class Flowers102(RealDataset):
     def options(self) -> dict[str, Any]:
         return {}
 
+    def class_ids(self) -> tuple[int, ...]:
+        """The flower classes (``imagelabels.mat``, 1..102) of this split's images."""
+        return tuple(int(c) for c in np.unique(self._labels))
+
     def __len__(self) -> int:
         return len(self._numbers)
 

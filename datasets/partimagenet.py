@@ -151,6 +151,11 @@ class PartImageNet(RealDataset):
     def __len__(self) -> int:
         return len(self._images)
 
+    def class_ids(self) -> tuple[str, ...]:
+        """The ImageNet synsets (``n01440764`` ...: the file name up to its first ``_``) of this split's images,
+        the image-level classes PDiscoNet and PDiscoFormer train with."""
+        return tuple(sorted({_synset(info) for info in self._images}))
+
     def _size(self) -> tuple[int, bool]:
         if self.view == "train":
             return TRAIN_SIZE, True
@@ -179,7 +184,7 @@ class PartImageNet(RealDataset):
                                        flip=self.view == "train" and bool(torch.rand(()) < 0.5))
         mask = (labels != 0).float() if self.masks.dataset_reads == "annotations" else None
         return Sample(image=img, id=str(info["file_name"]), part_labels=labels, mask=mask,
-                      meta={"image_id": int(info["id"]), "original_size": (h, w)})
+                      meta={"image_id": int(info["id"]), "class_id": _synset(info), "original_size": (h, w)})
 
     def _image_path(self, index: int) -> Path:
         name = str(self._images[index]["file_name"])
@@ -291,3 +296,8 @@ def _read_split_file(path: Path, report: Reporter) -> dict[int, int] | None:
 
 
 __all__ = ["PartImageNet", "part_label_map", "DOWNLOAD_STEPS", "Problem"]
+
+
+def _synset(info: dict[str, Any]) -> str:
+    """The ImageNet synset of an image record: its file name up to the first ``_`` (``n01440764_10029.JPEG``)."""
+    return str(info["file_name"]).rsplit("/", 1)[-1].split("_")[0]

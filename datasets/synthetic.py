@@ -38,6 +38,8 @@ from benchmark.datasets._synthetic_render import (
     render_scene,
 )
 
+TEXTURE_CLASSES = (0, 1, 2, 3)  # meta["class_id"]: the torso's texture, plain, stripes, spots, smooth noise
+
 PAD = 0.05  # bbox padding per side, as a fraction of the bbox width/height (as the real datasets' crops)
 JITTER = 0.05  # train view: uniform jitter of every side, as a fraction of the bbox width/height
 _GROUND_TRUTHS = ("pixels", "keypoints")
@@ -82,6 +84,11 @@ class SyntheticCreatures(Dataset):
       DataLoader workers, by the DataLoader's per-worker seeding); the underlying scene stays fixed.
 
     Scenes are placed so that even the jittered crop stays inside the image (no fill values are needed).
+
+    Class labels (``meta["class_id"]``, for methods trained with image-level labels, as CUB's species): the
+    texture of the creature's torso, 0 plain, 1 stripes, 2 spots, 3 smooth noise (drawn with probabilities
+    0.15, 0.45, 0.25, 0.15), so the class is visible on one part; :meth:`class_ids` lists the four.
+
     Crops are continuous (sub-pixel) boxes sampled with ``grid_sample(align_corners=False)``, i.e. an exact
     crop-and-resize with no integer rounding of the box. A keypoint is visible when it lies inside the view
     on a pixel labelled with its own part (pixel ``round(x - 0.5), round(y - 0.5)``), so occlusion by
@@ -154,6 +161,10 @@ class SyntheticCreatures(Dataset):
     def __len__(self) -> int:
         return self.num_train if self.split == "train" else self.num_test
 
+    def class_ids(self) -> tuple[int, ...]:
+        """The four torso textures (see the class docstring), the class labels of every split."""
+        return TEXTURE_CLASSES
+
     def image_size(self, index: int) -> tuple[int, int]:
         return self.size_px, self.size_px
 
@@ -183,7 +194,7 @@ class SyntheticCreatures(Dataset):
         visible = torch.from_numpy(scene.visible).clone()
         bbox = tight_bbox(labels != 0)
         mask_src = self._predicted_mask(index) if self._mask_dir is not None else None
-        meta: dict[str, Any] = {"index": index, "mirrored_scene": scene.flipped}
+        meta: dict[str, Any] = {"index": index, "mirrored_scene": scene.flipped, "class_id": scene.torso_texture}
 
         if self.view == "full":
             mask = self._mask(labels, mask_src, None)

@@ -59,6 +59,10 @@ Optional hooks (declared here with defaults; override what applies):
   (:meth:`has_tree_check` says whether it does; built-in data has nothing to check).
 * :meth:`mask_file` and :meth:`source_image`: a dataset that reads ``--masks predicted:DIR`` folders says
   where each image's mask lives, and gives the whole image ``benchmark masks predict`` predicts on.
+* :meth:`class_ids`: a dataset with image-level class labels (CUB's species, PartImageNet's ImageNet
+  synsets) puts each sample's label in ``Sample.meta["class_id"]`` and lists the split's distinct labels
+  here; methods trained with class labels (``supervision = "class-labels"``) read both and refuse a dataset
+  whose ``class_ids()`` is ``None``.
 * :meth:`demo_options`, :meth:`options`, :meth:`identity`: see their docstrings.
 """
 
@@ -194,6 +198,12 @@ class Dataset(Plugin, torch.utils.data.Dataset):
 
     def image_size(self, index: int) -> tuple[int, int] | None:
         """The (H, W) of sample ``index`` in this view, cheaply; ``None`` if unknown without decoding."""
+        return None
+
+    def class_ids(self) -> tuple | None:
+        """The image-level class labels that this split's samples carry in ``meta["class_id"]``, sorted (ints
+        or strings; every sample's label is among them); ``None`` when the dataset has no class labels. Read
+        from the index, cheaply (no image is decoded)."""
         return None
 
     # -- foreground mask files (``benchmark masks predict``, ``--masks model:CKPT``) ---------------------

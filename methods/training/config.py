@@ -24,6 +24,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     max_iter: int | None = None
+    # Step decay instead of the poly schedule: the learning rate is multiplied by ``lr_step_gamma`` every
+    # ``lr_step_every`` steps (PDiscoFormer's StepLR, counted in steps); None = the poly schedule.
+    lr_step_every: int | None = None
+    lr_step_gamma: float = 0.5
     warmup_steps: int = 0  # linear warm-up of the scheduled groups over the first steps (0 = none, as the references)
     clip_grad_norm: float | None = 5.0
     checkpoint_every: int = 5000
@@ -42,6 +46,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.lr_step_every is not None and self.lr_step_every < 1:
+            raise ValueError(f"lr_step_every must be >= 1 (or None for the poly schedule), got {self.lr_step_every}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.amp not in (None, "bf16"):

@@ -6,8 +6,8 @@ A method supplies a model, its parameter groups and a loss function
 
 * the global RNGs (Python, NumPy, torch) seeded from (seed, rank) at the start of a fresh run, so dropout
   and dataset-side augmentation follow the run's seed;
-* SGD (momentum, weight decay per group) with the poly schedule recomputed before every step (and an
-  optional linear warm-up, ``warmup_steps``);
+* SGD (momentum, weight decay per group) with the poly schedule (or a step decay, ``lr_step_every``)
+  recomputed before every step (and an optional linear warm-up, ``warmup_steps``);
 * optional bf16 autocast and ``torch.compile`` of the model;
 * global-norm gradient clipping (``clip_grad_norm_(model.parameters(), c)`` as the references do), per
   clip group when groups name one (SCOPS clips its network and its part basis separately);
@@ -304,7 +304,8 @@ class Trainer:
                                                    rank=env.rank, num_workers=cfg.num_workers,
                                                    image_size=cfg.image_size, pin_memory=device.type == "cuda"))
                 batch = next(iterator).to(device, non_blocking=True)
-                lr = set_lrs(optimizer, cfg.lr, step, cfg.schedule_horizon, cfg.poly_power, cfg.warmup_steps)
+                lr = set_lrs(optimizer, cfg.lr, step, cfg.schedule_horizon, cfg.poly_power, cfg.warmup_steps,
+                             cfg.lr_step_every, cfg.lr_step_gamma)
                 info = StepInfo(step=step, generator=_step_generator(device, self.seed, step, env.rank),
                                 shared_generator=_step_generator(device, self.seed, step, "shared"),
                                 rank=env.rank, world_size=env.world_size)
