@@ -251,3 +251,94 @@ def test_the_random_transformation_follows_the_release_ranges():
     shifts = [t for d in draws for t in d[1]]
     assert -90 <= min(angles) and max(angles) < 90 and 0.8 <= min(scales) and max(scales) < 1.4
     assert all(isinstance(t, int) for t in shifts) and -50 <= min(shifts) and max(shifts) <= 49
+
+
+# -- training -----------------------------------------------------------------------------------------------
+def labelled_synthetic(**options):
+    """The synthetic creatures' training view; their class labels (the torso's texture) are read as CUB's
+    species are."""
+    from benchmark.core.registry import DATASETS
+
+    return DATASETS.get("synthetic")(split="train", view="train", **options)
+
+
+def test_training_uses_the_release_optimisation():
+    from benchmark.methods.pdisconet.presets import PRESETS
+
+    data = labelled_synthetic(num_train=12, image_size=32)
+    # the paper's schedule in epochs (here of 12 // 4 = 3 steps) on a small random ResNet
+    method = METHODS.get("pdisconet")(num_parts=2, preset="paper", backbone="resnet18", weights="random",
+                                      epochs=12, batch_size=4, lr=1e-3)
+    trainer = method.trainer(data, out_dir=None, seed=0, device="cpu")
+    config = trainer.config
+    assert config.steps == 12 * 3 and config.lr_step_every == 5 * 3 and config.lr_step_gamma == 0.5
+    assert config.clip_grad_norm is None and config.weight_decay == 0.0 and config.image_size == 448
+    optimizer = trainer.optimizer_factory(trainer.param_groups(trainer.model), config)
+    assert type(optimizer) is torch.optim.Adam
+    lrs = {group["name"]: (group["lr"], len(group["params"]), group["weight_decay"]) for group in optimizer.param_groups}
+    assert lrs["modulation"] == (pytest.approx(1e-1), 1, 0.0) and lrs["fc_class_landmarks"] == (pytest.approx(1e-2), 1, 0.0)
+    assert lrs["rest"][0] == pytest.approx(1e-3) and lrs["rest"][1] == len(list(trainer.model.parameters())) - 2
+    assert trainer.model.num_classes == 4  # the synthetic torso textures
+    paper = PRESETS["paper"]
+    assert (paper.backbone, paper.weights, paper.image_size, paper.batch_size, paper.epochs, paper.lr) == \
+        ("resnet101", "imagenet", 448, 16, 28, 1e-4)
+    assert (PRESETS["paper-partimagenet"].image_size, PRESETS["paper-partimagenet"].batch_size,
+            PRESETS["paper-partimagenet"].epochs) == (224, 20, 20)
+
+
+def test_a_dataset_without_class_labels_is_refused():
+    plain = labelled_synthetic(num_train=4, image_size=32)
+    plain.class_ids = lambda: None  # a dataset without image-level labels
+    with pytest.raises(UserError, match=r"pdisconet trains with image-level class labels and dataset 'synthetic' "
+                                        r"has none") as err:
+        METHODS.get("pdisconet")(preset="tiny").trainer(plain, out_dir=None, seed=0, device="cpu")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_tiny_training_resumes_exactly_and_beats_random(tmp_path, one_torch_thread):
+    from benchmark.core.registry import DATASETS
+    from helpers import sklearn_fg_nmi as fg_nmi
+
+    data = labelled_synthetic(num_train=8, image_size=32)
+    cls = METHODS.get("pdisconet")
+    whole = cls(num_parts=3, preset="tiny", steps=2)
+    whole.train(data, out_dir=tmp_path / "whole", seed=0)
+    cls(num_parts=3, preset="tiny", steps=1).train(data, out_dir=tmp_path / "split", seed=0)
+    resumed = cls(num_parts=3, preset="tiny", steps=2)
+    result = resumed.train(data, out_dir=tmp_path / "split", resume=True, seed=0)
+    assert result.resumed_from == 1 and result.model_path.is_file()
+    for key, value in whole.network_.state_dict().items():
+        torch.testing.assert_close(resumed.network_.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    reloaded = cls(num_parts=3, checkpoint=str(result.model_path)).fit(None)
+    test = DATASETS.get("synthetic")(split="test", view="fg", num_test=12, image_size=48)
+    score, baseline = fg_nmi(reloaded, test), fg_nmi(METHODS.get("random")().fit(test, seed=0), test)
+    assert score > baseline + 0.05, (score, baseline)
+
+
+def test_the_imagenet_backbone_is_declared_and_loaded(tmp_path, monkeypatch):
+    import torchvision
+
+    from benchmark.methods.pdisconet.network import init_backbone
+    from rehearsal import random_state
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
+    cls = METHODS.get("pdisconet")
+    (paper,) = cls.weights_needed({})
+    assert paper.paths[0].name == "resnet101-cd907fc2.pth"  # torchvision's DEFAULT (IMAGENET1K_V2), as the release
+    assert cls.weights_needed({"checkpoint": "x.pt"}) == [] and cls.weights_needed({"weights": "random"}) == []
+    net = build_network("resnet18", 2, 3)
+    with pytest.raises(UserError, match=r"ImageNet weights for resnet18 missing .*resnet18-f37072fd.pth"):
+        init_backbone(net, "resnet18", "imagenet")
+    (need,) = cls.weights_needed({"backbone": "resnet18"})
+    need.paths[0].parent.mkdir(parents=True)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in torchvision.models.resnet18().state_dict().items()}
+    state = random_state(shapes, 5, shared=False)
+    torch.save(state, need.paths[0])
+    assert init_backbone(net, "resnet18", "imagenet").endswith("resnet18-f37072fd.pth")
+    torch.testing.assert_close(net.layer4[1].conv2.weight, state["layer4.1.conv2.weight"], rtol=0, atol=0)
+    torch.save({k: v for k, v in state.items() if k != "conv1.weight"}, need.paths[0])
+    with pytest.raises(UserError, match=r"1 missing key\(s\): conv1.weight"):
+        init_backbone(net, "resnet18", "imagenet")

@@ -55,15 +55,20 @@ def preset_rows() -> list[tuple[str, str]]:
         for preset, values in cls.train_presets().items():
             parts = []
             if "steps" in values:
-                parts.append(f"{values['steps']:,} steps")
+                parts.append(_steps(values["steps"]))
             if "batch_size" in values:
                 parts.append(f"batch {values['batch_size']}")
             if "image_size" in values:
                 parts.append(f"{values['image_size']} px")
             if "checkpoint_every" in values:
-                parts.append(f"checkpoint every {values['checkpoint_every']:,} steps")
+                parts.append(f"checkpoint every {_steps(values['checkpoint_every'])}")
             rows.append((f"{name} {preset}", ", ".join(parts) or "(see the method's documentation)"))
     return rows
+
+
+def _steps(value) -> str:
+    """A count of steps, or a method's own wording of it ("28 epochs" for a schedule counted in epochs)."""
+    return f"{value:,} steps" if isinstance(value, int) else str(value)
 
 
 @click.command("train", cls=_TrainCommand,

@@ -1,4 +1,10 @@
-"""The registered ``pdisconet`` method: part maps of a PDiscoNet network (``docs/pdisconet.md``).
+"""The registered ``pdisconet`` method: PDiscoNet trained (or loaded), then its part maps (``docs/pdisconet.md``).
+
+Training (``benchmark train -m pdisconet``, or ``fit`` of ``benchmark run``, which trains into the cache and
+reuses that model) goes through the shared trainer with the release's optimisation and losses
+(:mod:`.presets`, :mod:`.train_step`); it reads the dataset's image-level class labels (``class_ids()``,
+``meta["class_id"]``) and refuses a dataset without them. ``-p checkpoint=PATH`` (or ``--checkpoint``)
+instead loads a file in the release's layout or a partbench ``model.pt`` (:mod:`.checkpoint`).
 
 Prediction, as the release's part evaluation (``evaluate_cub.py``, ``evaluate_partimagenet.py``) does it:
 
@@ -13,54 +19,140 @@ Prediction, as the release's part evaluation (``evaluate_cub.py``, ``evaluate_pa
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from benchmark.core.cache import file_digest
 from benchmark.core.errors import UserError
-from benchmark.core.method import Method
+from benchmark.core.plugin import Range
 from benchmark.core.registry import register_method
 from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.pdiscoformer.method import background_first  # the same channel order in both releases
-from benchmark.methods.pdisconet.checkpoint import load_network
+from benchmark.methods.pdisconet import checkpoint as ckpt
+from benchmark.methods.pdisconet.presets import OVERRIDABLE, PRESETS, Settings, adam, preset_dicts, schedule_steps
+from benchmark.methods.training.method import TRAINING_RANGES, TrainableMethod
+
+TRAIN_CODE_VERSION = "pdisconet-train-v1"  # bump when a change alters what training produces (invalidates caches)
 
 
 @register_method("pdisconet")
-class PDiscoNet(Method):
-    """PDiscoNet (van der Klis et al., ICCV 2023): ResNet-101 + part head; evaluates trained checkpoints."""
+class PDiscoNet(TrainableMethod):
+    """PDiscoNet (van der Klis et al., ICCV 2023): ResNet-101 + part head, trained with class labels."""
 
     provides_background = True
     supervision = "class-labels"
+    code_version = TRAIN_CODE_VERSION
+    checkpoint_label = "pdisconet"
+    param_ranges = {key: value for key, value in TRAINING_RANGES.items() if key != "image_size"} | {
+        "epochs": Range(1), "lr_step_epochs": Range(1), "lr_gamma": Range(0, 1, low_open=True),
+        "part_dropout": Range(0, 1)}
 
-    def __init__(self, num_parts: int = 4, checkpoint: str | None = None):
+    # The training resolution is the preset's (no ``image_size`` parameter): the presence loss needs maps of
+    # at least 7 x 7, i.e. inputs of 112 px and more, which every preset has.
+    def __init__(self, num_parts: int = 4, preset: str = "paper", checkpoint: str | None = None,
+                 backbone: str | None = None, weights: str | None = None, batch_size: int | None = None,
+                 epochs: int | None = None, steps: int | None = None, lr: float | None = None,
+                 lr_step_epochs: int | None = None, lr_gamma: float | None = None, part_dropout: float | None = None,
+                 augment: bool | None = None, checkpoint_every: int | None = None):
         self.num_parts = num_parts
+        self.preset = preset
         self.checkpoint = checkpoint
+        # Settings: None = the preset's value.
+        self.backbone = backbone
+        self.weights = weights
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.steps = steps
+        self.lr = lr
+        self.lr_step_epochs = lr_step_epochs
+        self.lr_gamma = lr_gamma
+        self.part_dropout = part_dropout
+        self.augment = augment
+        self.checkpoint_every = checkpoint_every
+
+    # -- description -----------------------------------------------------------------------------------
+    @classmethod
+    def weights_needed(cls, params: dict[str, Any] | None = None):
+        from benchmark.methods.pretrained import resnet_backbone
+
+        params = params or {}
+        if params.get("checkpoint"):
+            return []  # a trained model: the ImageNet backbone is not read
+        preset = PRESETS.get(str(params.get("preset", "paper")), PRESETS["paper"])
+        return resnet_backbone(str(params.get("backbone") or preset.backbone),
+                               str(params.get("weights") or preset.weights))
 
     @classmethod
-    def demo_params(cls) -> dict[str, Any] | None:
-        return None  # evaluates a checkpoint only (training is not implemented): nothing to demo without one
+    def random_weights_params(cls) -> dict[str, Any]:
+        return {"weights": "random"}
 
-    def weights_id(self) -> str:
-        if not self.checkpoint:
-            return "none"
-        path = Path(self.checkpoint).expanduser()
-        return f"pdisconet:{file_digest(path) if path.is_file() else path}"
+    @classmethod
+    def demo_params(cls) -> dict[str, Any]:
+        return {"preset": "tiny"}
 
-    def fit(self, data, *, seed: int = 0, device: str = "cpu") -> "PDiscoNet":
-        if not self.checkpoint:
-            raise UserError("pdisconet evaluates trained checkpoints only (its training is not implemented yet); "
-                            "pass --checkpoint PATH (a state dict saved by PDiscoNet's main.py)")
-        self.network_ = load_network(self.checkpoint, num_parts=int(self.num_parts)).to(device)
-        return self
+    @classmethod
+    def train_presets(cls) -> dict[str, dict[str, Any]]:
+        return preset_dicts()
 
-    @torch.no_grad()
-    def predict(self, batch: Batch) -> PartMaps:
-        network = getattr(self, "network_", None)
-        if network is None:
-            raise RuntimeError("pdisconet: call fit() first (it loads -p checkpoint=PATH)")
-        if next(network.parameters()).device != batch.device:
-            self.network_ = network = network.to(batch.device)
+    def settings(self) -> Settings:
+        """The preset with every parameter that is not ``None`` put in its place."""
+        if self.preset not in PRESETS:
+            raise UserError(f"unknown pdisconet preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        overrides = {name: getattr(self, name) for name in OVERRIDABLE if getattr(self, name, None) is not None}
+        return dataclasses.replace(PRESETS[self.preset], **overrides)
+
+    def effective_params(self) -> dict[str, Any]:
+        given = {name: value for name, value in self.get_params().items() if value is not None}
+        return {**dataclasses.asdict(self.settings()), **given}
+
+    # -- the TrainableMethod hooks ------------------------------------------------------------------------
+    def check_params(self) -> None:
+        from benchmark.methods.pdisconet.network import check_backbone
+
+        if not isinstance(self.num_parts, int) or self.num_parts < 1:
+            raise UserError(f"pdisconet needs a positive number of parts, got {self.num_parts!r}")
+        check_backbone(self.settings().backbone)
+
+    def weight_sources(self) -> dict[str, str]:
+        return {"backbone": self.settings().weights}
+
+    def training_record(self, data) -> dict[str, Any]:
+        return {"settings": dataclasses.asdict(self.settings()), "num_parts": self.num_parts}
+
+    def load_network(self, path: str | Path) -> nn.Module:
+        return ckpt.load_network(path, num_parts=int(self.num_parts))
+
+    def trainer(self, data, *, out_dir, seed: int, device, keep_checkpoints: int = 0):
+        from benchmark.core.seeding import derive_seed
+        from benchmark.methods.pdisconet.network import build_network, init_backbone
+        from benchmark.methods.pdisconet.train_step import ClassTargets, PDiscoNetObjective, param_groups
+        from benchmark.methods.training import TrainConfig, Trainer
+
+        s = self.settings()
+        targets = ClassTargets(data)
+        steps, lr_step_every = schedule_steps(s, len(data))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "pdisconet-init"))
+            net = build_network(s.backbone, int(self.num_parts), targets.num_classes, part_dropout=s.part_dropout)
+        init_backbone(net, s.backbone, s.weights)
+        config = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.lr, weight_decay=0.0, lr_step_every=lr_step_every,
+                             lr_step_gamma=s.lr_gamma, clip_grad_norm=None, checkpoint_every=s.checkpoint_every,
+                             keep_checkpoints=keep_checkpoints, num_workers=self.context.num_workers,
+                             image_size=s.image_size,
+                             extra={"method": "pdisconet", "settings": dataclasses.asdict(s),
+                                    "num_parts": int(self.num_parts), "classes": [str(c) for c in targets.index]})
+        self.net_ = net
+        objective = PDiscoNetObjective(targets, seed=seed, augment=s.augment)
+        return Trainer(net, param_groups, objective, config, out_dir=out_dir, device=device, seed=seed,
+                       progress=self.context.progress, description=f"pdisconet/{getattr(data, 'name', 'data')}",
+                       optimizer_factory=adam)
+
+    def trained_network(self) -> nn.Module:
+        return self.net_
+
+    def predict_with(self, network: nn.Module, batch: Batch) -> PartMaps:
         maps = network(batch.images.float()).maps
         return PartMaps(background_first(maps).float(), image_size=batch.size, kind="probs", has_background=True)
