@@ -311,7 +311,7 @@ def test_tiny_training_resumes_exactly_and_beats_random(tmp_path, one_torch_thre
     for key, value in whole.network_.state_dict().items():
         torch.testing.assert_close(resumed.network_.state_dict()[key], value, rtol=0, atol=0, msg=key)
     reloaded = cls(num_parts=3, checkpoint=str(result.model_path)).fit(None)
-    test = DATASETS.get("synthetic")(split="test", view="fg", num_test=12, image_size=48)
+    test = DATASETS.get("synthetic")(split="test", view="fg", num_test=8, image_size=48)
     score, baseline = fg_nmi(reloaded, test), fg_nmi(METHODS.get("random")().fit(test, seed=0), test)
     assert score > baseline + 0.05, (score, baseline)
 
@@ -342,3 +342,16 @@ def test_the_imagenet_backbone_is_declared_and_loaded(tmp_path, monkeypatch):
     torch.save({k: v for k, v in state.items() if k != "conv1.weight"}, need.paths[0])
     with pytest.raises(UserError, match=r"1 missing key\(s\): conv1.weight"):
         init_backbone(net, "resnet18", "imagenet")
+
+
+# -- bench ----------------------------------------------------------------------------------------------------
+def test_bench_compares_with_the_release_step_on_the_same_losses(one_torch_thread):
+    from benchmark.core.registry import BENCHES
+
+    report = BENCHES.get("pdisconet")(batch_size=2, size=112, backbone="resnet18", num_parts=3, classes=4, steps=1,
+                                      warmup=0, device="cpu")
+    assert "release's way" in report and "speed-up vs the release's way: x" in report, report
+    check = float(report.rsplit("differ by at most ", 1)[1].split()[0])
+    assert check < 1e-4, report
+    with pytest.raises(UserError, match="size 64 gives maps under 7x7"):
+        BENCHES.get("pdisconet")(size=64, device="cpu")

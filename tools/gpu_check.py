@@ -73,6 +73,8 @@ ROWS: tuple[BenchRow, ...] = (
     BenchRow("dino-coseg", "dino-coseg fit + predict, 16 images at 224 px (ViT-S/8 keys at stride 4), release settings",
              dict(images=16, size=224, device="cuda"), 90,
              dict(images=3, size=48, niter=5, nredo=1, max_clusters=4), needs="faiss"),
+    BenchRow("pdisconet", "pdisconet train step, CUB paper sizes (ResNet-101, batch 16 x 448 px, K = 8): partbench "
+             "vs the release's way, ms and peak memory", dict(device="cuda"), 150, dict(quick=True, device="cpu")),
     BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 + torch.compile",
              dict(method="ours", amp="bf16", compile=True, device="cuda", **PAPER), 150, None, COMPILE_ON_CPU),
     BenchRow("train-step", "scops, batch 6 x 256 px: float32 eager vs bf16 + torch.compile",

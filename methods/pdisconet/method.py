@@ -86,6 +86,17 @@ class PDiscoNet(TrainableMethod):
                                str(params.get("weights") or preset.weights))
 
     @classmethod
+    def training_estimate(cls, params: dict[str, Any], device: str) -> str:
+        """What training from ``params`` will do (its length is not measured here: a ResNet-101 step at 448 px
+        takes minutes on a CPU; ``benchmark bench pdisconet`` times one)."""
+        preset = PRESETS.get(str(params.get("preset", "paper")), PRESETS["paper"])
+        value = {name: params.get(name) if params.get(name) is not None else getattr(preset, name)
+                 for name in ("steps", "epochs", "batch_size", "image_size", "backbone")}
+        length = f"{int(value['steps']):,} steps" if value["steps"] is not None else f"{int(value['epochs'])} epochs"
+        return (f"{length} of batch {value['batch_size']} at {value['image_size']} px on a {value['backbone']}, "
+                f"duration not measured (`benchmark bench pdisconet` times a step)")
+
+    @classmethod
     def random_weights_params(cls) -> dict[str, Any]:
         return {"weights": "random"}
 
