@@ -59,7 +59,8 @@ def demo_rows(runs_dir: str | Path) -> dict[str, list[str]]:
               for method, params in df[["method", "method_params"]].drop_duplicates().itertuples(index=False)}
     (_, header, rows, _), = tables(df[df["metric"].isin(TABLE_METRICS)])
     columns = header[1:-1]  # without "Method" and "seeds"
-    return {labels[row[0]]: [row[1 + columns.index(title)] for title in _titles()] for row in rows}
+    # tables() lists the rows track by track (none, fg-masks, class-labels), the README keeps that order
+    return {labels[row[0]]: [row[1 + columns.index(title)] for title in ("Supervision", *_titles())] for row in rows}
 
 
 def _titles() -> list[str]:
@@ -69,17 +70,20 @@ def _titles() -> list[str]:
 
 
 def render_table(rows: dict[str, list[str]]) -> str:
-    """Markdown of the demo table, the best value of each column in bold (lowest landmark error)."""
+    """Markdown of the demo table (cells: the supervision track, then the metrics), the best value of each
+    column in bold (lowest landmark error) within its supervision track only: methods that see foreground
+    masks or class labels are not ranked against unsupervised ones."""
     from benchmark.report import LOWER_IS_BETTER
 
-    best = []
-    for column, metric in enumerate(TABLE_METRICS):
-        values = [float(cells[column]) for cells in rows.values()]
-        best.append(min(values) if metric in LOWER_IS_BETTER else max(values))
-    lines = ["| Method | " + " | ".join(_titles()) + " |", "|:--|" + "--:|" * len(TABLE_METRICS)]
-    for label, cells in rows.items():
-        shown = [f"**{c}**" if float(c) == b else c for c, b in zip(cells, best)]
-        lines.append(f"| {label} | " + " | ".join(shown) + " |")
+    best: dict[str, list[float]] = {}
+    for track in {cells[0] for cells in rows.values()}:
+        members = [cells[1:] for cells in rows.values() if cells[0] == track]
+        best[track] = [(min if metric in LOWER_IS_BETTER else max)(float(cells[column]) for cells in members)
+                       for column, metric in enumerate(TABLE_METRICS)]
+    lines = ["| Method | Supervision | " + " | ".join(_titles()) + " |", "|:--|:--|" + "--:|" * len(TABLE_METRICS)]
+    for label, (track, *cells) in rows.items():
+        shown = [f"**{c}**" if float(c) == b else c for c, b in zip(cells, best[track])]
+        lines.append(f"| {label} | {track} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 
 
