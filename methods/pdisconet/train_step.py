@@ -46,7 +46,7 @@ class ClassTargets:
     """Maps ``meta["class_id"]`` to the classifier's indices (the order of ``data.class_ids()``)."""
 
     def __init__(self, data: Any):
-        ids = data.class_ids() if hasattr(data, "class_ids") else None
+        ids = data.class_ids()  # Dataset declares it (None: no class labels)
         name = getattr(data, "name", "this dataset")
         if ids is None:
             raise UserError(f"pdisconet trains with image-level class labels and dataset {name!r} has none; train it "
