@@ -216,6 +216,10 @@ def check_dataset(cls: type[Dataset], root: str | Path | None = None, **options:
     _require({cls.fg_view, cls.full_view} <= set(cls.views), f"{name}: fg_view and full_view must be among views")
     _require(cls.landmark_protocol is None or cls.landmark_protocol in LANDMARK_PROTOCOLS,
              f"{name}: landmark_protocol must be None or one of {', '.join(LANDMARK_PROTOCOLS)}")
+    _require(cls.whole_image_landmark_protocol is None or (
+        cls.whole_image_view is not None and cls.whole_image_landmark_protocol in LANDMARK_PROTOCOLS),
+             f"{name}: whole_image_landmark_protocol must be None, or one of {', '.join(LANDMARK_PROTOCOLS)} with a "
+             f"whole_image_view")
     for split in cls.splits:
         for view in dict.fromkeys((cls.fg_view, cls.full_view, "train")):
             if view not in cls.views:

@@ -88,12 +88,16 @@ class CUB(RealDataset):
     ``p`` -> continuous ``p - 0.5``; the .mat, masks included, is held in memory, as the reference did);
     ``classes=(1, 2, 3)`` keeps those class ids (``meta["class_id"]``).
     Landmarks: official split -> protocol ``cub-bbox`` (fit on train, view ``full``); Kanazawa split ->
-    ``kanazawa-crop`` (view ``crop``; the reference fitted on augmented ``train`` crops).
+    ``kanazawa-crop`` (view ``crop``; the reference fitted on augmented ``train`` crops). Under
+    ``--protocol whole-image``: ``whole-image-bbox`` on the ``whole`` view (official split; ``Sample.bbox``
+    there = the GT box scaled by ``S / short side``, shifted by the crop with its corner clamped into it,
+    as the reference's ``center_crop_boxes_kps``); none on the Kanazawa split.
     """
 
     ground_truth = "keypoints"
     views = ("fg", "full", "train", "crop", "whole")
     whole_image_view = "whole"
+    whole_image_landmark_protocol = "whole-image-bbox"
     #: the notebook upsamples with align_corners=False; the trainer's landmark code (crops) with True
     legacy_align_corners = {"fg": False, "full": False, "crop": True}
     fg_view = "fg"
@@ -159,8 +163,11 @@ class CUB(RealDataset):
             return index["is_train"] == (1 if self.split == "train" else 0)
         self._bbox, self._kp, self._vis = rows["bbox"], rows["kp"], rows["vis"]
         self._class, self._paths = rows["class_id"], rows["paths"]
-        self.landmark_protocol = "kanazawa-crop"
-        self.landmark_view = "crop"
+        if self.protocol.rules.whole_image:  # the newer papers regress on the official split only
+            self.landmark_protocol = None
+        else:
+            self.landmark_protocol = "kanazawa-crop"
+            self.landmark_view = "crop"
         return np.ones(len(self._paths), dtype=bool)
 
     def _class_filter(self, index: dict[str, np.ndarray]) -> np.ndarray | bool:
@@ -307,6 +314,9 @@ class CUB(RealDataset):
         vis = vis & (x >= 0) & (y >= 0) & (x <= nw) & (y <= nh)
         bbox = torch.tensor([box[0] * scale - left, box[1] * scale - top, box[2] * scale, box[3] * scale],
                             dtype=torch.float32)
+        if self.protocol.centre_crop:  # the reference's center_crop_boxes_kps keeps the corner in the crop
+            bbox[0].clamp_(0, nw)
+            bbox[1].clamp_(0, nh)
         meta.update(scale=scale, offset=(top, left))
         return Sample(image=image_tensor(np.ascontiguousarray(image)), id=str(self._paths[i]), keypoints=kp,
                       visible=vis, mask=mask, bbox=bbox, meta=meta)

@@ -25,15 +25,43 @@ SPLIT_SOURCES = ("official", "pdisco")
 SPLIT_FILE = "train_test_split_pimagenet_ood.txt"
 #: the training view's square side (PDiscoNet trains PartImageNet at 256)
 TRAIN_SIZE = 256
-FIX = ("Re-extract the PartImageNet archive so that <root>/annotations/<split>.json and <root>/images/<split>/ "
-       "exist (benchmark data download partimagenet prints the steps)")
+#: where a release keeps a split's COCO file and its images, first the layout the papers' code reads (named in
+#: messages), then the one earlier partbench versions documented (still accepted):
+#: * OOD (the original release): ``<split>.json`` beside ``<split>/<wnid>/<wnid>_<n>.JPEG``, as PDiscoNet's
+#:   ``datasets/partimagenet/prep.py`` reads ``./train.json`` and ``./train/<wnid>/<file_name>`` (its README
+#:   shows ``partimagenet/{train,val,test}``) and PDiscoFormer's ``prepare_partimagenet_ood.py`` prefixes
+#:   ``<wnid>/`` to each ``file_name`` read under ``train/``;
+#: * Seg: ``annotations/<split>/<split>.json`` and ``images/<split>/<file_name>``, as MPAE's
+#:   ``Dataloader/PartImageSeg.py`` reads them.
+LAYOUTS = {
+    "ood": (("{split}.json", "{split}"), ("annotations/{split}.json", "images/{split}")),
+    "seg": (("annotations/{split}/{split}.json", "images/{split}"), ("annotations/{split}.json", "images/{split}")),
+}
+FIX = ("Re-extract the PartImageNet archive: PartImageNet_OOD as <root>/<split>.json beside <root>/<split>/<wnid>/, "
+       "PartImageNet_Seg as <root>/annotations/<split>/<split>.json and <root>/images/<split>/ "
+       "(benchmark data download partimagenet prints the steps)")
+
+
+def split_layout(root: Path, release: str, split: str) -> tuple[Path, Path]:
+    """``(COCO file, image folder)`` of ``split`` in the tree at ``root``: the first layout of
+    :data:`LAYOUTS` whose COCO file exists, else the release's own (for the message naming what is missing)."""
+    if release not in LAYOUTS:
+        raise UserError(f"partimagenet: release must be one of {', '.join(RELEASES)}, got {release!r}")
+    candidates = [(root / ann.format(split=split), root / images.format(split=split))
+                  for ann, images in LAYOUTS[release]]
+    return next((pair for pair in candidates if pair[0].is_file()), candidates[0])
+
 
 DOWNLOAD_STEPS = """PartImageNet is distributed through the authors' links, not a stable direct URL:
   1. Open https://github.com/TACJu/PartImageNet and follow its download link for PartImageNet_OOD.zip
      (the release the part-discovery papers use) and/or PartImageNet_Seg.zip.
-  2. Unzip it (and any split archive inside it, e.g. test.zip) so that the tree reads
-       <root>/annotations/{train,val,test}.json
-       <root>/images/{train,val,test}/<wnid>/<wnid>_<n>.JPEG   (images directly in images/<split>/ work too)
+  2. Unzip it (and any split archive inside it, e.g. test.zip) so that the tree reads, for PartImageNet_OOD,
+       <root>/{train,val,test}.json
+       <root>/{train,val,test}/<wnid>/<wnid>_<n>.JPEG
+     and for PartImageNet_Seg (-o release=seg)
+       <root>/annotations/{train,val,test}/{train,val,test}.json
+       <root>/images/{train,val,test}/<wnid>_<n>.JPEG
+     (images in per-class <wnid>/ folders or directly in the split folder both work).
   3. For the split of PDiscoNet / PDiscoFormer (their test set is a held-out part of the OOD *training*
      split), get data_sets/train_test_split_pimagenet_ood.txt from
      https://github.com/ananthu-aniraj/pdiscoformer into <root> (or pass -o split_file=PATH) and use
@@ -48,8 +76,10 @@ class PartImageNet(RealDataset):
     Releases: ``release="ood"`` (classes disjoint across train/val/test) or ``"seg"``; the polygons are
     rasterised with pycocotools.
 
-    Tree: ``<root>/annotations/<split>.json`` and ``<root>/images/<split>/<wnid>/<file_name>`` (or
-    ``images/<split>/<file_name>``).
+    Tree (:data:`LAYOUTS`): OOD ``<root>/<split>.json`` beside ``<root>/<split>/<wnid>/<file_name>``; Seg
+    ``<root>/annotations/<split>/<split>.json`` and ``<root>/images/<split>/<file_name>``; images in per-class
+    ``<wnid>/`` folders or directly in the split folder; ``annotations/<split>.json`` with ``images/<split>/``
+    is accepted for both.
 
     Splits: ``split_source="official"``: the release's ``train``, ``val``, ``test``. ``"pdisco"``: the
     re-split of the OOD *training* split that PDiscoNet and PDiscoFormer evaluate on (``train`` / ``test``),
@@ -81,7 +111,7 @@ class PartImageNet(RealDataset):
     protocol_description = ("whole image, short side S (PIL bilinear; labels nearest), optional centred S x S "
                             "crop; GT = argmax over the category masks plus a 0.1 background channel")
     data_hint = ("Download: benchmark data download partimagenet (prints the steps), then --data-root <root> "
-                 "(annotations/, images/).")
+                 "(OOD: <split>.json and <split>/; Seg: annotations/ and images/).")
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -120,7 +150,8 @@ class PartImageNet(RealDataset):
         self._images: list[dict[str, Any]] = []
         self._anns: dict[int, list[dict[str, Any]]] = {}
         self.num_categories = 0
-        index = _read_annotations(self.root / "annotations" / f"{self.folder}.json", report)
+        self._coco_file, self._image_folder = split_layout(self.root, release, self.folder)
+        index = _read_annotations(self._coco_file, report)
         if index is None:
             return
         images, anns, self.num_categories = index
@@ -130,7 +161,7 @@ class PartImageNet(RealDataset):
                 return
             unknown = sorted(set(chosen) - set(images))
             if unknown:
-                report(Path(self.split_file), 0, f"image id {unknown[0]} is not in {self.folder}.json")
+                report(Path(self.split_file), 0, f"image id {unknown[0]} is not in {self._coco_file}")
                 return
             wanted = 1 if split == "test" else 0
             ids = [i for i in images if chosen.get(i) == wanted]
@@ -176,7 +207,7 @@ class PartImageNet(RealDataset):
         image = read_rgb(self._image_path(index))
         h, w = image.shape[:2]
         if (h, w) != (int(info["height"]), int(info["width"])):
-            raise UserError(f"image {self._image_path(index)} is {w}x{h} but annotations/{self.folder}.json says "
+            raise UserError(f"image {self._image_path(index)} is {w}x{h} but {self._coco_file} says "
                             f"{info['width']}x{info['height']}; the images do not belong to these annotations. {FIX}")
         labels = part_label_map(self._anns[int(info["id"])], h, w, self.num_categories)
         size, crop = self._size()
@@ -188,7 +219,7 @@ class PartImageNet(RealDataset):
 
     def _image_path(self, index: int) -> Path:
         name = str(self._images[index]["file_name"])
-        folder = self.root / "images" / self.folder
+        folder = self._image_folder
         nested = folder / name.split("_")[0] / name
         return nested if nested.is_file() or not (folder / name).is_file() else folder / name
 
@@ -200,7 +231,8 @@ class PartImageNet(RealDataset):
         datasets = []
         splits = ("train", "test") if options.get("split_source") == "pdisco" else cls.splits
         for split in splits:
-            path = Path(root) / "annotations" / f"{'train' if options.get('split_source') == 'pdisco' else split}.json"
+            folder = "train" if options.get("split_source") == "pdisco" else split
+            path, _images = split_layout(Path(root), options.get("release", "ood"), folder)
             if not path.is_file():
                 report(path, 0, "file is missing")
                 continue

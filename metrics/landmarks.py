@@ -13,6 +13,14 @@ and how the linear regression and its error are computed (:func:`regression_erro
 * ``cub-bbox`` (the notebook's ``calc_center`` helpers): centres with 1-based pixel indices and a 1e-8
   denominator; centres and landmarks mapped into the GT bbox, ``((x - bx) / bw, (y - by) / bh)``; the
   same per-keypoint regression and error as ``kanazawa-crop``.
+* ``whole-image-bbox`` (the "Kp" column of PDiscoNet / PDiscoFormer: PDiscoFormer's ``eval_kpr`` /
+  ``create_centers`` and ``landmark_coordinates``, run by ``evaluate_parts.py --eval_mode keypoint``): the
+  regression of ``--protocol whole-image`` on CUB-like datasets. Centres are taken on the maps as the model
+  emits them (no upsampling): the K part probabilities (not renormalised), ``sum a * index / sum a`` with
+  0-based row/column indices, scaled by ``H / h`` and ``W / w`` to input pixels. A part is *active* in an
+  image when its probability exceeds 0.5 somewhere; after standardisation the centre coordinates of
+  inactive parts are set to 0, on the fit and on the eval split. Centres and landmarks are mapped into the
+  GT box of the view as ``cub-bbox``; the same per-keypoint regression and error.
 
 Every regression is scikit-learn's ``StandardScaler`` on inputs and on targets followed by
 ``LinearRegression(fit_intercept=False)`` (which equals ordinary least squares with an intercept),
@@ -33,9 +41,12 @@ from benchmark.core.metric import Metric
 from benchmark.core.registry import register_metric
 from benchmark.core.types import Batch, PartMaps
 
-__all__ = ["PROTOCOLS", "regression_error", "part_centres", "normalise_points", "LandmarkError"]
+__all__ = ["PROTOCOLS", "regression_error", "part_centres", "active_parts", "normalise_points", "LandmarkError"]
 
-PROTOCOLS = ("mafl-iod", "kanazawa-crop", "cub-bbox")
+PROTOCOLS = ("mafl-iod", "kanazawa-crop", "cub-bbox", "whole-image-bbox")
+#: PDiscoFormer's ``create_centers``: a part counts (its centre enters the regression) where its
+#: probability exceeds this somewhere in the image
+ACTIVE_PART_THRESHOLD = 0.5
 
 
 def _check_protocol(protocol: str) -> None:
@@ -46,10 +57,13 @@ def _check_protocol(protocol: str) -> None:
 # -- regression ---------------------------------------------------------------------------------------
 def _scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale of scikit-learn's ``StandardScaler().fit(x)`` (population std; near-constant
-    columns get scale 1, detected with scikit-learn's rule)."""
-    mean = x.mean(axis=0)
-    var = x.var(axis=0)
-    n = x.shape[0]
+    columns get scale 1, detected with scikit-learn's rule). Like scikit-learn, a NaN (the centre of a part
+    without any mass) is left out of its column's statistics."""
+    if np.isnan(x).any():
+        mean, var = np.nanmean(x, axis=0), np.nanvar(x, axis=0)
+        n = (~np.isnan(x)).sum(axis=0)
+    else:
+        mean, var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
     eps = np.finfo(np.float64).eps
     constant = var <= n * eps * var + (n * mean * eps) ** 2
     scale = np.sqrt(var)
@@ -57,12 +71,18 @@ def _scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, scale
 
 
-def _fit_predict(x_fit: np.ndarray, y_fit: np.ndarray, x_eval: np.ndarray) -> np.ndarray:
-    """Standardise inputs and targets on the fit set, no-intercept least squares, predict in original units."""
+def _fit_predict(x_fit: np.ndarray, y_fit: np.ndarray, x_eval: np.ndarray,
+                 fit_active: np.ndarray | None = None, eval_active: np.ndarray | None = None) -> np.ndarray:
+    """Standardise inputs and targets on the fit set, no-intercept least squares, predict in original units.
+    ``*_active``: bool like ``x_*``; standardised inputs where it is False are set to 0 before the fit and
+    the prediction (``whole-image-bbox``: the coordinates of inactive parts)."""
     mx, sx = _scaler(x_fit)
     my, sy = _scaler(y_fit)
-    coef, *_ = np.linalg.lstsq((x_fit - mx) / sx, (y_fit - my) / sy, rcond=None)
-    return ((x_eval - mx) / sx) @ coef * sy + my
+    design, query = (x_fit - mx) / sx, (x_eval - mx) / sx
+    if fit_active is not None:
+        design, query = np.where(fit_active, design, 0.0), np.where(eval_active, query, 0.0)
+    coef, *_ = np.linalg.lstsq(design, (y_fit - my) / sy, rcond=None)
+    return query @ coef * sy + my
 
 
 def _as_f64(a: Any) -> np.ndarray:
@@ -83,11 +103,14 @@ def _as_visible(v: Any, shape: tuple[int, int]) -> np.ndarray:
 
 
 def regression_error(fit_pred: Any, fit_gt: Any, eval_pred: Any, eval_gt: Any, *, protocol: str,
-                     fit_visible: Any = None, eval_visible: Any = None, normalizer: Any = None) -> float:
+                     fit_visible: Any = None, eval_visible: Any = None, normalizer: Any = None,
+                     fit_active: Any = None, eval_active: Any = None) -> float:
     """Landmark regression error of one protocol (module docstring), as a fraction.
 
     ``*_pred``: ``(N, K, 2)`` part centres; ``*_gt``: ``(N, P, 2)`` landmarks; ``*_visible``: ``(N, P)``
     bool (default: all visible); all already in the protocol's units (:func:`normalise_points`).
+    ``*_active``: ``(N, K)`` bool, ``whole-image-bbox`` only (default: every part active): which parts are
+    active (:func:`active_parts`); the standardised centre coordinates of the others are set to 0.
     ``normalizer``: ``mafl-iod``: ``(N_eval,)`` per-image normaliser replacing the inter-ocular distance;
     per-keypoint protocols: a scalar or ``(N_eval,)`` dividing each image's distances.
     """
@@ -106,6 +129,14 @@ def regression_error(fit_pred: Any, fit_gt: Any, eval_pred: Any, eval_gt: Any, *
     fv = _as_visible(fit_visible, (n_fit, n_kp))
     ev = _as_visible(eval_visible, (n_eval, n_kp))
     x_fit, x_eval = fp.reshape(n_fit, -1), ep.reshape(n_eval, -1)
+    fa = ea = None
+    if protocol == "whole-image-bbox":
+        n_parts = fp.shape[1]
+        # one flag per part, repeated for its two coordinates: the layout of x_fit / x_eval
+        fa = np.repeat(_as_visible(fit_active, (n_fit, n_parts)), 2, axis=1)
+        ea = np.repeat(_as_visible(eval_active, (n_eval, n_parts)), 2, axis=1)
+    elif fit_active is not None or eval_active is not None:
+        raise ValueError(f"active parts apply to whole-image-bbox only, not {protocol}")
 
     if protocol == "mafl-iod":
         if not (fv.all() and ev.all()):
@@ -134,16 +165,41 @@ def regression_error(fit_pred: Any, fit_gt: Any, eval_pred: Any, eval_gt: Any, *
         if not rows_fit.any():
             raise ValueError(f"keypoint {j} is visible in the eval set but never in the fit set; "
                              "its regression cannot be fitted")
-        pred = _fit_predict(x_fit[rows_fit], fg[rows_fit, j], x_eval[rows_eval])
+        pred = _fit_predict(x_fit[rows_fit], fg[rows_fit, j], x_eval[rows_eval],
+                            None if fa is None else fa[rows_fit], None if ea is None else ea[rows_eval])
         dist = np.linalg.norm(pred - eg[rows_eval, j], axis=-1) / norm[rows_eval]
         total += float(dist.sum())
         pairs += int(rows_eval.sum())
     if pairs == 0:
         raise ValueError("no visible keypoint in the eval set")
+    if not np.isfinite(total):
+        # e.g. a part without any mass on the whole fit split yet active in an eval image: no number
+        raise ValueError("the landmark regression gave a non-finite error (a part centre without mass)")
     return total / pairs
 
 
 # -- part centres and units ------------------------------------------------------------------------
+def _whole_image_probabilities(maps: PartMaps, masks: Tensor | None, size: tuple[int, int]) -> Tensor:
+    """``whole-image-bbox``: the ``(N, K, h, w)`` float64 part probabilities centres and activity are read
+    from: the maps as the model emits them (PDiscoFormer reads its centres before any upsampling), or, when
+    the run's mask source gives masks (a method without its own background), the maps upsampled to the
+    view with the protocol's ``align_corners`` and weighted by the masks -- the masks then play the role of
+    the background channel."""
+    if masks is None:
+        return maps.part_probabilities().double()
+    probs = maps.resized(size).part_probabilities().double()
+    if tuple(masks.shape) != (probs.shape[0], *probs.shape[-2:]):
+        raise ValueError(f"masks have shape {tuple(masks.shape)}, expected {(probs.shape[0], *probs.shape[-2:])}")
+    return probs * masks.to(probs.device, torch.float64).unsqueeze(1)
+
+
+def active_parts(maps: PartMaps, masks: Tensor | None = None, *, size: tuple[int, int] | None = None) -> Tensor:
+    """``(N, K)`` bool, ``whole-image-bbox``: whether each part's probability exceeds
+    :data:`ACTIVE_PART_THRESHOLD` somewhere in the image (PDiscoFormer's ``create_centers``)."""
+    size = tuple(size or maps.image_size)
+    return _whole_image_probabilities(maps, masks, size).amax(dim=(2, 3)) > ACTIVE_PART_THRESHOLD
+
+
 def part_centres(maps: PartMaps, masks: Tensor | None = None, *, protocol: str,
                  size: tuple[int, int] | None = None) -> Tensor:
     """``(N, K, 2)`` float64 part centres ``(x, y)`` from soft part maps, per the protocol.
@@ -155,11 +211,24 @@ def part_centres(maps: PartMaps, masks: Tensor | None = None, *, protocol: str,
     * ``kanazawa-crop``: ``sum a * (col, row) / max(sum a, 1)``, 0-based pixel indices;
     * ``cub-bbox``: ``sum a * (col, row) / (sum a + 1e-8)``, 1-based pixel indices;
     * ``mafl-iod``: SCOPS ``Batch_Get_Centers``: coordinates ``col / W * 2 - 1``, ``sum p x / sum p``,
-      mapped back to pixels as ``(x + 1) / 2 * W``.
+      mapped back to pixels as ``(x + 1) / 2 * W``;
+    * ``whole-image-bbox``: on the maps as emitted (``h x w``, not resized; with ``masks``: resized and
+      weighted, see :func:`_whole_image_probabilities`), ``sum a * (col, row) / sum a`` with 0-based
+      indices, times ``(W / w, H / h)`` for the view ``size``; a part without mass gets NaN, as the reference
+      (its centre only enters where the part is active, which needs mass).
     """
     _check_protocol(protocol)
     if size is None:
         size = tuple(masks.shape[-2:]) if masks is not None else tuple(maps.image_size)
+    if protocol == "whole-image-bbox":
+        probs = _whole_image_probabilities(maps, masks, tuple(size))
+        h, w = probs.shape[-2:]
+        mass = probs.sum(dim=(2, 3))
+        cols = torch.arange(w, dtype=torch.float64, device=probs.device)
+        rows = torch.arange(h, dtype=torch.float64, device=probs.device)
+        x = (probs.sum(dim=2) * cols).sum(-1) / mass * (size[1] / w)
+        y = (probs.sum(dim=3) * rows).sum(-1) / mass * (size[0] / h)
+        return torch.stack([x, y], dim=-1)
     maps = maps.resized(size)
     probs = maps.part_probabilities().double()
     h, w = probs.shape[-2:]
@@ -187,8 +256,8 @@ def part_centres(maps: PartMaps, masks: Tensor | None = None, *, protocol: str,
 
 def normalise_points(points: Any, protocol: str, *, image_size: tuple[int, int], bboxes: Any = None) -> Any:
     """Express ``(N, P, 2)`` pixel points ``(x, y)`` in the protocol's units: ``kanazawa-crop`` divides by
-    the square crop side, ``cub-bbox`` maps into the GT bbox ``(x0, y0, w, h)`` (``bboxes`` ``(N, 4)``),
-    ``mafl-iod`` keeps pixels. Works on tensors and numpy arrays alike."""
+    the square crop side, ``cub-bbox`` and ``whole-image-bbox`` map into the GT bbox ``(x0, y0, w, h)``
+    (``bboxes`` ``(N, 4)``), ``mafl-iod`` keeps pixels. Works on tensors and numpy arrays alike."""
     _check_protocol(protocol)
     if protocol == "mafl-iod":
         return points
@@ -198,7 +267,7 @@ def normalise_points(points: Any, protocol: str, *, image_size: tuple[int, int],
             raise ValueError(f"kanazawa-crop expects square crops, got image size {(h, w)}")
         return points / w
     if bboxes is None:
-        raise UserError("the cub-bbox landmark protocol needs object bounding boxes in the dataset's samples")
+        raise UserError(f"the {protocol} landmark protocol needs object bounding boxes in the dataset's samples")
     if isinstance(points, Tensor):
         bboxes = torch.as_tensor(bboxes, device=points.device).to(points.dtype)
     else:
@@ -227,7 +296,7 @@ class LandmarkError(Metric):
 
     def reset(self) -> None:
         self._parts: dict[str, dict[str, list[np.ndarray]]] = {
-            split: {"pred": [], "gt": [], "visible": []} for split in ("fit", "eval")}
+            split: {"pred": [], "gt": [], "visible": [], "active": []} for split in ("fit", "eval")}
 
     def update(self, target: Batch, prediction: PartMaps, *, split: str = "eval") -> None:
         """``target``: the batch (keypoints, visibility, boxes, masks); ``prediction``: its part maps;
@@ -245,6 +314,8 @@ class LandmarkError(Metric):
         store["pred"].append(pred.detach().cpu().numpy().astype(np.float64))
         store["gt"].append(gt.detach().cpu().numpy().astype(np.float64))
         store["visible"].append(batch.visible.detach().cpu().numpy().astype(bool))
+        if lp == "whole-image-bbox":
+            store["active"].append(active_parts(maps, batch.masks, size=batch.size).cpu().numpy())
 
     def _arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         store = self._parts[split]
@@ -256,7 +327,12 @@ class LandmarkError(Metric):
     def compute(self) -> float:
         fp, fg, fv = self._arrays("fit")
         ep, eg, ev = self._arrays("eval")
-        return regression_error(fp, fg, ep, eg, protocol=self.landmark_protocol, fit_visible=fv, eval_visible=ev)
+        active = {}
+        if self.landmark_protocol == "whole-image-bbox":
+            active = {"fit_active": np.concatenate(self._parts["fit"]["active"]),
+                      "eval_active": np.concatenate(self._parts["eval"]["active"])}
+        return regression_error(fp, fg, ep, eg, protocol=self.landmark_protocol, fit_visible=fv, eval_visible=ev,
+                                **active)
 
     def merge(self, other: "Metric") -> None:
         if not isinstance(other, LandmarkError) or other.landmark_protocol != self.landmark_protocol:

@@ -50,14 +50,24 @@ def annotations():
     return [{**a, "id": k} for k, a in enumerate(anns)]
 
 
-def write_tree(root, *, split="test", flat=False):
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
+def coco_file(root, split="test", release="ood"):
+    """Where the release keeps a split's COCO file: OOD ``<split>.json``, Seg ``annotations/<split>/<split>.json``."""
+    return root / (f"{split}.json" if release == "ood" else f"annotations/{split}/{split}.json")
+
+
+def image_folder(root, split="test", release="ood"):
+    return root / (split if release == "ood" else f"images/{split}")
+
+
+def write_tree(root, *, split="test", flat=False, release="ood"):
+    """The miniature tree in the release's layout (``flat``: images directly in the split folder)."""
     data = {"images": [{"id": i, "file_name": f, "width": w, "height": h} for i, (f, w, h) in IMAGES.items()],
             "annotations": annotations(), "categories": CATEGORIES}
     for name in ("train", "val", "test"):
-        (root / "annotations" / f"{name}.json").write_text(json.dumps(data))
+        coco_file(root, name, release).parent.mkdir(parents=True, exist_ok=True)
+        coco_file(root, name, release).write_text(json.dumps(data))
         for i, (f, w, h) in IMAGES.items():
-            folder = root / "images" / name / ("" if flat else f.split("_")[0])
+            folder = image_folder(root, name, release) / ("" if flat else f.split("_")[0])
             folder.mkdir(parents=True, exist_ok=True)
             rng = np.random.default_rng(i)
             Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / f, quality=95)
@@ -74,7 +84,7 @@ def reference_gt(root, image_id: int, size: int, crop: bool) -> torch.Tensor:
     import torchvision.transforms as T
     from pycocotools.coco import COCO
 
-    coco = COCO(str(root / "annotations" / "test.json"))
+    coco = COCO(str(coco_file(root)))
     data = copy.deepcopy(coco.dataset)
     for ann in data["annotations"]:
         if ann["area"] == 0 or ann["iscrowd"] == 1:
@@ -160,7 +170,7 @@ def test_official_and_pdisco_splits_and_flat_layout(tmp_path):
     train = D.load("partimagenet", root=root, split="train", protocol="whole-image", split_source="pdisco",
                    split_file=str(split))
     assert [s["id"] for s in test._images] == [1, 2] and [s["id"] for s in train._images] == [0]
-    assert test[0].size == (16, 16)  # images read from images/train/ (the re-split of the training split)
+    assert test[0].size == (16, 16)  # images read from train/ (the re-split of the training split)
     with pytest.raises(UserError, match="train_test_split_pimagenet_ood.txt: split file is missing"):
         D.load("partimagenet", root=root, split_source="pdisco", protocol="whole-image")
     (root / "train_test_split_pimagenet_ood.txt").write_text(split.read_text())  # the default place
@@ -180,15 +190,33 @@ def test_data_check_and_download_steps(tmp_path):
     ok = CliRunner().invoke(cli, ["data", "check", "-d", "partimagenet", "--data-root", str(root), "-q"])
     assert ok.exit_code == 0, ok.output
     assert "test: 3 samples" in ok.output
-    (root / "images" / "test" / "n02085620" / "n02085620_7.JPEG").unlink()
-    data = json.loads((root / "annotations" / "val.json").read_text())
+    (image_folder(root) / "n02085620" / "n02085620_7.JPEG").unlink()
+    data = json.loads(coco_file(root, "val").read_text())
     data["annotations"][0]["category_id"] = 9
-    (root / "annotations" / "val.json").write_text(json.dumps(data))
+    coco_file(root, "val").write_text(json.dumps(data))
     bad = CliRunner().invoke(cli, ["data", "check", "-d", "partimagenet", "--data-root", str(root), "-q"])
     assert bad.exit_code == 2
     assert "n02085620_7.JPEG" in bad.output and "category id 9" in bad.output
     steps = CliRunner().invoke(cli, ["data", "download", "partimagenet"])
     assert steps.exit_code == 0 and "train_test_split_pimagenet_ood.txt" in steps.output
+
+
+def test_release_layouts(tmp_path):
+    """OOD: ``<split>.json`` beside ``<split>/<wnid>/`` (PDiscoNet's prep.py, PDiscoFormer's re-split); Seg:
+    ``annotations/<split>/<split>.json`` and ``images/<split>/`` (MPAE's loader); the earlier
+    ``annotations/<split>.json`` + ``images/<split>/`` still reads; a missing file is named with the fix."""
+    seg = write_tree(tmp_path / "Seg", release="seg", flat=True)
+    ds = D.load("partimagenet", root=seg, split="test", protocol="whole-image:16-crop", release="seg")
+    assert len(ds) == 3 and ds[0].size == (16, 16)
+    with pytest.raises(UserError, match=r"test\.json: file is missing.*<root>/<split>\.json"):
+        D.load("partimagenet", root=seg, split="test", protocol="whole-image")  # an OOD run on the Seg tree
+    old = tmp_path / "Old"
+    (old / "annotations").mkdir(parents=True)
+    ood = write_tree(tmp_path / "OOD")
+    (old / "annotations" / "test.json").write_text(coco_file(ood).read_text())
+    (old / "images").mkdir()
+    image_folder(ood).rename(old / "images" / "test")
+    assert len(D.load("partimagenet", root=old, split="test", protocol="whole-image")) == 3
 
 
 def build_fixture(tmp_path):

@@ -73,6 +73,27 @@ def test_every_shipped_plan_is_packaged_and_parses():
     assert load_plan("supp-seeds").experiments[0].seeds == (0, 1, 2, 3, 4)
 
 
+def test_whole_image_plan_covers_every_method_and_k():
+    """Every registered method that runs without a file of the user's (``demo_params`` is not ``None``) is
+    in the whole-image plan, at K = 4, 8, 16 on CUB under both protocol families (with the landmark
+    regression) and at K = 8, 25, 50 on PartImageNet OOD's PDisco test split under whole-image."""
+    from benchmark.core.registry import METHODS
+
+    plan = load_plan("whole-image")
+    runnable = {name for name in METHODS.names() if METHODS.get(name).demo_params() is not None}
+    cub = [e for e in plan.experiments if e.datasets == ("cub",)]
+    pin = [e for e in plan.experiments if e.datasets == ("partimagenet",)]
+    labels = {label: spec.method for label, spec in plan.methods.items()}
+    for experiments, ks in ((cub, {4, 8, 16}), (pin, {8, 25, 50})):
+        covered = {labels.get(m, m) for e in experiments for m in e.methods}
+        assert runnable <= covered, runnable - covered
+        assert all(set(e.num_parts) == ks for e in experiments)
+    assert all({"legacy", "corrected", "whole-image"} <= set(e.protocols) and "landmark_error" in e.metrics
+               for e in cub)
+    assert all(e.protocols == ("whole-image:224-crop",) and e.variants("partimagenet") == (
+        {"release": "ood", "split_source": "pdisco"},) for e in pin)
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_plan_dry_runs_against_fixture_trees(name, fixture_roots, tmp_path):
     plan = load_plan(name)

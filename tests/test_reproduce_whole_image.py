@@ -77,6 +77,11 @@ def test_whole_image_plan_fills_every_cell_on_stand_ins(tmp_path):
     assert {("mpae (published)", "cub", "16", "whole-image:64"),
             ("pdiscoformer (published)", "partimagenet", "25", "whole-image:32-crop")} <= beside, beside
     assert "| Supervision" in (out / "tables" / "whole-image-cub.md").read_text()
+    # the landmark regression on CUB: measured under every protocol, the papers' Kp beside the whole-image cells
+    kp = {(row["method"], row["protocol"]): row for row in rows
+          if row["metric"] == "landmark_error" and row["num_parts"] == "16"}
+    assert all(kp[("random", p)]["mean"] for p in ("legacy", "corrected", "whole-image:64")), sorted(kp)
+    assert float(kp[("pdisconet (published)", "whole-image:64")]["published_mean"]) == 7.67
 
 
 def test_tables_put_the_newer_papers_numbers_beside_whole_image_cells(monkeypatch):

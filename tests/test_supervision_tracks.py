@@ -77,6 +77,11 @@ def test_newer_papers_join_every_whole_image_setting_with_their_track():
     legacy = render(pd.DataFrame([{**rows[0], "protocol": "legacy"}]), "markdown", with_paper=True)
     assert "pdiscoformer" not in legacy
     newer = published_results(protocol="whole-image")
-    assert {r.method for r in newer} == {"pdisconet", "pdisconet-vitb", "pdiscoformer", "mpae"}
+    assert {r.method for r in newer} == {"pdisconet", "pdisconet-vitb", "pdiscoformer", "mpae", "huang", "dino-coseg"}
     assert all(r.source and r.supervision in SUPERVISION_TRACKS for r in newer)
-    assert {(r.dataset, r.num_parts) for r in newer} == {("cub", 16), ("partimagenet", 50), ("partimagenet", 25)}
+    assert {(r.dataset, r.num_parts) for r in newer} == {
+        ("cub", 16), ("partimagenet", 50), ("partimagenet", 25), ("flowers102", 8), ("flowers102", 2),
+        ("nabirds", 4), ("nabirds", 8), ("nabirds", 11)}
+    # the "Kp" column of the newer papers is the whole-image landmark regression (x100, lower is better)
+    kp = {r.method: r.mean_x100 for r in published_results(dataset="cub", num_parts=16, metric="landmark_error")}
+    assert kp == {"huang": 12.60, "pdisconet": 7.67, "pdisconet-vitb": 5.95, "pdiscoformer": 5.74}

@@ -30,9 +30,11 @@ Class attributes describe the evaluation protocol (they go into ``benchmark list
   (``--protocol whole-image``): the whole image, short side resized to ``self.protocol.image_size`` and,
   with ``self.protocol.centre_crop``, a centred square cut; ``None`` = the dataset does not support that
   protocol (an error naming the protocols it does support). Under such a protocol the instance's
-  ``fg_view`` / ``full_view`` both name this view (:meth:`Dataset.role_view`) and it has no landmark
-  regression (``landmark_protocol`` is ``None``: the newer papers' keypoint regression is another
-  protocol, not implemented).
+  ``fg_view`` / ``full_view`` both name this view (:meth:`Dataset.role_view`), and so does
+  ``landmark_view``, whose regression is then ``whole_image_landmark_protocol``.
+* ``whole_image_landmark_protocol``: the landmark protocol under ``--protocol whole-image`` (CUB-like
+  datasets: ``"whole-image-bbox"``, the "Kp" of PDiscoNet / PDiscoFormer), or ``None`` (no landmark
+  regression under that protocol).
 * ``metric_kinds``: the metric kinds (:attr:`~benchmark.core.metric.Metric.kind`) its ground truth can score;
   a run asks only for those (naming another is an error). Flowers-102 has foreground masks only:
   ``("foreground",)`` (``fg_iou``).
@@ -97,6 +99,7 @@ class Dataset(Plugin, torch.utils.data.Dataset):
     legacy_align_corners: ClassVar[dict[str, bool]] = {}
     legacy_background_rules: ClassVar[dict[str, str]] = {}
     whole_image_view: ClassVar[str | None] = None
+    whole_image_landmark_protocol: ClassVar[str | None] = None
     whole_image_align_corners: ClassVar[bool] = False
     metric_kinds: ClassVar[tuple[str, ...]] = ("clustering", "landmarks")
     keypoint_names: ClassVar[tuple[str, ...]] = ()
@@ -113,8 +116,8 @@ class Dataset(Plugin, torch.utils.data.Dataset):
         self.protocol = EvaluationProtocol.resolve(protocol, masks, dataset=type(self))
         self.masks = self.protocol.masks
         if self.protocol.rules.whole_image:
-            self.fg_view = self.full_view = self.role_view("fg", self.protocol)
-            self.landmark_protocol = None
+            self.fg_view = self.full_view = self.landmark_view = self.role_view("fg", self.protocol)
+            self.landmark_protocol = self.whole_image_landmark_protocol
         if self.needs_data_root:
             if root is None:
                 raise UserError(f"dataset {self.name!r} needs --data-root. {self.data_hint}".strip())

@@ -357,9 +357,10 @@ class ProtocolRules:
     #: (``legacy_align_corners``), its background rules for methods with a background channel
     #: (``legacy_background_rules``) and the quirks its docstring lists
     reference_quirks: bool
-    #: ``True``: every clustering metric reads the dataset's ``whole_image_view`` (whole image, short side
-    #: to the protocol's ``image_size``, optional centred crop; no landmark regression); ``False``: the
-    #: dataset's own ``fg_view`` / ``full_view``
+    #: ``True``: every clustering metric and the landmark regression read the dataset's ``whole_image_view``
+    #: (whole image, short side to the protocol's ``image_size``, optional centred crop; the regression is
+    #: the dataset's ``whole_image_landmark_protocol``); ``False``: the dataset's own ``fg_view`` /
+    #: ``full_view`` / ``landmark_view``
     whole_image: bool = False
     #: where the background sits in the K + 1 channels the full-image argmax runs over: ``"first"`` (the
     #: notebooks' ``[background, parts]``) or ``"last"`` (the ``[parts, background]`` of PDiscoNet-style
