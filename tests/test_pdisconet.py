@@ -284,6 +284,9 @@ def test_training_uses_the_release_optimisation():
         ("resnet101", "imagenet", 448, 16, 28, 1e-4)
     assert (PRESETS["paper-partimagenet"].image_size, PRESETS["paper-partimagenet"].batch_size,
             PRESETS["paper-partimagenet"].epochs) == (224, 20, 20)
+    # `paper` is the release's settings of the dataset trained on
+    paper_on = METHODS.get("pdisconet")(preset="paper").settings
+    assert paper_on("partimagenet") == PRESETS["paper-partimagenet"] and paper_on("cub") == paper_on() == paper
 
 
 def test_a_dataset_without_class_labels_is_refused():

@@ -25,8 +25,8 @@ CHEAP = {
     '"whole-image:224-crop"]': '"whole-image:32-crop"]',
     # the miniature tree's official splits (PDiscoFormer's re-split is tested in test_datasets_partimagenet.py)
     'split_source = "pdisco"': 'split_source = "official"',
-    'methods = ["random", "dff", "kmeans", "dino-coseg", "scops", "ours"]': 'methods = ["random", "kmeans"]',
-    'methods = ["scops", "dino-coseg"]\ndatasets = ["cub"]\nnum_parts = [4, 8, 16]':
+    'methods = ["random", "dff", "kmeans", "dino-coseg", "scops", "ours", "pdisconet"]': 'methods = ["random", "kmeans"]',
+    'methods = ["scops", "dino-coseg", "pdisconet"]\ndatasets = ["cub"]\nnum_parts = [4, 8, 16]':
         'methods = ["scops"]\ndatasets = ["cub"]\nnum_parts = [4]',
 }
 

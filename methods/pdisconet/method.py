@@ -32,7 +32,8 @@ from benchmark.core.registry import register_method
 from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.pdiscoformer.method import background_first  # the same channel order in both releases
 from benchmark.methods.pdisconet import checkpoint as ckpt
-from benchmark.methods.pdisconet.presets import OVERRIDABLE, PRESETS, Settings, adam, preset_dicts, schedule_steps
+from benchmark.methods.pdisconet.presets import (OVERRIDABLE, PRESETS, Settings, adam, preset_dicts, preset_for,
+                                                 schedule_steps)
 from benchmark.methods.training.method import TRAINING_RANGES, TrainableMethod
 
 TRAIN_CODE_VERSION = "pdisconet-train-v1"  # bump when a change alters what training produces (invalidates caches)
@@ -108,12 +109,13 @@ class PDiscoNet(TrainableMethod):
     def train_presets(cls) -> dict[str, dict[str, Any]]:
         return preset_dicts()
 
-    def settings(self) -> Settings:
-        """The preset with every parameter that is not ``None`` put in its place."""
+    def settings(self, dataset: str | None = None) -> Settings:
+        """The preset (``paper`` on ``dataset`` = PartImageNet: ``paper-partimagenet``, the release's settings
+        there) with every parameter that is not ``None`` put in its place."""
         if self.preset not in PRESETS:
             raise UserError(f"unknown pdisconet preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         overrides = {name: getattr(self, name) for name in OVERRIDABLE if getattr(self, name, None) is not None}
-        return dataclasses.replace(PRESETS[self.preset], **overrides)
+        return dataclasses.replace(PRESETS[preset_for(self.preset, dataset)], **overrides)
 
     def effective_params(self) -> dict[str, Any]:
         given = {name: value for name, value in self.get_params().items() if value is not None}
@@ -131,7 +133,8 @@ class PDiscoNet(TrainableMethod):
         return {"backbone": self.settings().weights}
 
     def training_record(self, data) -> dict[str, Any]:
-        return {"settings": dataclasses.asdict(self.settings()), "num_parts": self.num_parts}
+        return {"settings": dataclasses.asdict(self.settings(getattr(data, "name", None))),
+                "num_parts": self.num_parts}
 
     def load_network(self, path: str | Path) -> nn.Module:
         return ckpt.load_network(path, num_parts=int(self.num_parts))
@@ -142,7 +145,7 @@ class PDiscoNet(TrainableMethod):
         from benchmark.methods.pdisconet.train_step import ClassTargets, PDiscoNetObjective, param_groups
         from benchmark.methods.training import TrainConfig, Trainer
 
-        s = self.settings()
+        s = self.settings(getattr(data, "name", None))
         targets = ClassTargets(data)
         steps, lr_step_every = schedule_steps(s, len(data))
         with torch.random.fork_rng(devices=[]):

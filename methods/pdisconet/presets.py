@@ -7,7 +7,8 @@ that halves every rate every 5 epochs:
 
 * ``paper`` -- CUB (README command): 448 px, batch 16, 28 epochs, ImageNet ResNet-101 (torchvision's
   ``DEFAULT``, ``IMAGENET1K_V2``);
-* ``paper-partimagenet`` -- PartImageNet OOD (README command): 224 px, batch 20, 20 epochs;
+* ``paper-partimagenet`` -- PartImageNet OOD (README command): 224 px, batch 20, 20 epochs; ``paper`` on
+  the ``partimagenet`` dataset means this one (:func:`preset_for`), so one plan entry trains both as the paper;
 * ``tiny`` -- CPU seconds, for the demo and the tests: ResNet-18 from random weights at 112 px (the
   presence loss needs 7 x 7 maps, i.e. 112 px at stride 16), batch 2, 4 steps at lr 1e-3.
 
@@ -57,6 +58,13 @@ PRESETS: dict[str, Settings] = {
                      lr=1e-3, lr_step_epochs=5, lr_gamma=0.5, part_dropout=0.3, augment=True, checkpoint_every=2),
 }
 OVERRIDABLE = tuple(f.name for f in fields(Settings))
+#: The paper's settings of a dataset other than CUB's.
+PAPER_BY_DATASET = {"partimagenet": "paper-partimagenet"}
+
+
+def preset_for(preset: str, dataset: str | None) -> str:
+    """The preset ``preset`` means on ``dataset`` (``paper`` is the release's settings of that dataset)."""
+    return PAPER_BY_DATASET.get(dataset or "", preset) if preset == "paper" else preset
 
 
 def preset_dicts() -> dict[str, dict[str, Any]]:
