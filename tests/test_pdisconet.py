@@ -289,13 +289,16 @@ def test_training_uses_the_release_optimisation():
     assert paper_on("partimagenet") == PRESETS["paper-partimagenet"] and paper_on("cub") == paper_on() == paper
 
 
-def test_a_dataset_without_class_labels_is_refused():
+def test_a_dataset_without_class_labels_and_ddp_are_refused(monkeypatch):
     plain = labelled_synthetic(num_train=4, image_size=32)
     plain.class_ids = lambda: None  # a dataset without image-level labels
     with pytest.raises(UserError, match=r"pdisconet trains with image-level class labels and dataset 'synthetic' "
                                         r"has none") as err:
         METHODS.get("pdisconet")(preset="tiny").trainer(plain, out_dir=None, seed=0, device="cpu")
     assert "\n" not in str(err.value)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="pdisconet trains in one process"):
+        METHODS.get("pdisconet")(preset="tiny").trainer(plain, out_dir=None, seed=0, device="cpu")
 
 
 @pytest.mark.slow

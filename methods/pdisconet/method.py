@@ -145,6 +145,12 @@ class PDiscoNet(TrainableMethod):
         from benchmark.methods.pdisconet.train_step import ClassTargets, PDiscoNetObjective, param_groups
         from benchmark.methods.training import TrainConfig, Trainer
 
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # DDP marks every parameter ready once per backward; the release's step runs the network twice
+            raise UserError("pdisconet trains in one process (its step runs the network twice before the backward "
+                            "pass, which DDP does not allow); run `benchmark train` without torchrun")
         s = self.settings(getattr(data, "name", None))
         targets = ClassTargets(data)
         steps, lr_step_every = schedule_steps(s, len(data))
