@@ -103,8 +103,7 @@ def release_forward(net, images: torch.Tensor):
 def release_losses(net, images_host: torch.Tensor, labels: torch.Tensor, device: torch.device,
                    transform: tuple[float, list[int], float] | None = None):
     """The release's weighted losses of one batch (its draw of the rigid transformation unless given)."""
-    from benchmark.methods.pdiscoformer.losses import inverse_rigid_warp
-    from benchmark.methods.pdisconet.losses import rigid_warp
+    from torchvision.transforms.functional import InterpolationMode, affine
 
     k = net.num_parts
     features, maps, scores = release_forward(net, images_host.to(device))
@@ -114,11 +113,12 @@ def release_losses(net, images_host: torch.Tensor, labels: torch.Tensor, device:
         scale = np.random.rand() * 0.6 + 0.8
     else:
         angle, translate, scale = transform
-    moved = rigid_warp(images_host, angle=angle, translate=translate, scale=scale)
+    moved = affine(images_host, angle=angle, translate=list(translate), scale=scale, shear=[0.0, 0.0],
+                   interpolation=InterpolationMode.BILINEAR)
     _, equiv_maps, _ = release_forward(net, moved.to(device))
     ratio = maps.shape[-1] / images_host.shape[-1]
-    back = inverse_rigid_warp(equiv_maps, angle=angle, translate=(translate[0] * ratio, translate[1] * ratio),
-                              scale=scale)
+    shifted = affine(equiv_maps, angle=0.0, translate=[-t * ratio for t in translate], scale=1.0, shear=[0.0, 0.0])
+    back = affine(shifted, angle=-angle, translate=[0, 0], scale=1 / scale, shear=[0.0, 0.0])
     cos = F.cosine_similarity(maps[:, :-1].reshape(-1, k, maps[0, 0].numel()),
                               back[:, :-1].reshape(-1, k, maps[0, 0].numel()), -1)
     equiv = 1 - cos.mean()
