@@ -8,6 +8,7 @@ Convention (one predictable place per package):
     the training-free pipelines), ``masks-predict``;
   - ``benchmark.methods.ours.bench``: ``train-step`` (one training step, ``-p method=ours|scops``);
   - ``benchmark.methods.scops.bench``: the SCOPS step that ``train-step -p method=scops`` times;
+  - ``benchmark.methods.pdiscoformer.bench``: ``pdiscoformer`` (its training step vs the release's own step);
   - ``benchmark.metrics.bench``: ``metrics`` (the streaming contingency table vs scikit-learn);
   - ``benchmark.datasets.bench``: ``synthetic``, ``cub-index``.
 

@@ -133,6 +133,17 @@ def build_method(name: str, *, num_parts: int | None = 4, params: dict[str, Any]
 # --------------------------------------------------------------------------------------------------
 # datasets
 # --------------------------------------------------------------------------------------------------
+def dataset_option_defaults(name: str) -> dict[str, Any]:
+    """The ``-o`` options of dataset ``name`` with their default values (from its constructor)."""
+    from benchmark.core.registry import DATASETS
+
+    signature = inspect.signature(DATASETS.get(name).__init__).parameters.values()
+    fixed = ("self", "root", "split", "view", "protocol", "masks")
+    return {p.name: p.default for p in signature
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_")
+            and p.name not in fixed}
+
+
 def check_dataset_options(name: str, options: dict[str, Any]) -> None:
     """Unknown ``-o`` options of dataset ``name``, or values of the wrong type: one error listing the valid
     options (the split, view, protocol and masks have options of their own and are not checked here)."""
@@ -140,10 +151,7 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
 
     cls = DATASETS.get(name)
     signature = inspect.signature(cls.__init__).parameters.values()
-    fixed = ("self", "root", "split", "view", "protocol", "masks")
-    defaults = {p.name: p.default for p in signature
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_")
-                and p.name not in fixed}
+    defaults = dataset_option_defaults(name)
     unknown = sorted(set(options) - set(defaults) - {"split", "protocol", "masks"})
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature):
         raise UserError(f"dataset {name!r} has no option {', '.join(map(repr, unknown))}; "

@@ -308,7 +308,8 @@ def evaluate(method: Method, config: RunConfig, *, device: str, progress: bool =
             _update_clustering(metrics, maps, batch, roles_by_view[view_name], protocol, first.ground_truth)
             if view_name == first.landmark_view:
                 _update_landmarks(metrics, maps, batch, split="eval")
-            if examples and kept is None and view_name == first.fg_view:
+            # From the first view predicted: the FG view, or the only one a landmark-only run predicts.
+            if examples and kept is None and view_name == next(iter(roles_by_view)):
                 kept = _keep_examples(maps, batch, examples, protocol.masks.background)
     return metrics, kept, first
 

@@ -64,7 +64,7 @@ class Scene:
     keypoints: np.ndarray  # (P, 2) float32 (x, y)
     visible: np.ndarray  # (P,) bool: inside the image and on a pixel labelled with its own part
     flipped: bool  # whether the scene was mirrored after rendering (labels/keypoints renamed)
-    torso_texture: int = 0  # the torso's texture kind (0 plain, 1 stripes, 2 spots, 3 noise): the scene's class
+    torso_class: int = 0  # the scene's class: 2 x (torso brightness >= 0.75) + (torso saturation >= 0.7), 0..3
 
 
 # -- small helpers ---------------------------------------------------------------------------------------
@@ -483,7 +483,14 @@ def render_scene(rng: np.random.Generator, size: int, difficulty: float, margin:
         keypoints[:, 0] = size - keypoints[:, 0]
     visible = keypoint_visibility(keypoints, labels)
     return Scene(image=image, labels=labels, keypoints=keypoints, visible=visible, flipped=flipped,
-                 torso_texture=int(look.kind[TORSO]))
+                 torso_class=torso_class(look.base[TORSO]))
+
+
+def torso_class(rgb: np.ndarray) -> int:
+    """The class of a scene from its torso's base colour: ``2 * (value >= 0.75) + (saturation >= 0.7)`` (HSV;
+    both drawn uniformly around those thresholds, so the four classes are about equally frequent)."""
+    _, saturation, value = colorsys.rgb_to_hsv(*(float(c) for c in rgb))
+    return 2 * int(value >= 0.75) + int(saturation >= 0.7)
 
 
 def keypoint_visibility(keypoints: np.ndarray, labels: np.ndarray) -> np.ndarray:

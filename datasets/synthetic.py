@@ -38,7 +38,7 @@ from benchmark.datasets._synthetic_render import (
     render_scene,
 )
 
-TEXTURE_CLASSES = (0, 1, 2, 3)  # meta["class_id"]: the torso's texture, plain, stripes, spots, smooth noise
+TORSO_CLASSES = (0, 1, 2, 3)  # meta["class_id"]: the torso colour's class (see the class docstring)
 
 PAD = 0.05  # bbox padding per side, as a fraction of the bbox width/height (as the real datasets' crops)
 JITTER = 0.05  # train view: uniform jitter of every side, as a fraction of the bbox width/height
@@ -85,9 +85,11 @@ class SyntheticCreatures(Dataset):
 
     Scenes are placed so that even the jittered crop stays inside the image (no fill values are needed).
 
-    Class labels (``meta["class_id"]``, for methods trained with image-level labels, as CUB's species): the
-    texture of the creature's torso, 0 plain, 1 stripes, 2 spots, 3 smooth noise (drawn with probabilities
-    0.15, 0.45, 0.25, 0.15), so the class is visible on one part; :meth:`class_ids` lists the four.
+    Class labels (``meta["class_id"]``, for methods trained with image-level labels, as CUB's species): from
+    the base colour of the creature's torso, ``2 * (brightness >= 0.75) + (saturation >= 0.7)`` (HSV; both are
+    drawn uniformly around those thresholds, so the four classes are about equally frequent). The class is
+    visible on one part, in its colour, so that even a small network trained from random weights can learn
+    it (a texture class was not learnt in the tiny runs); :meth:`class_ids` lists the four.
 
     Crops are continuous (sub-pixel) boxes sampled with ``grid_sample(align_corners=False)``, i.e. an exact
     crop-and-resize with no integer rounding of the box. A keypoint is visible when it lies inside the view
@@ -162,8 +164,8 @@ class SyntheticCreatures(Dataset):
         return self.num_train if self.split == "train" else self.num_test
 
     def class_ids(self) -> tuple[int, ...]:
-        """The four torso textures (see the class docstring), the class labels of every split."""
-        return TEXTURE_CLASSES
+        """The four torso-colour classes (see the class docstring), the class labels of every split."""
+        return TORSO_CLASSES
 
     def image_size(self, index: int) -> tuple[int, int]:
         return self.size_px, self.size_px
@@ -194,7 +196,7 @@ class SyntheticCreatures(Dataset):
         visible = torch.from_numpy(scene.visible).clone()
         bbox = tight_bbox(labels != 0)
         mask_src = self._predicted_mask(index) if self._mask_dir is not None else None
-        meta: dict[str, Any] = {"index": index, "mirrored_scene": scene.flipped, "class_id": scene.torso_texture}
+        meta: dict[str, Any] = {"index": index, "mirrored_scene": scene.flipped, "class_id": scene.torso_class}
 
         if self.view == "full":
             mask = self._mask(labels, mask_src, None)

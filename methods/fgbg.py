@@ -331,6 +331,6 @@ def load_mask_model(path: str | Path, map_location: str | torch.device = "cpu") 
                         f"{extra.get('method') if isinstance(extra, dict) else None!r}); pass the model.pt "
                         f"written by `benchmark train -m fgbg`")
     config = FgBgConfig(**{k: v for k, v in extra["fgbg"].items() if k in FIELD_NAMES})
-    model = PartSegmenter(config.outputs)
+    model = PartSegmenter.for_loading(config.outputs)
     load_segmenter_state(model, state["model_state_dict"], source=str(path))
     return MaskPredictor(model.to(map_location), config, identity=f"fgbg:{file_digest(path)}")

@@ -110,6 +110,30 @@ def vit_weights(backbone: str) -> WeightsFile:
         f"file or a timm state dict with `-p weights=PATH`", downloadable=True)
 
 
+def timm_repo(architecture: str) -> str:
+    """timm's Hugging Face repository of the default pretrained weights of ``architecture``
+    (``timm/vit_base_patch14_reg4_dinov2.lvd142m``)."""
+    import timm
+
+    try:
+        return timm.models.get_pretrained_cfg(architecture).hf_hub_id or f"timm/{architecture}"
+    except Exception:  # an architecture without a registered pretrained config
+        return f"timm/{architecture}"
+
+
+def timm_weights(architecture: str, own_file: str) -> WeightsFile:
+    """timm's default pretrained weights of ``architecture`` in the Hugging Face cache (never downloaded by
+    partbench); ``own_file`` says how to pass another file or skip them."""
+    repo = timm_repo(architecture)
+    hub = hf_hub_file(repo)
+    folder = hf_hub_cache() / ("models--" + repo.replace("/", "--"))
+    return WeightsFile(
+        f"timm's pretrained weights of {architecture} ({repo})", (hub,) if hub is not None else (folder,),
+        f"on a machine with internet run `python -c \"import timm; timm.create_model('{repo.removeprefix('timm/')}', "
+        f"pretrained=True)\"` and copy the Hugging Face cache (HF_HOME moves it; looked for under {hf_hub_cache()}), "
+        f"or pass {own_file}")
+
+
 def user_file(path: str | Path, what: str, fix: str) -> WeightsFile:
     """A file the user named (``-p weights=PATH``, ``--init caffe:PATH``): it must exist; nothing downloads it."""
     return WeightsFile(what, (Path(path).expanduser(),), fix)

@@ -164,10 +164,11 @@ class PartSegmenter(nn.Module):
     output_size(H, W)``. :meth:`forward_all` returns the reference's 4-tuple.
 
     A fresh instance carries the reference's random initialisation (all conv weights N(0, 0.01^2), BN weight 1
-    and bias 0, classifier biases PyTorch's default); use :func:`init_segmenter` for pretrained backbones.
+    and bias 0, classifier biases PyTorch's default); use :func:`init_segmenter` for pretrained backbones, and
+    :meth:`for_loading` (no initialisation at all) for a model whose every tensor a checkpoint sets.
     """
 
-    def __init__(self, num_outputs: int) -> None:
+    def __init__(self, num_outputs: int, *, initialise: bool = True) -> None:
         super().__init__()
         if int(num_outputs) < 1:
             raise UserError(f"num_outputs must be >= 1, got {num_outputs}")
@@ -182,7 +183,8 @@ class PartSegmenter(nn.Module):
             stage, inplanes = self._make_stage(inplanes, planes, blocks, stride, dilation)
             self.add_module(f"layer{index}", stage)
         self.layer5 = Classifier(_BRANCH_CHANNELS, self.num_outputs)
-        self.reset_parameters()
+        if initialise:
+            self.reset_parameters()
 
     @staticmethod
     def _make_stage(inplanes: int, planes: int, blocks: int, stride: int, dilation: int):
@@ -195,6 +197,21 @@ class PartSegmenter(nn.Module):
         layers = [Bottleneck(inplanes, planes, stride, dilation, downsample)]
         layers += [Bottleneck(out, planes, 1, dilation) for _ in range(1, blocks)]
         return nn.Sequential(*layers), out
+
+    @classmethod
+    def for_loading(cls, num_outputs: int) -> "PartSegmenter":
+        """An instance whose parameters and buffers are allocated but not initialised, for a checked load of a
+        complete state dict (:func:`load_segmenter_state`), which sets every one of them: the random
+        initialisation of 24M parameters is skipped (it cost more than reading the checkpoint). The BN
+        counters, which old checkpoints may lack, start at 0 as in a fresh instance."""
+        with torch.device("meta"):
+            model = cls(num_outputs, initialise=False)
+        model = model.to_empty(device="cpu")
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                if name.endswith("num_batches_tracked"):
+                    buffer.zero_()
+        return model
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -258,7 +275,7 @@ class PartSegmenter(nn.Module):
                 f"checkpoint {path}: no classifier weight {_CLASSIFIER_KEY!r} (4-d) in the checkpoint, so it is not a "
                 f"DeepLab 2-branch segmenter checkpoint; pass an unsup-parts model_*.pth or a SCOPS state dict"
             )
-        model = cls(int(weight.shape[0]))
+        model = cls.for_loading(int(weight.shape[0]))
         load_segmenter_state(model, state, source=str(path))
         return model.eval()
 

@@ -138,20 +138,27 @@ def write_caffe_resnet50(path: Path) -> Path:
     return path
 
 
-def write_released_checkpoints(folder: Path) -> dict[str, Path]:
-    """The unsup-parts CUB release ``model_60000.pth`` (K = 4, DataParallel ``module.`` names, the training
-    wrapper with SGD's state) and a SCOPS release (a raw state dict, K = 4 parts + background)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ours = random_state(_shapes(_segmenter(4)), 11)
+def write_ours_release(path: Path, num_parts: int = 4, seed: int = 11) -> Path:
+    """An unsup-parts release ``model_60000.pth`` of the K = ``num_parts`` segmenter: DataParallel ``module.``
+    names, the training wrapper with SGD's state."""
+    ours = random_state(_shapes(_segmenter(num_parts)), seed)
     optimizer = {"state": {}, "param_groups": [
         {"lr": 1e-5, "momentum": 0.9, "dampening": 0, "weight_decay": 5e-4, "nesterov": False,
          "params": list(range(len(ours)))}]}
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"iter": 60000, "model_state_dict": {f"module.{k}": v for k, v in ours.items()},
-                "optimizer_state_dict": optimizer}, folder / "model_60000.pth")
+                "optimizer_state_dict": optimizer}, path)
+    return path
+
+
+def write_released_checkpoints(folder: Path) -> dict[str, Path]:
+    """The unsup-parts CUB release ``model_60000.pth`` (K = 4, :func:`write_ours_release`) and a SCOPS release
+    (a raw state dict, K = 4 parts + background)."""
+    folder.mkdir(parents=True, exist_ok=True)
     scops = folder / "scops"
     scops.mkdir(exist_ok=True)
     torch.save(random_state(_shapes(_segmenter(5)), 12), scops / "model_60000.pth")
-    return {"ours": folder / "model_60000.pth", "scops": scops / "model_60000.pth"}
+    return {"ours": write_ours_release(folder / "model_60000.pth"), "scops": scops / "model_60000.pth"}
 
 
 def write_fgbg_model(path: Path) -> Path:

@@ -1,6 +1,7 @@
 """CUDA checks (skipped without a CUDA device; run by ``tools/gpu-check.sh``).
 
-* the training step of ``ours`` and ``scops`` makes no host synchronisation (``set_sync_debug_mode``);
+* the training step of ``ours``, ``scops`` and ``pdiscoformer`` makes no host synchronisation
+  (``set_sync_debug_mode``);
 * bf16 autocast gives the float32 total loss to 1e-2 (relative) at the paper's batch and image size;
 * ``kmeans`` and ``dff`` run end to end on the GPU and agree with the CPU where they must.
 
@@ -56,6 +57,23 @@ def test_ours_training_step_has_no_host_syncs():
 
 def test_scops_training_step_has_no_host_syncs():
     _assert_no_host_syncs("scops")
+
+
+def test_pdiscoformer_training_step_has_no_host_syncs():
+    """The paper preset's step (augmentation, two passes, eight losses, clipping, Adam) on DINOv2-reg ViT-B/14
+    at 224 px, batch 4."""
+    from benchmark.methods.pdiscoformer.bench import bench_setup, partbench_step
+
+    step = partbench_step(bench_setup(4, 224, 8, 200, "vit_base_patch14_reg4_dinov2", None, torch.device("cuda")))
+    step()  # first call: allocator growth, cuDNN heuristics, the normalisation constants
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+        step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
 
 
 def _assert_bf16_losses_close(method: str) -> None:

@@ -87,7 +87,7 @@ def test_splits_classes_and_crlf(cub_root):
     test = D.load("cub", root=cub_root, split="test")
     train = D.load("cub", root=cub_root, split="train")
     assert len(test) == 2 and len(train) == 2
-    assert [test[i].meta["class_id"] for i in range(2)] == [1, 2]
+    assert [test[i].meta["class_id"] for i in range(2)] == [1, 2] and test.class_ids() == (1, 2)
     assert len(D.load("cub", root=cub_root, split="test", classes=(1,))) == 1
     assert test.keypoint_names == tuple(PARTS) and test.ground_truth == "keypoints"
     assert test.landmark_protocol == "cub-bbox" and test.landmark_view == "full"

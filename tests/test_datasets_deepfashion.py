@@ -70,6 +70,17 @@ def test_palette_decoding_against_spec_table():
     assert decode_palette(rgb, "x.png", legacy=False).tolist() == [list(range(16))]
 
 
+def test_a_colour_with_a_palette_colours_sum_is_unknown_except_under_legacy():
+    from benchmark.datasets.deepfashion import decode_palette
+
+    rgb = np.zeros((1, 3, 3), np.uint8)
+    rgb[0, 1] = (0, 100, 0)  # label 1
+    rgb[0, 2] = (100, 0, 0)  # the same R+G+B, not in the palette
+    with pytest.raises(UserError, match=r"pixel \(x=2, y=0\) has colour \(100, 0, 0\)"):
+        decode_palette(rgb, "x.png", legacy=False)
+    assert decode_palette(rgb, "x.png", legacy=True).tolist() == [[0, 1, 1]]  # the reference matched sums
+
+
 def test_unknown_colour_corrected_vs_legacy(tmp_path):
     root = write_tree(tmp_path / "df", bad_colour=True)
     ds = D.load("deepfashion", root=root, split="test", view="full")

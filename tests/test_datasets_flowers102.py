@@ -146,6 +146,7 @@ def test_splits_and_bad_trees(tmp_path, root):
             for s in ("train", "val", "test")] == [1, 1, 2]
     train = D.load("flowers102", root=root, split="train", view="train", protocol="corrected", masks="gt")
     sample = train[0]
+    assert train.class_ids() == (7,) and sample.meta["class_id"] == 7  # image 2's label in imagelabels.mat
     assert sample.size == (256, 256) and set(sample.part_labels.unique().tolist()) == {0, 1}
     assert torch.equal(sample.mask, sample.part_labels.float())
     with pytest.raises(UserError, match="whole-image"):

@@ -117,11 +117,13 @@ def coarse(image_id: int, k: int) -> torch.Tensor:
 def test_labels_and_nmi_ari_equal_the_reference(root, protocol, size, crop):
     ds = D.load("partimagenet", root=root, split="test", view="whole", protocol=protocol, masks="method")
     assert len(ds) == 3 and ds.summary()["without_annotations"] == 1
+    assert set(ds.class_ids()) <= {"n01440764", "n02085620"} and list(ds.class_ids()) == sorted(ds.class_ids())
     k = 3
     gts, preds, table = [], [], ContingencyTable()
     for index in range(len(ds)):
         sample = ds[index]
         image_id = sample.meta["image_id"]
+        assert sample.meta["class_id"] == IMAGES[image_id][0].split("_")[0]  # the synset: the image-level class
         expected = reference_gt(root, image_id, size, crop)
         ours = torch.where(sample.part_labels == 0, torch.tensor(len(CATEGORIES)), sample.part_labels - 1)
         assert torch.equal(ours, expected), image_id

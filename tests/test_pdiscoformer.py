@@ -145,12 +145,14 @@ def test_bad_checkpoints_are_refused_with_one_line(release_snapshot, tmp_path):
 
 
 # -- the registered method ----------------------------------------------------------------------------------
-def test_method_without_checkpoint_refuses_with_one_line():
+def test_method_trains_without_checkpoint_and_names_missing_backbone_weights(tmp_path, monkeypatch):
     cls = METHODS.get("pdiscoformer")
-    assert cls.provides_background and cls.supervision == "class-labels" and cls.demo_params() is None
-    with pytest.raises(UserError, match="pass --checkpoint PATH") as err:
-        cls(num_parts=4).fit(None)
-    assert "\n" not in str(err.value)
+    assert cls.provides_background and cls.supervision == "class-labels" and cls.trainable()
+    assert cls.demo_params() == {"preset": "tiny", "backbone_weights": "random"}
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: timm's DINOv2-reg weights are absent
+    message = cls.missing_weights({})
+    assert "timm/vit_base_patch14_reg4_dinov2.lvd142m" in message and "--checkpoint PATH" in message
+    assert cls.missing_weights({"checkpoint": "x.pt"}) is None and cls.missing_weights(cls.demo_params()) is None
 
 
 def test_predict_moves_the_release_background_to_channel_0(release_snapshot):

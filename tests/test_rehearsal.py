@@ -6,7 +6,9 @@ layout, with random values; these tests run the commands a user runs on it.
 
 from __future__ import annotations
 
+import collections
 import csv
+import itertools
 import json
 import math
 
@@ -122,26 +124,6 @@ def test_readme_run_of_the_released_ours_checkpoint_with_supervisedlabels(with_k
     assert {row["protocol"] for row in rows} == {"legacy"} and {row["weights"] for row in rows} != {"none"}
 
 
-@pytest.mark.slow
-def test_paper_evaluation_steps_run_on_the_miniature_trees(with_kit_weights, tmp_path):
-    # Evaluation steps of `paper`: every method of its baselines table (dff, kmeans, scops and ours, the last
-    # two from their released checkpoints) on CUB with the fg/bg model's masks, through masks-predict. The
-    # smallest subset that runs every kind of evaluation: the 290 evaluation steps of `paper` take ~5-20 s
-    # each on 2 cores, far beyond the suite's budget.
-    kit = with_kit_weights
-    result = invoke("reproduce", "baselines", "--data-root", f"cub={kit.cub}", *_paper_checkpoints(kit),
-                    "--only", "evaluate/*/cub/K4/seed0/corrected/fgbg", "--skip-blocked", "-q", "--device", "cpu",
-                    "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
-    assert result.exit_code == 0, result.output
-    ledgers = [json.loads(p.read_text()) for p in (tmp_path / "out" / "steps").glob("evaluate-*.json")]
-    methods = set()
-    for ledger in ledgers:
-        rows = list(csv.DictReader(open(ledger["outputs"]["result"])))
-        assert rows and all(math.isfinite(float(row["value"])) for row in rows), ledger
-        methods |= {row["method"] for row in rows}
-    assert {"dff", "kmeans", "scops", "ours"} <= methods
-
-
 def test_run_on_a_real_tree_without_the_weights_stops_before_reading_data(rehearsal_kit, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     monkeypatch.delenv("PARTBENCH_ALLOW_DOWNLOAD", raising=False)
@@ -149,3 +131,72 @@ def test_run_on_a_real_tree_without_the_weights_stops_before_reading_data(rehear
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert "ImageNet weights for vgg19 missing" in result.output and "-p weights=PATH|random" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def _paper_cells(plan) -> dict[tuple, int]:
+    """Every cell the plan's tables have, ``(experiment, dataset label, masks, method, K, metric, protocol)``,
+    with the number of seeds behind it. Read from the plan itself, not from what ran: a cell whose evaluation
+    silently dropped out of the graph is still expected."""
+    from benchmark.reproduce.graph import dataset_label
+
+    applies = {"cub": ("fg_nmi", "fg_ari", "nmi", "ari", "landmark_error"),  # what a metric-less experiment
+               "deepfashion": ("fg_nmi", "fg_ari", "nmi", "ari"),            # scores on each dataset
+               "pascal-part": ("fg_nmi", "fg_ari", "nmi", "ari")}
+    cells = {}
+    for experiment in plan.experiments:
+        for dataset in experiment.datasets:
+            variants = experiment.variants(dataset)
+            for options in variants:
+                shown = dataset_label(dataset, options) if len(variants) > 1 else dataset
+                for masks, label, k, metric, protocol in itertools.product(
+                        experiment.masks, experiment.methods, experiment.num_parts,
+                        experiment.metrics or applies[dataset], experiment.protocols):
+                    cells[(experiment.name, shown, masks, label, str(k), metric, protocol)] = len(experiment.seeds)
+    return cells
+
+
+@pytest.mark.rehearsal
+def test_paper_with_released_checkpoints_runs_every_step_on_the_miniature_trees_and_fills_every_table_cell(
+        with_kit_weights, tmp_path):
+    # `reproduce paper` with a released-format checkpoint for every trained model it evaluates (ours at K = 4,
+    # 6 and 8, SCOPS, the fg/bg model) on every dataset: every step that needs no training -- the ~280
+    # evaluations, the mask predictions and mask quality, tables, figures, the report -- on real-size images.
+    # Deselected by default (pytest -m rehearsal; .ci/run runs it).
+    from rehearsal import write_ours_release
+
+    from benchmark.reproduce.plan import load_plan
+
+    kit = with_kit_weights
+    releases = {4: kit.ours, **{k: write_ours_release(tmp_path / "released" / f"K{k}" / "model_60000.pth", k, 20 + k)
+                                for k in (6, 8)}}
+    checkpoints = []
+    for dataset in ("cub", "deepfashion", "pascal-part"):
+        checkpoints += ["--checkpoint", f"scops:{dataset}:K=4={kit.scops}",
+                        "--checkpoint", f"fgbg:{dataset}={kit.fgbg}"]
+        checkpoints += [a for k, path in releases.items() for a in ("--checkpoint", f"ours:{dataset}:K={k}={path}")]
+    out = tmp_path / "out"
+    command = ["reproduce", "paper", *kit.data_roots(), *checkpoints, "--out", out, "--cache-dir", tmp_path / "cache"]
+    result = invoke(*command, "-q", "--device", "cpu")
+    assert result.exit_code == 0, result.output[-3000:]
+    summary = invoke(*command, "--dry-run").output.splitlines()[1]
+    assert ", 0 to do, 0 blocked" in summary, summary  # every step of the plan ran, the report included
+    ledgers = [json.loads(p.read_text()) for p in (out / "steps").glob("*.json")]
+    kinds = collections.Counter(ledger["kind"] for ledger in ledgers)
+    assert kinds["evaluate"] >= 270 and not kinds["train"] and not kinds["fgbg-train"], kinds
+    assert kinds["masks-score"] and kinds["figures"] and (out / "report.html").is_file(), kinds
+
+    plan = load_plan("paper")
+    filled = {}
+    for experiment in plan.experiments:
+        with open(out / "tables" / f"{experiment.name}.csv") as handle:
+            for row in csv.DictReader(handle):
+                key = (row["experiment"], row["dataset"], row["masks"], row["method"], row["num_parts"],
+                       row["metric"], row["protocol"])
+                filled[key] = (row["mean"], row["seeds"])
+    expected = _paper_cells(plan)
+    missing = [cell for cell in expected if cell not in filled or not filled[cell][0]
+               or not math.isfinite(float(filled[cell][0]))]
+    assert not missing, f"{len(missing)} of {len(expected)} table cells are not filled, e.g. " + "; ".join(
+        "/".join(cell) for cell in missing[:5])
+    short = [cell for cell, seeds in expected.items() if int(filled[cell][1]) != seeds]
+    assert not short, f"cells over fewer seeds than the plan has, e.g. {short[:3]}"

@@ -15,7 +15,7 @@ from benchmark.cli import cli
 from benchmark.reproduce.plan import PlanError, load_plan, shipped_plans
 
 SHIPPED = ("supp-k", "supp-seeds", "baselines", "landmarks", "ablation", "unsup-masks", "paper", "synthetic",
-           "whole-image")
+           "whole-image", "newer-methods")
 PASCAL_CATEGORIES = ("sheep", "horse", "cow", "motorbike", "aeroplane", "bus", "car", "bicycle", "dog", "cat")
 
 

@@ -202,7 +202,7 @@ def test_slurm_submission_has_dependencies_and_resources_per_step_kind(tmp_path)
     assert params["slurm_account"] == "lab" and params["name"] == "partbench-train"
     params, waits = plan["tables/synthetic-methods"]
     assert params["gpus_per_node"] == 0 and "slurm_partition" not in params
-    assert len(waits) == 5 * 2 and all(w.startswith("evaluate/") for w in waits)  # 5 methods x 2 protocols
+    assert len(waits) == 6 * 2 and all(w.startswith("evaluate/") for w in waits)  # 6 methods x 2 protocols
     assert plan["report"][1] and all(w.startswith(("tables/", "figures/", "masks-score/")) for w in plan["report"][1])
     assert {"masks-score/synthetic", "masks-score/unsupervised-spectral-random/synthetic"} <= set(plan["report"][1])
     # The mask steps: the fg/bg model trains on a GPU, its masks are predicted after it, evaluations wait for both.
@@ -272,3 +272,104 @@ def test_generated_mask_sources(tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "out" / "tables" / "tiny.md").read_text()
     assert "masks=unsupervised:spectral-random" in text
+
+
+SHARED = """\
+description = "two tables asking the same evaluations for different metrics (as paper's baselines and landmarks)"
+
+[methods.rnd]
+method = "random"
+
+[[experiment]]
+name = "all-metrics"
+methods = ["rnd"]
+datasets = ["synthetic"]
+protocols = ["corrected"]
+figures = false
+[experiment.dataset_options]
+synthetic = [{ num_train = 8, num_test = 8, image_size = 32 }]
+
+[[experiment]]
+name = "one-metric"
+methods = ["rnd"]
+datasets = ["synthetic"]
+protocols = ["corrected"]
+metrics = ["nmi"]
+figures = false
+[experiment.dataset_options]
+synthetic = [{ num_train = 8, num_test = 8, image_size = 32, difficulty = 0.5 }, { num_train = 4 }]
+"""
+
+
+def test_an_evaluation_two_tables_ask_for_different_metrics_runs_once_and_the_report_counts_it_once(tmp_path):
+    # `reproduce paper`'s report step failed after every evaluation had run: the landmarks table asks
+    # landmark_error of a cell baselines scores with every metric, two runs wrote the same number, and the
+    # report refused to count it twice. The shared measurement is now one evaluation with both tables' metrics;
+    # each table shows its own, under its own name of the dataset variant (here with a default spelt out).
+    plan = tmp_path / "shared.toml"
+    plan.write_text(SHARED)
+    out = tmp_path / "out"
+    result = invoke(plan, "--out", out, "--cache-dir", tmp_path / "cache", "-q", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    evaluations = [json.loads(p.read_text()) for p in (out / "steps").glob("evaluate-*.json")]
+    assert len(evaluations) == 2, [e["id"] for e in evaluations]  # the shared cell once, the num_train=4 one
+    with open(out / "tables" / "one-metric.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["metric"] for r in rows} == {"nmi"} and all(r["mean"] for r in rows)
+    assert len({r["dataset"] for r in rows}) == 2  # both variants, under the names of this table
+    with open(out / "tables" / "all-metrics.csv") as handle:
+        assert {"fg_nmi", "fg_ari", "nmi", "ari"} <= {r["metric"] for r in csv.DictReader(handle)}
+    assert (out / "report.html").is_file()
+
+
+FGBG_SHARED = """\
+description = "one fg/bg model whose masks three tables read, for different metrics and splits"
+
+[methods.rnd]
+method = "random"
+
+[methods.other]
+method = "random"
+params = { resolution = 8 }
+
+[defaults]
+datasets = ["synthetic"]
+protocols = ["corrected"]
+masks = ["fgbg"]
+figures = false
+fgbg_params = { preset = "tiny", init = "random", steps = 1, image_size = 32, batch_size = 2 }
+dataset_options = { synthetic = [{ num_train = 4, num_test = 4, image_size = 32 }] }
+
+[[experiment]]
+name = "a"
+methods = ["rnd"]
+metrics = ["nmi"]
+
+[[experiment]]
+name = "b"
+methods = ["rnd"]
+metrics = ["fg_nmi"]
+
+[[experiment]]
+name = "c"
+methods = ["other"]
+metrics = ["landmark_error"]
+"""
+
+
+def test_one_fgbg_model_predicts_one_mask_folder_and_each_measurement_on_it_is_one_evaluation(tmp_path):
+    # Tables a and b ask different metrics of the same cell with fg/bg masks (test split only); table c's
+    # landmark regression needs the model's masks of the training split as well. One mask folder holds both
+    # splits, and a and b share one evaluation on it (it was two, once the folder had been widened).
+    from benchmark.reproduce.graph import Settings, build_graph
+    from benchmark.reproduce.plan import load_plan
+
+    plan = tmp_path / "fgbg.toml"
+    plan.write_text(FGBG_SHARED)
+    steps = build_graph(load_plan(str(plan)), Settings(out_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "c")))
+    predictions = [s for s in steps if s.kind == "masks-predict"]
+    assert len(predictions) == 1 and predictions[0].spec["splits"] == ["test", "train"], predictions
+    evaluations = [s for s in steps if s.kind == "evaluate"]
+    assert sorted(s.spec["label"] for s in evaluations) == ["other", "rnd"], [s.id for s in evaluations]
+    rnd = next(s for s in evaluations if s.spec["label"] == "rnd")
+    assert set(rnd.spec["config"]["metrics"]) == {"nmi", "fg_nmi"}

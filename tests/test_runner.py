@@ -132,3 +132,17 @@ def test_changed_files_behind_a_parameter_make_a_new_run(tmp_path):
     assert CliRunner().invoke(cli, [*export, "--seed", "1", "--overwrite"]).exit_code == 0
     again = run(config, out_dir=tmp_path / "runs")
     assert not again.reused and again.path != first.path
+
+
+
+def test_a_landmark_only_run_keeps_examples_from_the_view_it_predicts(tmp_path):
+    # The `landmarks` plan's evaluate steps ask only for landmark_error and for example predictions: the
+    # examples were taken from the FG view alone, which such a run on CUB (landmarks in the full view) never
+    # predicts, so every one of those steps failed with "no example predictions were kept".
+    from test_datasets_cub import write_tree
+
+    config = RunConfig(method="random", dataset="cub", data_root=str(write_tree(tmp_path / "CUB_200_2011")),
+                       metrics=("landmark_error",))
+    result = run(config, out_dir=None, examples=2)
+    assert [r["metric"] for r in result.rows] == ["landmark_error"]
+    assert result.examples is not None and result.examples["ids"]

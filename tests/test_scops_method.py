@@ -169,6 +169,7 @@ def test_trainer_constant_lr_group_and_separate_clipping():
 
 
 def test_train_step_bench_knows_scops():
+    import benchmark.benches  # noqa: F401  (what build_train_step imports: every method's bench module registers)
     from benchmark.methods.ours.bench import STEP_BUILDERS
 
     assert "scops" in STEP_BUILDERS

@@ -209,3 +209,42 @@ def test_loss_actually_decreases(tmp_path):
     first = sum(float(r[2]) for r in rows[:5])
     last = sum(float(r[2]) for r in rows[-5:])
     assert last < 0.5 * first
+
+
+def test_step_decay_schedule_is_steplr_counted_in_steps(tmp_path):
+    """PDiscoFormer's StepLR: base * gamma ** (step // every), the poly schedule unused."""
+    train(tmp_path / "run", steps=7, lr=0.1, lr_step_every=3, lr_step_gamma=0.5)
+    rows = read_log(tmp_path / "run" / "train_log.csv")[1:]
+    assert [float(row[1]) for row in rows] == [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025]
+    with pytest.raises(ValueError, match="lr_step_every"):
+        config(lr_step_every=0)
+
+
+def test_weight_average_follows_timm_warmup_and_resumes_exactly(tmp_path):
+    from benchmark.methods.training.ema import WeightAverage, ema_decay_at
+
+    # known answers of timm's ModelEmaV3 warm-up: 0 at the first update (a copy), 1 - n^(-2/3) after, capped
+    assert ema_decay_at(0.9999, 1) == 0.0 and math.isclose(ema_decay_at(0.9999, 2), 1 - 2 ** (-2 / 3))
+    assert ema_decay_at(0.5, 10) == 0.5
+    net = torch.nn.Linear(2, 1)
+    average = WeightAverage(net, 0.5)
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+    average.update(net)  # decay 0: the copy
+    with torch.no_grad():
+        net.weight.fill_(4.0)
+    average.update(net)  # decay min(1 - 2^(-2/3), 0.5) = 0.37
+    decay = 1 - 2 ** (-2 / 3)
+    assert torch.allclose(average.module.weight, torch.full((1, 2), 2.0 * decay + 4.0 * (1 - decay)))
+
+    ref_model, _ = train(tmp_path / "ref", ema_decay=0.9)
+    with pytest.raises(Killed):
+        train(tmp_path / "run", loss=killing(noisy_loss, 5), ema_decay=0.9)
+    model, result = train(tmp_path / "run", resume=True, init_seed=99, ema_decay=0.9)
+    assert result.resumed_from == 3
+    for (name, a), b in zip(ref_model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name  # the averaged weights, after an exact resume
+    raw_model, _ = train(tmp_path / "raw")
+    assert not all(torch.equal(a, b) for a, b in zip(raw_model.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(UserError, match="ema_decay: checkpoint None vs now 0.9"):
+        train(tmp_path / "raw", resume=True, ema_decay=0.9, steps=9)

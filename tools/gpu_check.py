@@ -73,6 +73,10 @@ ROWS: tuple[BenchRow, ...] = (
     BenchRow("dino-coseg", "dino-coseg fit + predict, 16 images at 224 px (ViT-S/8 keys at stride 4), release settings",
              dict(images=16, size=224, device="cuda"), 90,
              dict(images=3, size=48, niter=5, nredo=1, max_clusters=4), needs="faiss"),
+    BenchRow("pdiscoformer", "pdiscoformer step vs the release's step, batch 8 x 518 px, DINOv2-reg ViT-B/14, K=8 (float32; bf16)",
+             dict(batch_size=8, size=518, amp="bf16", device="cuda", steps=10, warmup=3), 150,
+             dict(batch_size=2, size=32, backbone="test_vit", patch_size=8, num_parts=2, classes=3, steps=1, warmup=0,
+                  device="cpu")),
     BenchRow("pdisconet", "pdisconet train step, CUB paper sizes (ResNet-101, batch 16 x 448 px, K = 8): partbench "
              "vs the release's way, ms and peak memory", dict(device="cuda"), 150, dict(quick=True, device="cpu")),
     BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 + torch.compile",

@@ -20,6 +20,7 @@ with the missing input and the command that provides it.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 import itertools
@@ -177,13 +178,29 @@ def _trained_on(train_masks: str) -> str:
 # expansion
 # --------------------------------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, plan: Plan, settings: Settings):
+    """Expands a plan into steps. ``first``: an earlier expansion of the same plan and settings (see
+    :func:`build_graph`), whose requests are merged -- each measurement is evaluated once with every metric
+    any experiment asks of it, each fg/bg model predicts the union of the splits asked of it -- and whose
+    loaded datasets and tree checks are reused. Without it every experiment gets what it asks."""
+
+    def __init__(self, plan: Plan, settings: Settings, *, first: "_Builder | None" = None):
         self.plan, self.settings = plan, settings
         self.steps: dict[str, Step] = {}
         self.by_key: dict[tuple[str, str], str] = {}
-        self._datasets: dict[str, Any] = {}
+        self._datasets: dict[str, Any] = first._datasets if first else {}
         self.scores: list[str] = []  # masks-score steps: mask quality for the report
-        self._gt_masks: dict[str, str | None] = {}
+        self._gt_masks: dict[str, str | None] = first._gt_masks if first else {}
+        #: measurement key -> its run configuration with every metric asked of it (from ``first``)
+        self.metrics = None if first is None else {
+            key: dataclasses.replace(config, metrics=metrics) for key, (config, metrics) in first.asked.items()}
+        #: fg/bg model -> every split any experiment needs its masks of (test, and train for landmarks)
+        self.fgbg_splits: dict[str, tuple[str, ...]] = {}
+        self.merged_splits = first.fgbg_splits if first else None
+        #: measurement key -> (its first request's run configuration, the metrics every experiment asks of it;
+        #: None = every metric that applies)
+        self.asked: dict[str, tuple[Any, tuple[str, ...] | None]] = {}
+        #: step id -> the dataset label each experiment shows it under (a shared step has one per experiment)
+        self.shown: dict[str, str] = {}
 
     # -- helpers -------------------------------------------------------------------------------------
     def add(self, step: Step) -> Step:
@@ -242,6 +259,11 @@ class _Builder:
                    missing_root: str | None, splits: tuple[str, ...], label: str) -> Step:
         given = _given_checkpoint(self.settings, "fgbg", "fgbg", dataset, options, None, None)
         blocked = missing_root
+        model = content_key({"dataset": dataset, "root": root, "options": options,
+                             "model": given or experiment.fgbg_params})  # the masks of one model on one tree
+        self.fgbg_splits[model] = tuple(dict.fromkeys((*self.fgbg_splits.get(model, ()), *splits)))
+        if self.merged_splits is not None:  # one mask folder per model, for every experiment's splits
+            splits = self.merged_splits.get(model, splits)
         if given:
             model_key, model_step = f"file:{file_digest(given)}", None
         else:
@@ -336,6 +358,7 @@ class _Builder:
                     step = self.evaluation(cell, training, protocol, source)
                     if step is not None:
                         evaluations.append(step)
+                        self.shown[step.id] = cell.shown  # this experiment's label of the (maybe shared) step
         return evaluations
 
     def mask_input(self, cell: "_Cell", source: str) -> tuple[str, str, list[str], str | None]:
@@ -377,12 +400,28 @@ class _Builder:
                            params=params, dataset_options=cell.options, data_root=cell.root, split="test",
                            protocol=protocol, masks=masks, device=self.settings.device,
                            batch_size=self.settings.batch_size, metrics=cell.experiment.metrics)
-        description = asdict(config)
-        for transient in ("device", "masks"):  # the device changes speed only; masks enter through masks_key
-            description.pop(transient)
-        description["params"] = spec.params  # the trained weights enter through weights_key
-        key = content_key({"kind": "evaluate", "config": description, "weights": weights_key, "masks": masks_key,
-                           "examples": EXAMPLES, "harness": HARNESS_VERSION, "v": GRAPH_VERSION})
+
+        def key_of(config: RunConfig) -> str:
+            description = asdict(config)
+            for transient in ("device", "masks"):  # the device changes speed only; masks enter through masks_key
+                description.pop(transient)
+            description["params"] = spec.params  # the trained weights enter through weights_key
+            return content_key({"kind": "evaluate", "config": description, "weights": weights_key,
+                                "masks": masks_key, "examples": EXAMPLES, "harness": HARNESS_VERSION,
+                                "v": GRAPH_VERSION})
+
+        # One measurement (everything but the metrics asked for) is one evaluation, whichever experiments ask
+        # for it: two result files holding the same number would be counted twice by `benchmark report`.
+        # (An option left at its default is the same measurement as the default spelt out: the rows say so.)
+        from benchmark.factories import dataset_option_defaults
+
+        measurement = key_of(dataclasses.replace(config, metrics=None, dataset_options={
+            **dataset_option_defaults(cell.dataset), **cell.options}))
+        first, asked = self.asked.get(measurement, (config, config.metrics))
+        self.asked[measurement] = (first, _union(asked, config.metrics))
+        if self.metrics is not None and measurement in self.metrics:
+            config = self.metrics[measurement]  # the first request's spelling, with every metric asked
+        key = key_of(config)
         step_id = (f"evaluate/{cell.label}/{cell.shown}/K{cell.num_parts}/seed{cell.seed}/{protocol}/"
                    f"{_mask_label(source)}" + (_trained_on(cell.experiment.train_masks) if train else ""))
         return self.add(Step(step_id, "evaluate", key, tuple(([train.id] if train else []) + mask_deps), {
@@ -405,6 +444,7 @@ class _Builder:
             planned = self.experiment(experiment)
             # Tables and figures show what can be computed; blocked cells are listed under the table.
             evaluations = [s for s in planned if not self.blocked(s)]
+            shown = {s.id: self.shown[s.id] for s in planned}  # (self.shown is overwritten by later experiments)
             missing = sorted({f"{s.id}: {self.blocked(s)}" for s in planned if self.blocked(s)})
             if not evaluations:
                 reason = self.blocked(planned[0]) if planned else "the experiment has no evaluation"
@@ -424,12 +464,12 @@ class _Builder:
                                     "methods": list(experiment.methods), "num_parts": list(experiment.num_parts),
                                     "protocols": list(experiment.protocols), "masks": list(experiment.masks),
                                     "metrics": list(experiment.metrics) if experiment.metrics else None,
-                                    "evaluations": [{"id": s.id, "ledger": s.ledger_name, "dataset_label": s.spec["dataset_label"]}
+                                    "evaluations": [{"id": s.id, "ledger": s.ledger_name, "dataset_label": shown[s.id]}
                                                     for s in dict((s.id, s) for s in evaluations).values()],
                                     "published": published, "missing": missing}))
             report_deps.append(tables.id)
             if experiment.figures:
-                report_deps.extend(s.id for s in self.figure_steps(experiment, evaluations))
+                report_deps.extend(s.id for s in self.figure_steps(experiment, evaluations, shown))
         report_deps.extend(i for i in dict.fromkeys(self.scores) if not self.blocked(self.steps[i]))
         report = Step("report", "report", content_key({"kind": "report", "deps": sorted(
             self.steps[i].key for i in report_deps), "v": GRAPH_VERSION}), tuple(report_deps), {"plan": self.plan.name},
@@ -437,16 +477,16 @@ class _Builder:
         self.add(report)
         return list(self.steps.values())
 
-    def figure_steps(self, experiment: Experiment, evaluations: list[Step]) -> list[Step]:
+    def figure_steps(self, experiment: Experiment, evaluations: list[Step], shown: dict[str, str]) -> list[Step]:
         """One figure per dataset (variant): every method of the experiment on the same test images, from the
         first K and seed, preferring the corrected protocol and the first mask source."""
         out = []
         protocol = CORRECTED if CORRECTED in experiment.protocols else experiment.protocols[0]
-        for dataset_text in dict.fromkeys(s.spec["dataset_label"] for s in evaluations):
+        for dataset_text in dict.fromkeys(shown[s.id] for s in evaluations):
             chosen: dict[str, Step] = {}
             for step in evaluations:
                 config = step.spec["config"]
-                if (step.spec["dataset_label"] == dataset_text and config["protocol"] == protocol
+                if (shown[step.id] == dataset_text and config["protocol"] == protocol
                         and config["num_parts"] == experiment.num_parts[0] and config["seed"] == experiment.seeds[0]
                         and step.spec["mask_source"] == experiment.masks[0]):
                     chosen.setdefault(step.spec["label"], step)
@@ -517,10 +557,28 @@ def _fgbg_unavailable(params: dict) -> str | None:
     return MASK_MODELS.get("fgbg").missing_weights(params)
 
 
+def _union(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The metrics two requests ask for together (``None`` = every metric that applies)."""
+    return None if a is None or b is None else tuple(dict.fromkeys((*a, *b)))
+
+
 def build_graph(plan: Plan, settings: Settings) -> list[Step]:
-    """Expand ``plan`` into steps (dependencies first) and set each step's state."""
+    """Expand ``plan`` into steps (dependencies first) and set each step's state.
+
+    An evaluation asked for by several experiments with different metrics (``paper``: the landmarks table's
+    landmark_error of a cell that ``baselines`` scores with every metric) is one step computing all of them;
+    each table shows its own metrics. Likewise an fg/bg model predicts one mask folder, with the splits of
+    every experiment using it (``supp-k`` needs the test split, ``baselines`` also the landmark fitting
+    split), so their evaluations with it are the same measurements too. A first expansion collects what every
+    experiment asks, the next ones build the steps with that."""
     _unavailable_memo.cache_clear()  # weights may have appeared since the last graph of this process
-    steps = _Builder(plan, settings).build()
+    builder = _Builder(plan, settings)
+    steps = builder.build()
+    # The second expansion merges what the first collected; a widened mask folder is another masks key, so a
+    # third one merges the measurements with their final keys (the splits' union no longer changes).
+    for _ in range(2):
+        builder = _Builder(plan, settings, first=builder)
+        steps = builder.build()
     mark_states(steps, settings)
     return steps
 

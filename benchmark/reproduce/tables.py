@@ -77,7 +77,8 @@ def _paper_cells(paper: dict | None, mean: float | None) -> list[str]:
 def experiment_tables(step: Step, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(tables for display, long rows for the CSV)."""
     spec = step.spec
-    rows = _records(step, settings)
+    # An evaluation shared with another experiment may have scored more metrics: show this one's only.
+    rows = [r for r in _records(step, settings) if not spec.get("metrics") or r["metric"] in spec["metrics"]]
     published = {tuple(k.split("|")): v for k, v in spec["published"].items()}
     # The protocol of the paper's numbers first, then the others; a protocol with published numbers of its
     # family gets paper and Δ columns after its own.

@@ -5,7 +5,8 @@ Accepted files, all in the release's key layout (:mod:`.network`):
 * the GitHub release / torch.hub files ``<K>_parts_snapshot_best.pt``: a training snapshot
   ``{"model_state", "optimizer_state", "scaler_state", "finished_epoch", ...}`` or a bare state dict;
 * the Hugging Face releases' ``model.safetensors`` (``ananthu-aniraj/pdiscoformer_cub_k_8`` ...);
-* a ``model.pt`` written by partbench (a bare state dict in the same layout).
+* a ``model.pt`` written by partbench's trainer (``{"model_state_dict", "config"}``: the state dict in the
+  same layout, and the training settings, whose ``backbone`` names the ViT the file was trained on).
 
 ``torch.load(weights_only=True)`` reads ``.pt``/``.pth`` files (:func:`benchmark.methods.weights.read_weights`);
 ``module.`` prefixes of a DDP wrapper are stripped. The shapes in the file say which network it is: ``K`` (rows
@@ -16,6 +17,7 @@ times the patch size) and the modulation; every key is then checked against that
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import torch
 from torch import Tensor
 
 from benchmark.core.errors import UserError
-from benchmark.methods.weights import load_strict, read_state_dict
+from benchmark.methods.weights import load_strict, read_state_dict, read_weights, strip_prefix
 
 FIX = ("pass a PDiscoFormer release file (<K>_parts_snapshot_best.pt of the GitHub release, or model.safetensors of "
        "the Hugging Face release) or a model.pt written by partbench")
@@ -40,8 +42,9 @@ class CheckpointShape:
     modulation: str
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """The state dict in ``path`` (see the module docstring); one :class:`UserError` for anything else."""
+def read_checkpoint_with_record(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+    """The state dict in ``path`` (see the module docstring) and, for a ``model.pt`` written by partbench, the
+    recorded training settings (``{}`` otherwise); one :class:`UserError` for anything else."""
     path = Path(path).expanduser()
     what = "pdiscoformer checkpoint"
     if path.suffix == ".safetensors":
@@ -56,8 +59,26 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
                             f"{str(exc)[:160]}); {FIX}") from None
         if not state:
             raise UserError(f"{what} {path} holds no tensors; {FIX}")
-        return state
-    return read_state_dict(path, what=what, fix=FIX, unwrap=("model_state",))
+        return state, {}
+    obj = read_weights(path, what=what, fix=FIX)
+    record: dict = {}
+    if isinstance(obj, Mapping):
+        config = obj.get("config")
+        if isinstance(config, Mapping) and isinstance(config.get("extra"), Mapping):
+            record = dict(config["extra"].get("pdiscoformer") or {})
+        for key in ("model_state", "model_state_dict"):  # the release's snapshot; partbench's model.pt
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(
+            isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        raise UserError(f"{what} {path} does not hold a state dict (names -> tensors); {FIX}")
+    return strip_prefix(obj), record
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """The state dict in ``path`` (see :func:`read_checkpoint_with_record`)."""
+    return read_checkpoint_with_record(path)[0]
 
 
 def checkpoint_shape(state: dict[str, Tensor], *, source: str, patch: int) -> CheckpointShape:
@@ -87,3 +108,49 @@ def load_checkpoint(network: torch.nn.Module, state: dict[str, Tensor], *, sourc
     """Load ``state`` into ``network`` with every key and shape checked (one :class:`UserError` listing all
     differences)."""
     load_strict(network, state, source=source, target=target, fix=FIX)
+
+
+# -- the backbone's starting weights (training) ---------------------------------------------------------------
+HEAD_PREFIXES = ("fc_landmarks", "modulation", "fc_class_landmarks")
+BACKBONE_OPTION = "-p backbone_weights=PATH (a timm state dict or model.safetensors) or -p backbone_weights=random"
+
+
+def backbone_weights_needed(backbone: str, weights: str):
+    """The file ``-p backbone_weights`` makes training read (:mod:`benchmark.methods.pretrained`)."""
+    from benchmark.methods import pretrained
+
+    if weights == "random":
+        return []
+    if weights == "pretrained":
+        return [pretrained.timm_weights(backbone, BACKBONE_OPTION)]
+    return [pretrained.user_file(weights, f"{backbone} weights file (-p backbone_weights)",
+                                 f"pass timm's model.safetensors of {backbone}, or -p backbone_weights=pretrained|random")]
+
+
+def load_backbone_weights(network: torch.nn.Module, weights: str, backbone: str) -> str:
+    """Load the backbone's starting weights (``"pretrained"``: timm's cached file; a file; ``"random"``:
+    timm's own seeded initialisation) into ``network``; the part head keeps its initialisation. Position
+    embeddings of another grid are resampled as timm does when it loads them. Returns the weights' identity."""
+    from benchmark.core.cache import file_digest
+    from benchmark.methods.weights import check_state_dict
+
+    needed = backbone_weights_needed(backbone, weights)
+    if not needed:
+        return "random"
+    path = needed[0].found()
+    if path is None:
+        raise UserError(f"pdiscoformer: {needed[0].what} not found; {needed[0].fix}")
+    state = read_checkpoint(path) if path.suffix == ".safetensors" else read_state_dict(
+        path, what="backbone weights file", fix=f"pass timm's model.safetensors of {backbone}")
+    state = {k: v for k, v in state.items() if not k.startswith(("head.", "fc_norm.")) and k != "mask_token"}
+    own = {k: v for k, v in network.state_dict().items() if not k.startswith(HEAD_PREFIXES)}
+    if "pos_embed" in state and "pos_embed" in own and state["pos_embed"].shape != own["pos_embed"].shape:
+        from timm.layers import resample_abs_pos_embed
+
+        prefix = 0 if network.no_embed_class else network.num_prefix_tokens
+        state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], new_size=list(network.grid),
+                                                    num_prefix_tokens=prefix)
+    check_state_dict(own, state, source=f"backbone weights file {path}", target=f"timm's {backbone}",
+                     fix=f"pass the timm weights of {backbone} ({BACKBONE_OPTION}) or another -p backbone")
+    network.load_state_dict(state, strict=False)
+    return f"file:{file_digest(path)}"

@@ -8,7 +8,7 @@ part features.
   part features (background included), over the batch.
 * :func:`equivariance_loss` -- ``1 -`` the mean cosine similarity of each foreground map with the map of the
   transformed image warped back (the release's inverse: translation, then rotation and ``1 / scale``, both with
-  torchvision's default nearest interpolation; the translation rescaled from image to map pixels).
+  torchvision's default nearest interpolation, :mod:`.warp`; the translation rescaled from image to map pixels).
 * :func:`presence_loss` -- ``1 -`` the mean over parts of the largest 3x3-averaged foreground activation in the
   batch (the "original" variant of PDiscoNet that the paper's command selects).
 * :func:`enforced_presence_loss` -- binary cross-entropy pushing to 1 the largest 3x3-averaged background
@@ -47,11 +47,12 @@ def orthogonality_loss(features: Tensor) -> Tensor:
 
 def inverse_rigid_warp(maps: Tensor, *, angle: float, translate: tuple[float, float], scale: float) -> Tensor:
     """The release's undoing of ``affine(angle, translate, scale)`` on maps: shift by ``-translate``, then rotate
-    by ``-angle`` with scale ``1 / scale`` about the centre (torchvision, nearest interpolation, zero fill)."""
-    from torchvision.transforms.functional import affine
+    by ``-angle`` with scale ``1 / scale`` about the centre (torchvision's ``affine``, nearest, zero fill; here
+    batched without host synchronisation, :mod:`.warp`)."""
+    from benchmark.methods.pdiscoformer.warp import rigid_affine
 
-    shifted = affine(maps, angle=0.0, translate=[-translate[0], -translate[1]], scale=1.0, shear=[0.0, 0.0])
-    return affine(shifted, angle=-angle, translate=[0, 0], scale=1.0 / scale, shear=[0.0, 0.0])
+    shifted = rigid_affine(maps, angle=0.0, translate=(-translate[0], -translate[1]), scale=1.0)
+    return rigid_affine(shifted, angle=-angle, translate=(0.0, 0.0), scale=1.0 / scale)
 
 
 def equivariance_loss(maps: Tensor, equiv_maps: Tensor, *, image_width: int, angle: float,

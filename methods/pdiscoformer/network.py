@@ -26,7 +26,7 @@ in the release.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +38,8 @@ DEFAULT_BACKBONE = "vit_base_patch14_reg4_dinov2"
 MODULATIONS = ("layer_norm", "original")
 
 
-@dataclass
-class PartOutput:
-    """What :meth:`PDiscoFormerNet.forward` returns (the release's 4-tuple, named)."""
+class PartOutput(NamedTuple):
+    """What :meth:`PDiscoFormerNet.forward` returns (the release's 4-tuple, named; a tuple, so DDP reads it)."""
 
     features: Tensor  # (N, D, K + 1) part features (modulated when ``modulation_orth``, as the release returns)
     maps: Tensor  # (N, K + 1, h, w) part assignment probabilities; channel K (the last) is the background
@@ -61,13 +60,16 @@ def _timm():
     return timm
 
 
-def build_vit(backbone: str, image_size: int, *, device: str | torch.device = "cpu", drop_path: float = 0.0) -> nn.Module:
-    """timm's ``backbone`` architecture for ``image_size`` px inputs, without weights (never downloads)."""
+def build_vit(backbone: str, image_size: int, *, patch_size: int | None = None, device: str | torch.device = "cpu",
+              drop_path: float = 0.0) -> nn.Module:
+    """timm's ``backbone`` architecture for ``image_size`` px inputs (patches of ``patch_size`` px, ``None``: the
+    architecture's own), without weights (never downloads)."""
     timm = _timm()
+    extra = {} if patch_size is None else {"patch_size": int(patch_size)}
     try:
         with torch.device(device):
             model = timm.create_model(backbone, pretrained=False, img_size=int(image_size), num_classes=0,
-                                      drop_path_rate=float(drop_path), dynamic_img_size=False)
+                                      drop_path_rate=float(drop_path), dynamic_img_size=False, **extra)
     except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
         raise UserError(f"pdiscoformer backbone {backbone!r} at {image_size} px is not a timm ViT it can build "
                         f"({str(exc)[:160]}); pass -p backbone=<timm ViT name> such as {DEFAULT_BACKBONE}") from None
@@ -161,8 +163,8 @@ class PDiscoFormerNet(nn.Module):
 
 def build_network(backbone: str, image_size: int, num_parts: int, num_classes: int, *, modulation: str = "layer_norm",
                   part_dropout: float = 0.3, gumbel: bool = True, gumbel_tau: float = 1.0, modulation_orth: bool = True,
-                  device: str | torch.device = "cpu") -> PDiscoFormerNet:
-    vit = build_vit(backbone, image_size, device=device)
+                  patch_size: int | None = None, device: str | torch.device = "cpu") -> PDiscoFormerNet:
+    vit = build_vit(backbone, image_size, patch_size=patch_size, device=device)
     with torch.device(device):
         return PDiscoFormerNet(vit, num_parts, num_classes, modulation=modulation, part_dropout=part_dropout,
                                gumbel=gumbel, gumbel_tau=gumbel_tau, modulation_orth=modulation_orth)

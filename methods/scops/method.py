@@ -275,7 +275,7 @@ class SCOPS(TrainableMethod):
             if not own:
                 raise UserError(f"{path} is a partbench checkpoint but not of `scops` (no segmenter.* keys); "
                                 "pass a checkpoint trained with --method scops")
-            model = PartSegmenter(self.num_parts + 1)
+            model = PartSegmenter.for_loading(self.num_parts + 1)
             load_segmenter_state(model, own, source=str(path))
         else:
             model = PartSegmenter.load_official(path)

@@ -1,11 +1,12 @@
-"""Generic, reusable training machinery for the methods that train (``ours``, ``scops``).
+"""Generic, reusable training machinery for the methods that train (``ours``, ``scops``, ``pdiscoformer``).
 
 One owner per concern:
 
 * :mod:`.config` -- :class:`TrainConfig` (every knob of the optimisation, recorded in checkpoints) and
   :class:`ParamGroup` (a named group of parameters with its LR multiplier and weight decay).
 * :mod:`.schedule` -- the poly learning-rate schedule (``max_iter`` separate from the number of steps: the
-  reference hard-codes 100000).
+  reference hard-codes 100000), or a step decay (PDiscoFormer's ``StepLR``).
+* :mod:`.ema` -- the optional exponential moving average of the weights (``TrainConfig.ema_decay``).
 * :mod:`.data` -- :class:`DataOrder`: the epoch-wise shuffled, ``drop_last`` batch order drawn from a
   generator that is checkpointed, sharded across DDP ranks.
 * :mod:`.checkpoint` -- atomic training checkpoints (model, optimiser, step, RNG states, data order,

@@ -34,6 +34,9 @@ class TrainConfig:
     keep_checkpoints: int = 0  # 0 = keep every periodic checkpoint (the reference keeps them all)
     log_flush_every: int = 50  # loss values are copied to the host (one sync) every this many steps
     amp: str | None = None  # None (float32) or "bf16" (autocast)
+    # An exponential moving average of the weights (methods/training/ema.py), None = none; with it the
+    # final model.pt holds the averaged weights (as PDiscoFormer's trainer saves its EMA model).
+    ema_decay: float | None = None
     compile: bool = False
     num_workers: int = 0
     image_size: int | None = None  # collate resizes samples to this square size when they differ
@@ -50,6 +53,8 @@ class TrainConfig:
             raise ValueError(f"lr_step_every must be >= 1 (or None for the poly schedule), got {self.lr_step_every}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         if self.amp not in (None, "bf16"):
             raise ValueError(f"amp must be None or 'bf16', got {self.amp!r}")
 

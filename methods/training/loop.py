@@ -9,6 +9,8 @@ A method supplies a model, its parameter groups and a loss function
 * SGD (momentum, weight decay per group) with the poly schedule (or a step decay, ``lr_step_every``)
   recomputed before every step (and an optional linear warm-up, ``warmup_steps``);
 * optional bf16 autocast and ``torch.compile`` of the model;
+* an optional exponential moving average of the weights (``ema_decay``, :mod:`.ema`), checkpointed with
+  the run and written as the final ``model.pt`` (the trained model then holds the averaged weights);
 * global-norm gradient clipping (``clip_grad_norm_(model.parameters(), c)`` as the references do), per
   clip group when groups name one (SCOPS clips its network and its part basis separately);
 * groups at a constant learning rate outside the schedule (``ParamGroup.lr``), and a custom optimiser
@@ -49,6 +51,7 @@ from benchmark.methods.training import checkpoint as ckpt
 from benchmark.methods.training.config import ParamGroup, StepInfo, TrainConfig
 from benchmark.methods.training.data import DataOrder, segment_loader, shard
 from benchmark.methods.training.distributed import DistEnv, all_gather_objects, barrier, init_distributed
+from benchmark.methods.training.ema import WeightAverage
 from benchmark.methods.training.logger import StepLogger
 from benchmark.methods.training.schedule import set_lrs
 
@@ -139,6 +142,7 @@ class Trainer:
         # Builds the optimiser from the groups (default :func:`build_optimizer`); its param_groups must
         # carry the keys build_optimizer sets ("lr_mult", "constant_lr", "clip_group").
         self.optimizer_factory = optimizer_factory or build_optimizer
+        self.average: WeightAverage | None = None  # the weight average of a run with ema_decay
 
     # -- resume --------------------------------------------------------------------------------------
     def _check_config(self, stored: dict[str, Any], source: Path) -> None:
@@ -167,6 +171,7 @@ class Trainer:
         env, device = self._set_up()
         model = self.model.to(device)
         optimizer = self.optimizer_factory(self.param_groups(model), cfg)
+        self.average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None else None
         order = DataOrder(len(dataset), cfg.batch_size, self.seed)
         log_path = self.out_dir / "train_log.csv" if (self.out_dir is not None and env.is_main) else None
         logger = StepLogger(log_path, tensorboard_dir=self.out_dir / "tensorboard" if self.out_dir else None)
@@ -223,6 +228,10 @@ class Trainer:
             raise UserError(f"cannot resume from {path}: it was trained with seed {state.get('seed')}, "
                             f"this run has seed {self.seed}; resume with --seed {state.get('seed')}")
         ckpt.load_state_dict_strict(model, state["model_state_dict"], source=str(path))
+        if self.average is not None:
+            if "ema" not in state:
+                raise UserError(f"cannot resume from {path}: it holds no weight average but this run has one")
+            self.average.load_state_dict(state["ema"])
         try:
             optimizer.load_state_dict(state["optimizer_state_dict"])
         except (ValueError, KeyError) as exc:
@@ -317,6 +326,8 @@ class Trainer:
                     for clip_params in clip_groups.values():
                         torch.nn.utils.clip_grad_norm_(clip_params, cfg.clip_grad_norm, foreach=True)
                 optimizer.step()
+                if self.average is not None:
+                    self.average.update(model)
                 if env.is_main:
                     logger.record(step, lr, {"total": total, **terms})
                 done = step + 1
@@ -342,6 +353,8 @@ class Trainer:
         """``OUT/model.pt`` (rank 0), after which every rank continues together."""
         cfg = self.config
         model_path = self.out_dir / "model.pt" if self.out_dir is not None else Path()
+        if self.average is not None:  # the averaged weights are the trained model
+            model.load_state_dict(self.average.module.state_dict())
         if self.out_dir is not None and env.is_main:
             # "iter" + "model_state_dict": the unsup-parts checkpoint layout, so its own loaders read it too.
             atomic_torch_save({"format": ckpt.MODEL_FORMAT, "model_state_dict": model.state_dict(),
@@ -356,6 +369,8 @@ class Trainer:
                      "optimizer_state_dict": optimizer.state_dict(), "rng": rng,
                      "data_order": order.state_dict(), "config": self.config.to_dict(),
                      "world_size": env.world_size, "seed": self.seed}
+            if self.average is not None:
+                state["ema"] = self.average.state_dict()
             atomic_torch_save(state, ckpt.checkpoint_path(self.out_dir, step))
             if self.config.keep_checkpoints > 0:
                 for _, old in ckpt.list_checkpoints(self.out_dir)[:-self.config.keep_checkpoints]:

@@ -143,6 +143,7 @@ class TrainableMethod(Method):
 
     def _keep(self, network: nn.Module, device: Any) -> None:
         self.network_ = network.to(device).eval()
+        self._cached_network = None
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> PartMaps:
@@ -151,4 +152,17 @@ class TrainableMethod(Method):
             raise RuntimeError(f"{self.name}: call fit() first (it trains, or loads -p checkpoint=PATH)")
         if next(network.parameters()).device != batch.device:
             self.network_ = network = network.to(batch.device)  # once, not per batch
-        return self.predict_with(network, batch)
+            self._cached_network = None
+        return self.predict_with(self._network_for_predict(network), batch)
+
+    def _network_for_predict(self, network: nn.Module):
+        """The network, behind the content-addressed output cache when the run has a cache (the same model on
+        the same batch -- both protocols, every mask source of a plan -- runs once; see :mod:`.output_cache`)."""
+        if self.context.cache_dir is None:
+            return network
+        cached = getattr(self, "_cached_network", None)
+        if cached is None or cached.network is not network:
+            from benchmark.methods.training.output_cache import CachedNetwork
+
+            cached = self._cached_network = CachedNetwork(network, self.context.cache_dir, label=self.name)
+        return cached
