@@ -173,6 +173,15 @@ def test_method_tags_and_prediction_channels(tmp_path):
     torch.testing.assert_close(maps.scores[:, 0], own[:, -1])  # the release's last channel is the background
     torch.testing.assert_close(maps.scores[:, 1:], own[:, :-1])
     assert method.weights_id().startswith("pdisconet:")
+    # behind the run's network-output cache (what `run` and plans use): the maps are stored and read back
+    from benchmark.core.method import RunContext
+
+    method.context = RunContext(cache_dir=tmp_path / "cache")
+    first = method.predict(Batch(images=images, ids=["a", "b"]))
+    again = method.predict(Batch(images=images, ids=["a", "b"]))
+    torch.testing.assert_close(first.scores, maps.scores, rtol=0, atol=0)
+    torch.testing.assert_close(again.scores, maps.scores, rtol=0, atol=0)
+    assert (method._cached_network.misses, method._cached_network.hits) == (1, 1)
 
 
 # -- losses -------------------------------------------------------------------------------------------------

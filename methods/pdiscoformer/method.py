@@ -85,6 +85,7 @@ class PDiscoFormer(TrainableMethod):
     supervision = "class-labels"
     code_version = TRAIN_CODE_VERSION
     checkpoint_label = "pdiscoformer"
+    prediction_output = "maps"  # predict_with reads the part maps of the network's outputs
     param_ranges = {**TRAINING_RANGES, "ema_decay": Range(0, 0.999999, low_open=True)}
 
     def __init__(self, num_parts: int = 4, preset: str = "paper", steps: int | None = None,
@@ -215,5 +216,5 @@ class PDiscoFormer(TrainableMethod):
             x = F.interpolate(x, size=network.image_size, mode="bilinear", align_corners=False, antialias=True)
         if self.normalize == "imagenet":
             x = imagenet_normalize(x)
-        maps = network(x).maps
+        maps = network(x)  # the maps (prediction_output) of the network
         return PartMaps(background_first(maps).float(), image_size=batch.size, kind="probs", has_background=True)

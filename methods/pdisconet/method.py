@@ -47,6 +47,7 @@ class PDiscoNet(TrainableMethod):
     supervision = "class-labels"
     code_version = TRAIN_CODE_VERSION
     checkpoint_label = "pdisconet"
+    prediction_output = "maps"  # predict_with reads the part maps of the network's outputs
     param_ranges = {key: value for key, value in TRAINING_RANGES.items() if key != "image_size"} | {
         "epochs": Range(1), "lr_step_epochs": Range(1), "lr_gamma": Range(0, 1, low_open=True),
         "part_dropout": Range(0, 1)}
@@ -174,5 +175,5 @@ class PDiscoNet(TrainableMethod):
         return self.net_
 
     def predict_with(self, network: nn.Module, batch: Batch) -> PartMaps:
-        maps = network(batch.images.float()).maps
+        maps = network(batch.images.float())  # the maps (prediction_output) of the network
         return PartMaps(background_first(maps).float(), image_size=batch.size, kind="probs", has_background=True)

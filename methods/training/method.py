@@ -67,6 +67,9 @@ class TrainableMethod(Method):
     code_version: ClassVar[str] = "?"
     #: Prefix of :meth:`weights_id` for a loaded checkpoint.
     checkpoint_label: ClassVar[str] = "checkpoint"
+    #: The field of the network's output that :meth:`predict_with` reads, for a network returning several
+    #: outputs (``None``: the output is that tensor); :meth:`predict_with` is then given a module returning it.
+    prediction_output: ClassVar[str | None] = None
 
     checkpoint: str | None = None
 
@@ -156,13 +159,16 @@ class TrainableMethod(Method):
         return self.predict_with(self._network_for_predict(network), batch)
 
     def _network_for_predict(self, network: nn.Module):
-        """The network, behind the content-addressed output cache when the run has a cache (the same model on
-        the same batch -- both protocols, every mask source of a plan -- runs once; see :mod:`.output_cache`)."""
-        if self.context.cache_dir is None:
-            return network
-        cached = getattr(self, "_cached_network", None)
-        if cached is None or cached.network is not network:
-            from benchmark.methods.training.output_cache import CachedNetwork
+        """The network (its :attr:`prediction_output` field when it returns several outputs), behind the
+        content-addressed output cache when the run has a cache (the same model on the same batch -- both
+        protocols, every mask source of a plan -- runs once; see :mod:`.output_cache`)."""
+        from benchmark.methods.training.output_cache import CachedNetwork, OutputField
 
-            cached = self._cached_network = CachedNetwork(network, self.context.cache_dir, label=self.name)
+        module = network if self.prediction_output is None else OutputField(network, self.prediction_output)
+        if self.context.cache_dir is None:
+            return module
+        cached = getattr(self, "_cached_network", None)
+        if cached is None or getattr(self, "_cached_source", None) is not network:
+            cached = self._cached_network = CachedNetwork(module, self.context.cache_dir, label=self.name)
+            self._cached_source = network
         return cached

@@ -45,6 +45,26 @@ def module_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+class OutputField(nn.Module):
+    """``network(x).<field>``: the one tensor that prediction reads from a network returning several outputs
+    (``pdisconet``'s and ``pdiscoformer``'s maps, scores, features), so that :class:`CachedNetwork` stores a
+    tensor. Other attributes are the network's."""
+
+    def __init__(self, network: nn.Module, field: str):
+        super().__init__()
+        self.network = network
+        self.field = field
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("network"), name)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return getattr(self.network(inputs), self.field)
+
+
 class CachedNetwork:
     """Calls ``network`` on an input tensor, or reads its output for that tensor from ``cache_dir``.
 
