@@ -219,7 +219,8 @@ def test_each_loss_equals_the_release_on_stored_values():
     warped = losses.rigid_warp(images, **RELEASE_DRAW)
     assert warped.sum().item() == pytest.approx(RELEASE_WARPED_SUM, rel=1e-6)
     assert warped.pow(2).sum().item() == pytest.approx(RELEASE_WARPED_SQUARES, rel=1e-6)
-    torch.testing.assert_close(warped[0, 0, 18, 26:32], torch.tensor(RELEASE_WARPED_ROW), atol=1e-6, rtol=0)
+    # the shared batched warp builds its matrix in float64, torchvision in float32: differences of ~1e-6
+    torch.testing.assert_close(warped[0, 0, 18, 26:32], torch.tensor(RELEASE_WARPED_ROW), atol=2e-6, rtol=0)
     assert losses.PAPER_WEIGHTS == {"classification": 2.0, "presence": 1.0, "equivariance": 1.0,
                                     "concentration": 1000.0, "orthogonality": 1.0}
 

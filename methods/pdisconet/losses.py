@@ -73,8 +73,9 @@ def random_rigid_transform(generator: torch.Generator) -> tuple[float, tuple[int
 
 def rigid_warp(images: Tensor, *, angle: float, translate: tuple[int, int], scale: float) -> Tensor:
     """The release's forward transformation of the images: torchvision's ``affine`` (rotation about the
-    centre, translation in pixels, scale, no shear) with bilinear interpolation and zero fill."""
-    from torchvision.transforms.functional import InterpolationMode, affine
+    centre, translation in pixels, scale, no shear) with bilinear interpolation and zero fill, computed by the
+    shared batched warp (:mod:`benchmark.methods.pdiscoformer.warp`: no host synchronisation on a GPU)."""
+    from benchmark.methods.pdiscoformer.warp import rigid_affine
 
-    return affine(images, angle=float(angle), translate=[int(translate[0]), int(translate[1])], scale=float(scale),
-                  shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)
+    return rigid_affine(images, angle=float(angle), translate=(float(translate[0]), float(translate[1])),
+                        scale=float(scale), mode="bilinear")

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.core.errors import UserError
@@ -73,23 +72,19 @@ class ClassTargets:
 
 def augment(images: Tensor, generator: torch.Generator) -> Tensor:
     """Brightness factor in [0.9, 1.1] (clamped to [0, 1]), then rotation in [-90, 90] degrees, translation up to
-    20 % of the size and scale in [0.8, 1.2] about the centre (nearest, zero fill), each image its own draw."""
-    n = images.shape[0]
+    20 % of the size and scale in [0.8, 1.2] about the centre (nearest, zero fill), each image its own draw
+    (the shared batched warp, :func:`benchmark.methods.pdiscoformer.warp.affine_images`)."""
+    from benchmark.methods.pdiscoformer.warp import affine_images
+
+    n, h, w = images.shape[0], images.shape[-2], images.shape[-1]
     u = torch.rand(n, 5, device=images.device, generator=generator, dtype=torch.float32)
     bright = 1 - BRIGHTNESS + 2 * BRIGHTNESS * u[:, 0]
     x = (images * bright.view(n, 1, 1, 1).to(images.dtype)).clamp(0, 1)
-    angle = torch.deg2rad((2 * u[:, 1] - 1) * DEGREES)
-    shift = (2 * u[:, 2:4] - 1) * TRANSLATE * 2  # normalised coordinates span 2
+    angle = (2 * u[:, 1] - 1) * DEGREES
+    size = torch.tensor([w, h], device=images.device, dtype=torch.float32)
+    shift = (2 * u[:, 2:4] - 1) * TRANSLATE * size  # pixels
     scale = SCALE[0] + (SCALE[1] - SCALE[0]) * u[:, 4]
-    h, w = x.shape[-2:]
-    aspect = h / w  # rotation in pixel space on a non-square grid of normalised coordinates
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    # output -> input: the inverse of "rotate, scale, then shift", in normalised coordinates
-    a00, a01, a10, a11 = cos, sin * aspect, -sin / aspect, cos
-    theta = torch.stack([torch.stack([a00, a01, -(a00 * shift[:, 0] + a01 * shift[:, 1])], dim=1),
-                         torch.stack([a10, a11, -(a10 * shift[:, 0] + a11 * shift[:, 1])], dim=1)], dim=1)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return affine_images(x, angle, shift, scale, mode="nearest")
 
 
 class PDiscoNetObjective:
