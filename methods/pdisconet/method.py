@@ -36,7 +36,7 @@ from benchmark.methods.pdisconet.presets import (OVERRIDABLE, PRESETS, Settings,
                                                  schedule_steps)
 from benchmark.methods.training.method import TRAINING_RANGES, TrainableMethod
 
-TRAIN_CODE_VERSION = "pdisconet-train-v1"  # bump when a change alters what training produces (invalidates caches)
+TRAIN_CODE_VERSION = "pdisconet-train-v2"  # bump when a change alters what training produces (invalidates caches)
 
 
 @register_method("pdisconet")
