@@ -5,7 +5,8 @@ file its published weights are, where the loader looks for it and how a user get
 
 * torchvision's ImageNet ``IMAGENET1K_V1`` files of ``vgg16``, ``vgg19`` (the VGG feature backbones) and
   ``resnet50`` (``--init torchvision`` of the DeepLab segmenter), in ``$TORCH_HOME/hub/checkpoints`` under
-  the file name of torchvision's URL (:func:`imagenet_weights`);
+  the file name of torchvision's URL (:func:`imagenet_weights`), and the ImageNet ResNets that ``pdisconet``
+  trains from (torchvision's ``DEFAULT`` weights of each, :func:`resnet_backbone`);
 * the DINO / DINOv2 release files of the ViT backbones, in the same torch hub folder, or timm's Hugging Face
   cache entry ``timm/<timm name>.<tag>`` (:func:`vit_weights`);
 * files the user names: ``-p weights=PATH``, ``-p vgg_weights=PATH``, ``--init caffe:PATH``
@@ -168,6 +169,20 @@ def feature_backbone(backbone: str, weights: str) -> list[WeightsFile]:
             return []
         return vgg_backbone(backbone, weights, "weights")
     return []
+
+
+def resnet_backbone(arch: str, weights: str, param: str = "weights") -> list[WeightsFile]:
+    """``-p {param}=imagenet|random|PATH`` of a torchvision ResNet trained from ImageNet (``pdisconet``): the
+    ``DEFAULT`` weights of ``arch``, as the PDiscoNet release loads them (``IMAGENET1K_V2`` for ResNet-101)."""
+    import torchvision
+
+    if weights == "random":
+        return []
+    if weights == "imagenet":
+        tag = torchvision.models.get_model_weights(arch).DEFAULT.name
+        return [imagenet_weights(arch, f"-p {param}=PATH|random", tag)]
+    return [user_file(weights, f"{arch} weights file (-p {param})",
+                      f"pass a torchvision-format {arch} state dict, or -p {param}=imagenet|random")]
 
 
 def segmenter_init(init: str, option: str = "-p init=") -> list[WeightsFile]:

@@ -15,6 +15,8 @@ Every value is random, but a loader cannot tell these files from the real ones b
 * a released unsup-parts checkpoint, ``model_60000.pth`` = ``{"iter", "model_state_dict",
   "optimizer_state_dict"}`` of the K = 4 segmenter saved through ``nn.DataParallel`` (``module.`` prefixes), and
   a released SCOPS checkpoint (a raw state dict of the K + 1 output segmenter) (:func:`write_released_checkpoints`);
+* a PDiscoNet file as the release's ``main.py`` saves it (``torch.save(net.state_dict())`` of its
+  ResNet-101 network; the release publishes no trained weights) (:func:`write_pdisconet_checkpoint`);
 * the released CUB ``supervisedlabels/<class>/<file>.png`` mask folder (grayscale 0/255, every image of the
   tree, as the release has) (:func:`write_supervisedlabels`);
 * dataset trees at real image sizes in the official layouts: CUB-200-2011 (500x375-type JPEGs), DeepFashion
@@ -77,14 +79,20 @@ def _meta(build):
 
 
 # -- weights --------------------------------------------------------------------------------------------
-def write_torchvision_weights(torch_home: Path, archs=("vgg16", "vgg19", "resnet50")) -> dict[str, Path]:
+#: (arch, torchvision weights tag) of every ImageNet file a method reads: ``IMAGENET1K_V1`` of the VGG feature
+#: backbones and of the segmenters' ResNet-50, ``DEFAULT`` (``IMAGENET1K_V2``) of pdisconet's ResNet-101
+TORCHVISION_FILES = (("vgg16", "IMAGENET1K_V1"), ("vgg19", "IMAGENET1K_V1"), ("resnet50", "IMAGENET1K_V1"),
+                     ("resnet101", "DEFAULT"))
+
+
+def write_torchvision_weights(torch_home: Path, files=TORCHVISION_FILES) -> dict[str, Path]:
     """torchvision's ImageNet state dicts (every key of ``torchvision.models.<arch>()``) where torchvision
     caches them under ``torch_home``."""
     import torchvision
 
     out = {}
-    for seed, arch in enumerate(archs):
-        weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    for seed, (arch, tag) in enumerate(files):
+        weights = getattr(torchvision.models.get_model_weights(arch), tag)
         path = torch_home / "hub" / "checkpoints" / Path(weights.url).name
         path.parent.mkdir(parents=True, exist_ok=True)
         model = _meta(lambda: getattr(torchvision.models, arch)(weights=None))
@@ -210,6 +218,18 @@ def write_fgbg_model(path: Path) -> Path:
                 "config": {"steps": 1, "image_size": fgbg["image_size"],
                            "extra": {"method": "fgbg", "format": FORMAT, "fgbg": fgbg, "init": "random",
                                      "masks": "gt", "dataset": "cub"}}}, path)
+    return path
+
+
+def write_pdisconet_checkpoint(path: Path, num_parts: int = 8, num_classes: int = 200,
+                               backbone: str = "resnet101", seed: int = 14) -> Path:
+    """``./cub/<model_name>.pt`` of PDiscoNet's ``main.py``: the bare state dict of its network (ResNet-101,
+    K = 8, CUB's 200 classes by default), including the unused ``batchnorm`` the release declares."""
+    from benchmark.methods.pdisconet.network import build_network
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    network = build_network(backbone, num_parts, num_classes, device="meta")
+    torch.save(random_state(_shapes(network), seed), path)
     return path
 
 

@@ -25,8 +25,9 @@ CHEAP = {
     '"whole-image:224-crop"]': '"whole-image:32-crop"]',
     # the miniature tree's official splits (PDiscoFormer's re-split is tested in test_datasets_partimagenet.py)
     'split_source = "pdisco"': 'split_source = "official"',
-    'methods = ["random", "dff", "kmeans", "dino-coseg", "scops", "pdiscoformer", "ours"]': 'methods = ["random", "kmeans"]',
-    'methods = ["scops", "dino-coseg", "pdiscoformer"]\ndatasets = ["cub"]\nnum_parts = [4, 8, 16]':
+    'methods = ["random", "dff", "kmeans", "dino-coseg", "scops", "pdiscoformer", "ours", "pdisconet"]':
+        'methods = ["random", "kmeans"]',
+    'methods = ["scops", "dino-coseg", "pdiscoformer", "pdisconet"]\ndatasets = ["cub"]\nnum_parts = [4, 8, 16]':
         'methods = ["scops"]\ndatasets = ["cub"]\nnum_parts = [4]',
 }
 
@@ -134,11 +135,14 @@ def test_tables_put_the_newer_papers_numbers_beside_whole_image_cells(monkeypatc
 
 
 NEWER_CHEAP = {
-    'params = { preset = "paper" }':
-        'params = { preset = "tiny", backbone_weights = "random", steps = 2, image_size = 32, batch_size = 2 }',
+    'method = "pdiscoformer"\nparams = { preset = "paper" }':
+        'method = "pdiscoformer"\nparams = { preset = "tiny", backbone_weights = "random", steps = 2, image_size = 32, batch_size = 2 }',
+    'method = "pdisconet"\nparams = { preset = "paper" }': 'method = "pdisconet"\nparams = { preset = "tiny", steps = 2 }',
     # dino-coseg's random-weight saliency cannot split the few stand-in images reliably (its own tests cover it)
     'methods = ["pdiscoformer", "dino-coseg"]': 'methods = ["pdiscoformer"]',
+    'methods = ["pdiscoformer", "pdisconet", "dino-coseg"]': 'methods = ["pdiscoformer", "pdisconet"]',
     '"whole-image:518-crop"]': '"whole-image:64-crop"]',
+    '"whole-image"]': '"whole-image:64"]',
     '"whole-image:224-crop"]': '"whole-image:32-crop"]',
     'split_source = "pdisco"': 'split_source = "official"',
     'num_parts = [4, 8, 16]': 'num_parts = [4]',
@@ -148,9 +152,9 @@ NEWER_CHEAP = {
 
 @pytest.mark.slow
 def test_newer_methods_plan_trains_pdiscoformer_and_fills_its_tables_on_stand_ins(tmp_path):
-    """The shipped ``newer-methods`` plan with tiny settings and its method list cut to pdiscoformer: it trains
-    (class labels of the CUB and PartImageNet stand-ins) and is scored with its own background under both
-    families; every shipped method of the plan is dry-run in test_reproduce_plan.py."""
+    """The shipped ``newer-methods`` plan with tiny settings and its method list cut to pdiscoformer and
+    pdisconet: they train (class labels of the CUB and PartImageNet stand-ins) and are scored with their own
+    background under both families; every shipped method of the plan is dry-run in test_reproduce_plan.py."""
     from test_datasets_partimagenet import write_tree as write_pin
 
     text = shipped_plans()["newer-methods"].read_text()
@@ -169,5 +173,7 @@ def test_newer_methods_plan_trains_pdiscoformer_and_fills_its_tables_on_stand_in
     rows = [row for path in sorted((out / "tables").glob("*.csv")) for row in csv.DictReader(path.open())]
     measured = {(row["method"], row["dataset"], row["protocol"]) for row in rows if row["seeds"] != "0"}
     assert {("pdiscoformer", "cub", "corrected"), ("pdiscoformer", "cub", "whole-image:64-crop"),
-            ("pdiscoformer", "partimagenet", "whole-image:32-crop")} <= measured, measured
-    assert {row["supervision"] for row in rows if row["method"] == "pdiscoformer" and row["seeds"] != "0"} == {"class-labels"}
+            ("pdiscoformer", "partimagenet", "whole-image:32-crop"), ("pdisconet", "cub", "corrected"),
+            ("pdisconet", "cub", "whole-image:64"), ("pdisconet", "partimagenet", "whole-image:32-crop")} <= measured, measured
+    assert {row["supervision"] for row in rows if row["method"] in ("pdiscoformer", "pdisconet")
+            and row["seeds"] != "0"} == {"class-labels"}
