@@ -167,8 +167,9 @@ def test_without_the_weights_every_step_that_reads_them_is_blocked_with_the_fix(
 
 def test_without_the_vit_weights_the_newer_methods_steps_that_read_them_are_blocked_with_the_fix(
         rehearsal_kit, tmp_path, monkeypatch):
-    # pdiscoformer's training reads timm's DINOv2 ViT-B/14 with registers, dino-coseg's evaluations the DINO
-    # ViT-S/8 release: with empty caches each such step names its file and how to get it.
+    # pdiscoformer's training reads timm's DINOv2 ViT-B/14 with registers, pdisconet's the ImageNet ResNet-101,
+    # dino-coseg's evaluations the DINO ViT-S/8 release: with empty caches each such step names its file and
+    # how to get it.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
@@ -178,11 +179,13 @@ def test_without_the_vit_weights_the_newer_methods_steps_that_read_them_are_bloc
     assert result.exit_code == 0, result.output
     states = _step_states(result.output)
     reads = {step: state for step, state in states.items() if step.startswith(("train/", "evaluate/"))}
-    assert len(reads) == 6 + 9 + 9 and set(reads.values()) == {"blocked"}, reads  # 6 trainings, 18 evaluations
+    # pdiscoformer and pdisconet: 6 trainings and 9 evaluations each; dino-coseg: 9 evaluations
+    assert len(reads) == 2 * (6 + 9) + 9 and set(reads.values()) == {"blocked"}, reads
     reasons = " ".join(_blocked_reasons(result.output))
     assert "timm's pretrained weights of vit_base_patch14_reg4_dinov2 (timm/vit_base_patch14_reg4_dinov2.lvd142m)" \
         " missing" in reasons and "-p backbone_weights=PATH" in reasons, reasons
     assert "DINO weights for dino_vits8 missing" in reasons and "-p weights=PATH" in reasons, reasons
+    assert "ImageNet weights for resnet101 missing" in reasons, reasons  # pdisconet's trainings
 
 
 def test_list_says_ok_with_the_kits_weights_and_needs_weights_without_them(rehearsal_kit, monkeypatch, tmp_path):
