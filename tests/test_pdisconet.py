@@ -265,7 +265,7 @@ def test_the_random_transformation_follows_the_release_ranges():
 
 # -- training -----------------------------------------------------------------------------------------------
 def labelled_synthetic(**options):
-    """The synthetic creatures' training view; their class labels (the torso's texture) are read as CUB's
+    """The synthetic creatures' training view; their class labels (the torso's colour class) are read as CUB's
     species are."""
     from benchmark.core.registry import DATASETS
 
@@ -288,7 +288,7 @@ def test_training_uses_the_release_optimisation():
     lrs = {group["name"]: (group["lr"], len(group["params"]), group["weight_decay"]) for group in optimizer.param_groups}
     assert lrs["modulation"] == (pytest.approx(1e-1), 1, 0.0) and lrs["fc_class_landmarks"] == (pytest.approx(1e-2), 1, 0.0)
     assert lrs["rest"][0] == pytest.approx(1e-3) and lrs["rest"][1] == len(list(trainer.model.parameters())) - 2
-    assert trainer.model.num_classes == 4  # the synthetic torso textures
+    assert trainer.model.num_classes == 4  # the synthetic torso colour classes
     paper = PRESETS["paper"]
     assert (paper.backbone, paper.weights, paper.image_size, paper.batch_size, paper.epochs, paper.lr) == \
         ("resnet101", "imagenet", 448, 16, 28, 1e-4)
