@@ -18,7 +18,8 @@ from benchmark.core.registry import DATASETS, METHODS
 from benchmark.core.types import Batch
 from benchmark.methods.pdiscoformer.network import build_network
 from benchmark.methods.pdiscoformer.presets import resolve_config, schedule
-from benchmark.methods.pdiscoformer.train_step import ClassTargets, adam, param_groups, random_affine
+from benchmark.methods.training.class_targets import ClassTargets
+from benchmark.methods.pdiscoformer.train_step import adam, param_groups, random_affine
 from benchmark.methods.pdiscoformer.warp import affine_images, rigid_affine
 from benchmark.methods.training import TrainConfig
 from helpers import sklearn_fg_nmi as fg_nmi
@@ -105,7 +106,7 @@ def test_class_labels_are_read_from_the_samples_and_required():
 
     # known answers: HSV value and saturation of the torso's base colour against 0.75 and 0.7
     assert [torso_class(rgb) for rgb in ([0.2, 0.2, 0.3], [0.1, 0.05, 0.6], [0.9, 0.8, 0.8], [0.9, 0.1, 0.1])] == [0, 1, 2, 3]
-    targets = ClassTargets(data)
+    targets = ClassTargets(data, "pdiscoformer")
     batch = Batch(images=torch.zeros(6, 3, 4, 4), ids=[str(i) for i in range(6)], meta=[s.meta for s in samples])
     assert targets(batch).tolist() == [s.meta["class_id"] for s in samples] and targets.num_classes == 4
 
@@ -116,7 +117,7 @@ def test_class_labels_are_read_from_the_samples_and_required():
             return None
 
     with pytest.raises(UserError, match="dataset 'unlabelled' has none") as err:
-        ClassTargets(Unlabelled())
+        ClassTargets(Unlabelled(), "pdiscoformer")
     assert "\n" not in str(err.value)
 
 

@@ -182,14 +182,15 @@ def bench_setup(batch_size: int, size: int, num_parts: int, classes: int, backbo
 def partbench_step(setup: BenchSetup, precision: str | None = None, compiled: bool = False):
     """One training step as the trainer runs it (schedule, the objective under autocast, backward, foreach
     clipping, Adam) on a fresh copy of the initial network; call it to run a step."""
-    from benchmark.methods.pdiscoformer.train_step import ClassTargets, PDiscoObjective, adam, param_groups
+    from benchmark.methods.training.class_targets import ClassTargets
+    from benchmark.methods.pdiscoformer.train_step import PDiscoObjective, adam, param_groups
     from benchmark.methods.training import StepInfo
     from benchmark.methods.training.loop import step_generator
     from benchmark.methods.training.schedule import set_lrs
 
     config, dev = setup.config, setup.device
     net = copy.deepcopy(setup.initial).train()
-    objective = PDiscoObjective(config, ClassTargets(setup.labels), seed=0)
+    objective = PDiscoObjective(config, ClassTargets(setup.labels, "pdiscoformer"), seed=0)
     optimizer = adam(param_groups(net, config), setup.train_config)
     clip = [p for group in optimizer.param_groups for p in group["params"]]
     model = torch.compile(net) if compiled else net
@@ -221,7 +222,8 @@ def bench_pdiscoformer(batch_size: int = 8, size: int = 518, num_parts: int = 8,
     its ``--use_amp`` on a GPU with bf16); partbench runs at the same precision and, when ``amp``/``compile``
     ask for another configuration, also in that one. ``patch_size`` 0: the backbone's own."""
     from benchmark.factories import resolve_device
-    from benchmark.methods.pdiscoformer.train_step import ClassTargets, PDiscoObjective, adam, imagenet_normalize, param_groups
+    from benchmark.methods.training.class_targets import ClassTargets
+    from benchmark.methods.pdiscoformer.train_step import PDiscoObjective, adam, imagenet_normalize, param_groups
     from benchmark.methods.training import StepInfo
     from benchmark.methods.training.loop import step_generator
 
@@ -235,7 +237,7 @@ def bench_pdiscoformer(batch_size: int = 8, size: int = 518, num_parts: int = 8,
 
     # the same computation: eval mode (no Gumbel noise, no part dropout), one rigid transform, no augmentation
     net = copy.deepcopy(setup.initial).eval()
-    quiet = PDiscoObjective(replace(config, augment=False), ClassTargets(setup.labels), seed=0)
+    quiet = PDiscoObjective(replace(config, augment=False), ClassTargets(setup.labels, "pdiscoformer"), seed=0)
     angle, translate, scale = quiet.rigid_params(0, (size, size))
     with torch.no_grad():
         ours_total = quiet(net, batch, StepInfo(0, step_generator(dev, 0, 0, 0), step_generator(dev, 0, 0, "s")))[0]

@@ -165,21 +165,22 @@ class PDiscoFormer(TrainableMethod):
         return {"backbone": str(self.backbone_weights)}
 
     def training_record(self, data) -> dict[str, Any]:
-        from benchmark.methods.pdiscoformer.train_step import ClassTargets
+        from benchmark.methods.training.class_targets import ClassTargets
 
         config = self.config_for(getattr(data, "name", None))
         return {"config": config.to_dict(), "schedule": vars(schedule(config, len(data))), "amp": self.amp,
-                "classes": list(ClassTargets(data).index)}
+                "classes": list(ClassTargets(data, "pdiscoformer").index)}
 
     def trainer(self, data, *, out_dir, seed: int, device, keep_checkpoints: int = 0):
         from benchmark.core.seeding import derive_seed
-        from benchmark.methods.pdiscoformer.train_step import ClassTargets, PDiscoObjective, adam, param_groups
+        from benchmark.methods.training.class_targets import ClassTargets
+        from benchmark.methods.pdiscoformer.train_step import PDiscoObjective, adam, param_groups
         from benchmark.methods.training import Trainer, TrainConfig
         from benchmark.methods.training.distributed import local_device
 
         config = self.config_for(getattr(data, "name", None))
         plan = schedule(config, len(data))
-        targets = ClassTargets(data)
+        targets = ClassTargets(data, "pdiscoformer")
         device = local_device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, "pdiscoformer-init"))

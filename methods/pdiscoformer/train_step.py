@@ -7,8 +7,6 @@ the batch and without host synchronisations.
   class/register tokens and position embeddings with the backbone's 1-d parameters (x 1, no weight decay,
   always trained), the backbone's other parameters (x 1; frozen with ``freeze_backbone``, as are its 1-d ones).
 * :func:`adam` -- Adam (betas 0.9, 0.999) over those groups.
-* :class:`ClassTargets` -- ``batch.meta[i]["class_id"]`` as class indices (the dataset's ``class_ids()``
-  order); a dataset without class labels is refused in one line.
 * :func:`random_affine` -- the release's training augmentation (``RandomAffine(90, (0.2, 0.2), (0.8, 1.2))``),
   one draw per image from the step's generator, in one ``grid_sample`` (:mod:`.warp`).
 * :class:`PDiscoObjective` -- the network on the ImageNet-normalised (augmented) batch and on the batch under
@@ -19,16 +17,15 @@ the batch and without host synchronisations.
 
 from __future__ import annotations
 
-from typing import Any
 
 import functools
 
 import torch
 from torch import Tensor, nn
 
-from benchmark.core.errors import UserError
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Batch
+from benchmark.methods.training.class_targets import ClassTargets
 from benchmark.methods.backbones import IMAGENET_MEAN, IMAGENET_STD
 from benchmark.methods.pdiscoformer import losses as L
 from benchmark.methods.pdiscoformer.presets import PDiscoConfig
@@ -82,46 +79,6 @@ def _normalisation(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Te
 def imagenet_normalize(images: Tensor) -> Tensor:
     mean, std = _normalisation(images.device, images.dtype)
     return (images - mean) / std
-
-
-def labelled_datasets() -> list[str]:
-    """The registered datasets that declare class labels (override :meth:`Dataset.class_ids`)."""
-    from benchmark.core.dataset import Dataset
-    from benchmark.core.registry import DATASETS
-
-    return [name for name in DATASETS.names() if DATASETS.get(name).class_ids is not Dataset.class_ids]
-
-
-class ClassTargets:
-    """Maps ``meta["class_id"]`` to the classifier's indices (the order of ``data.class_ids()``)."""
-
-    def __init__(self, data: Any):
-        ids = data.class_ids()
-        name = getattr(data, "name", "this dataset")
-        if ids is None:
-            raise UserError(f"pdiscoformer trains with image-level class labels and dataset {name!r} has none; "
-                            f"train it on a dataset with class labels ({', '.join(labelled_datasets())}) or "
-                            f"evaluate a trained model with --checkpoint PATH")
-        if len(ids) < 2:
-            raise UserError(f"pdiscoformer trains a classifier and the training split of {name!r} has "
-                            f"{len(ids)} class; pass a split (or -o classes) with at least two")
-        self.dataset = name
-        self.index = {cid: i for i, cid in enumerate(ids)}
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.index)
-
-    def __call__(self, batch: Batch) -> Tensor:
-        try:
-            targets = [self.index[meta["class_id"]] for meta in batch.meta]
-        except KeyError as exc:
-            raise UserError(f"pdiscoformer: a training sample of {self.dataset!r} has class label {exc} outside "
-                            f"the dataset's class_ids(); the dataset's index is inconsistent") from None
-        ids = torch.tensor(targets, dtype=torch.long)
-        if batch.device.type == "cuda":
-            ids = ids.pin_memory()  # an asynchronous copy: the host does not wait for the stream
-        return ids.to(batch.device, non_blocking=True)
 
 
 def random_affine(images: Tensor, config: PDiscoConfig, generator: torch.Generator) -> Tensor:

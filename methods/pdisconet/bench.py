@@ -69,13 +69,14 @@ def make_step(batch_size: int, size: int, amp: str | None, compile_: bool, devic
               *, num_parts: int = 8, num_classes: int = 200, backbone: str | None = None) -> TrainStep:
     """partbench's step (``train-step -p method=pdisconet`` and the training-time estimate)."""
     from benchmark.methods.pdisconet.presets import PRESETS
-    from benchmark.methods.pdisconet.train_step import ClassTargets, PDiscoNetObjective
+    from benchmark.methods.training.class_targets import ClassTargets
+    from benchmark.methods.pdisconet.train_step import PDiscoNetObjective
 
     if preset not in PRESETS:
         raise UserError(f"unknown pdisconet preset {preset!r}; choose one of {', '.join(PRESETS)}")
     settings = PRESETS[preset]
     net = _network(backbone or settings.backbone, num_parts, num_classes, device)
-    objective = PDiscoNetObjective(ClassTargets(_classes(num_classes)), seed=0, augment=settings.augment)
+    objective = PDiscoNetObjective(ClassTargets(_classes(num_classes), "pdisconet"), seed=0, augment=settings.augment)
     return TrainStep(model=torch.compile(net) if compile_ else net, loss_fn=objective,
                      optimizer=_adam(net, settings.lr), clip_groups=[], clip_norm=None, lr=settings.lr,
                      horizon=10 ** 9, poly_power=0.0, batch=labelled_batch(batch_size, size, num_classes, device),
@@ -191,10 +192,11 @@ def _same_losses(net, batch, num_classes: int, device: torch.device) -> float:
     """The largest relative difference between the two steps' terms on the same images and transformation
     (eval mode: no dropout, batch-norm running statistics; no augmentation)."""
     from benchmark.methods.pdisconet import losses as L
-    from benchmark.methods.pdisconet.train_step import ClassTargets, PDiscoNetObjective
+    from benchmark.methods.training.class_targets import ClassTargets
+    from benchmark.methods.pdisconet.train_step import PDiscoNetObjective
     from benchmark.methods.training import StepInfo
 
-    objective = PDiscoNetObjective(ClassTargets(_classes(num_classes)), seed=0, augment=False)
+    objective = PDiscoNetObjective(ClassTargets(_classes(num_classes), "pdisconet"), seed=0, augment=False)
     angle, translate, scale = objective.rigid_params(0)
     net.eval()
     with torch.no_grad():

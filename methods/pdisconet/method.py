@@ -143,7 +143,8 @@ class PDiscoNet(TrainableMethod):
     def trainer(self, data, *, out_dir, seed: int, device, keep_checkpoints: int = 0):
         from benchmark.core.seeding import derive_seed
         from benchmark.methods.pdisconet.network import build_network, init_backbone
-        from benchmark.methods.pdisconet.train_step import ClassTargets, PDiscoNetObjective, param_groups
+        from benchmark.methods.training.class_targets import ClassTargets
+        from benchmark.methods.pdisconet.train_step import PDiscoNetObjective, param_groups
         from benchmark.methods.training import TrainConfig, Trainer
 
         import os
@@ -153,7 +154,7 @@ class PDiscoNet(TrainableMethod):
             raise UserError("pdisconet trains in one process (its step runs the network twice before the backward "
                             "pass, which DDP does not allow); run `benchmark train` without torchrun")
         s = self.settings(getattr(data, "name", None))
-        targets = ClassTargets(data)
+        targets = ClassTargets(data, "pdisconet")
         steps, lr_step_every = schedule_steps(s, len(data))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, "pdisconet-init"))

@@ -2,8 +2,6 @@
 batch; the only host work is drawing the step's rigid transformation from a CPU generator (no device sync).
 
 * :func:`param_groups` -- the release's three groups (:data:`~.presets.LR_FACTORS`).
-* :class:`ClassTargets` -- ``batch.meta[i]["class_id"]`` as class indices, in the order of the dataset's
-  ``class_ids()``; a dataset without class labels is refused in one line.
 * :func:`augment` -- the release's per-image training augmentation after the view's resize, crop and flip:
   ``ColorJitter(brightness=0.1)`` then ``RandomAffine(degrees=90, translate=(0.2, 0.2), scale=(0.8, 1.2))``
   (nearest, zero fill), one draw per image from the step's generator, in one ``grid_sample``.
@@ -14,14 +12,13 @@ batch; the only host work is drawing the step's rigid transformation from a CPU 
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from benchmark.core.errors import UserError
 from benchmark.core.seeding import derive_seed
 from benchmark.core.types import Batch
+from benchmark.methods.training.class_targets import ClassTargets
 from benchmark.methods.pdisconet import losses as L
 from benchmark.methods.pdisconet.presets import LR_FACTORS
 
@@ -39,35 +36,6 @@ def param_groups(model: nn.Module):
         groups[top if top in LR_FACTORS else "rest"].append(p)
     return [ParamGroup(name, params, lr_mult=LR_FACTORS.get(name, 1.0), weight_decay=0.0)
             for name, params in groups.items()]
-
-
-class ClassTargets:
-    """Maps ``meta["class_id"]`` to the classifier's indices (the order of ``data.class_ids()``)."""
-
-    def __init__(self, data: Any):
-        ids = data.class_ids()  # Dataset declares it (None: no class labels)
-        name = getattr(data, "name", "this dataset")
-        if ids is None:
-            raise UserError(f"pdisconet trains with image-level class labels and dataset {name!r} has none; train it "
-                            f"on a dataset with class labels (e.g. cub, partimagenet) or evaluate a trained model "
-                            f"with --checkpoint PATH")
-        if len(ids) < 2:
-            raise UserError(f"pdisconet trains a classifier and the training split of {name!r} has {len(ids)} "
-                            f"class; pass a split with at least two")
-        self.dataset = name
-        self.index = {cid: i for i, cid in enumerate(ids)}
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.index)
-
-    def __call__(self, batch: Batch) -> Tensor:
-        try:
-            targets = [self.index[meta["class_id"]] for meta in batch.meta]
-        except KeyError as exc:
-            raise UserError(f"pdisconet: a training sample of {self.dataset!r} has no class label in its "
-                            f"class_ids() ({exc}); the dataset's index is inconsistent") from None
-        return torch.tensor(targets, dtype=torch.long).to(batch.device, non_blocking=True)
 
 
 def augment(images: Tensor, generator: torch.Generator) -> Tensor:
