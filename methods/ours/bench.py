@@ -9,8 +9,6 @@ Random weights everywhere (no downloads); the losses are the ``paper`` preset's.
 
 from __future__ import annotations
 
-import statistics
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -19,6 +17,7 @@ import torch
 
 from benchmark.core.errors import UserError
 from benchmark.core.registry import register_bench
+from benchmark.methods.step_timing import time_steps
 
 
 def synthetic_batch(batch_size: int, size: int, device: torch.device):
@@ -30,11 +29,6 @@ def synthetic_batch(batch_size: int, size: int, device: torch.device):
     radius = 0.5 + 0.3 * torch.rand(batch_size, 1, 1, generator=g)
     masks = ((xx ** 2 + (yy / 0.8) ** 2)[None] < radius ** 2).float()  # an ellipse per image
     return Batch(images=images.to(device), ids=[str(i) for i in range(batch_size)], masks=masks.to(device))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -136,16 +130,7 @@ def _build_step(method: str, batch_size: int, size: int, amp: str | None, compil
 
 
 def _measure(step, device: torch.device, warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000.0
+    return time_steps(step, device, warmup, steps)[0]
 
 
 def _flops(step) -> int:

@@ -26,20 +26,14 @@ does not depend on their values); on CUDA the report gives each side's peak of a
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from benchmark.core.registry import register_bench
+from benchmark.methods.step_timing import time_steps
 from benchmark.methods.pdiscoformer.network import DEFAULT_BACKBONE
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # -- the release's step, read from its code -----------------------------------------------------------------
@@ -121,19 +115,6 @@ def release_step(net, optimizer, x, targets, config, amp):
 
 
 # -- the benchmark --------------------------------------------------------------------------------------------
-def _median_ms(fn, device, warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000.0
-
-
 def _precision(value) -> str | None:
     return None if str(value).lower() in ("", "none", "fp32", "float32") else str(value)
 
@@ -264,11 +245,10 @@ def bench_pdiscoformer(batch_size: int = 8, size: int = 518, num_parts: int = 8,
     for name, make in runs:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(dev)
+            torch.cuda.empty_cache()  # the previous run's cached blocks do not count for this one
         step = make()
-        ms = _median_ms(step, dev, int(warmup), int(steps))
-        peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+        ms, peak = time_steps(step, dev, int(warmup), int(steps))
+        peak = peak / 2**20 if peak is not None else None
         rows.append((name, ms, peak))
         del step
     where = f"{torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else f"{torch.get_num_threads()} threads"

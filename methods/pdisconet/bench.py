@@ -21,8 +21,6 @@ same images and transformation in eval mode (equal up to float rounding).
 
 from __future__ import annotations
 
-import statistics
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -31,6 +29,7 @@ import torch.nn.functional as F
 
 from benchmark.core.errors import UserError
 from benchmark.core.registry import register_bench
+from benchmark.methods.step_timing import time_steps
 from benchmark.methods.ours.bench import STEP_BUILDERS, TrainStep
 
 
@@ -166,27 +165,6 @@ class ReleaseStep:
 
 
 # -- measuring -----------------------------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(step, device: torch.device, warmup: int, steps: int) -> tuple[float, int | None]:
-    """(median ms per step, peak device bytes over the timed steps; ``None`` on the CPU)."""
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return statistics.median(times) * 1000.0, peak
-
 
 def _same_losses(net, batch, num_classes: int, device: torch.device) -> float:
     """The largest relative difference between the two steps' terms on the same images and transformation
@@ -236,13 +214,13 @@ def bench_pdisconet(batch_size: int = 16, size: int = 448, num_parts: int = 8, c
 
     release_net = _network(backbone, num_parts, classes, dev)
     check = _same_losses(release_net, batch, classes, dev)
-    release_ms, release_peak = _timed(ReleaseStep(release_net, batch.images, labels, 1e-4, dev), dev, warmup, steps)
+    release_ms, release_peak = time_steps(ReleaseStep(release_net, batch.images, labels, 1e-4, dev), dev, warmup, steps)
     del release_net
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     ours = make_step(batch_size, size, None, False, dev, "paper", num_parts=num_parts, num_classes=classes,
                      backbone=backbone)
-    ours_ms, ours_peak = _timed(ours, dev, warmup, steps)
+    ours_ms, ours_peak = time_steps(ours, dev, warmup, steps)
 
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
     ratio = release_ms / ours_ms
