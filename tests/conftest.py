@@ -1,6 +1,7 @@
 """Shared test configuration: small thread counts (2-core CI), headless matplotlib, no network."""
 
 import os
+import shutil
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -12,10 +13,24 @@ import torch  # noqa: E402
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """Module and session fixtures run before any test's own cache exists: they get a cache of the session's,
+    so that nothing a test run does lands in the user's ~/.cache/partbench."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PARTBENCH_CACHE", str(tmp_path_factory.mktemp("session-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Never touch the user's ~/.cache/partbench from tests."""
-    monkeypatch.setenv("PARTBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    """A cache of the test's own, removed when the test ends: features and checkpoints of several hundred MB
+    would otherwise pile up over the session (the suite once filled a CI disk that way)."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("PARTBENCH_CACHE", str(folder))
+    yield
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
