@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmark.benches import bench_modules
 from benchmark.core.registry import BENCHES
@@ -51,3 +52,45 @@ def test_kmeans_bench_without_faiss_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError
     with pytest.raises(UserError, match="kmeans benchmark needs faiss"):
         BENCHES.get("kmeans")(images=2)
+
+
+def test_the_cpu_step_peak_is_the_most_a_step_holds_beyond_its_start(capfd):
+    """Known answer: 4 MiB + 4 MiB held together, the first freed, then 16 MiB beside the second: 20 MiB at the
+    peak. A tensor that exists before the step does not count, and the profiler prints nothing."""
+    from benchmark.methods.step_timing import cpu_step_peak, time_steps
+
+    held = torch.ones(4096, 4096)  # 64 MiB allocated before the step: not part of its peak
+
+    def step():
+        a = torch.ones(1024, 1024)
+        b = a * 2
+        del a
+        c = torch.ones(2048, 2048)
+        return float(b.sum() + c.sum() + held[0, 0])
+
+    mib = 2**20  # plus the few bytes of the scalar sums
+    assert 20 * mib <= cpu_step_peak(step) < 20 * mib + 1024
+    ms, peak = time_steps(step, torch.device("cpu"), warmup=1, steps=2)
+    assert ms > 0 and 20 * mib <= peak < 20 * mib + 1024
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_the_cpu_step_peak_sees_frees_of_the_previous_step():
+    """A training-like step: last step's 8 MiB "gradient" is freed (-8), then a 4 MiB temporary, an 8 MiB
+    tensor of ones and their 8 MiB product are held together (+20): 12 MiB beyond the start at the peak, the
+    same on every call and after other profiled steps (an unseen free would read 20)."""
+    from benchmark.methods.step_timing import cpu_step_peak
+
+    state = {"grad": torch.ones(2048, 1024)}
+
+    def step():
+        state["grad"] = None
+        temporary = torch.ones(1024, 1024)
+        state["grad"] = torch.ones(2048, 1024) * temporary[0, 0]
+        del temporary
+
+    step()
+    mib = 2**20
+    peaks = [cpu_step_peak(step) for _ in range(3)]
+    assert all(12 * mib <= peak < 12 * mib + 1024 for peak in peaks), [p / mib for p in peaks]

@@ -365,9 +365,27 @@ def test_bench_compares_with_the_release_step_on_the_same_losses(one_torch_threa
     from benchmark.core.registry import BENCHES
 
     report = BENCHES.get("pdisconet")(batch_size=2, size=112, backbone="resnet18", num_parts=3, classes=4, steps=1,
-                                      warmup=0, device="cpu")
+                                      warmup=0, device="cpu", amp="bf16")
     assert "release's way" in report and "speed-up vs the release's way: x" in report, report
+    rows = [line.split()[:2] for line in report.splitlines() if "ms/step" in line]
+    assert rows == [["release's", "way,"], ["partbench,", "float32"], ["partbench,", "bf16"]], report
+    peaks = [float(line.split("peak")[1].split("MiB")[0].replace(",", "")) for line in report.splitlines()
+             if "ms/step" in line]
+    assert all(peak > 0 for peak in peaks), report  # the CPU step peak is measured, not left out
     check = float(report.rsplit("differ by at most ", 1)[1].split()[0])
     assert check < 1e-4, report
     with pytest.raises(UserError, match="size 64 gives maps under 7x7"):
         BENCHES.get("pdisconet")(size=64, device="cpu")
+    with pytest.raises(UserError, match="amp must be bf16 or none"):
+        BENCHES.get("pdisconet")(amp="fp16", device="cpu")
+
+
+def test_bf16_training_is_a_named_setting_of_the_run():
+    data = labelled_synthetic(num_train=4, image_size=32)
+    cls = METHODS.get("pdisconet")
+    plain, fast = cls(num_parts=2, preset="tiny"), cls(num_parts=2, preset="tiny", amp="bf16")
+    assert "amp" not in plain.training_record(data) and fast.training_record(data)["amp"] == "bf16"
+    assert fast.trainer(data, out_dir=None, seed=0, device="cpu").config.amp == "bf16"
+    assert plain.trainer(data, out_dir=None, seed=0, device="cpu").config.amp is None
+    with pytest.raises(UserError, match="pdisconet --amp must be bf16"):
+        cls(num_parts=2, preset="tiny", amp="fp16").check_params()

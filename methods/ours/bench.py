@@ -130,7 +130,7 @@ def _build_step(method: str, batch_size: int, size: int, amp: str | None, compil
 
 
 def _measure(step, device: torch.device, warmup: int, steps: int) -> float:
-    return time_steps(step, device, warmup, steps)[0]
+    return time_steps(step, device, warmup, steps, cpu_peak=False)[0]
 
 
 def _flops(step) -> int:

@@ -14,8 +14,9 @@ release's three groups):
   the accuracy and the five running losses read back to the host, and ``torch.cuda.empty_cache()`` after the
   update. Its augmentation runs in the release's DataLoader workers, outside the step, so it is not timed.
 
-The report gives the median milliseconds per step (device-synchronised, after warm-up), the peak device
-memory of each (CUDA; on the CPU the allocator keeps no peak) and, as a check, the two steps' losses on the
+The report gives the median milliseconds per step (device-synchronised, after warm-up), the peak memory of
+each (:func:`~benchmark.methods.step_timing.time_steps`: CUDA's allocator peak, or on the CPU what a profiled
+step holds beyond its start) and, as a check, the two steps' losses on the
 same images and transformation in eval mode (equal up to float rounding).
 """
 
@@ -186,18 +187,20 @@ def _same_losses(net, batch, num_classes: int, device: torch.device) -> float:
     return max(abs(float(ours[k]) - float(theirs[k])) / max(abs(float(theirs[k])), 1e-12) for k in ours)
 
 
-def _mib(value: int | None) -> str:
-    return "n/a (CPU)" if value is None else f"{value / 2 ** 20:,.0f} MiB"
+def _mib(value: int) -> str:
+    return f"{value / 2 ** 20:,.0f} MiB"
 
 
 @register_bench("pdisconet")
 def bench_pdisconet(batch_size: int = 16, size: int = 448, num_parts: int = 8, classes: int = 200,
-                    backbone: str = "resnet101", steps: int = 10, warmup: int = 3, device: str = "auto",
-                    quick: bool = False) -> str:
+                    backbone: str = "resnet101", amp: str = "none", compile: bool = False, steps: int = 10,
+                    warmup: int = 3, device: str = "auto", quick: bool = False) -> str:
     """PDiscoNet training step (ms, peak memory) of partbench vs the release's way, same weights, same run.
 
     Paper sizes by default (CUB: batch 16 of 448 px, ResNet-101, K = 8, 200 classes); ``quick=true`` runs
-    CPU-sized steps (batch 2 of 112 px on a ResNet-18, 2 steps after 1 warm-up)."""
+    CPU-sized steps (batch 2 of 112 px on a ResNet-18, 2 steps after 1 warm-up). Both steps run in float32,
+    the release's precision; ``amp=bf16`` and/or ``compile=true`` add a row of partbench's step in that
+    configuration (``benchmark train -m pdisconet -p amp=bf16`` trains so)."""
     from benchmark.factories import resolve_device
     from benchmark.methods.pdisconet.network import check_backbone
 
@@ -205,6 +208,11 @@ def bench_pdisconet(batch_size: int = 16, size: int = 448, num_parts: int = 8, c
     if str(quick).lower() in ("1", "true", "yes"):
         batch_size, size, backbone, steps, warmup = 2, 112, "resnet18", 2, 1
     batch_size, size, num_parts, classes = int(batch_size), int(size), int(num_parts), int(classes)
+    steps, warmup = int(steps), int(warmup)
+    precision = None if str(amp).lower() in ("", "none", "fp32", "float32") else str(amp).lower()
+    if precision not in (None, "bf16"):
+        raise UserError(f"bench pdisconet: amp must be bf16 or none, got {amp!r}")
+    compile_ = str(compile).lower() in ("1", "true", "yes")
     check_backbone(backbone)
     if size < 112:
         raise UserError(f"bench pdisconet: size {size} gives maps under 7x7, too small for the presence loss; "
@@ -214,22 +222,33 @@ def bench_pdisconet(batch_size: int = 16, size: int = 448, num_parts: int = 8, c
 
     release_net = _network(backbone, num_parts, classes, dev)
     check = _same_losses(release_net, batch, classes, dev)
-    release_ms, release_peak = time_steps(ReleaseStep(release_net, batch.images, labels, 1e-4, dev), dev, warmup, steps)
+    rows = [("release's way, float32",
+             *time_steps(ReleaseStep(release_net, batch.images, labels, 1e-4, dev), dev, warmup, steps))]
     del release_net
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-    ours = make_step(batch_size, size, None, False, dev, "paper", num_parts=num_parts, num_classes=classes,
-                     backbone=backbone)
-    ours_ms, ours_peak = time_steps(ours, dev, warmup, steps)
+    configurations = [(None, False)] + ([(precision, compile_)] if (precision, compile_) != (None, False) else [])
+    for run_precision, run_compile in configurations:
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()  # the previous run's cached blocks do not count for this one
+        ours = make_step(batch_size, size, run_precision, run_compile, dev, "paper", num_parts=num_parts,
+                         num_classes=classes, backbone=backbone)
+        name = f"partbench, {run_precision or 'float32'}{' compiled' if run_compile else ''}"
+        rows.append((name, *time_steps(ours, dev, warmup, steps)))
+        del ours
 
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
-    ratio = release_ms / ours_ms
-    memory = "" if ours_peak is None else f", peak memory x{ours_peak / release_peak:.2f} of the release's"
-    return "\n".join([
-        f"pdisconet train step: {backbone}, K = {num_parts}, {classes} classes, batch {batch_size} x {size}x{size}, "
-        f"device {dev} ({where}); median of {steps} synchronised steps after {warmup} warm-up",
-        f"  release's way  {release_ms:9.1f} ms/step   peak {_mib(release_peak)}",
-        f"  partbench      {ours_ms:9.1f} ms/step   peak {_mib(ours_peak)}",
-        f"  speed-up vs the release's way: x{ratio:.2f} steps per second{memory}",
-        f"  check: the two steps' loss terms on the same images and transformation differ by at most "
-        f"{check:.1e} (relative)"])
+    memory = ("the allocator's peak over the timed steps" if dev.type == "cuda" else
+              "what one more (profiled, untimed) step holds at its peak beyond its start")
+    lines = [f"pdisconet train step: {backbone}, K = {num_parts}, {classes} classes, batch {batch_size} x "
+             f"{size}x{size}, device {dev} ({where}); median of {steps} synchronised steps after {warmup} warm-up",
+             f"memory: {memory}"]
+    width = max(len(r[0]) for r in rows)
+    release_ms, release_peak = rows[0][1], rows[0][2]
+    for name, ms, peak in rows:
+        lines.append(f"  {name:<{width}} {ms:9.1f} ms/step   peak {_mib(peak):>9}   x{release_ms / ms:.2f} steps/s, "
+                     f"memory x{peak / release_peak:.2f}")
+    best = min(rows[1:], key=lambda r: r[1])
+    lines += [f"  speed-up vs the release's way: x{release_ms / best[1]:.2f} steps per second ({best[0]}), "
+              f"peak memory x{best[2] / release_peak:.2f} of the release's",
+              f"  check: the two steps' loss terms on the same images and transformation differ by at most "
+              f"{check:.1e} (relative)"]
+    return "\n".join(lines)

@@ -58,7 +58,7 @@ class PDiscoNet(TrainableMethod):
                  backbone: str | None = None, weights: str | None = None, batch_size: int | None = None,
                  epochs: int | None = None, steps: int | None = None, lr: float | None = None,
                  lr_step_epochs: int | None = None, lr_gamma: float | None = None, part_dropout: float | None = None,
-                 augment: bool | None = None, checkpoint_every: int | None = None):
+                 augment: bool | None = None, checkpoint_every: int | None = None, amp: str | None = None):
         self.num_parts = num_parts
         self.preset = preset
         self.checkpoint = checkpoint
@@ -74,6 +74,8 @@ class PDiscoNet(TrainableMethod):
         self.part_dropout = part_dropout
         self.augment = augment
         self.checkpoint_every = checkpoint_every
+        # partbench's speed configuration, not the release's (float32): bf16 autocast of the step
+        self.amp = amp
 
     # -- description -----------------------------------------------------------------------------------
     @classmethod
@@ -129,13 +131,18 @@ class PDiscoNet(TrainableMethod):
         if not isinstance(self.num_parts, int) or self.num_parts < 1:
             raise UserError(f"pdisconet needs a positive number of parts, got {self.num_parts!r}")
         check_backbone(self.settings().backbone)
+        if self.amp not in (None, "bf16"):
+            raise UserError(f"pdisconet --amp must be bf16 (or absent for float32), got {self.amp!r}")
 
     def weight_sources(self) -> dict[str, str]:
         return {"backbone": self.settings().weights}
 
     def training_record(self, data) -> dict[str, Any]:
-        return {"settings": dataclasses.asdict(self.settings(getattr(data, "name", None))),
-                "num_parts": self.num_parts}
+        record = {"settings": dataclasses.asdict(self.settings(getattr(data, "name", None))),
+                  "num_parts": self.num_parts}
+        if self.amp is not None:  # float32 runs keep the record (and cache key) they had before amp existed
+            record["amp"] = self.amp
+        return record
 
     def load_network(self, path: str | Path) -> nn.Module:
         return ckpt.load_network(path, num_parts=int(self.num_parts))
@@ -163,7 +170,7 @@ class PDiscoNet(TrainableMethod):
         config = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.lr, weight_decay=0.0, lr_step_every=lr_step_every,
                              lr_step_gamma=s.lr_gamma, clip_grad_norm=None, checkpoint_every=s.checkpoint_every,
                              keep_checkpoints=keep_checkpoints, num_workers=self.context.num_workers,
-                             image_size=s.image_size,
+                             image_size=s.image_size, amp=self.amp,
                              extra={"method": "pdisconet", "settings": dataclasses.asdict(s),
                                     "num_parts": int(self.num_parts), "classes": [str(c) for c in targets.index]})
         self.net_ = net
