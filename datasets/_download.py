@@ -211,7 +211,9 @@ def extract(archive_path: Path, dest: Path, *, log: Callable[[str], None] = lamb
     except OSError as exc:  # our side (a full disk, permissions): the archive itself may be fine
         raise UserError(f"cannot extract {archive_path} into {dest} ({exc.strerror or exc}); free space or fix "
                         "the permissions and run again") from None
-    marker.write_text("ok\n", encoding="utf-8")
+    from benchmark.core.atomic import atomic_write_text
+
+    atomic_write_text(marker, "ok\n")  # a marker torn by a kill must not pass for a finished extraction
 
 
 def _discard(path: Path) -> None:

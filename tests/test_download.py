@@ -176,3 +176,23 @@ def test_fetch_and_cli(server, tmp_path):
                                       "--url", f"images={server.url}/good.tgz", "--url", f"segmentations={server.url}/segs.tgz"])
     assert result.exit_code == 2 and "expected 97eceeb196236b17998738112f37df78" in result.output
     assert not (tmp_path / "d").exists()  # a failed download leaves no new --out folder
+
+
+def test_the_extraction_marker_is_written_atomically(tmp_path, monkeypatch):
+    """A kill while the marker is written leaves no marker (a torn one would skip the extraction next time)."""
+    import benchmark.core.atomic as atomic
+
+    path = tmp_path / "good.tgz"
+    path.write_bytes(GOOD)
+    real = atomic.os.replace
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        extract(path, tmp_path / "out")
+    assert not list((tmp_path / "out").glob(".partbench-extracted-*"))
+    monkeypatch.setattr(atomic.os, "replace", real)
+    extract(path, tmp_path / "out")
+    assert (tmp_path / "out" / ".partbench-extracted-good.tgz").read_text() == "ok\n"
