@@ -365,10 +365,11 @@ def test_bench_compares_with_the_release_step_on_the_same_losses(one_torch_threa
     from benchmark.core.registry import BENCHES
 
     report = BENCHES.get("pdisconet")(batch_size=2, size=112, backbone="resnet18", num_parts=3, classes=4, steps=1,
-                                      warmup=0, device="cpu", amp="bf16")
+                                      warmup=0, device="cpu", amp="bf16", channels_last=True)
     assert "release's way" in report and "speed-up vs the release's way: x" in report, report
     rows = [line.split()[:2] for line in report.splitlines() if "ms/step" in line]
-    assert rows == [["release's", "way,"], ["partbench,", "float32"], ["partbench,", "bf16"]], report
+    assert [row[:2] for row in rows] == [["release's", "way,"], ["partbench,", "float32"], ["partbench,", "bf16"]]
+    assert "bf16 channels-last" in report, report
     peaks = [float(line.split("peak")[1].split("MiB")[0].replace(",", "")) for line in report.splitlines()
              if "ms/step" in line]
     assert all(peak > 0 for peak in peaks), report  # the CPU step peak is measured, not left out
@@ -387,5 +388,9 @@ def test_bf16_training_is_a_named_setting_of_the_run():
     assert "amp" not in plain.training_record(data) and fast.training_record(data)["amp"] == "bf16"
     assert fast.trainer(data, out_dir=None, seed=0, device="cpu").config.amp == "bf16"
     assert plain.trainer(data, out_dir=None, seed=0, device="cpu").config.amp is None
+    layout = cls(num_parts=2, preset="tiny", channels_last=True)
+    assert layout.training_record(data)["channels_last"] is True and "channels_last" not in plain.training_record(data)
+    net = layout.trainer(data, out_dir=None, seed=0, device="cpu").model
+    assert net.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
     with pytest.raises(UserError, match="pdisconet --amp must be bf16"):
         cls(num_parts=2, preset="tiny", amp="fp16").check_params()

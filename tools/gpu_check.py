@@ -78,7 +78,9 @@ ROWS: tuple[BenchRow, ...] = (
              dict(batch_size=2, size=32, backbone="test_vit", patch_size=8, num_parts=2, classes=3, steps=1, warmup=0,
                   device="cpu")),
     BenchRow("pdisconet", "pdisconet train step, CUB paper sizes (ResNet-101, batch 16 x 448 px, K = 8): partbench "
-             "vs the release's way, ms and peak memory", dict(device="cuda"), 150, dict(quick=True, device="cpu")),
+             "(float32; bf16 + channels-last) vs the release's way, ms and peak memory",
+             dict(device="cuda", amp="bf16", channels_last=True), 150,
+             dict(quick=True, device="cpu", amp="bf16", channels_last=True)),
     BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 + torch.compile",
              dict(method="ours", amp="bf16", compile=True, device="cuda", **PAPER), 150, None, COMPILE_ON_CPU),
     BenchRow("train-step", "scops, batch 6 x 256 px: float32 eager vs bf16 + torch.compile",

@@ -263,7 +263,7 @@ def bench_pdiscoformer(batch_size: int = 8, size: int = 518, num_parts: int = 8,
     width = max(len(r[0]) for r in rows)
     ms_ref, peak_ref = rows[0][1], rows[0][2]
     for name, ms, peak in rows:
-        memory = f"   {'peak allocated' if dev.type == 'cuda' else 'step peak'} {peak:8.0f} MB"
+        memory = f"   {'peak allocated' if dev.type == 'cuda' else 'step peak'} {peak:8.0f} MiB"
         versus = f"   x{ms_ref / ms:.2f} steps/s" + (f", memory x{peak / peak_ref:.2f}" if peak_ref else "")
         lines.append(f"  {name:<{width}} {ms:9.2f} ms/step   {1000.0 / ms:7.2f} steps/s{memory}{versus}")
     best = min(rows[1:], key=lambda r: r[1])

@@ -66,7 +66,8 @@ def _adam(net, lr: float):
 
 
 def make_step(batch_size: int, size: int, amp: str | None, compile_: bool, device: torch.device, preset: str,
-              *, num_parts: int = 8, num_classes: int = 200, backbone: str | None = None) -> TrainStep:
+              *, num_parts: int = 8, num_classes: int = 200, backbone: str | None = None,
+              channels_last: bool = False) -> TrainStep:
     """partbench's step (``train-step -p method=pdisconet`` and the training-time estimate)."""
     from benchmark.methods.pdisconet.presets import PRESETS
     from benchmark.methods.training.class_targets import ClassTargets
@@ -76,6 +77,8 @@ def make_step(batch_size: int, size: int, amp: str | None, compile_: bool, devic
         raise UserError(f"unknown pdisconet preset {preset!r}; choose one of {', '.join(PRESETS)}")
     settings = PRESETS[preset]
     net = _network(backbone or settings.backbone, num_parts, num_classes, device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
     objective = PDiscoNetObjective(ClassTargets(_classes(num_classes), "pdisconet"), seed=0, augment=settings.augment)
     return TrainStep(model=torch.compile(net) if compile_ else net, loss_fn=objective,
                      optimizer=_adam(net, settings.lr), clip_groups=[], clip_norm=None, lr=settings.lr,
@@ -193,14 +196,16 @@ def _mib(value: int) -> str:
 
 @register_bench("pdisconet")
 def bench_pdisconet(batch_size: int = 16, size: int = 448, num_parts: int = 8, classes: int = 200,
-                    backbone: str = "resnet101", amp: str = "none", compile: bool = False, steps: int = 10,
-                    warmup: int = 3, device: str = "auto", quick: bool = False) -> str:
+                    backbone: str = "resnet101", amp: str = "none", compile: bool = False,
+                    channels_last: bool = False, steps: int = 10, warmup: int = 3, device: str = "auto",
+                    quick: bool = False) -> str:
     """PDiscoNet training step (ms, peak memory) of partbench vs the release's way, same weights, same run.
 
     Paper sizes by default (CUB: batch 16 of 448 px, ResNet-101, K = 8, 200 classes); ``quick=true`` runs
     CPU-sized steps (batch 2 of 112 px on a ResNet-18, 2 steps after 1 warm-up). Both steps run in float32,
-    the release's precision; ``amp=bf16`` and/or ``compile=true`` add a row of partbench's step in that
-    configuration (``benchmark train -m pdisconet -p amp=bf16`` trains so)."""
+    the release's precision; ``amp=bf16``, ``channels_last=true`` and/or ``compile=true`` add a row of
+    partbench's step in that configuration (``benchmark train -m pdisconet -p amp=bf16 -p channels_last=true``
+    trains so)."""
     from benchmark.factories import resolve_device
     from benchmark.methods.pdisconet.network import check_backbone
 
@@ -213,6 +218,7 @@ def bench_pdisconet(batch_size: int = 16, size: int = 448, num_parts: int = 8, c
     if precision not in (None, "bf16"):
         raise UserError(f"bench pdisconet: amp must be bf16 or none, got {amp!r}")
     compile_ = str(compile).lower() in ("1", "true", "yes")
+    nhwc = str(channels_last).lower() in ("1", "true", "yes")
     check_backbone(backbone)
     if size < 112:
         raise UserError(f"bench pdisconet: size {size} gives maps under 7x7, too small for the presence loss; "
@@ -225,13 +231,15 @@ def bench_pdisconet(batch_size: int = 16, size: int = 448, num_parts: int = 8, c
     rows = [("release's way, float32",
              *time_steps(ReleaseStep(release_net, batch.images, labels, 1e-4, dev), dev, warmup, steps))]
     del release_net
-    configurations = [(None, False)] + ([(precision, compile_)] if (precision, compile_) != (None, False) else [])
-    for run_precision, run_compile in configurations:
+    asked = (precision, compile_, nhwc)
+    configurations = [(None, False, False)] + ([asked] if asked != (None, False, False) else [])
+    for run_precision, run_compile, run_nhwc in configurations:
         if dev.type == "cuda":
             torch.cuda.empty_cache()  # the previous run's cached blocks do not count for this one
         ours = make_step(batch_size, size, run_precision, run_compile, dev, "paper", num_parts=num_parts,
-                         num_classes=classes, backbone=backbone)
-        name = f"partbench, {run_precision or 'float32'}{' compiled' if run_compile else ''}"
+                         num_classes=classes, backbone=backbone, channels_last=run_nhwc)
+        name = (f"partbench, {run_precision or 'float32'}{' channels-last' if run_nhwc else ''}"
+                f"{' compiled' if run_compile else ''}")
         rows.append((name, *time_steps(ours, dev, warmup, steps)))
         del ours
 

@@ -58,7 +58,8 @@ class PDiscoNet(TrainableMethod):
                  backbone: str | None = None, weights: str | None = None, batch_size: int | None = None,
                  epochs: int | None = None, steps: int | None = None, lr: float | None = None,
                  lr_step_epochs: int | None = None, lr_gamma: float | None = None, part_dropout: float | None = None,
-                 augment: bool | None = None, checkpoint_every: int | None = None, amp: str | None = None):
+                 augment: bool | None = None, checkpoint_every: int | None = None, amp: str | None = None,
+                 channels_last: bool = False):
         self.num_parts = num_parts
         self.preset = preset
         self.checkpoint = checkpoint
@@ -74,8 +75,10 @@ class PDiscoNet(TrainableMethod):
         self.part_dropout = part_dropout
         self.augment = augment
         self.checkpoint_every = checkpoint_every
-        # partbench's speed configuration, not the release's (float32): bf16 autocast of the step
+        # partbench's speed configuration, not the release's (float32, NCHW): bf16 autocast of the step, and
+        # the ResNet's weights in channels-last layout (what oneDNN's and cuDNN's fastest convolutions take)
         self.amp = amp
+        self.channels_last = channels_last
 
     # -- description -----------------------------------------------------------------------------------
     @classmethod
@@ -140,8 +143,11 @@ class PDiscoNet(TrainableMethod):
     def training_record(self, data) -> dict[str, Any]:
         record = {"settings": dataclasses.asdict(self.settings(getattr(data, "name", None))),
                   "num_parts": self.num_parts}
-        if self.amp is not None:  # float32 runs keep the record (and cache key) they had before amp existed
+        # runs without them keep the record (and cache key) they had before these settings existed
+        if self.amp is not None:
             record["amp"] = self.amp
+        if self.channels_last:
+            record["channels_last"] = True
         return record
 
     def load_network(self, path: str | Path) -> nn.Module:
@@ -167,6 +173,8 @@ class PDiscoNet(TrainableMethod):
             torch.manual_seed(derive_seed(seed, "pdisconet-init"))
             net = build_network(s.backbone, int(self.num_parts), targets.num_classes, part_dropout=s.part_dropout)
         init_backbone(net, s.backbone, s.weights)
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)  # the convolutions then run (and return) NHWC
         config = TrainConfig(steps=steps, batch_size=s.batch_size, lr=s.lr, weight_decay=0.0, lr_step_every=lr_step_every,
                              lr_step_gamma=s.lr_gamma, clip_grad_norm=None, checkpoint_every=s.checkpoint_every,
                              keep_checkpoints=keep_checkpoints, num_workers=self.context.num_workers,
