@@ -264,7 +264,25 @@ def _predictions(method: Method, data: Dataset, *, device: str, batch_size: int,
             maps = method.predict(batch)
         if len(maps) != len(batch):
             raise RuntimeError(f"method {method.name!r} returned {len(maps)} maps for {len(batch)} images")
+        _require_finite(method, data, batch, maps)
         yield batch, maps
+
+
+def _require_finite(method: Method, data: Dataset, batch: Batch, maps: PartMaps) -> None:
+    """NaN or infinite part scores are refused: an argmax over them still gives labels, and with them
+    numbers that mean nothing (a diverged training or a damaged checkpoint is the usual cause). One host
+    read per batch, beside the metrics' own."""
+    finite = torch.isfinite(maps.scores).flatten(1).all(dim=1)
+    if bool(finite.all()):
+        return
+    skipped = set(method.skipped_ids or ())  # their rows are NaN by contract and dropped before scoring
+    bad = [sample_id for sample_id, ok in zip(batch.ids, finite.tolist()) if not ok and sample_id not in skipped]
+    if not bad:
+        return
+    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    raise UserError(f"method {method.name!r} predicted NaN or infinite part scores for {shown} ({data.name}, "
+                    f"split {data.split!r}, view {data.view!r}); nothing is scored from them: check the model "
+                    "(a training that diverged, a damaged or mismatched checkpoint)")
 
 
 def evaluation_views(first: Dataset, metrics: Sequence[Metric]) -> dict[str, list[str]]:

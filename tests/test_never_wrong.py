@@ -77,6 +77,31 @@ def test_run_over_zero_images_is_an_error_naming_the_view(tmp_path):
     assert not out.exists()  # a failed run leaves no (empty) output folder
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_part_scores_are_refused_not_scored(tmp_path, monkeypatch, bad):
+    """NaN (a diverged training, a damaged checkpoint) used to go through the argmax into FG-NMI/NMI numbers."""
+    import dataclasses
+
+    from benchmark.core.registry import METHODS
+
+    cls = METHODS.get("random")
+    predict = cls.predict
+
+    def broken(self, batch):
+        maps = predict(self, batch)
+        scores = maps.scores.clone()
+        scores[1, 0, 0, 0] = bad  # one value of the second image
+        return dataclasses.replace(maps, scores=scores)
+
+    monkeypatch.setattr(cls, "predict", broken)
+    out = tmp_path / "runs"
+    result = invoke("run", "-m", "random", "-d", "synthetic", *TINY, "--metric", "fg_nmi", "--metric", "nmi",
+                    "--out", out, "-q")
+    one_error_line(result, "method 'random' predicted NaN or infinite part scores for test/000001 ", "view 'fg'",
+                   "check the model")
+    assert not out.exists()
+
+
 def test_batch_size_minus_one_is_refused_at_the_cli_edge(tmp_path):
     result = invoke("run", "-m", "random", "-d", "synthetic", "--eval-batch-size", "-1", "--metric", "fg_nmi",
                     "--out", tmp_path / "r")
