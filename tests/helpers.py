@@ -1,4 +1,4 @@
-"""Test helpers: a perfect predictor and small dataset settings shared by several test files."""
+"""Test helpers: a perfect predictor, small dataset settings and CLI assertions shared by several test files."""
 
 from __future__ import annotations
 
@@ -35,3 +35,24 @@ def sklearn_fg_nmi(method, data) -> float:
         truth.append(batch.part_labels[fg].numpy())
         predicted.append(labels[fg].numpy())
     return normalized_mutual_info_score(np.concatenate(truth), np.concatenate(predicted))
+
+
+def invoke(*args):
+    """The ``benchmark`` CLI in-process on ``args`` (each made a string); exceptions become the exit code."""
+    from click.testing import CliRunner
+
+    from benchmark.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_error_line(result, *fragments):
+    """Assert the contract for bad input: exit 2, no traceback, one ``error:`` line (besides warnings) that
+    holds every fragment; return that line."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

@@ -19,26 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from benchmark.cli import cli
 from benchmark.core.errors import EmptyEvaluationError, UserError
+from helpers import invoke, one_error_line
 
 TINY = ["-o", "num_train=8", "-o", "num_test=8", "-o", "image_size=32"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_error_line(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.strip().splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 # -- 1. zero items / fewer items than labels ---------------------------------------------------------

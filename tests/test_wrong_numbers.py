@@ -8,24 +8,9 @@ into a folder holding an older export; degenerate saved probability maps; CUB/PA
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
-from benchmark.cli import cli
 from benchmark.results import RESULT_COLUMNS, read_rows, write_rows
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_error_line(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.strip().splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
+from helpers import invoke, one_error_line
 
 
 # -- report ---------------------------------------------------------------------------------------------
