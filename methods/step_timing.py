@@ -23,6 +23,11 @@ from typing import Callable
 import torch
 
 
+#: batch x height x width up to which a method times a step of its configuration for the training-time estimate
+#: (the ``tiny`` presets); one step at paper sizes would itself take minutes on a CPU.
+CHEAP_STEP_PIXELS = 8 * 128 * 128
+
+
 def sync(device: torch.device) -> None:
     """Wait for the device's queued work (nothing to wait for on the CPU)."""
     if device.type == "cuda":

@@ -235,6 +235,8 @@ def test_a_method_that_would_train_on_the_cpu_is_refused_by_every_command(comman
     # The estimate measures a training step (seconds); its text is what matters here.
     monkeypatch.setattr(METHODS.get("ours"), "training_estimate",
                         classmethod(lambda cls, params, where: "about 65 days"), raising=False)
+    monkeypatch.setattr(METHODS.get("ours"), "training_seconds",
+                        classmethod(lambda cls, params, where: 65 * 86400.0), raising=False)
     monkeypatch.chdir(tmp_path)
     args = [command, "-m", "ours", "-d", "synthetic", "-p", "preset=tiny", "-p", "steps=1", "-p", "init=random",
             "-p", "vgg_weights=random", *TINY, "--device", "cpu", "--out", "OUT", "-q"]
@@ -255,3 +257,28 @@ def test_declared_parameter_ranges_name_real_parameters():
         for name, cls in registry.items():
             parameters = set(inspect.signature(cls.__init__).parameters)
             assert set(cls.param_ranges) <= parameters, (name, set(cls.param_ranges) - parameters)
+
+
+@pytest.mark.parametrize("seconds, refused", [(None, True), (601.0, True), (600.0, False), (3.0, False)])
+def test_a_cpu_training_estimated_at_ten_minutes_or_less_starts_by_itself(seconds, refused, monkeypatch):
+    """The refusal's advice (-p preset=tiny, fewer steps) has to work: a short estimated training starts with a
+    note; a long or unmeasured one is refused."""
+    from benchmark.core.registry import METHODS
+    from benchmark.core.errors import UserError
+    from benchmark.training_cost import check_training_cost
+
+    cls = METHODS.get("ours")
+    monkeypatch.setattr(cls, "training_estimate", classmethod(lambda c, params, where: "N steps, about X"))
+    monkeypatch.setattr(cls, "training_seconds", classmethod(lambda c, params, where: seconds))
+    notes = []
+    params = {"preset": "tiny", "init": "random", "vgg_weights": "random"}
+    if refused:
+        with pytest.raises(UserError, match=r"N steps, about X\. Pass --checkpoint PATH, -p preset=tiny or fewer "
+                                            r"-p steps=N \(a training estimated at 10 min or less starts by itself\)"):
+            check_training_cost("ours", 4, params, "cpu", False, notes.append)
+    else:
+        check_training_cost("ours", 4, params, "cpu", False, notes.append)
+        assert notes == ["note: 'ours' has no --checkpoint; training it first: N steps, about X"]
+    notes.clear()
+    check_training_cost("ours", 4, params, "cpu", True, notes.append)  # --train-if-missing: always, with the note
+    assert len(notes) == 1

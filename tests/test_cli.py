@@ -154,9 +154,10 @@ def test_missing_imagenet_weights_hint_names_an_option_of_run(tmp_path, monkeypa
     missing = METHODS.get(method).missing_weights()
     assert hint in missing and hint.split()[1].split("=")[0] in METHODS.get(method).param_names()
     # On the synthetic data the run falls back to random weights, loudly, and being a method that trains
-    # it refuses to start a long training on the CPU.
-    result = CliRunner().invoke(cli, ["run", "-m", method, "-d", "synthetic", "-p", "preset=tiny", *TINY,
-                                      "--no-cache", "--device", "cpu", "--out", str(tmp_path / "runs")])
+    # it refuses to start a long training on the CPU (the tiny preset's step, 100,000 times).
+    result = CliRunner().invoke(cli, ["run", "-m", method, "-d", "synthetic", "-p", "preset=tiny",
+                                      "-p", "steps=100000", *TINY, "--no-cache", "--device", "cpu",
+                                      "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
     assert "--train-if-missing" in result.output
     assert "s/step here" in result.output and "Traceback" not in result.output

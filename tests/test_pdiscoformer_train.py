@@ -166,3 +166,13 @@ def test_bench_runs_both_steps_on_the_same_computation():
     difference = float(report.split("one transform) = ")[1].split()[0])
     assert difference < 1e-5, report
     assert "release's step, float32 eager" in report and "partbench, float32 eager" in report and "speed-up: x" in report
+
+
+def test_the_training_estimate_times_a_tiny_step_and_leaves_paper_sizes_unmeasured():
+    cls = METHODS.get("pdiscoformer")
+    tiny = {"preset": "tiny", "backbone_weights": "random"}
+    seconds = cls.training_seconds(tiny, "cpu")
+    assert seconds is not None and 0 < seconds < 600
+    assert "60 steps of batch 8 at 64 px on test_vit (preset tiny), measured" in cls.training_estimate(tiny, "cpu")
+    assert cls.training_seconds({}, "cpu") is None and cls.training_seconds({"steps": 5}, "cpu") is None
+    assert "28 epochs of batch 32 at 518 px" in cls.training_estimate({}, "cpu")

@@ -394,3 +394,13 @@ def test_bf16_training_is_a_named_setting_of_the_run():
     assert net.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
     with pytest.raises(UserError, match="pdisconet --amp must be bf16"):
         cls(num_parts=2, preset="tiny", amp="fp16").check_params()
+
+
+def test_the_training_estimate_times_a_tiny_step_and_leaves_paper_sizes_unmeasured():
+    cls = METHODS.get("pdisconet")
+    seconds = cls.training_seconds({"preset": "tiny"}, "cpu")
+    assert seconds is not None and 0 < seconds < 600
+    assert "measured" in cls.training_estimate({"preset": "tiny"}, "cpu")
+    # the paper preset counts epochs of the dataset, and one of its steps takes minutes on a CPU
+    assert cls.training_seconds({}, "cpu") is None and cls.training_seconds({"steps": 5}, "cpu") is None
+    assert "duration not measured" in cls.training_estimate({}, "cpu")

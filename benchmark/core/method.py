@@ -75,8 +75,10 @@ special; a method overrides only what applies to it (nothing is looked up by nam
   :meth:`missing_weights`) to say "needs weights", stop before reading data, or block a step.
 * :meth:`training_estimate` (classmethod): one sentence on what training from ``params`` will do and how
   long it should take on ``device``, or ``None`` when unknown. ``benchmark run`` prints it before it
-  trains a ``requires_training`` method that has no ``checkpoint`` (and refuses on a CPU without
-  ``--train-if-missing``).
+  trains a ``requires_training`` method that has no ``checkpoint``.
+* :meth:`training_seconds` (classmethod): that duration in seconds, or ``None`` when not measured. On a CPU,
+  ``run``, ``sweep`` and ``export`` start a training estimated at no more than 10 minutes (a ``tiny``
+  preset, a few ``-p steps``) and refuse anything longer or unknown without ``--train-if-missing``.
 * ``train_view`` (tag, default ``"train"``): the dataset view ``benchmark train`` trains on.
 * :meth:`cache_key` with :meth:`caches_training`: the key under which a trained model is cached between
   runs; ``benchmark reproduce`` plans a ``train`` step only for a method that has one.
@@ -262,6 +264,12 @@ class Method(Plugin):
     def training_estimate(cls, params: dict[str, Any], device: str) -> str | None:
         """What training from ``params`` will do and how long it should take on ``device`` (one sentence, e.g.
         from a measured step), or ``None`` when unknown (the default). See "Optional hooks"."""
+        return None
+
+    @classmethod
+    def training_seconds(cls, params: dict[str, Any], device: str) -> float | None:
+        """How long training from ``params`` should take on ``device`` in seconds (e.g. a measured step times
+        the steps), or ``None`` when not measured (the default). See "Optional hooks"."""
         return None
 
     def cache_key(self, data: "Dataset", seed: int) -> str:

@@ -9,6 +9,8 @@ Random weights everywhere (no downloads); the losses are the ``paper`` preset's.
 
 from __future__ import annotations
 
+import functools
+
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -141,10 +143,12 @@ def _flops(step) -> int:
     return int(counter.get_total_flops())
 
 
+@functools.lru_cache(maxsize=32)
 def measure_step_ms(method: str, batch_size: int, size: int, *, device: str = "cpu", preset: str = "paper",
                     steps: int = 1, warmup: int = 1) -> float:
     """Median milliseconds of ``steps`` training steps after ``warmup`` (random weights, synthetic batch):
-    the basis of the training-time estimate ``run`` prints before it trains a method."""
+    the basis of the training-time estimate ``run`` prints before it trains a method (measured once per
+    process and configuration: the sentence and the seconds of the estimate read the same measurement)."""
     return _measure(build_train_step(method, batch_size, size, None, False, torch.device(device), preset),
                     torch.device(device), warmup, steps)
 

@@ -96,14 +96,27 @@ class Ours(TrainableMethod):
     def training_estimate(cls, params: dict[str, Any], device: str) -> str:
         """What training from ``params`` will do and how long it is estimated to take on ``device``, from
         the median time of two measured training steps (random weights, synthetic batches)."""
-        from benchmark.methods.ours.bench import format_duration, measure_step_ms
+        from benchmark.methods.ours.bench import format_duration
 
-        known = {k: v for k, v in params.items() if k in cls.param_names()}
-        config = cls(**known).config_for(None)
-        ms = measure_step_ms("ours", config.batch_size, config.image_size, device=device, preset=config.preset)
+        config, ms = cls._measured_step(params, device)
         return (f"{config.steps:,} steps of batch {config.batch_size} at {config.image_size} px (preset "
                 f"{config.preset}), measured {ms / 1000:.2f} s/step here, about "
                 f"{format_duration(ms / 1000.0 * config.steps)}")
+
+    @classmethod
+    def training_seconds(cls, params: dict[str, Any], device: str) -> float:
+        config, ms = cls._measured_step(params, device)
+        return ms / 1000.0 * config.steps
+
+    @classmethod
+    def _measured_step(cls, params: dict[str, Any], device: str):
+        """The resolved configuration and the measured ms of one of its steps (measured once per process)."""
+        from benchmark.methods.ours.bench import measure_step_ms
+
+        known = {k: v for k, v in params.items() if k in cls.param_names()}
+        config = cls(**known).config_for(None)
+        return config, measure_step_ms("ours", config.batch_size, config.image_size, device=device,
+                                       preset=config.preset)
 
     @classmethod
     def demo_params(cls) -> dict[str, Any]:

@@ -26,6 +26,7 @@ does not depend on their values); on CUDA the report gives each side's peak of a
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, replace
 
 import torch
@@ -133,14 +134,14 @@ class BenchSetup:
 
 
 def bench_setup(batch_size: int, size: int, num_parts: int, classes: int, backbone: str, patch_size: int | None,
-                device: torch.device) -> BenchSetup:
+                device: torch.device, preset: str = "paper") -> BenchSetup:
     from benchmark.core.seeding import derive_seed
     from benchmark.core.types import Batch
     from benchmark.methods.pdiscoformer.network import build_network
     from benchmark.methods.pdiscoformer.presets import resolve_config
     from benchmark.methods.training import TrainConfig
 
-    config = resolve_config("paper", num_parts=num_parts, batch_size=batch_size, image_size=size, backbone=backbone)
+    config = resolve_config(preset, num_parts=num_parts, batch_size=batch_size, image_size=size, backbone=backbone)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(0, "pdiscoformer-bench"))
         initial = build_network(backbone, size, num_parts, classes, patch_size=patch_size).to(device)
@@ -269,3 +270,13 @@ def bench_pdiscoformer(batch_size: int = 8, size: int = 518, num_parts: int = 8,
     best = min(rows[1:], key=lambda r: r[1])
     lines.append(f"  speed-up: x{ms_ref / best[1]:.2f} steps/s vs the release's step ({best[0]})")
     return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=8)
+def step_ms(preset: str, batch_size: int, size: int, num_parts: int, backbone: str, patch_size: int | None,
+            amp: str | None, device: str) -> float:
+    """Milliseconds of one training step of ``preset`` with these settings after one warm-up step (random
+    weights, a synthetic batch of 8 classes): the basis of ``pdiscoformer``'s training-time estimate."""
+    dev = torch.device(device)
+    setup = bench_setup(batch_size, size, num_parts, 8, backbone, patch_size, dev, preset=preset)
+    return time_steps(partbench_step(setup, amp, False), dev, 1, 1, cpu_peak=False)[0]

@@ -22,6 +22,7 @@ same images and transformation in eval mode (equal up to float rounding).
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import numpy as np
@@ -87,6 +88,17 @@ def make_step(batch_size: int, size: int, amp: str | None, compile_: bool, devic
 
 
 STEP_BUILDERS["pdisconet"] = make_step
+
+
+@functools.lru_cache(maxsize=8)
+def step_ms(preset: str, batch_size: int, size: int, num_parts: int, backbone: str, amp: str | None,
+            channels_last: bool, device: str) -> float:
+    """Milliseconds of one training step with these settings after one warm-up step (random weights, a
+    synthetic batch of 8 classes): the basis of ``pdisconet``'s training-time estimate."""
+    dev = torch.device(device)
+    step = make_step(batch_size, size, amp, False, dev, preset, num_parts=num_parts, num_classes=8,
+                     backbone=backbone, channels_last=channels_last)
+    return time_steps(step, dev, 1, 1, cpu_peak=False)[0]
 
 
 # -- the release's way ------------------------------------------------------------------------------------

@@ -94,14 +94,37 @@ class PDiscoNet(TrainableMethod):
 
     @classmethod
     def training_estimate(cls, params: dict[str, Any], device: str) -> str:
-        """What training from ``params`` will do (its length is not measured here: a ResNet-101 step at 448 px
-        takes minutes on a CPU; ``benchmark bench pdisconet`` times one)."""
-        preset = PRESETS.get(str(params.get("preset", "paper")), PRESETS["paper"])
-        value = {name: params.get(name) if params.get(name) is not None else getattr(preset, name)
-                 for name in ("steps", "epochs", "batch_size", "image_size", "backbone")}
-        length = f"{int(value['steps']):,} steps" if value["steps"] is not None else f"{int(value['epochs'])} epochs"
-        return (f"{length} of batch {value['batch_size']} at {value['image_size']} px on a {value['backbone']}, "
-                f"duration not measured (`benchmark bench pdisconet` times a step)")
+        """What training from ``params`` will do, and for small configurations (``tiny``) how long from one
+        measured step; a paper step (ResNet-101 at 448 px) is not timed here: it takes minutes on a CPU."""
+        from benchmark.methods.ours.bench import format_duration
+
+        settings, ms = cls._measured_step(params, device)
+        length = f"{settings.steps:,} steps" if settings.steps is not None else f"{settings.epochs} epochs"
+        what = f"{length} of batch {settings.batch_size} at {settings.image_size} px on a {settings.backbone}"
+        if ms is None:
+            return f"{what}, duration not measured (`benchmark bench pdisconet` times a step)"
+        return f"{what}, measured {ms / 1000:.2f} s/step here, about {format_duration(ms / 1000 * settings.steps)}"
+
+    @classmethod
+    def training_seconds(cls, params: dict[str, Any], device: str) -> float | None:
+        settings, ms = cls._measured_step(params, device)
+        return None if ms is None else ms / 1000.0 * settings.steps
+
+    @classmethod
+    def _measured_step(cls, params: dict[str, Any], device: str):
+        """The resolved settings and the ms of one of their steps, or ``None`` when the length is counted in
+        epochs (it depends on the dataset) or the step is too large to time in passing."""
+        from benchmark.methods.step_timing import CHEAP_STEP_PIXELS
+
+        known = {k: v for k, v in params.items() if k in cls.param_names()}
+        method = cls(**known)
+        settings = method.settings()
+        if settings.steps is None or settings.batch_size * settings.image_size ** 2 > CHEAP_STEP_PIXELS:
+            return settings, None
+        from benchmark.methods.pdisconet.bench import step_ms
+
+        return settings, step_ms(method.preset, settings.batch_size, settings.image_size, int(method.num_parts),
+                                 settings.backbone, method.amp, bool(method.channels_last), str(device))
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:

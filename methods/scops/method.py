@@ -202,16 +202,29 @@ class SCOPS(TrainableMethod):
     def training_estimate(cls, params: dict[str, Any], device: str) -> str:
         """What training from ``params`` will do and how long it should take on ``device``, from one
         measured training step (random weights, synthetic batch)."""
+        from benchmark.methods.ours.bench import format_duration
+
+        steps, batch, size, ms = cls._measured_step(params, device)
+        return (f"{steps:,} steps of batch {batch} at {size} px, measured {ms / 1000:.2f} s/step here, about "
+                f"{format_duration(ms / 1000.0 * steps)}")
+
+    @classmethod
+    def training_seconds(cls, params: dict[str, Any], device: str) -> float:
+        steps, _, _, ms = cls._measured_step(params, device)
+        return ms / 1000.0 * steps
+
+    @classmethod
+    def _measured_step(cls, params: dict[str, Any], device: str) -> tuple[int, int, int, float]:
+        """(steps, batch, image size, measured ms of one step), the step measured once per process."""
         import benchmark.methods.scops.bench  # noqa: F401  (registers the SCOPS step builder)
-        from benchmark.methods.ours.bench import format_duration, measure_step_ms
+        from benchmark.methods.ours.bench import measure_step_ms
 
         preset = PRESETS.get(str(params.get("preset", "paper")), PRESETS["paper"])
         steps = int(params.get("steps") or preset.steps)
         batch = int(params.get("batch_size") or preset.batch_size)
         size = int(params.get("image_size") or preset.image_size)
-        ms = measure_step_ms("scops", batch, size, device=device, preset=str(params.get("preset", "paper")))
-        return (f"{steps:,} steps of batch {batch} at {size} px, measured {ms / 1000:.2f} s/step here, about "
-                f"{format_duration(ms / 1000.0 * steps)}")
+        return steps, batch, size, measure_step_ms("scops", batch, size, device=device,
+                                                   preset=str(params.get("preset", "paper")))
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:
