@@ -9,6 +9,8 @@ Convention (one predictable place per package):
   - ``benchmark.methods.ours.bench``: ``train-step`` (one training step, ``-p method=ours|scops``);
   - ``benchmark.methods.scops.bench``: the SCOPS step that ``train-step -p method=scops`` times;
   - ``benchmark.methods.pdiscoformer.bench``: ``pdiscoformer`` (its training step vs the release's own step);
+  - ``benchmark.methods.pdisconet.bench``: ``pdisconet`` (its training step vs the release's way);
+  - ``benchmark.methods.training.bench``: ``output-cache`` (the network-output cache vs the plain forward);
   - ``benchmark.metrics.bench``: ``metrics`` (the streaming contingency table vs scikit-learn);
   - ``benchmark.datasets.bench``: ``synthetic``, ``cub-index``.
 

@@ -81,6 +81,8 @@ ROWS: tuple[BenchRow, ...] = (
              "(float32; bf16 + channels-last) vs the release's way, ms and peak memory",
              dict(device="cuda", amp="bf16", channels_last=True), 150,
              dict(quick=True, device="cpu", amp="bf16", channels_last=True)),
+    BenchRow("output-cache", "network-output cache per evaluation batch (16 x 518 px, DINOv2-reg ViT-B/14): forward "
+             "vs cache miss and hit", dict(device="cuda"), 120, dict(quick=True, device="cpu")),
     BenchRow("train-step", "ours, batch 6 x 256 px: float32 eager vs bf16 + torch.compile",
              dict(method="ours", amp="bf16", compile=True, device="cuda", **PAPER), 150, None, COMPILE_ON_CPU),
     BenchRow("train-step", "scops, batch 6 x 256 px: float32 eager vs bf16 + torch.compile",
@@ -116,6 +118,7 @@ class Result:
 _STEP_LINE = re.compile(r"^\s+(\S.*?)\s+([\d.]+) ms/step.*?x([\d.]+) vs float32 eager", re.M)
 _SPEED_UP = re.compile(r"speed-up[^:\d]*:?\s*x?([\d.]+)x?")
 _CACHED = re.compile(r"cached.*?\s([\d.]+)x\s*$", re.M)
+_CACHE_HIT_MISS = re.compile(r"speed-up of a cache hit: x([\d.]+) .*?a cache miss: x([\d.]+)")
 
 
 def figures_of(bench: str, report: str) -> tuple[str, dict]:
@@ -127,6 +130,13 @@ def figures_of(bench: str, report: str) -> tuple[str, dict]:
                                                                  if label != "float32 eager" else "")
                          for label, v in figures.items())
         return text, figures
+    if bench == "output-cache":
+        found = _CACHE_HIT_MISS.search(report)
+        if found is None:
+            return "", {}
+        hit, miss = float(found.group(1)), float(found.group(2))
+        return (f"hit x{hit:.2f}, miss x{miss:.2f} vs the network alone",
+                {"hit_speed_up": hit, "miss_speed_up": miss})
     match = (_CACHED if bench == "synthetic" else _SPEED_UP).search(report)
     if match is None:
         return "", {}
