@@ -5,9 +5,10 @@ warm-up's one-off allocations, e.g. a lazily built optimizer state or cuDNN's au
 Peak memory means two things, one per device, never compared across devices:
 
 * CUDA: the allocator's peak of the timed steps (weights, optimizer state and batch included);
-* CPU: the most memory one more step holds at any moment beyond what was held when it began (activations,
+* CPU: the most memory an extra step holds at any moment beyond what was held when it began (activations,
   gradients, temporaries), read from the profiler's allocation trace. torch keeps no CPU allocator statistics,
-  so this step runs under ``torch.profiler`` after the timed ones and its time is not counted.
+  so two extra steps run under ``torch.profiler`` after the timed ones, the second measured, and their
+  time is not counted.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def sync(device: torch.device) -> None:
 def time_steps(step: Callable[[], object], device: torch.device, warmup: int, steps: int, *,
                cpu_peak: bool = True) -> tuple[float, int | None]:
     """(median milliseconds of ``steps`` calls of ``step`` after ``warmup`` calls, peak bytes: on a CUDA
-    ``device`` allocated during the timed calls, on the CPU held by one more call beyond its start, or ``None``
+    ``device`` allocated during the timed calls, on the CPU held by an extra call beyond its start, or ``None``
     when ``cpu_peak`` is false)."""
     for _ in range(warmup):
         step()

@@ -258,7 +258,7 @@ def bench_pdiscoformer(batch_size: int = 8, size: int = 518, num_parts: int = 8,
              f"backbone (paper preset); device {dev} ({where})",
              f"median of {steps} synchronised steps after {warmup} warm-up steps; random weights, one fixed batch",
              "memory: " + ("the allocator's peak over the timed steps" if dev.type == "cuda" else
-                           "what one more (profiled, untimed) step holds at its peak beyond its start"),
+                           "what an extra (profiled, untimed) step holds at its peak beyond its start"),
              f"  same computation: relative difference of the two total losses (eval mode, one transform) = "
              f"{agreement:.1e}"]
     width = max(len(r[0]) for r in rows)

@@ -257,7 +257,7 @@ def bench_pdisconet(batch_size: int = 16, size: int = 448, num_parts: int = 8, c
 
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
     memory = ("the allocator's peak over the timed steps" if dev.type == "cuda" else
-              "what one more (profiled, untimed) step holds at its peak beyond its start")
+              "what an extra (profiled, untimed) step holds at its peak beyond its start")
     lines = [f"pdisconet train step: {backbone}, K = {num_parts}, {classes} classes, batch {batch_size} x "
              f"{size}x{size}, device {dev} ({where}); median of {steps} synchronised steps after {warmup} warm-up",
              f"memory: {memory}"]
