@@ -265,16 +265,28 @@ def report_command(runs, fmt, out_dir, name, decimals, with_paper, side_by_side)
 
 
 @cli.command("list")
-def list_command():
+@click.option("-v", "--verbose", is_flag=True,
+              help="For each missing weights file: where it goes, how to get it and the option that replaces it.")
+def list_command(verbose):
     """Every registered method, dataset, metric and speed benchmark, and whether it is usable here.
 
     \b
-    Example:
+    Examples:
       benchmark list            # then e.g. benchmark run -m kmeans -d synthetic
+      benchmark list --verbose  # and how to get the weights files that are missing
     """
     from benchmark.core.method import Method
     from benchmark.core.registry import BENCHES, DATASETS, METHODS, METRICS
+    from benchmark.core.requirements import describe_missing
     import benchmark.benches  # noqa: F401  (registers the speed benchmarks)
+
+    anything_missing = []
+
+    def missing_weights(cls) -> str | None:
+        """What ``cls`` lacks here: the files' names, or with ``--verbose`` the whole fix of each."""
+        found = cls.missing_weights() if verbose else describe_missing(cls.weights_needed({}), brief=True)
+        anything_missing.append(bool(found))
+        return found
 
     def status(cls, missing: str | None = None) -> str:
         """``missing``: what the plug-in's declared weights files (``weights_needed``) lack here."""
@@ -293,7 +305,7 @@ def list_command():
         if cls.trainable():  # the `benchmark train` capability, with its presets
             tags.append(f"trainable: presets {'/'.join(cls.train_presets()) or '-'}")
         click.echo(f"  {name:<12} {cls.description()}" + (f"  [{', '.join(tags)}]" if tags else ""))
-        click.echo(f"  {'':<12} -> {status(cls, cls.missing_weights())}")
+        click.echo(f"  {'':<12} -> {status(cls, missing_weights(cls))}")
     for name, why in sorted(METHODS.broken.items()):
         click.echo(f"  {name:<12} BROKEN: {why}")
     from benchmark.core.registry import MASK_MODELS
@@ -301,11 +313,10 @@ def list_command():
 
     click.echo("Foreground mask models (not part methods; benchmark train -m NAME, --masks model:CKPT):")
     for name, cls in MASK_MODELS.items():
-        click.echo(f"  {name:<12} {status(cls, cls.missing_weights()):<4}  {cls.description()}")
-    from benchmark.core.requirements import describe_missing
-
+        click.echo(f"  {name:<12} {status(cls, missing_weights(cls)):<4}  {cls.description()}")
     for name, (build, text) in sorted(UNSUPERVISED.items()):
-        missing = describe_missing(build().weights_needed())
+        missing = describe_missing(build().weights_needed(), brief=not verbose)
+        anything_missing.append(bool(missing))
         click.echo(f"  unsupervised:{name:<15} training-free (--masks unsupervised:{name}): {text}"
                    + (f"  -> needs weights: {missing}" if missing else ""))
     click.echo("Datasets:")
@@ -320,6 +331,9 @@ def list_command():
     click.echo("Speed benchmarks (benchmark bench NAME):")
     for name, fn in BENCHES.items():
         click.echo(f"  {name:<12} {_first_sentence(fn.__doc__ or '')}")
+    if any(anything_missing) and not verbose:
+        click.echo("Missing weights: `benchmark list --verbose` says where each file goes, how to get it and the "
+                   "option that replaces it.")
 
 
 def _first_sentence(doc: str) -> str:

@@ -338,7 +338,12 @@ def test_list_marks_missing_weights_and_keeps_descriptions_whole(tmp_path, monke
     assert result.exit_code == 0
     lines = result.output.splitlines()
     kmeans = lines.index(next(line for line in lines if line.strip().startswith("kmeans")))
-    assert "needs weights" in lines[kmeans + 1] and "-p weights=" in lines[kmeans + 1]
+    # one short line per method; the fixes with --verbose, which the last line points to
+    assert "needs weights: ImageNet weights for vgg19 (vgg19-dcbb9e9d.pth)" in lines[kmeans + 1]
+    assert "-p weights=" not in lines[kmeans + 1] and "benchmark list --verbose" in lines[-1]
+    verbose = invoke("list", "--verbose").output.splitlines()
+    assert "needs weights" in verbose[kmeans + 1] and "-p weights=" in verbose[kmeans + 1]
+    assert "--verbose" not in verbose[-1]
     random_line = lines.index(next(line for line in lines if line.strip().startswith("random ")))
     assert lines[random_line + 1].strip() == "-> ok"
     for line in lines:

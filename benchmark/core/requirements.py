@@ -47,10 +47,22 @@ class WeightsFile:
         return f"{self.what} missing ({' or '.join(str(p) for p in self.paths)}): {self.fix}"
 
 
-def describe_missing(needed: Iterable[WeightsFile], *, alternative: str = "") -> str | None:
+def describe_missing(needed: Iterable[WeightsFile], *, alternative: str = "", brief: bool = False) -> str | None:
     """The missing files of ``needed`` as one sentence (``alternative`` appended, e.g. "or pass
-    --checkpoint"), or ``None`` when everything is here."""
+    --checkpoint"), or ``None`` when everything is here. ``brief``: only what each file is and its name (the
+    fixes left out, as ``benchmark list`` shows them without ``--verbose``)."""
+    needed = list(needed)
     missing = [text for text in (need.missing() for need in needed) if text]
     if not missing:
         return None
+    if brief:
+        return "; ".join(_brief(need) for need in needed if need.missing())
     return "; ".join(missing) + (f"; {alternative}" if alternative else "")
+
+
+def _brief(need: WeightsFile) -> str:
+    """What the file is and its name, unless ``what`` names it already (a Hugging Face cache entry
+    ``models--org--name`` of the hub id ``org/name``)."""
+    name = need.paths[0].name
+    hub_id = name.removeprefix("models--").replace("--", "/")
+    return need.what if hub_id in need.what else f"{need.what} ({name})"
