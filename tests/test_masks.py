@@ -111,6 +111,7 @@ def test_64_px_input_caps_a_cross_entropy_model_below_iou_0_8():
     assert _fitted_logit_map_iou(64) < 0.8 < 0.85 < _fitted_logit_map_iou(96)
 
 
+@pytest.mark.long  # about 2 minutes on 2 cores: run by `pytest -m long` (.ci/run does)
 def test_tiny_fgbg_learns_the_synthetic_foreground(tmp_path):
     """The ``tiny`` preset as shipped (default synthetic data, default schedule, ~1 min on two cores) learns
     the foreground: IoU on the 200 test images well above the trivial predictors (all-foreground: 0.125).
