@@ -153,17 +153,6 @@ def measure_step_ms(method: str, batch_size: int, size: int, *, device: str = "c
                     torch.device(device), warmup, steps)
 
 
-def format_duration(seconds: float) -> str:
-    """``42 s``, ``12 min``, ``3.4 h`` or ``2.1 days``."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 @register_bench("train-step")
 def train_step_bench(method: str = "ours", batch_size: int = 6, size: int = 256, amp: str | None = None,
                      compile: bool = False, steps: int = 20, warmup: int = 5, device: str = "auto",

@@ -28,7 +28,8 @@ from benchmark.core.plugin import Range
 from benchmark.core.registry import register_method
 from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.ours.presets import PRESETS, OursConfig, resolve_config
-from benchmark.methods.training.method import TRAINING_RANGES, TrainableMethod, source_identity
+from benchmark.methods.training.method import (TRAINING_RANGES, StepEstimate, TrainableMethod,
+                                               source_identity)
 
 TRAIN_CODE_VERSION = "ours-train-v2"  # bump when a change alters what training produces (invalidates caches)
 
@@ -93,30 +94,16 @@ class Ours(TrainableMethod):
         return {"init": "random", "vgg_weights": "random"}
 
     @classmethod
-    def training_estimate(cls, params: dict[str, Any], device: str) -> str:
-        """What training from ``params`` will do and how long it is estimated to take on ``device``, from
-        the median time of two measured training steps (random weights, synthetic batches)."""
-        from benchmark.methods.ours.bench import format_duration
-
-        config, ms = cls._measured_step(params, device)
-        return (f"{config.steps:,} steps of batch {config.batch_size} at {config.image_size} px (preset "
-                f"{config.preset}), measured {ms / 1000:.2f} s/step here, about "
-                f"{format_duration(ms / 1000.0 * config.steps)}")
-
-    @classmethod
-    def training_seconds(cls, params: dict[str, Any], device: str) -> float:
-        config, ms = cls._measured_step(params, device)
-        return ms / 1000.0 * config.steps
-
-    @classmethod
-    def _measured_step(cls, params: dict[str, Any], device: str):
-        """The resolved configuration and the measured ms of one of its steps (measured once per process)."""
+    def step_estimate(cls, params: dict[str, Any], device: str) -> StepEstimate:
+        """The resolved configuration's length, and one training step measured after a warm-up step (random
+        weights, a synthetic batch)."""
         from benchmark.methods.ours.bench import measure_step_ms
 
         known = {k: v for k, v in params.items() if k in cls.param_names()}
         config = cls(**known).config_for(None)
-        return config, measure_step_ms("ours", config.batch_size, config.image_size, device=device,
-                                       preset=config.preset)
+        ms = measure_step_ms("ours", config.batch_size, config.image_size, device=device, preset=config.preset)
+        return StepEstimate(f"{config.steps:,} steps of batch {config.batch_size} at {config.image_size} px "
+                            f"(preset {config.preset})", config.steps, ms, "train-step")
 
     @classmethod
     def demo_params(cls) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from benchmark.methods.pdiscoformer.checkpoint import (backbone_weights_needed, 
 from benchmark.methods.pdiscoformer.network import DEFAULT_BACKBONE, PDiscoFormerNet, build_network
 from benchmark.methods.pdiscoformer.presets import PRESETS, PDiscoConfig, resolve_config, schedule
 from benchmark.methods.pdiscoformer.train_step import imagenet_normalize
-from benchmark.methods.training.method import TRAINING_RANGES, TrainableMethod
+from benchmark.methods.training.method import TRAINING_RANGES, StepEstimate, TrainableMethod
 
 NORMALIZATIONS = ("none", "imagenet")
 TRAIN_CODE_VERSION = "pdiscoformer-train-v1"  # bump when a change alters what training produces
@@ -141,39 +141,24 @@ class PDiscoFormer(TrainableMethod):
         return shown
 
     @classmethod
-    def training_estimate(cls, params: dict[str, Any], device: str) -> str:
-        """What training from ``params`` will do, and for small configurations (``tiny``) how long from one
-        measured step; a paper step (ViT-B at 518 px) is not timed here: it takes minutes on a CPU."""
-        from benchmark.methods.ours.bench import format_duration
-
-        config, ms = cls._measured_step(params, device)
-        length = f"{config.steps:,} steps" if config.steps is not None else f"{config.epochs} epochs"
-        what = f"{length} of batch {config.batch_size} at {config.image_size} px on {config.backbone} (preset " \
-               f"{config.preset})"
-        if ms is None:
-            return f"{what}, duration not measured (`benchmark bench pdiscoformer` times a step)"
-        return f"{what}, measured {ms / 1000:.2f} s/step here, about {format_duration(ms / 1000 * config.steps)}"
-
-    @classmethod
-    def training_seconds(cls, params: dict[str, Any], device: str) -> float | None:
-        config, ms = cls._measured_step(params, device)
-        return None if ms is None else ms / 1000.0 * config.steps
-
-    @classmethod
-    def _measured_step(cls, params: dict[str, Any], device: str):
-        """The resolved configuration and the ms of one of its steps, or ``None`` when its length is counted
-        in epochs (it depends on the dataset) or its step is too large to time in passing."""
+    def step_estimate(cls, params: dict[str, Any], device: str) -> StepEstimate:
+        """The resolved configuration's length, and for small configurations (``tiny``) one measured step; a
+        paper step (ViT-B at 518 px) is not timed here: it takes minutes on a CPU."""
         from benchmark.methods.step_timing import CHEAP_STEP_PIXELS
 
         known = {k: v for k, v in params.items() if k in cls.param_names()}
         method = cls(**known)
         config = method.config_for(None)
-        if config.steps is None or config.batch_size * config.image_size ** 2 > CHEAP_STEP_PIXELS:
-            return config, None
-        from benchmark.methods.pdiscoformer.bench import step_ms
+        length = f"{config.steps:,} steps" if config.steps is not None else f"{config.epochs} epochs"
+        what = f"{length} of batch {config.batch_size} at {config.image_size} px on {config.backbone} (preset " \
+               f"{config.preset})"
+        ms = None
+        if config.steps is not None and config.batch_size * config.image_size ** 2 <= CHEAP_STEP_PIXELS:
+            from benchmark.methods.pdiscoformer.bench import step_ms
 
-        return config, step_ms(config.preset, config.batch_size, config.image_size, config.num_parts,
-                               config.backbone, config.patch_size, method.amp, str(device))
+            ms = step_ms(config.preset, config.batch_size, config.image_size, config.num_parts, config.backbone,
+                         config.patch_size, method.amp, str(device))
+        return StepEstimate(what, config.steps, ms, "pdiscoformer")
 
     def config_for(self, dataset: str | None = None) -> PDiscoConfig:
         """The resolved training configuration (preset -> dataset overrides -> parameters)."""

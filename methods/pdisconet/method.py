@@ -34,7 +34,7 @@ from benchmark.methods.pdiscoformer.method import background_first  # the same c
 from benchmark.methods.pdisconet import checkpoint as ckpt
 from benchmark.methods.pdisconet.presets import (OVERRIDABLE, PRESETS, Settings, adam, preset_dicts, preset_for,
                                                  schedule_steps)
-from benchmark.methods.training.method import TRAINING_RANGES, TrainableMethod
+from benchmark.methods.training.method import TRAINING_RANGES, StepEstimate, TrainableMethod
 
 TRAIN_CODE_VERSION = "pdisconet-train-v2"  # bump when a change alters what training produces (invalidates caches)
 
@@ -93,38 +93,23 @@ class PDiscoNet(TrainableMethod):
                                str(params.get("weights") or preset.weights))
 
     @classmethod
-    def training_estimate(cls, params: dict[str, Any], device: str) -> str:
-        """What training from ``params`` will do, and for small configurations (``tiny``) how long from one
-        measured step; a paper step (ResNet-101 at 448 px) is not timed here: it takes minutes on a CPU."""
-        from benchmark.methods.ours.bench import format_duration
-
-        settings, ms = cls._measured_step(params, device)
-        length = f"{settings.steps:,} steps" if settings.steps is not None else f"{settings.epochs} epochs"
-        what = f"{length} of batch {settings.batch_size} at {settings.image_size} px on a {settings.backbone}"
-        if ms is None:
-            return f"{what}, duration not measured (`benchmark bench pdisconet` times a step)"
-        return f"{what}, measured {ms / 1000:.2f} s/step here, about {format_duration(ms / 1000 * settings.steps)}"
-
-    @classmethod
-    def training_seconds(cls, params: dict[str, Any], device: str) -> float | None:
-        settings, ms = cls._measured_step(params, device)
-        return None if ms is None else ms / 1000.0 * settings.steps
-
-    @classmethod
-    def _measured_step(cls, params: dict[str, Any], device: str):
-        """The resolved settings and the ms of one of their steps, or ``None`` when the length is counted in
-        epochs (it depends on the dataset) or the step is too large to time in passing."""
+    def step_estimate(cls, params: dict[str, Any], device: str) -> StepEstimate:
+        """The resolved settings' length, and for small configurations (``tiny``) one measured step; a paper
+        step (ResNet-101 at 448 px) is not timed here: it takes minutes on a CPU."""
         from benchmark.methods.step_timing import CHEAP_STEP_PIXELS
 
         known = {k: v for k, v in params.items() if k in cls.param_names()}
         method = cls(**known)
-        settings = method.settings()
-        if settings.steps is None or settings.batch_size * settings.image_size ** 2 > CHEAP_STEP_PIXELS:
-            return settings, None
-        from benchmark.methods.pdisconet.bench import step_ms
+        s = method.settings()
+        length = f"{s.steps:,} steps" if s.steps is not None else f"{s.epochs} epochs"
+        ms = None
+        if s.steps is not None and s.batch_size * s.image_size ** 2 <= CHEAP_STEP_PIXELS:
+            from benchmark.methods.pdisconet.bench import step_ms
 
-        return settings, step_ms(method.preset, settings.batch_size, settings.image_size, int(method.num_parts),
-                                 settings.backbone, method.amp, bool(method.channels_last), str(device))
+            ms = step_ms(method.preset, s.batch_size, s.image_size, int(method.num_parts), s.backbone, method.amp,
+                         bool(method.channels_last), str(device))
+        return StepEstimate(f"{length} of batch {s.batch_size} at {s.image_size} px on a {s.backbone}", s.steps,
+                            ms, "pdisconet")
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:

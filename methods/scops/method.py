@@ -60,7 +60,8 @@ from benchmark.core.plugin import Range
 from benchmark.core.registry import register_method
 from benchmark.core.types import Batch, PartMaps
 from benchmark.methods.scops import losses
-from benchmark.methods.training.method import TRAINING_RANGES, TrainableMethod, source_identity
+from benchmark.methods.training.method import (TRAINING_RANGES, StepEstimate, TrainableMethod,
+                                               source_identity)
 
 VGG_LAYERS = ("relu5_2", "relu5_4")
 TRAIN_CODE_VERSION = "scops-train-v2"  # bump when a change alters what training produces (invalidates caches)
@@ -199,23 +200,9 @@ class SCOPS(TrainableMethod):
                 + segmenter_init(str(params.get("init") or preset.init)))
 
     @classmethod
-    def training_estimate(cls, params: dict[str, Any], device: str) -> str:
-        """What training from ``params`` will do and how long it should take on ``device``, from one
-        measured training step (random weights, synthetic batch)."""
-        from benchmark.methods.ours.bench import format_duration
-
-        steps, batch, size, ms = cls._measured_step(params, device)
-        return (f"{steps:,} steps of batch {batch} at {size} px, measured {ms / 1000:.2f} s/step here, about "
-                f"{format_duration(ms / 1000.0 * steps)}")
-
-    @classmethod
-    def training_seconds(cls, params: dict[str, Any], device: str) -> float:
-        steps, _, _, ms = cls._measured_step(params, device)
-        return ms / 1000.0 * steps
-
-    @classmethod
-    def _measured_step(cls, params: dict[str, Any], device: str) -> tuple[int, int, int, float]:
-        """(steps, batch, image size, measured ms of one step), the step measured once per process."""
+    def step_estimate(cls, params: dict[str, Any], device: str) -> StepEstimate:
+        """The preset's length with the parameters' overrides, and one measured training step (random
+        weights, synthetic batch)."""
         import benchmark.methods.scops.bench  # noqa: F401  (registers the SCOPS step builder)
         from benchmark.methods.ours.bench import measure_step_ms
 
@@ -223,8 +210,8 @@ class SCOPS(TrainableMethod):
         steps = int(params.get("steps") or preset.steps)
         batch = int(params.get("batch_size") or preset.batch_size)
         size = int(params.get("image_size") or preset.image_size)
-        return steps, batch, size, measure_step_ms("scops", batch, size, device=device,
-                                                   preset=str(params.get("preset", "paper")))
+        ms = measure_step_ms("scops", batch, size, device=device, preset=str(params.get("preset", "paper")))
+        return StepEstimate(f"{steps:,} steps of batch {batch} at {size} px", steps, ms, "train-step")
 
     @classmethod
     def random_weights_params(cls) -> dict[str, Any]:

@@ -18,12 +18,14 @@ A subclass provides: :meth:`trainer` (the configured :class:`~.loop.Trainer`, no
 :meth:`trained_network` (the module to predict with once the trainer has run), :meth:`load_network`
 (the module from a checkpoint file or a ``model.pt`` written by :meth:`train`), :meth:`predict_with`
 (part maps from the network), :meth:`training_record` and :meth:`weight_sources`; optionally
-:meth:`check_params`. It also implements the ``train`` capability of
+:meth:`check_params`, and :meth:`step_estimate`, from which the training-time estimate that ``run`` prints
+(and the CPU rule of ``benchmark/training_cost.py`` reads) is derived. It also implements the ``train`` capability of
 :class:`~benchmark.core.method.Method` (``benchmark train``) and lists its presets in ``train_presets``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,6 +54,17 @@ def source_identity(spec: str, *, option: str = "init") -> str:
         return spec
     path = Path(spec).expanduser()
     return f"file:{file_digest(path)}" if path.is_file() else str(path)
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """What training from some parameters will do, and one of its steps timed on this machine: what
+    :meth:`TrainableMethod.training_estimate` says and :meth:`TrainableMethod.training_seconds` computes."""
+
+    what: str  # e.g. "20 steps of batch 4 at 64 px (preset tiny)"
+    steps: int | None  # None: counted in epochs of the dataset, unknown before it is read
+    ms: float | None  # one step's milliseconds here; None: not timed (a paper step takes minutes on a CPU)
+    bench: str  # the speed benchmark that times a step, named when ``ms`` is None
 
 
 #: The accepted values of the training settings every trainable method shares (a plug-in adds its own).
@@ -101,6 +114,32 @@ class TrainableMethod(Method):
     def predict_with(self, network: nn.Module, batch: Batch) -> PartMaps:
         """Part maps of ``batch`` from ``network`` (in eval mode, on ``batch.device``)."""
         raise NotImplementedError
+
+    # -- the training-time estimate --------------------------------------------------------------------------
+    @classmethod
+    def step_estimate(cls, params: dict[str, Any], device: str) -> StepEstimate | None:
+        """What training from ``params`` will do and one of its steps timed on ``device`` (cached per process,
+        so the sentence and the seconds read one measurement); ``None``: nothing known (the default)."""
+        return None
+
+    @classmethod
+    def training_estimate(cls, params: dict[str, Any], device: str) -> str | None:
+        estimate = cls.step_estimate(params, device)
+        if estimate is None:
+            return None
+        if estimate.ms is None or estimate.steps is None:
+            return f"{estimate.what}, duration not measured (`benchmark bench {estimate.bench}` times a step)"
+        from benchmark.methods.step_timing import format_duration
+
+        return (f"{estimate.what}, measured {estimate.ms / 1000:.2f} s/step here, about "
+                f"{format_duration(estimate.ms / 1000.0 * estimate.steps)}")
+
+    @classmethod
+    def training_seconds(cls, params: dict[str, Any], device: str) -> float | None:
+        estimate = cls.step_estimate(params, device)
+        if estimate is None or estimate.ms is None or estimate.steps is None:
+            return None
+        return estimate.ms / 1000.0 * estimate.steps
 
     # -- identity ------------------------------------------------------------------------------------------
     def weights_id(self) -> str:
