@@ -54,6 +54,20 @@ def test_module_digest_sees_every_value_and_the_class():
     assert module_digest(a) != module_digest(b)
 
 
+def _without_a_cold_and_a_warm_cache(make_method, batch, folder):
+    """``[(maps, forward calls)]`` of a fresh method from ``make_method()`` predicting ``batch`` with no cache,
+    then a cold cache under ``folder``, then the same cache warm."""
+    results = []
+    for cache_dir in (None, folder / "cache", folder / "cache"):
+        method = make_method()
+        method.context = RunContext(cache_dir=cache_dir)
+        method.fit(None)
+        calls = []
+        method.network_.register_forward_hook(lambda *args: calls.append(1))
+        results.append((method.predict(batch), len(calls)))
+    return results
+
+
 def test_ours_from_a_checkpoint_predicts_the_same_maps_with_a_cold_a_warm_and_no_cache(tmp_path):
     torch.manual_seed(1)
     checkpoint = tmp_path / "model_60000.pth"
@@ -62,17 +76,8 @@ def test_ours_from_a_checkpoint_predicts_the_same_maps_with_a_cold_a_warm_and_no
                                      image_size=32)
     batch = next(iter(data.batches(2)))
 
-    def maps(cache_dir):
-        method = METHODS.get("ours")(checkpoint=str(checkpoint))
-        method.context = RunContext(cache_dir=cache_dir)
-        method.fit(None)
-        calls = []
-        method.network_.register_forward_hook(lambda *args: calls.append(1))
-        return method.predict(batch), len(calls)
-
-    plain, plain_calls = maps(None)
-    cold, cold_calls = maps(tmp_path / "cache")
-    warm, warm_calls = maps(tmp_path / "cache")
+    (plain, plain_calls), (cold, cold_calls), (warm, warm_calls) = _without_a_cold_and_a_warm_cache(
+        lambda: METHODS.get("ours")(checkpoint=str(checkpoint)), batch, tmp_path)
     assert (plain_calls, cold_calls, warm_calls) == (1, 1, 0)
     assert torch.equal(plain.scores, cold.scores) and torch.equal(plain.scores, warm.scores)
     assert (warm.kind, warm.align_corners, warm.image_size) == (plain.kind, plain.align_corners, plain.image_size)
@@ -91,17 +96,9 @@ def test_pdiscoformer_predicts_the_same_maps_with_a_cold_a_warm_and_no_cache(tmp
     torch.save({"model_state": build_network("test_vit", 32, 3, 5).state_dict()}, checkpoint)
     batch = Batch(images=torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)), ids=["a", "b"])
 
-    def maps(cache_dir):
-        method = METHODS.get("pdiscoformer")(num_parts=3, checkpoint=str(checkpoint), backbone="test_vit")
-        method.context = RunContext(cache_dir=cache_dir)
-        method.fit(None)
-        calls = []
-        method.network_.register_forward_hook(lambda *args: calls.append(1))
-        return method.predict(batch), len(calls)
-
-    plain, plain_calls = maps(None)
-    cold, cold_calls = maps(tmp_path / "cache")
-    warm, warm_calls = maps(tmp_path / "cache")
+    (plain, plain_calls), (cold, cold_calls), (warm, warm_calls) = _without_a_cold_and_a_warm_cache(
+        lambda: METHODS.get("pdiscoformer")(num_parts=3, checkpoint=str(checkpoint), backbone="test_vit"),
+        batch, tmp_path)
     assert (plain_calls, cold_calls, warm_calls) == (1, 1, 0)
     assert torch.equal(plain.scores, cold.scores) and torch.equal(plain.scores, warm.scores)
     assert plain.has_background and warm.has_background and warm.num_parts == 3
