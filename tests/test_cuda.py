@@ -39,8 +39,11 @@ def _train_step(method: str, batch_size: int, size: int, amp=None):
 
 
 def _assert_no_host_syncs(method: str) -> None:
-    step = _train_step(method, 4, 128)
-    step()  # first call: allocator growth, cuDNN heuristics
+    _assert_step_has_no_host_syncs(_train_step(method, 4, 128))
+
+
+def _assert_step_has_no_host_syncs(step) -> None:
+    step()  # first call: allocator growth, cuDNN heuristics (pdiscoformer: its normalisation constants)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -64,16 +67,8 @@ def test_pdiscoformer_training_step_has_no_host_syncs():
     at 224 px, batch 4."""
     from benchmark.methods.pdiscoformer.bench import bench_setup, partbench_step
 
-    step = partbench_step(bench_setup(4, 224, 8, 200, "vit_base_patch14_reg4_dinov2", None, torch.device("cuda")))
-    step()  # first call: allocator growth, cuDNN heuristics, the normalisation constants
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        step()
-        step()
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-    torch.cuda.synchronize()
+    _assert_step_has_no_host_syncs(
+        partbench_step(bench_setup(4, 224, 8, 200, "vit_base_patch14_reg4_dinov2", None, torch.device("cuda"))))
 
 
 def _assert_bf16_losses_close(method: str) -> None:

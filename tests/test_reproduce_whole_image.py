@@ -7,6 +7,7 @@ is dry-run against fixture trees in test_reproduce_plan.py.)"""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -47,15 +48,16 @@ def cub_stand_in(root):
     return write_tree(root, images=images, keypoints=keypoints, segment_ids=tuple(images))
 
 
-@pytest.mark.slow
-def test_whole_image_plan_fills_every_cell_on_stand_ins(tmp_path):
+def _reproduce_on_stand_ins(name: str, cheaper: dict[str, str], tmp_path) -> Path:
+    """Run the shipped plan ``name`` with ``cheaper``'s text replacements (each must occur) on the CUB and
+    PartImageNet stand-ins; returns its output folder after asserting exit status 0."""
     from test_datasets_partimagenet import write_tree as write_pin
 
-    text = shipped_plans()["whole-image"].read_text()
-    for old, new in CHEAP.items():
+    text = shipped_plans()[name].read_text()
+    for old, new in cheaper.items():
         assert old in text, old
         text = text.replace(old, new)
-    plan = tmp_path / "whole-image-standins.toml"
+    plan = tmp_path / f"{name}-standins.toml"
     plan.write_text(text)
     cub = cub_stand_in(tmp_path / "cub" / "CUB_200_2011")
     pin = write_pin(tmp_path / "pin" / "PartImageNet")
@@ -64,6 +66,12 @@ def test_whole_image_plan_fills_every_cell_on_stand_ins(tmp_path):
                                       "--data-root", f"cub={cub}", "--data-root", f"partimagenet={pin}",
                                       "-q", "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.slow
+def test_whole_image_plan_fills_every_cell_on_stand_ins(tmp_path):
+    out = _reproduce_on_stand_ins("whole-image", CHEAP, tmp_path)
     tables = sorted(out.rglob("*.csv"))
     rows = [row for path in tables if path.parent.name == "tables" for row in csv.DictReader(path.open())]
     assert rows, [str(p) for p in tables]
@@ -155,21 +163,7 @@ def test_newer_methods_plan_trains_pdiscoformer_and_fills_its_tables_on_stand_in
     """The shipped ``newer-methods`` plan with tiny settings and its method list cut to pdiscoformer and
     pdisconet: they train (class labels of the CUB and PartImageNet stand-ins) and are scored with their own
     background under both families; every shipped method of the plan is dry-run in test_reproduce_plan.py."""
-    from test_datasets_partimagenet import write_tree as write_pin
-
-    text = shipped_plans()["newer-methods"].read_text()
-    for old, new in NEWER_CHEAP.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    plan = tmp_path / "newer-standins.toml"
-    plan.write_text(text)
-    cub = cub_stand_in(tmp_path / "cub" / "CUB_200_2011")
-    pin = write_pin(tmp_path / "pin" / "PartImageNet")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["reproduce", str(plan), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
-                                      "--data-root", f"cub={cub}", "--data-root", f"partimagenet={pin}",
-                                      "-q", "--device", "cpu"])
-    assert result.exit_code == 0, result.output
+    out = _reproduce_on_stand_ins("newer-methods", NEWER_CHEAP, tmp_path)
     rows = [row for path in sorted((out / "tables").glob("*.csv")) for row in csv.DictReader(path.open())]
     measured = {(row["method"], row["dataset"], row["protocol"]) for row in rows if row["seeds"] != "0"}
     assert {("pdiscoformer", "cub", "corrected"), ("pdiscoformer", "cub", "whole-image:64-crop"),
