@@ -166,6 +166,10 @@ def test_bench_runs_both_steps_on_the_same_computation():
     difference = float(report.split("one transform) = ")[1].split()[0])
     assert difference < 1e-5, report
     assert "release's step, float32 eager" in report and "partbench, float32 eager" in report and "speed-up: x" in report
+    # a precision the steps cannot run is refused, not run in float32 under its name
+    for option in ("amp", "release_amp"):
+        with pytest.raises(UserError, match=f"{option} must be bf16 or none, got 'fp16'"):
+            BENCHES.get("pdiscoformer")(**{option: "fp16"}, device="cpu")
 
 
 def test_the_training_estimate_times_a_tiny_step_and_leaves_paper_sizes_unmeasured():

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from benchmark.core.errors import UserError
 from benchmark.core.registry import register_bench
 from benchmark.methods.step_timing import time_steps
 from benchmark.methods.pdiscoformer.network import DEFAULT_BACKBONE
@@ -116,8 +117,15 @@ def release_step(net, optimizer, x, targets, config, amp):
 
 
 # -- the benchmark --------------------------------------------------------------------------------------------
-def _precision(value) -> str | None:
-    return None if str(value).lower() in ("", "none", "fp32", "float32") else str(value)
+def _precision(value, option: str = "amp") -> str | None:
+    """``None`` (float32) or ``"bf16"``; anything else is refused (a row labelled fp16 that ran float32
+    would be a wrong figure)."""
+    text = str(value).lower()
+    if text in ("", "none", "fp32", "float32"):
+        return None
+    if text != "bf16":
+        raise UserError(f"bench pdiscoformer: {option} must be bf16 or none, got {value!r}")
+    return text
 
 
 @dataclass
@@ -210,7 +218,7 @@ def bench_pdiscoformer(batch_size: int = 8, size: int = 518, num_parts: int = 8,
     from benchmark.methods.training.loop import step_generator
 
     dev = torch.device(resolve_device(device))
-    amp, release_amp = _precision(amp), _precision(release_amp)
+    amp, release_amp = _precision(amp), _precision(release_amp, "release_amp")
     compile_ = str(compile).lower() in ("1", "true", "yes")
     batch_size, size, num_parts, classes = int(batch_size), int(size), int(num_parts), int(classes)
     setup = bench_setup(batch_size, size, num_parts, classes, backbone, int(patch_size) or None, dev)
