@@ -79,6 +79,7 @@ special; a method overrides only what applies to it (nothing is looked up by nam
 * :meth:`training_seconds` (classmethod): that duration in seconds, or ``None`` when not measured. On a CPU,
   ``run``, ``sweep`` and ``export`` start a training estimated at no more than 10 minutes (a ``tiny``
   preset, a few ``-p steps``) and refuse anything longer or unknown without ``--train-if-missing``.
+  A ``TrainableMethod`` (``methods/training/method.py``) derives both from one ``step_estimate``.
 * ``train_view`` (tag, default ``"train"``): the dataset view ``benchmark train`` trains on.
 * :meth:`cache_key` with :meth:`caches_training`: the key under which a trained model is cached between
   runs; ``benchmark reproduce`` plans a ``train`` step only for a method that has one.
